@@ -1,0 +1,92 @@
+"""The per-cell results table that `sweep results` prints and the report embeds."""
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.aggregate import aggregate
+from analysis.load import load_sweep
+from analysis.style import fmt_mean_ci
+from analysis.sweep_data import NOT_CELL_KEYS, SweepData
+from trainables.errors import ConfigError
+
+FORMATS = ("table", "csv", "json")
+# Columns shown (when present) in the text table and the HTML report; the CSV has them all.
+HEADLINE = ("val_acc", "best_val_acc", "val_loss", "train_acc", "iou_original", "iou_shifted",
+            "n_params", "epochs_completed", "train_time_s")
+
+
+def result_keys(data: SweepData) -> list[str]:
+    """Cell keys of the results table: pairing, then the other swept keys present."""
+    return ["pairing"] + [k for k in data.swept_keys
+                          if k not in NOT_CELL_KEYS and k != "pairing" and k in data.runs.columns]
+
+
+def sweep_results(data: SweepData) -> pd.DataFrame:
+    """Aggregate a loaded sweep: one row per cell, every final metric with mean/std/CI.
+
+    Besides `n` (completed trials) the table counts `n_stopped` and `n_failed` trials, which
+    are not part of the statistics.
+    """
+    runs = data.runs
+    metrics = [m for m in data.metrics if m in runs.columns and pd.api.types.is_numeric_dtype(runs[m])]
+    keys = result_keys(data)
+    table = aggregate(runs, keys, metrics) if len(runs) else pd.DataFrame(columns=keys + ["n"])
+    for reason, col in (("stopped_early", "n_stopped"), ("failed", "n_failed")):
+        table.insert(len(keys) + 1, col, [_count(runs, keys, row, reason) for _, row in table.iterrows()])
+    return table
+
+
+def _count(runs: pd.DataFrame, keys: list[str], row: pd.Series, reason: str) -> int:
+    if "status_reason" not in runs:
+        return 0
+    mask = runs["status_reason"] == reason
+    for k in keys:
+        v = row[k]
+        mask &= runs[k].isna() if _missing(v) else runs[k].apply(lambda x, v=v: x == v)
+    return int(mask.sum())
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
+def results_table(tracking_uri: str, experiment: str | None = None, sweep: str | None = None) -> pd.DataFrame:
+    """Load a sweep (an experiment's newest, or a named one) and aggregate it per cell.
+
+    Raises:
+        ConfigError: the experiment or sweep is not in the store.
+    """
+    return sweep_results(load_sweep(tracking_uri, experiment=experiment, sweep=sweep))
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Readable form: cell keys, counts, and "mean ± CI" strings for the headline metrics."""
+    means = [c[: -len("_mean")] for c in table.columns if c.endswith("_mean")]
+    shown = [m for m in HEADLINE if m in means]
+    first = [c for c in table.columns if not any(c.startswith(f"{m}_") for m in means)]
+    out = table[first].copy()
+    for m in shown:
+        out[m] = [fmt_mean_ci(m, r[f"{m}_mean"], r[f"{m}_ci_low"], r[f"{m}_ci_high"])
+                  for _, r in table.iterrows()]
+    return out
+
+
+def format_results(df: pd.DataFrame, fmt: str = "table") -> str:
+    """Render a results table.
+
+    Args:
+        df: output of `results_table` / `sweep_results`.
+        fmt: "table" (aligned text with mean ± 95% CI), "csv" or "json" (every column).
+
+    Raises:
+        ConfigError: unknown format.
+    """
+    if fmt == "csv":
+        return df.to_csv(index=False)
+    if fmt == "json":
+        return df.to_json(orient="records", indent=2)
+    if fmt == "table":
+        if df.empty:
+            return "(no trials)"
+        return display_table(df).to_string(index=False) + "\n(mean ± half-width of the 95% t-interval over seeds)"
+    raise ConfigError(f"results format {fmt!r} is not known; use one of {', '.join(FORMATS)}")

@@ -1,0 +1,74 @@
+"""Tune callback that keeps MLflow's child runs truthful when Tune, not the trial, ends them."""
+from __future__ import annotations
+
+import logging
+
+from ray import tune
+
+log = logging.getLogger(__name__)
+
+
+def _run_id(client, trial, experiment_id: str, parent_run_id: str) -> str | None:
+    rid = (trial.last_result or {}).get("mlflow_run_id")
+    if rid:
+        return rid
+    flt = f"tags.trial_id = '{trial.trial_id}' and tags.`mlflow.parentRunId` = '{parent_run_id}'"
+    runs = client.search_runs([experiment_id], filter_string=flt, max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def _error_text(trial) -> str:
+    path = getattr(trial, "error_file", None)
+    if path:
+        try:
+            with open(path) as f:
+                return f.read()[-5000:]
+        except OSError:
+            pass
+    return str(getattr(trial, "error_msg", "") or "trial failed")
+
+
+class MlflowTrialFinalizer(tune.Callback):
+    """Marks runs stopped by a scheduler (status KILLED, tag status_reason=stopped_early with the
+    epoch) and runs that failed for good (FAILED, error tag and error.txt artifact)."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str):
+        self.uri, self.experiment_id, self.parent_run_id = tracking_uri, experiment_id, parent_run_id
+        self.completed, self.stopped, self.failed = 0, 0, 0
+
+    def _client(self):
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        last = trial.last_result or {}
+        if "epochs_completed" in last:
+            self.completed += 1
+            return
+        self.stopped += 1
+        try:
+            client = self._client()
+            rid = _run_id(client, trial, self.experiment_id, self.parent_run_id)
+            if rid:
+                epoch = int(last.get("epoch", 0))
+                client.set_tag(rid, "status_reason", "stopped_early")
+                client.set_tag(rid, "stopped_epoch", str(epoch))
+                client.set_tag(rid, "stop_reason", "scheduler stopped the trial at epoch %d" % epoch)
+                client.set_terminated(rid, status="KILLED")
+        except Exception as exc:  # bookkeeping must never take the sweep down
+            log.warning("could not mark trial %s as stopped early in MLflow: %s", trial.trial_id, exc)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.failed += 1
+        try:
+            client = self._client()
+            rid = _run_id(client, trial, self.experiment_id, self.parent_run_id)
+            if rid:
+                text = _error_text(trial)
+                client.set_tag(rid, "status_reason", "failed")
+                client.set_tag(rid, "error", text.strip().splitlines()[-1][:5000] if text.strip() else "failed")
+                client.log_text(rid, text, "error.txt")
+                client.set_terminated(rid, status="FAILED")
+        except Exception as exc:
+            log.warning("could not mark trial %s as failed in MLflow: %s", trial.trial_id, exc)

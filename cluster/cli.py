@@ -1,0 +1,157 @@
+"""`sweep`: a thin CLI; each subcommand maps to one function elsewhere."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from trainables.errors import ConfigError
+
+EPILOG = "Defaults: local Ray, MLflow at sqlite:///mlflow.db. A cluster is one flag away: --address, --tracking-uri."
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed so recipes and tests can check their commands against it)."""
+    p = argparse.ArgumentParser(prog="sweep", description="Ray Tune + MLflow sweeps of inductive-bias experiments",
+                                epilog=EPILOG)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ls = sub.add_parser("list", help="list experiments (default), models, pairings or config keys")
+    ls.add_argument("what", nargs="?", default="experiments", choices=["experiments", "models", "pairings", "keys"])
+
+    run = sub.add_parser("run", help="run an experiment as a Ray Tune sweep logged to MLflow")
+    run.add_argument("experiment")
+    run.add_argument("--seeds", type=int, help="replicates per cell (default: the experiment's, 3 for most)")
+    run.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
+    run.add_argument("--grid", dest="grids", action="append", metavar="KEY=V1,V2",
+                     help="sweep a key over values (repeatable)")
+    run.add_argument("--smoke", action="store_true", help="tiny epochs/data: any experiment in < 2 min on 2 cores")
+    run.add_argument("--num-samples", type=int, default=1, help="Tune num_samples (samples of a search)")
+    run.add_argument("--scheduler", choices=["asha", "none"], help="trial scheduler (default: the experiment's)")
+    run.add_argument("--search", default="random", help="search algorithm: random (Tune's), hyperopt, optuna")
+    _add_common(run)
+    run.add_argument("--cpus-per-trial", type=_float)
+    run.add_argument("--gpus-per-trial", type=_float, help="fractional GPUs per trial (default 0.25 if GPUs)")
+    run.add_argument("--max-concurrent", type=int)
+    run.add_argument("--max-failures", type=int, default=2, help="retries per trial (FailureConfig)")
+    run.add_argument("--name", help="sweep name (default EXPERIMENT-YYYYmmdd-HHMMSS)")
+    run.add_argument("--storage-path", help="Tune storage: local/shared path or cloud URI (default ./ray_results)")
+    run.add_argument("--data-root", help="where CIFAR-10/MNIST files live (config key data_root)")
+    run.add_argument("--no-ship-code", action="store_true",
+                     help="with --address: use the project installed on the nodes instead of shipping this dir")
+
+    res = sub.add_parser("resume", help="resume an interrupted sweep (Tuner.restore) into the same MLflow runs")
+    res.add_argument("name")
+    res.add_argument("--storage-path")
+    res.add_argument("--address")
+
+    out = sub.add_parser("results", help="per-cell mean and 95%% CI over seeds, read back from MLflow")
+    out.add_argument("experiment", nargs="?")
+    out.add_argument("--sweep")
+    out.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    out.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+
+    rep = sub.add_parser("report", help="write the HTML report of a sweep and attach it to the parent run")
+    rep.add_argument("experiment", nargs="?")
+    rep.add_argument("--sweep")
+    rep.add_argument("--out")
+    rep.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+
+    srv = sub.add_parser("server", help="start an MLflow tracking server (loopback unless --host)")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=5000)
+    srv.add_argument("--backend-store-uri", default="sqlite:///mlflow.db")
+    srv.add_argument("--artifacts-destination", default="./mlartifacts")
+    srv.add_argument("--app-name", choices=["basic-auth"])
+    srv.add_argument("--workers", type=int)
+    return p
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", help="Ray cluster: auto | ray://HOST:10001 (default: start local Ray)")
+    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking URI")
+
+
+def cmd_list(args) -> int:
+    from cluster import listing
+
+    print(listing.render(args.what))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from cluster.runner import RunOptions, run_sweep
+    from cluster.values import parse_grids, parse_sets
+
+    opts = RunOptions(experiment=args.experiment, seeds=args.seeds, sets=parse_sets(args.sets),
+                      grids=parse_grids(args.grids), smoke=args.smoke, num_samples=args.num_samples,
+                      address=args.address, tracking_uri=args.tracking_uri, cpus_per_trial=args.cpus_per_trial,
+                      gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, name=args.name,
+                      storage_path=args.storage_path, data_root=args.data_root, max_failures=args.max_failures,
+                      scheduler=args.scheduler, search=args.search, ship_code=not args.no_ship_code)
+    return run_sweep(opts)
+
+
+def cmd_resume(args) -> int:
+    from cluster.runner import resume_sweep
+
+    return resume_sweep(args.name, args.storage_path, args.address)
+
+
+def cmd_results(args) -> int:
+    from analysis.results import format_results, results_table
+    from cluster.tracking import check_tracking_uri
+
+    _need_target(args)
+    table = results_table(check_tracking_uri(args.tracking_uri), experiment=args.experiment, sweep=args.sweep)
+    print(format_results(table, args.format))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from analysis.report import write_report
+    from cluster.tracking import check_tracking_uri
+
+    _need_target(args)
+    path = write_report(check_tracking_uri(args.tracking_uri), experiment=args.experiment, sweep=args.sweep,
+                        out_dir=args.out)
+    print(f"report written: {path}")
+    return 0
+
+
+def cmd_server(args) -> int:
+    from cluster.server import serve
+
+    return serve(host=args.host, port=args.port, backend_store_uri=args.backend_store_uri,
+                 artifacts_destination=args.artifacts_destination, app_name=args.app_name, workers=args.workers) or 0
+
+
+def _need_target(args) -> None:
+    if not args.experiment and not args.sweep:
+        raise ConfigError("name an EXPERIMENT or pass --sweep NAME")
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "resume": cmd_resume, "results": cmd_results,
+            "report": cmd_report, "server": cmd_server}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"sweep {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"sweep {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

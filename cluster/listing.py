@@ -1,0 +1,51 @@
+"""Text for `sweep list`: experiments, models with parameter counts, pairings, config keys."""
+from __future__ import annotations
+
+from search_spaces import EXPERIMENTS
+from trainables.config import TrainConfig
+from trainables.data import DATASETS
+from trainables.models import count_params
+from trainables.pairings import PAIRINGS
+
+
+def render(what: str) -> str:
+    if what == "experiments":
+        width = max(map(len, EXPERIMENTS))
+        return "\n".join(f"{n:<{width}}  {e.description}" for n, e in EXPERIMENTS.items())
+    if what == "models":
+        return _models()
+    if what == "pairings":
+        return "\n".join(f"{n:<34} protocol: {p.defaults.get('optimizer')} lr={p.defaults.get('lr')}"
+                         for n, p in PAIRINGS.items())
+    keys = sorted(TrainConfig.keys())
+    lines = ["training: " + ", ".join(keys)]
+    for name, spec in DATASETS.items():
+        lines.append(f"dataset {name}: " + ", ".join(sorted(spec.config.keys())))
+    for name, p in PAIRINGS.items():
+        if p.model_args:
+            lines.append(f"model args of {name}: " + ", ".join(sorted(p.model_args)))
+    return "\n".join(lines)
+
+
+def _models() -> str:
+    """Each registered model with its parameter count in its pairing's default configuration."""
+    import torch
+
+    from trainables.models import build_model, model_kwargs
+
+    rows = []
+    for name, p in PAIRINGS.items():
+        kwargs = {arg: p.defaults[key] for key, arg in p.model_args.items()
+                  if key in p.defaults and arg in model_kwargs(p.model)}
+        if "hidden_dims" in kwargs:
+            kwargs["hidden_dims"] = tuple(kwargs["hidden_dims"])
+        if "num_classes" in model_kwargs(p.model) and p.dataset == "edges":
+            kwargs["num_classes"] = 3
+        with torch.device("meta"):
+            try:
+                total, trainable = count_params(build_model(p.model, **kwargs))
+            except Exception as exc:  # a model needing real tensors at build time still gets listed
+                rows.append(f"{p.model:<20} {p.dataset:<18} ({type(exc).__name__})")
+                continue
+        rows.append(f"{p.model:<20} {p.dataset:<18} {total:>12,} params ({trainable:,} trainable)")
+    return "\n".join(rows)

@@ -1,0 +1,214 @@
+"""`sweep run` and `sweep resume`: plan -> checks -> Ray -> parent run -> Tuner -> results."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cluster import ray_setup, tracking
+from cluster.plan import Plan, make_plan, to_tune_space
+from search_spaces import get_experiment
+from trainables.errors import ConfigError
+from trainables.tracking import TrackingInfo
+
+SWEEP_FILE = "sweep.json"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass
+class RunOptions:
+    """Everything `sweep run` accepts, checked in __post_init__ (before Ray or MLflow start)."""
+
+    experiment: str
+    seeds: int | None = None
+    sets: dict[str, Any] = field(default_factory=dict)
+    grids: dict[str, list] = field(default_factory=dict)
+    smoke: bool = False
+    num_samples: int = 1
+    address: str | None = None
+    tracking_uri: str = tracking.DEFAULT_TRACKING_URI
+    cpus_per_trial: float | None = None
+    gpus_per_trial: float | None = None
+    max_concurrent: int | None = None
+    name: str | None = None
+    storage_path: str | None = None
+    data_root: str | None = None
+    max_failures: int = 2
+    scheduler: str | None = None
+    search: str = "random"
+    ship_code: bool = True
+    quiet: bool = False
+
+    def __post_init__(self):
+        if self.name is not None and not NAME_RE.match(self.name):
+            raise ConfigError(f"--name {self.name!r} must be letters, digits, '_', '.', '-' (max 128 chars)")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise ConfigError(f"--max-concurrent must be >= 1, got {self.max_concurrent}")
+        if self.max_failures < 0:
+            raise ConfigError(f"--max-failures must be >= 0, got {self.max_failures}")
+        ray_setup.check_gpu_arg(self.gpus_per_trial)
+        if self.cpus_per_trial is not None and (self.cpus_per_trial < 1 or self.cpus_per_trial != int(self.cpus_per_trial)):
+            raise ConfigError(f"--cpus-per-trial must be a whole number >= 1, got {self.cpus_per_trial:g}")
+
+
+def resolve_storage(path: str | None) -> str:
+    """Absolute local path (created and checked writable) or a URI Tune accepts (s3://, gs://, ...)."""
+    if path and "://" in path:
+        return path
+    p = Path(path or "ray_results").expanduser().resolve()
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--storage-path {p} cannot be created: {exc.strerror}") from None
+    if not os.access(p, os.W_OK):
+        raise ConfigError(f"--storage-path {p} is not writable")
+    return str(p)
+
+
+def declaration(plan: Plan) -> dict[str, Any]:
+    exp = plan.experiment
+    d = dataclasses.asdict(exp)
+    d.update(fixed=plan.fixed, axes={k: (v if isinstance(v, list) else repr(v)) for k, v in plan.axes.items()},
+             per_pairing={p: {k: repr(v) for k, v in vals.items()} for p, vals in plan.per_pairing.items()},
+             swept_keys=plan.swept_keys, num_samples=plan.num_samples, smoke=plan.smoke)
+    return json.loads(json.dumps(d, default=repr))
+
+
+def build_plan(opts: RunOptions) -> Plan:
+    exp = get_experiment(opts.experiment)
+    extra = {"data_root": opts.data_root} if opts.data_root else {}
+    if exp.search is not None and opts.scheduler is None:
+        opts.scheduler = exp.search.scheduler
+    return make_plan(exp, opts.sets, opts.grids, opts.seeds, opts.smoke, opts.num_samples, extra_fixed=extra)
+
+
+def run_sweep(opts: RunOptions) -> int:
+    """Run a sweep end to end; returns the process exit code (0 ok, 1 some trials failed)."""
+    plan = build_plan(opts)  # every cell validated here
+    uri = tracking.check_tracking_uri(opts.tracking_uri)
+    storage = resolve_storage(opts.storage_path)
+    name = opts.name or f"{plan.experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if "://" not in storage and (Path(storage) / name).exists():
+        raise ConfigError(f"a sweep named {name!r} already exists in {storage}; pick another --name or "
+                          f"`sweep resume {name}`")
+    ray_setup.init_ray(opts.address, ship_code=opts.ship_code)
+    cpus, gpus, nodes = ray_setup.cluster_resources()
+    resources = ray_setup.trial_resources(opts.cpus_per_trial, opts.gpus_per_trial, cpus, gpus)
+    if nodes > 1 and opts.storage_path is None:
+        raise ConfigError(f"the cluster has {nodes} nodes: pass --storage-path with a shared filesystem path or a "
+                          "cloud URI (s3://..., gs://...) so every node can write checkpoints")
+    plan.fixed["threads"] = int(resources["cpu"])
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = tracking.get_or_create_experiment(client, plan.experiment.name, uri)
+    sha = tracking.git_sha()
+    search = "grid" if not plan.sampled else opts.search
+    parent = tracking.create_parent_run(
+        client, exp_id, name, plan.experiment.name,
+        {"swept_keys": json.dumps(plan.swept_keys), "git_sha": sha, "search": search,
+         "smoke": str(plan.smoke).lower(), "storage_path": storage, "n_trials": str(plan.n_trials())},
+        {**plan.fixed, "seeds": plan.seeds, "num_samples": plan.num_samples}, declaration(plan))
+    meta = {"name": name, "experiment": plan.experiment.name, "tracking_uri": uri, "experiment_id": exp_id,
+            "parent_run_id": parent, "resources": resources, "storage_path": storage, "git_sha": sha,
+            "swept_keys": plan.swept_keys, "options": {k: v for k, v in dataclasses.asdict(opts).items()}}
+    if "://" not in storage:
+        (Path(storage) / name).mkdir(parents=True, exist_ok=True)
+        (Path(storage) / name / SWEEP_FILE).write_text(json.dumps(meta, indent=2, default=str))
+    if not opts.quiet:
+        print(f"sweep {name}: {plan.n_trials()} trials of {plan.experiment.name} "
+              f"({resources['cpu']:g} CPU, {resources['gpu']:g} GPU each); MLflow {uri}, parent run {parent}",
+              flush=True)
+    tuner = _make_tuner(plan, opts, meta, resources)
+    return _fit_and_close(tuner, client, meta, opts)
+
+
+def _trainable(meta: dict, resources: dict):
+    from ray import tune
+
+    from trainables.trainable import train
+
+    info = TrackingInfo(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"], meta["name"],
+                        meta["experiment"], meta["git_sha"], tuple(meta["swept_keys"]))
+    return tune.with_resources(tune.with_parameters(train, tracking=info), resources)
+
+
+def _run_config(opts: RunOptions, meta: dict):
+    from ray import tune
+
+    from cluster.callbacks import MlflowTrialFinalizer
+
+    return tune.RunConfig(
+        name=meta["name"], storage_path=meta["storage_path"],
+        failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        callbacks=[MlflowTrialFinalizer(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"])],
+        verbose=0 if opts.quiet else 1)
+
+
+def _make_tuner(plan: Plan, opts: RunOptions, meta: dict, resources: dict):
+    from ray import tune
+
+    from cluster.search import make_search
+
+    scheduler, search_alg, metric, mode = make_search(plan, opts)
+    tune_config = tune.TuneConfig(num_samples=plan.num_samples, max_concurrent_trials=opts.max_concurrent,
+                                  reuse_actors=True, scheduler=scheduler, search_alg=search_alg,
+                                  metric=metric, mode=mode)
+    return tune.Tuner(_trainable(meta, resources), param_space=to_tune_space(plan), tune_config=tune_config,
+                      run_config=_run_config(opts, meta))
+
+
+def _fit_and_close(tuner, client, meta: dict, opts: RunOptions) -> int:
+    results = tuner.fit()
+    errors = sum(1 for r in results if r.error is not None)
+    client.set_tag(meta["parent_run_id"], "n_errors", str(errors))
+    client.set_terminated(meta["parent_run_id"], status="FINISHED" if errors < len(results) else "FAILED")
+    if not opts.quiet:
+        print_results(meta)
+    return 1 if errors else 0
+
+
+def print_results(meta: dict) -> None:
+    from analysis.results import format_results, results_table
+
+    table = results_table(meta["tracking_uri"], sweep=meta["name"])
+    print(f"\nResults of {meta['name']} (mean and 95% CI over seeds):")
+    print(format_results(table, "table"))
+    print(f"\nBrowse every trial:  mlflow ui --backend-store-uri {meta['tracking_uri']}")
+
+
+def load_meta(name: str, storage_path: str | None) -> dict:
+    storage = resolve_storage(storage_path)
+    path = Path(storage) / name / SWEEP_FILE
+    if not path.exists():
+        known = sorted(p.parent.name for p in Path(storage).glob(f"*/{SWEEP_FILE}"))
+        raise ConfigError(f"no sweep named {name!r} in {storage}; known sweeps: {', '.join(known) or 'none'}")
+    return json.loads(path.read_text())
+
+
+def resume_sweep(name: str, storage_path: str | None = None, address: str | None = None) -> int:
+    """Restore an interrupted sweep with Tuner.restore: unfinished and errored trials continue from
+    their checkpoints into the same MLflow runs; finished trials are not rerun."""
+    from mlflow.tracking import MlflowClient
+    from ray import tune
+
+    meta = load_meta(name, storage_path)
+    opts = RunOptions(**{k: v for k, v in meta["options"].items() if k in {f.name for f in dataclasses.fields(RunOptions)}})
+    uri = tracking.check_tracking_uri(meta["tracking_uri"])
+    client = MlflowClient(tracking_uri=uri)
+    client.update_run(meta["parent_run_id"], status="RUNNING")
+    ray_setup.init_ray(address or opts.address, ship_code=opts.ship_code)
+    path = str(Path(meta["storage_path"]) / name) if "://" not in meta["storage_path"] else f"{meta['storage_path']}/{name}"
+    if not tune.Tuner.can_restore(path):
+        raise ConfigError(f"sweep {name!r} has no Tune state in {path} to restore")
+    tuner = tune.Tuner.restore(path, trainable=_trainable(meta, meta["resources"]), resume_unfinished=True,
+                               resume_errored=True, restart_errored=False)
+    print(f"resuming sweep {name} from {path}; MLflow parent run {meta['parent_run_id']}", flush=True)
+    return _fit_and_close(tuner, client, meta, opts)

@@ -1,0 +1,21 @@
+"""Named experiments: one explicit dict, filled from the per-family lists below."""
+from __future__ import annotations
+
+from search_spaces.domains import Choice, LogUniform, RandInt, Uniform
+from search_spaces.edge import EDGE_EXPERIMENTS
+from search_spaces.experiment import Experiment, Hypothesis, Search
+from trainables.errors import UnknownName
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [*EDGE_EXPERIMENTS]}
+
+
+def get_experiment(name: str) -> Experiment:
+    """Look up an experiment by name; raises UnknownName with close matches."""
+    try:
+        return EXPERIMENTS[name]
+    except KeyError:
+        raise UnknownName("experiment", name, EXPERIMENTS) from None
+
+
+__all__ = ["EXPERIMENTS", "Choice", "Experiment", "Hypothesis", "LogUniform", "RandInt", "Search", "Uniform",
+           "get_experiment"]

@@ -1,0 +1,114 @@
+"""Experiments are values: pairings x fixed settings x swept axes x seeds, plus report contents."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from search_spaces.domains import SAMPLED
+from trainables.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A directional claim the report answers from the data.
+
+    "`better` has higher `metric` than `worse`" (lower when mode="min"), tested per cell with a
+    Welch t-test; `at` restricts the cells (e.g. {"data_per_class": 10}), empty = every cell.
+    `better`/`worse` are pairing names; `better_fixed`/`worse_fixed` further select runs by
+    param value (e.g. {"init": "edge_detector"}) and `other_experiment` takes `worse` from
+    another experiment's runs (e.g. edge-detector-init vs the random-init CNN).
+    """
+
+    text: str
+    better: str
+    worse: str
+    metric: str = "val_acc"
+    mode: str = "max"
+    at: dict[str, Any] = field(default_factory=dict)
+    other_experiment: str | None = None
+
+    def __post_init__(self):
+        if self.mode not in ("max", "min"):
+            raise ConfigError(f"Hypothesis mode must be 'max' or 'min', got {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class Search:
+    """Hyper-parameter search declaration: what to optimise and how."""
+
+    metric: str = "val_acc"
+    mode: str = "max"
+    scheduler: str = "asha"
+    grace_period: int = 10
+    reduction_factor: int = 3
+    num_samples: int = 16
+
+    def __post_init__(self):
+        if self.mode not in ("max", "min"):
+            raise ConfigError(f"search mode must be 'max' or 'min', got {self.mode!r}")
+        if self.scheduler not in ("asha", "none"):
+            raise ConfigError(f"search scheduler must be 'asha' or 'none', got {self.scheduler!r}")
+        if self.grace_period < 1:
+            raise ConfigError(f"grace_period must be >= 1 epoch, got {self.grace_period}")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A named sweep.
+
+    Attributes:
+        name: id used on the command line and as the MLflow experiment name.
+        description: one line for `sweep list`.
+        pairings: pairing names ("model/dataset") swept as the `pairing` axis.
+        fixed: settings shared by every trial (override pairing defaults).
+        axes: grid axes, key -> list of values (tune.grid_search), or sampled domains
+            (search_spaces.domains) for `--num-samples` searches.
+        per_pairing: pairing -> settings that apply to that pairing only: fixed values, or sampled
+            domains for searches (e.g. kernel size for the CNN, hidden width for the MLP).
+        seeds: replicates per cell; seeds are seed_start, seed_start+1, ...
+        smoke: overrides applied by `--smoke` (shrinks epochs and data for CI).
+        plots: analysis plot names the report draws (see analysis.plots.PLOTS).
+        hypotheses: claims the report answers with CIs and p-values.
+        compare_with: other experiments whose runs the report plots alongside.
+        search: set for hyper-parameter searches (metric/mode/scheduler).
+        analytic: computed without training (no Ray trials).
+    """
+
+    name: str
+    description: str
+    pairings: tuple[str, ...]
+    fixed: dict[str, Any] = field(default_factory=dict)
+    axes: dict[str, Any] = field(default_factory=dict)
+    per_pairing: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seeds: int = 3
+    seed_start: int = 10
+    smoke: dict[str, Any] = field(default_factory=dict)
+    plots: tuple[str, ...] = ()
+    hypotheses: tuple[Hypothesis, ...] = ()
+    compare_with: tuple[str, ...] = ()
+    search: Search | None = None
+    analytic: bool = False
+
+    def __post_init__(self):
+        if not self.analytic and not self.pairings:
+            raise ConfigError(f"experiment {self.name!r} has no pairings")
+        if self.seeds < 1:
+            raise ConfigError(f"seeds must be >= 1, got {self.seeds}")
+        for key, values in self.axes.items():
+            if not isinstance(values, SAMPLED) and (not isinstance(values, (list, tuple)) or not values):
+                raise ConfigError(f"axis {key!r} of {self.name!r} needs a non-empty list or a domain, got {values!r}")
+        unknown = set(self.per_pairing) - set(self.pairings)
+        if unknown:
+            raise ConfigError(f"per_pairing of {self.name!r} names pairings not in the experiment: {sorted(unknown)}")
+
+    @property
+    def swept_keys(self) -> list[str]:
+        """Keys that vary between cells (not counting seed): pairing, grid axes, per-pairing axes."""
+        keys = ["pairing"] if len(self.pairings) > 1 else []
+        keys += [k for k in self.axes]
+        for extra in self.per_pairing.values():
+            keys += [k for k, v in extra.items() if isinstance(v, SAMPLED) and k not in keys]
+        return keys
+
+    def seed_values(self, n: int | None = None) -> list[int]:
+        return list(range(self.seed_start, self.seed_start + (n or self.seeds)))

@@ -1,0 +1,164 @@
+"""Per-trial figures as PNG bytes: conv1 kernels, confusion matrix, training curves.
+
+NumPy in, PNG bytes out, drawn on `matplotlib.figure.Figure` with the Agg canvas (no pyplot
+global state, so it is safe inside Ray workers and threads). The `draw_*` helpers are shared
+with `analysis.plots`, which lays several of them out on one figure.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from torchvision.utils import make_grid
+
+from trainables.errors import ConfigError
+
+DPI = 100
+TRAIN_STYLE = "-"
+VAL_STYLE = "--"
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A Figure bound to an Agg canvas (headless)."""
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_png(fig: Figure) -> bytes:
+    """Render `fig` to PNG bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def kernel_grid(weights: np.ndarray) -> np.ndarray:
+    """Tile first-layer conv kernels into one image (SPEC 3.3).
+
+    Args:
+        weights: conv weights of shape (F, C_in, k, k). When C_in != 3 only input channel 0
+            is shown (greyscale); with C_in == 3 the kernels are drawn as RGB.
+
+    Returns:
+        float array (H, W, 3) in [0, 1]: `make_grid(nrow=8, padding=1, normalize=True)`, i.e.
+        min-max scaled over the whole grid, so kernels are comparable with each other.
+
+    Raises:
+        ConfigError: `weights` is not 4-D.
+    """
+    w = np.asarray(weights, dtype=np.float32)
+    if w.ndim != 4:
+        raise ConfigError(f"kernel weights must have shape (F, C_in, k, k), got shape {w.shape}")
+    t = torch.from_numpy(np.ascontiguousarray(w))
+    if t.shape[1] != 3:
+        t = t[:, :1]
+    grid = make_grid(t, nrow=8, padding=1, normalize=True)
+    return grid.permute(1, 2, 0).numpy()
+
+
+def draw_kernels(ax: Axes, weights: np.ndarray, title: str) -> None:
+    """Draw the kernel grid of `weights` on `ax` with axes off."""
+    ax.imshow(kernel_grid(weights), interpolation="nearest")
+    ax.set_title(title, fontsize=10)
+    ax.axis("off")
+
+
+def kernels_png(initial: np.ndarray, final: np.ndarray, title: str) -> bytes:
+    """Untrained (left) beside trained (right) conv1 kernels, as PNG bytes."""
+    rows = min(int(np.shape(final)[0]) // 8 + 1, 64)
+    fig = new_figure(8, rows + 1)
+    ax0, ax1 = fig.subplots(1, 2)
+    draw_kernels(ax0, initial, "untrained (initial)")
+    draw_kernels(ax1, final, "trained (final)")
+    fig.suptitle(title)
+    return figure_png(fig)
+
+
+def draw_confusion(ax: Axes, matrix: np.ndarray, labels: Sequence[str], title: str) -> None:
+    """Confusion matrix in the SPEC 4.3 style: Blues, colour bar, counts with one decimal.
+
+    Rows are true classes, columns predicted; "Predicted" is on top, "True" on the left.
+    Counts are written with one decimal so means over seeds read the same as raw counts.
+    """
+    m = np.asarray(matrix, dtype=float)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] != len(labels):
+        raise ConfigError(f"confusion matrix must be square with one row per label "
+                          f"({len(labels)} labels), got shape {m.shape}")
+    im = ax.imshow(m, cmap="Blues", vmin=0)
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ticks = range(len(labels))
+    ax.set_xticks(ticks, labels, rotation=45 if max(map(len, labels), default=0) > 6 else 0)
+    ax.set_yticks(ticks, labels)
+    ax.xaxis.tick_top()
+    ax.xaxis.set_label_position("top")
+    ax.set_xlabel("Predicted")
+    ax.set_ylabel("True")
+    threshold = m.max() / 2 if m.size else 0
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(j, i, f"{m[i, j]:.1f}", ha="center", va="center",
+                    color="white" if m[i, j] > threshold else "black", fontsize=9)
+    ax.set_title(title, fontsize=10, pad=8)
+
+
+def confusion_matrix_png(matrix: np.ndarray, labels: list[str], title: str) -> bytes:
+    """One confusion matrix (rows true, columns predicted) as PNG bytes."""
+    n = len(labels)
+    fig = new_figure(max(4.0, 1.1 * n + 2), max(3.5, 1.1 * n + 1.5))
+    draw_confusion(fig.subplots(), matrix, labels, title)
+    return figure_png(fig)
+
+
+def is_accuracy(key: str) -> bool:
+    """Accuracy metrics are logged as fractions and drawn in percent."""
+    return "acc" in key
+
+
+def plot_curve(ax: Axes, epochs: Sequence[float], mean: Sequence[float], *, label: str,
+               color: str | None = None, linestyle: str = "-",
+               low: Sequence[float] | None = None, high: Sequence[float] | None = None) -> None:
+    """One curve with an optional shaded band (e.g. a 95% CI over seeds)."""
+    ax.plot(epochs, mean, linestyle=linestyle, color=color, label=label, linewidth=1.5)
+    if low is not None and high is not None:
+        ax.fill_between(epochs, low, high, color=ax.lines[-1].get_color(), alpha=0.18, linewidth=0)
+
+
+def format_curve_axes(ax_loss: Axes, ax_acc: Axes) -> None:
+    """Shared labels for a loss panel and an accuracy (%) panel against epoch."""
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("accuracy (%)")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(True, alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.lines:
+            ax.legend(fontsize=8)
+
+
+def curves_png(history: Mapping[str, Sequence[float]], title: str) -> bytes:
+    """Loss and accuracy (%) against epoch, train (solid) and validation (dashed).
+
+    Args:
+        history: metric name -> per-epoch values (epoch 1 first); reads train_loss, val_loss,
+            train_acc, val_acc (fractions) when present, and ignores other keys.
+        title: figure title.
+    """
+    fig = new_figure(10, 4)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    for split, style in (("train", TRAIN_STYLE), ("val", VAL_STYLE)):
+        for ax, kind in ((ax_loss, "loss"), (ax_acc, "acc")):
+            values = history.get(f"{split}_{kind}")
+            if values is None or len(values) == 0:
+                continue
+            y = np.asarray(values, dtype=float) * (100 if kind == "acc" else 1)
+            plot_curve(ax, np.arange(1, len(y) + 1), y, label=split, linestyle=style)
+    format_curve_axes(ax_loss, ax_acc)
+    fig.suptitle(title)
+    return figure_png(fig)

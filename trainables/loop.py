@@ -1,0 +1,152 @@
+"""The training loop: batches are slices of device-resident tensors, metrics stay on the device.
+
+Per-epoch metrics are written into a preallocated device tensor, so nothing synchronises with
+the host inside an epoch (no `.item()` per step); the caller reads the history only when it
+reports. Notebook-scale losses (SPEC 3.1: sum of batch-mean losses / N) and true per-sample
+means are both kept.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables.config import TrainConfig
+from trainables.data.bundle import DataBundle
+
+# Columns of the per-epoch history tensor, in order.
+HISTORY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "train_loss_mean", "val_loss_mean", "lr")
+
+
+def make_optimizer(model: nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
+    """SGD(momentum) or Adam with coupled L2 weight decay, over every parameter (SPEC 3.1/3.4)."""
+    params = list(model.parameters())
+    if tc.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
+    return torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, tc: TrainConfig):
+    """Cosine annealing stepped once per epoch after evaluation, or None."""
+    if tc.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=tc.t_max or tc.epochs)
+    return None
+
+
+def loss_fn(tc: TrainConfig):
+    return F.cross_entropy if tc.loss == "cross_entropy" else F.mse_loss
+
+
+class Trainer:
+    """Trains one model on one DataBundle; `run_epoch` fills one row of `history`."""
+
+    def __init__(self, model: nn.Module, bundle: DataBundle, tc: TrainConfig, device: torch.device):
+        self.model, self.bundle, self.tc, self.device = model, bundle, tc, device
+        self.classify = bundle.task == "classification"
+        self.criterion = loss_fn(tc)
+        self.opt = make_optimizer(model, tc)
+        self.sched = make_scheduler(self.opt, tc)
+        # Shuffling draws from its own generator so resuming restores exactly the same order.
+        self.gen = torch.Generator().manual_seed(tc.seed)
+        self.history = torch.zeros(tc.epochs, len(HISTORY_KEYS), dtype=torch.float64, device=device)
+        if tc.evaluate_on == "train":
+            self.x_eval, self.y_eval = bundle.x_train, bundle.y_train
+        else:
+            self.x_eval, self.y_eval = bundle.x_val, bundle.y_val
+
+    def _batch_stats(self, out: torch.Tensor, y: torch.Tensor):
+        if not self.classify:
+            return torch.zeros((), device=self.device)
+        return (out.argmax(1) == y).sum()
+
+    def train_epoch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One pass over the training tensors. Returns (sum of batch-mean losses, sum of sample losses, correct)."""
+        self.model.train()
+        x, y, bs = self.bundle.x_train, self.bundle.y_train, self.tc.batch_size
+        n = x.shape[0]
+        order = torch.randperm(n, generator=self.gen).to(self.device) if self.tc.shuffle else None
+        loss_sum = torch.zeros((), device=self.device)
+        sample_loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        for start in range(0, n, bs):
+            if order is None:
+                xb, yb = x[start:start + bs], y[start:start + bs]
+            else:
+                idx = order[start:start + bs]
+                xb, yb = x[idx], y[idx]
+            out = self.model(self.bundle.prepare(xb))
+            loss = self.criterion(out, yb)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            loss = loss.detach()
+            loss_sum += loss
+            sample_loss_sum += loss * yb.shape[0]
+            correct += self._batch_stats(out.detach(), yb)
+        return loss_sum, sample_loss_sum, correct
+
+    @torch.no_grad()
+    def evaluate(self, confusion: bool = False):
+        """Evaluate on the held-out (or training) tensors.
+
+        Returns:
+            (sum of batch-mean losses, sum of sample losses, correct, confusion matrix or None);
+            the matrix is num_classes x num_classes, rows = true, columns = predicted.
+        """
+        self.model.eval()
+        x, y, bs = self.x_eval, self.y_eval, self.tc.eval_batch_size
+        k = self.bundle.num_classes
+        loss_sum = torch.zeros((), device=self.device)
+        sample_loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        cm = torch.zeros(k * k, dtype=torch.long, device=self.device) if confusion and self.classify else None
+        for start in range(0, x.shape[0], bs):
+            xb, yb = x[start:start + bs], y[start:start + bs]
+            out = self.model(self.bundle.prepare(xb))
+            loss = self.criterion(out, yb)
+            loss_sum += loss
+            sample_loss_sum += loss * yb.shape[0]
+            if self.classify:
+                pred = out.argmax(1)
+                correct += (pred == yb).sum()
+                if cm is not None:
+                    cm += torch.bincount(yb * k + pred, minlength=k * k)
+        return loss_sum, sample_loss_sum, correct, None if cm is None else cm.view(k, k)
+
+    def run_epoch(self, epoch: int) -> None:
+        """Train and evaluate epoch `epoch` (1-based) and store its metrics in `history`."""
+        lr = self.opt.param_groups[0]["lr"]
+        tl, tls, tc_ = self.train_epoch()
+        vl, vls, vc, _ = self.evaluate()
+        n_train, n_eval = self.bundle.x_train.shape[0], self.x_eval.shape[0]
+        row = torch.stack([tl / n_train, tc_ / n_train, vl / n_eval, vc / n_eval,
+                           tls / n_train, vls / n_eval, torch.tensor(lr, device=self.device)])
+        self.history[epoch - 1] = row.to(self.history.dtype)
+        if self.sched is not None:
+            self.sched.step()
+
+    def history_rows(self, first: int, last: int) -> list[dict[str, float]]:
+        """Metrics of epochs first..last (1-based, inclusive) as dicts; one host transfer."""
+        rows = self.history[first - 1:last].cpu().tolist()
+        keys = HISTORY_KEYS if self.classify else tuple(k for k in HISTORY_KEYS if "acc" not in k)
+        idx = [HISTORY_KEYS.index(k) for k in keys]
+        return [{k: r[i] for k, i in zip(keys, idx)} for r in rows]
+
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": None if self.sched is None else self.sched.state_dict(),
+            "generator": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": self.history.cpu(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        if self.sched is not None and state["scheduler"] is not None:
+            self.sched.load_state_dict(state["scheduler"])
+        self.gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.history.copy_(state["history"].to(self.device))

@@ -1,0 +1,76 @@
+"""Model registry: one explicit dict from name to constructor. `build_model` is the only entry point."""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+from torch import nn
+
+from trainables.errors import ConfigError, UnknownName
+from trainables.models.cifar import (BaseCNN, ConvNet, ConvNetSmall, ConvNetTiny, LabCNN, LabMLP,
+                                     MLPBaseline, SimpleMLP)
+from trainables.models.detect import CNNDetector, MLPDetector
+from trainables.models.edge import (DeeperCNN, SimpleCNN, SimpleCNNAvgPool, ThreeLayerCNN,
+                                    ThreeLayerMLP, TwoLayerMLP, WiderCNN)
+from trainables.models.mnist import LeNet5, MnistMLP, ModifiedResNet18
+from trainables.models.probes import LinearProbe
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    # edge task (SPEC 2.1), input 1x28x28
+    "simple_cnn": SimpleCNN,
+    "simple_cnn_avgpool": SimpleCNNAvgPool,
+    "wider_cnn": WiderCNN,
+    "deeper_cnn": DeeperCNN,
+    "three_layer_cnn": ThreeLayerCNN,
+    "two_layer_mlp": TwoLayerMLP,
+    "three_layer_mlp": ThreeLayerMLP,
+    # CIFAR-10 (SPEC 2.2), input 3x32x32
+    "lab_mlp": LabMLP,
+    "lab_cnn": LabCNN,
+    "mlp_baseline": MLPBaseline,
+    "base_cnn": BaseCNN,
+    "simple_mlp": SimpleMLP,
+    "convnet": ConvNet,
+    "convnet_small": ConvNetSmall,
+    "convnet_tiny": ConvNetTiny,
+    # MNIST (SPEC 2.3), input 1x28x28
+    "mnist_mlp": MnistMLP,
+    "lenet5": LeNet5,
+    "modified_resnet18": ModifiedResNet18,
+    # object localisation (SPEC 2.4), input 1x64x64, output (cx, cy, w, h)
+    "mlp_detector": MLPDetector,
+    "cnn_detector": CNNDetector,
+    # linear head on cached pretrained features (SPEC 2.5)
+    "linear_probe": LinearProbe,
+}
+
+
+def model_kwargs(name: str) -> set[str]:
+    """Keyword arguments the constructor of model `name` accepts."""
+    if name not in MODELS:
+        raise UnknownName("model", name, MODELS)
+    return set(inspect.signature(MODELS[name]).parameters)
+
+
+def build_model(name: str, **kwargs) -> nn.Module:
+    """Build a registered model.
+
+    Args:
+        name: registry key, e.g. "simple_cnn".
+        **kwargs: constructor arguments (kernel_size, num_classes, hidden_dims, ...).
+
+    Raises:
+        UnknownName: `name` is not registered (close matches are suggested).
+        ConfigError: a keyword the model does not take, or a value it rejects.
+    """
+    allowed = model_kwargs(name)
+    extra = set(kwargs) - allowed
+    if extra:
+        raise ConfigError(f"model {name!r} takes no argument(s) {sorted(extra)}; allowed: {sorted(allowed)}")
+    return MODELS[name](**kwargs)
+
+
+def count_params(model: nn.Module) -> tuple[int, int]:
+    """Return (all parameters, trainable parameters)."""
+    total = sum(p.numel() for p in model.parameters())
+    return total, sum(p.numel() for p in model.parameters() if p.requires_grad)
