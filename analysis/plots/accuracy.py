@@ -31,10 +31,10 @@ def metric_vs_key(data: SweepData, x: str, metric: str = "val_acc", *, logx: boo
     xs = sorted(v for v in runs[x].dropna().unique() if isinstance(v, (int, float, np.number)))
     if xs and len(xs) <= 12:
         ax.set_xticks(xs, [f"{v:g}" for v in xs])
-    n = runs.groupby("series")[x].size().min() if len(runs) else 0
     style_axes(ax, xlabel=xlabel or x.replace("_", " "), ylabel=metric_label(metric),
                title=title or f"{metric_label(metric)} vs {x.replace('_', ' ')} (mean ± 95% CI)")
-    ax.text(0.99, 0.01, f"{data.name}; seeds per point ≥ {int(n / max(1, len(xs)))}" if xs else data.name,
+    counts = runs.groupby(other_keys(data, x) + [x], dropna=False).size()
+    ax.text(0.99, 0.01, f"{data.name}: {counts.min()}–{counts.max()} seeds per point",
             transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="grey")
     return {"accuracy_vs_" + x: fig}
 

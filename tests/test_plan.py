@@ -1,0 +1,102 @@
+"""Experiments -> plans -> Tune param spaces; every cell validated before anything runs."""
+from __future__ import annotations
+
+import pytest
+
+from cluster.plan import make_plan, to_tune_space
+from cluster.values import parse_grids, parse_sets, parse_value
+from search_spaces import EXPERIMENTS, get_experiment
+from search_spaces.domains import Choice, LogUniform, RandInt
+from search_spaces.experiment import Experiment
+from trainables.errors import ConfigError, UnknownName
+
+
+@pytest.mark.parametrize("name", sorted(n for n, e in EXPERIMENTS.items() if not e.analytic))
+def test_every_experiment_plans_and_validates(name):
+    exp = EXPERIMENTS[name]
+    plan = make_plan(exp)
+    assert plan.seeds == exp.seed_values()
+    assert len(plan.cells()) * plan.num_samples == plan.n_trials()
+    smoke = make_plan(exp, smoke=True)
+    assert smoke.n_trials() <= plan.n_trials()
+
+
+def test_edge_data_per_class_grid():
+    plan = make_plan(get_experiment("edge-data-per-class"))
+    assert plan.n_trials() == 2 * 4 * 3
+    assert plan.swept_keys == ["pairing", "data_per_class"]
+    space = to_tune_space(plan)
+    assert space["epochs"] == 500 and space["lr"] == 1e-2
+    assert space["seed"] == {"grid_search": [10, 11, 12]}
+    assert space["data_per_class"] == {"grid_search": [10, 30, 50, 100]}
+
+
+def test_smoke_shrinks_epochs_and_data():
+    plan = make_plan(get_experiment("edge-data-per-class"), smoke=True)
+    assert plan.fixed["epochs"] == 3 and plan.axes["data_per_class"] == [10, 30] and plan.seeds == [10, 11]
+
+
+def test_set_and_grid_overrides():
+    exp = get_experiment("edge-tuned-kernel")
+    plan = make_plan(exp, sets={"epochs": 7}, grids={"kernel_size": [3, 5], "lr": [0.01, 0.05]}, seeds=1)
+    assert plan.fixed["epochs"] == 7 and plan.n_trials() == 4 * 2 * 2
+    assert set(plan.swept_keys) >= {"kernel_size", "lr", "data_per_class"}
+
+
+@pytest.mark.parametrize("sets, fragment", [
+    ({"lr": 0}, "lr must be > 0"),
+    ({"lr": -1.0}, "lr must be > 0"),
+    ({"epochs": 0}, "epochs must be >= 1"),
+    ({"kernel_size": 0}, "kernel_size"),
+    ({"kernel_size": 29}, "kernel_size"),
+    ({"data_per_class": 0}, "data_per_class"),
+    ({"class_type": ["horizontal", "zigzag", "none"]}, "zigzag"),
+    ({"lr": "fast"}, "lr='fast'"),
+    ({"epochs": 2.5}, "epochs"),
+    ({"optimizer": "rmsprop"}, "rmsprop"),
+    ({"learning_rate": 0.1}, "unknown config key 'learning_rate'"),
+    ({"fail_at_epoch": 1}, "fault-injection"),
+])
+def test_bad_values_refused_with_named_value(sets, fragment):
+    with pytest.raises(ConfigError, match=None) as info:
+        make_plan(get_experiment("edge-data-per-class"), sets=sets)
+    assert fragment in str(info.value)
+
+
+def test_unknown_experiment_suggests_close_name():
+    with pytest.raises(UnknownName) as info:
+        get_experiment("edge-data-per-clas")
+    assert "edge-data-per-class" in str(info.value)
+
+
+def test_impossible_search_spaces_refused():
+    with pytest.raises(ConfigError, match="lower bound"):
+        LogUniform(1e-1, 1e-3)
+    with pytest.raises(ConfigError, match="empty"):
+        Choice(())
+    with pytest.raises(ConfigError, match="lower bound"):
+        RandInt(5, 1)
+    with pytest.raises(ConfigError, match="non-empty"):
+        Experiment("x", "d", ("simple_cnn/edges",), axes={"lr": []})
+
+
+def test_sampled_domains_become_tune_domains():
+    exp = Experiment("s", "d", ("simple_cnn/edges", "three_layer_mlp/edges"), fixed={"epochs": 2},
+                     axes={"lr": LogUniform(1e-3, 1e-1)},
+                     per_pairing={"simple_cnn/edges": {"kernel_size": Choice((3, 5, 7))}}, seeds=1)
+    plan = make_plan(exp, num_samples=4)
+    assert plan.sampled and "kernel_size" in plan.swept_keys
+    space = to_tune_space(plan)
+    assert type(space["lr"]).__name__ == "Float"
+    with pytest.raises(ConfigError):  # kernel sizes are validated at both ends before running
+        make_plan(Experiment("s2", "d", ("simple_cnn/edges",), per_pairing={
+            "simple_cnn/edges": {"kernel_size": Choice((3, 99))}}, seeds=1))
+
+
+def test_value_parsing():
+    assert parse_value("1e-3") == 1e-3 and parse_value("true") is True and parse_value("[50, 10]") == [50, 10]
+    assert parse_value("adam") == "adam"
+    assert parse_sets(["lr=0.1", "optimizer=adam"]) == {"lr": 0.1, "optimizer": "adam"}
+    assert parse_grids(["lr=0.1,0.01"]) == {"lr": [0.1, 0.01]}
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_sets(["lr"])

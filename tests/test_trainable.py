@@ -1,0 +1,110 @@
+"""The generic trainable without Tune: metrics, reports, checkpoint resume, MLflow logging."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trainables.tracking import TrackingInfo
+from trainables.trainable import run_trial
+
+BASE = {"pairing": "simple_cnn/edges", "data_per_class": 10, "valid_per_class": 10, "epochs": 4,
+        "kernel_size": 7, "seed": 10, "log_to_mlflow": False}
+
+
+def test_two_epochs_metrics_in_range():
+    out = run_trial({**BASE, "epochs": 2})
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "best_val_acc"):
+        assert key in out
+    assert 0.0 <= out["train_acc"] <= 1.0 and 0.0 <= out["val_acc"] <= 1.0
+    assert out["n_params"] == 606 and out["epoch"] == 2
+    cm = out["confusion_matrix"]
+    assert len(cm) == 3 and all(len(r) == 3 for r in cm) and sum(map(sum, cm)) == 30
+
+
+@pytest.mark.parametrize("pairing", ["three_layer_mlp/edges", "simple_cnn_avgpool/edges", "deeper_cnn/edges",
+                                     "wider_cnn/edges", "two_layer_mlp/edges"])
+def test_every_edge_pairing_trains(pairing):
+    out = run_trial({**BASE, "pairing": pairing, "epochs": 2, "batch_size": 7})  # 30 mod 7 != 0: last batch small
+    assert out["epoch"] == 2 and out["val_loss"] > 0
+
+
+def test_batch_size_one_works():
+    out = run_trial({**BASE, "epochs": 1, "data_per_class": 1, "batch_size": 1})
+    assert out["epoch"] == 1
+
+
+def test_bounded_reports_and_checkpoints():
+    calls = []
+    run_trial({**BASE, "epochs": 40}, report=lambda m, s: calls.append((m["epoch"], s is not None)))
+    epochs = [e for e, _ in calls]
+    assert epochs == list(range(2, 41, 2))  # about 20 reports, always the last epoch
+    assert all(ckpt for _, ckpt in calls)
+
+
+def test_resume_from_checkpoint_equals_uninterrupted_run():
+    full = run_trial({**BASE, "epochs": 6})
+    states = []
+    run_trial({**BASE, "epochs": 6, "report_every": 3},
+              report=lambda m, s: states.append(s) if s and m["epoch"] == 3 else None)
+    resumed = run_trial({**BASE, "epochs": 6, "report_every": 3}, restore=states[0])
+    for key in ("train_loss", "val_loss", "val_acc", "train_acc"):
+        assert resumed[key] == pytest.approx(full[key], rel=1e-6, abs=1e-9)
+
+
+def test_edge_detector_init_trains_fc_only():
+    out = run_trial({**BASE, "epochs": 2, "init": "edge_detector", "freeze_conv": True})
+    assert out["n_trainable_params"] == 12
+
+
+def test_logs_child_run_with_history_and_artifacts(tracking_uri):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    exp_id = client.create_experiment("t")
+    parent = client.create_run(exp_id, tags={"role": "sweep"}).info.run_id
+    info = TrackingInfo(tracking_uri, exp_id, parent, "s1", "t", "abc", ("data_per_class",))
+    out = run_trial({**BASE, "log_to_mlflow": True, "epochs": 5}, tracking=info, trial_id="trial_0")
+    run = client.get_run(out["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    tags = run.data.tags
+    assert tags["mlflow.parentRunId"] == parent and tags["pairing"] == "simple_cnn/edges"
+    assert tags["model"] == "simple_cnn" and tags["seed"] == "10" and tags["trial_id"] == "trial_0"
+    assert tags["status_reason"] == "completed"
+    assert run.data.params["kernel_size"] == "7" and run.data.params["lr"] == "0.01"
+    hist = client.get_metric_history(run.info.run_id, "val_acc")
+    assert sorted(m.step for m in hist) == [1, 2, 3, 4, 5]
+    assert run.data.metrics["n_params"] == 606
+    files = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.json", "confusion_matrix.json", "confusion_matrix.png", "curves.png", "kernels"} <= files
+    kernels = {a.path for a in client.list_artifacts(run.info.run_id, "kernels")}
+    assert kernels == {"kernels/conv1_initial.npy", "kernels/conv1_final.npy", "kernels/conv1.png"}
+
+
+def test_resumed_attempt_continues_same_run_without_duplicates(tracking_uri, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("SWEEP_ALLOW_FAULT_INJECTION", "1")
+    client = MlflowClient(tracking_uri)
+    exp_id = client.create_experiment("t")
+    parent = client.create_run(exp_id, tags={"role": "sweep"}).info.run_id
+    info = TrackingInfo(tracking_uri, exp_id, parent, "s1", "t")
+    cfg = {**BASE, "log_to_mlflow": True, "epochs": 6, "report_every": 1, "checkpoint_every": 2,
+           "fail_at_epoch": 6}
+    states = []
+    with pytest.raises(RuntimeError, match="injected failure"):
+        run_trial(cfg, tracking=info, trial_id="t7", report=lambda m, s: states.append(s) if s else None)
+    runs = client.search_runs([exp_id], "tags.trial_id = 't7'")
+    assert len(runs) == 1 and runs[0].info.status == "FAILED"
+    # epochs 1-5 were logged; the last checkpoint is epoch 4; the retry recomputes 5 and 6
+    out = run_trial(cfg, tracking=info, trial_id="t7", restore=states[-1])
+    assert out["mlflow_run_id"] == runs[0].info.run_id
+    steps = [m.step for m in client.get_metric_history(out["mlflow_run_id"], "train_loss")]
+    assert sorted(steps) == [1, 2, 3, 4, 5, 6]
+    assert client.get_run(out["mlflow_run_id"]).info.status == "FINISHED"
+    reference = run_trial({**BASE, "epochs": 6})
+    assert out["val_acc"] == pytest.approx(reference["val_acc"]) and out["train_loss"] == pytest.approx(reference["train_loss"])
+
+
+def test_threads_follow_config():
+    run_trial({**BASE, "epochs": 1, "threads": 1})
+    assert torch.get_num_threads() == 1
