@@ -142,6 +142,9 @@ COMMANDS = {"list": cmd_list, "run": cmd_run, "resume": cmd_resume, "results": c
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

@@ -153,6 +153,7 @@ def test_run_logged_over_http_survives_restart(server, tmp_path):
 
 
 @pytest.mark.cluster
+@pytest.mark.slow
 def test_start_failure_reports_the_log_and_leaves_nothing_running(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -195,6 +196,7 @@ def test_basic_auth_refuses_anonymous_and_accepts_env_credentials(monkeypatch):
 
 
 @pytest.mark.cluster
+@pytest.mark.slow
 def test_serve_runs_in_foreground_until_ctrl_c(tmp_path):
     port = srv.free_port()
     code = textwrap.dedent(f"""

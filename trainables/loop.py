@@ -7,6 +7,8 @@ means are both kept.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -133,14 +135,15 @@ class Trainer:
         return [{k: r[i] for k, i in zip(keys, idx)} for r in rows]
 
     def state_dict(self) -> dict:
-        return {
+        """A detached copy (training goes on mutating the live tensors)."""
+        return copy.deepcopy({
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
             "scheduler": None if self.sched is None else self.sched.state_dict(),
             "generator": self.gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "history": self.history.cpu(),
-        }
+        })
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])

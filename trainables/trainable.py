@@ -231,8 +231,11 @@ def _trial_artifacts(r, trainer, bundle, model, conv, initial_kernels, out) -> d
 
 def train(config: dict[str, Any], tracking: TrackingInfo | None = None) -> None:
     """Ray Tune function trainable: resumes from `tune.get_checkpoint()` and reports with checkpoints."""
+    import logging
+
     from ray import tune
 
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # one "checkpoint created" line per report is noise
     ctx = tune.get_context()
     restore = None
     checkpoint = tune.get_checkpoint()

@@ -33,7 +33,8 @@ def accuracy_vs_shift(data: SweepData) -> Figures:
     axes = np.atleast_1d(fig.subplots(1, panels))
     for ax, (key, label, factor) in zip(axes, present):
         frame = data.history_of(key)
-        frame = frame[frame.get("status_reason", "completed") == "completed"]
+        if "status_reason" in frame:
+            frame = frame[frame["status_reason"] == "completed"]
         for i, (name, cell, g) in enumerate(series_groups(frame, data.cell_keys)):
             draw_mean_ci(ax, stats_by(g, "step", "value", factor), "step", label=name,
                          color=series_colour(cell), marker=marker(i))

@@ -27,7 +27,16 @@ class EvalOutput:
     artifacts: dict[str, bytes | str] = field(default_factory=dict)
 
 
-EVALUATORS: dict[str, Callable[..., EvalOutput]] = {}
+# Imported here, after EvalOutput exists, because the evaluator modules import it from this package.
+from trainables.evaluators.iou import iou_probes  # noqa: E402
+from trainables.evaluators.shift import ShiftConfig, shift_robustness  # noqa: E402
+
+EVALUATORS: dict[str, Callable[..., EvalOutput]] = {
+    "shift_robustness": shift_robustness,  # SPEC 3.6: accuracy/confidence vs pixel shift
+    "iou_probes": iou_probes,  # SPEC 3.5: IoU on the 4 localisation probes, original vs shifted
+}
+# Config dataclasses of the evaluators' own trial-config keys (validated before a trial runs).
+EVALUATOR_CONFIGS: dict[str, type] = {"shift_robustness": ShiftConfig}
 
 
 def get_evaluator(name: str) -> Callable[..., EvalOutput]:
