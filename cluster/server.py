@@ -195,8 +195,11 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
               + ("log in with a valid user." if app_name else
                  "read and write runs. Use --app-name basic-auth or a firewall."), file=sys.stderr)
     proc = subprocess.Popen(argv)
+    # `kill PID` (batch scripts, process managers) must not orphan the server: pass it on.
+    previous = signal.signal(signal.SIGTERM, lambda signum, _: proc.send_signal(signum))
     try:
-        return proc.wait()
+        code = proc.wait()
+        return 0 if code == -signal.SIGTERM else code
     except KeyboardInterrupt:
         # The terminal already sent SIGINT to the whole foreground group; just let it finish.
         try:
@@ -229,11 +232,13 @@ class TrackingServer:
         admin_username, admin_password: the basic-auth admin created on first start (random
             password when None; read it from `.admin_password`).
         startup_timeout: seconds to wait for GET /health before giving up.
+        env: extra environment for the server (e.g. MLFLOW_SERVER_ALLOWED_HOSTS).
     """
 
     def __init__(self, root: str | Path | None = None, port: int | None = None,
                  app_name: str | None = None, admin_username: str = "admin",
-                 admin_password: str | None = None, startup_timeout: float = 90.0):
+                 admin_password: str | None = None, startup_timeout: float = 90.0,
+                 env: dict[str, str] | None = None):
         self._own_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="mlflow-server-") if root is None else root)
         self.host = DEFAULT_HOST
@@ -242,6 +247,7 @@ class TrackingServer:
         self.admin_username = admin_username
         self.admin_password = admin_password or secrets.token_urlsafe(16)
         self.startup_timeout = startup_timeout
+        self.extra_env = dict(env or {})
         self.log_path = self.root / "server.log"
         self.proc: subprocess.Popen | None = None
 
@@ -255,6 +261,7 @@ class TrackingServer:
         env.pop("MLFLOW_TRACKING_URI", None)
         # The job runner serves GenAI scorers; sweeps never use it and it costs a process.
         env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+        env.update(self.extra_env)
         if self.app_name == "basic-auth":
             ini = self.root / "basic_auth.ini"
             ini.write_text(

@@ -26,7 +26,7 @@ VAL_STYLE = "--"
 
 def new_figure(width: float, height: float) -> Figure:
     """A Figure bound to an Agg canvas (headless)."""
-    fig = Figure(figsize=(width, height), dpi=DPI)
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 

@@ -95,8 +95,8 @@ def lr_kernel_heatmap(data: SweepData) -> Figures:
         mean = table.pivot(index="lr", columns="kernel_size", values="val_acc_mean") * 100
         half = (table.pivot(index="lr", columns="kernel_size", values="val_acc_ci_high") * 100 - mean)
         im = ax.imshow(mean.to_numpy(float), cmap="viridis", vmin=0, vmax=100, aspect="auto")
-        ax.set_xticks(range(len(mean.columns)), [str(c) for c in mean.columns])
-        ax.set_yticks(range(len(mean.index)), [f"{v:g}" if isinstance(v, float) else str(v) for v in mean.index])
+        ax.set_xticks(range(len(mean.columns)), [_tick(c) for c in mean.columns])
+        ax.set_yticks(range(len(mean.index)), [_tick(v) for v in mean.index])
         for i in range(mean.shape[0]):
             for j in range(mean.shape[1]):
                 m, h = mean.iat[i, j], half.iat[i, j]
@@ -108,3 +108,7 @@ def lr_kernel_heatmap(data: SweepData) -> Figures:
         ax.set_title(f"{name}: val acc (%)", fontsize=10)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     return {"lr_kernel_heatmap": fig}
+
+
+def _tick(v) -> str:
+    return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)

@@ -68,13 +68,16 @@ def series_colour(cell: dict[str, Any]) -> str:
 def table_figure(df: pd.DataFrame, title: str, col_widths: Sequence[float] | None = None) -> Figure:
     """A table rendered as a figure (leaderboards, best configurations, IoU)."""
     nrows = max(len(df), 1)
-    fig = new_figure(min(2.2 + 1.6 * len(df.columns), 16), 0.9 + 0.32 * (nrows + 1))
+    width = sum(max([len(str(c))] + [len(str(v)) for v in df[c]]) for c in df.columns) if len(df) else 40
+    fig = new_figure(min(0.5 + 0.08 * width + 0.25 * len(df.columns), 18), 0.6 + 0.3 * (nrows + 1))
     ax = fig.subplots()
     ax.axis("off")
-    cells = df.astype(str).values.tolist() if len(df) else [["(no completed trials)"] + [""] * (len(df.columns) - 1)]
-    table = ax.table(cellText=cells, colLabels=list(df.columns), loc="upper center", cellLoc="center",
+    cells = [[f" {v} " for v in row] for row in df.astype(str).values.tolist()] if len(df) else [["(no completed trials)"] + [""] * (len(df.columns) - 1)]
+    table = ax.table(cellText=cells, colLabels=[f" {c} " for c in df.columns], loc="center", cellLoc="center",
                      colWidths=col_widths)
     table.auto_set_font_size(False)
+    if col_widths is None:
+        table.auto_set_column_width(list(range(len(df.columns))))
     table.set_fontsize(9)
     table.scale(1, 1.35)
     for (row, _), cell in table.get_celld().items():

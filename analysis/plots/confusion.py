@@ -29,7 +29,8 @@ def confusion(data: SweepData) -> Figures:
         labels = list(g.iloc[0]["labels"])
         mats = [np.asarray(m, float) for m, lab in zip(g["matrix"], g["labels"]) if list(lab) == labels]
         cells.append((cell, labels, np.mean(mats, axis=0), len(mats)))
-    ncols = min(MAX_COLS, len(cells))
+    n_series = len({str(c[0].get("series")) for c in cells})
+    ncols = min(MAX_COLS, math.ceil(len(cells) / n_series))  # one row per model when it fits
     nrows = math.ceil(len(cells) / ncols)
     size = max(len(c[1]) for c in cells)
     fig = new_figure(ncols * (1.1 * size + 2.2), nrows * (1.1 * size + 2.0))

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from analysis.plots.common import Figures
 from analysis.style import colour, metric_label, new_figure, scale, style_axes
@@ -81,6 +82,8 @@ def asha_rungs(data: SweepData) -> Figures:
         r = runs.loc[runs["series"].astype(str) == series, "reached"].to_numpy()
         alive = [(r >= e).sum() for e in epochs]
         ax.step(epochs, alive, where="post", color=colour(series), label=f"{series} ({len(r)} trials)")
+    ax.set_ylim(0, runs.groupby("series").size().max() + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     search = (data.parent.get("declaration") or {}).get("search") or {}
     if isinstance(search, dict) and search.get("grace_period"):
         rung, rf = int(search["grace_period"]), max(2, int(search.get("reduction_factor", 3)))

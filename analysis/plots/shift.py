@@ -43,13 +43,14 @@ def accuracy_vs_shift(data: SweepData) -> Figures:
         ax = axes[-1]
         table = aggregate(data.completed, data.cell_keys, list(IOU))
         width = 0.8 / max(len(table), 1)
-        for i, (_, r) in enumerate(table.iterrows()):
+        for i, (label, cell, rows) in enumerate(series_groups(table, data.cell_keys)):
+            r = rows.iloc[0]
             means = [r[f"{k}_mean"] for k in IOU]
             err = [[m - r[f"{k}_ci_low"] for m, k in zip(means, IOU)],
                    [r[f"{k}_ci_high"] - m for m, k in zip(means, IOU)]]
             err = None if np.isnan(err[0]).any() else err
-            ax.bar(np.arange(2) + i * width, means, width, yerr=err, capsize=3,
-                   color=series_colour({"series": r["series"]}), label=str(r["series"]))
+            ax.bar(np.arange(2) + i * width, means, width, yerr=err, capsize=3, color=series_colour(cell),
+                   label=label, alpha=1.0 - 0.6 * (i % 2) / 1.5, edgecolor="black", linewidth=0.5)
         ax.set_xticks(np.arange(2) + 0.4 - width / 2, ["original", "shifted"])
         ax.set_ylim(0, 1)
         style_axes(ax, xlabel="probe images", ylabel="mean IoU", title="IoU before and after the shift")

@@ -42,7 +42,8 @@ class FeatureConfig(ConfigBase):
 
     Attributes:
         backbone: "resnet18" (512-d) or "vit_s16" (384-d).
-        weights: local checkpoint path, or None for the hub's pretrained weights.
+        weights: local checkpoint file, or a folder holding <backbone>.pth (one setting for a sweep
+            over backbones), or None for the hub's pretrained weights.
         data_root / download: where CIFAR-10 lives (see Cifar10Config).
         feature_cache_dir: cache folder; None = <data_root>/feature_cache.
         train_subset / eval_subset: first N images only (smoke runs), None = all.
@@ -93,19 +94,37 @@ class FeatureConfig(ConfigBase):
 
     def preflight(self) -> None:
         """Fail before any trial starts: weights file missing, or neither cached features nor CIFAR files."""
-        if self.weights is not None and not Path(self.weights).expanduser().is_file():
-            raise ConfigError(f"weights={self.weights!r}: no such file; expected a local checkpoint "
-                              f"of {self.backbone}")
+        weights_file(self.weights, self.backbone)
         if not self.download and not (self.cache_dir / f"{cache_key(self)}.pt").is_file():
             missing_cifar_files(self.data_root)
 
 
-def _weights_id(weights: str | None) -> str:
+WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors")
+
+
+def weights_file(weights: str | None, backbone: str) -> Path | None:
+    """The checkpoint to load: None (hub), the file itself, or <dir>/<backbone>{.pth,.pt,.safetensors}.
+
+    A folder lets one `--set weights=DIR` serve a sweep over several backbones.
+    """
     if weights is None:
-        return "hub"
+        return None
     path = Path(weights).expanduser()
+    if path.is_dir():
+        found = [path / f"{backbone}{s}" for s in WEIGHT_SUFFIXES if (path / f"{backbone}{s}").is_file()]
+        if not found:
+            raise ConfigError(f"weights={weights!r} is a folder without {backbone}.pth, {backbone}.pt or "
+                              f"{backbone}.safetensors; put the {backbone} checkpoint there or pass the file")
+        return found[0]
     if not path.is_file():
-        raise ConfigError(f"weights={weights!r}: no such file; expected a local backbone checkpoint")
+        raise ConfigError(f"weights={weights!r}: no such file or folder; expected a local checkpoint of "
+                          f"{backbone} (or a folder holding {backbone}.pth)")
+    return path
+
+
+def _weights_id(path: Path | None) -> str:
+    if path is None:
+        return "hub"
     st = path.stat()
     memo = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if memo not in _WEIGHT_HASHES:
@@ -119,7 +138,8 @@ def _weights_id(weights: str | None) -> str:
 
 def cache_key(c: FeatureConfig) -> str:
     """Hash of everything that changes the features: backbone, weights content, data, transform, subsets."""
-    desc = {"version": CACHE_VERSION, "backbone": c.backbone, "weights": _weights_id(c.weights),
+    desc = {"version": CACHE_VERSION, "backbone": c.backbone,
+            "weights": _weights_id(weights_file(c.weights, c.backbone)),
             "dataset": "cifar10",
             "transform": {"resize": c.resize, "normalization": NORMALIZATIONS[c.normalization],
                           "augment": c.augmented, "augment_seed": c.augment_seed if c.augmented else None},
@@ -160,7 +180,8 @@ def _compute(c: FeatureConfig) -> dict[str, torch.Tensor]:
     if want == "cuda" and not torch.cuda.is_available():
         raise ConfigError("feature_device='cuda' but no CUDA device is available; use 'auto' or 'cpu'")
     device = torch.device(want)
-    net = build_backbone(c.backbone, c.weights).to(device)
+    path = weights_file(c.weights, c.backbone)
+    net = build_backbone(c.backbone, None if path is None else str(path)).to(device)
     mean, std = NORMALIZATIONS[c.normalization]
     transform = ImageTransform(mean, std, c.resize)
     (bs_train, bs_test), _ = EXTRACTION[c.backbone]
