@@ -10,7 +10,7 @@ from analysis.sweep_data import SampleImages
 
 PER_CLASS = 10
 # Only these keys of a run's config are changed: a small training set is enough to show.
-SMALL = {"edges": {"data_per_class": PER_CLASS}, "localization": {"num_samples": 3 * PER_CLASS}}
+SMALL = {"edges": {"data_per_class": PER_CLASS}}
 
 
 def _display(x: np.ndarray) -> np.ndarray:
@@ -48,7 +48,7 @@ def sample_images(dataset: str, cfg: Mapping[str, Any], per_class: int = PER_CLA
         n, c, h, w = x.shape
         restored = _display(x.reshape(n, c, h * w)[:, :, np.asarray(unperm)].reshape(n, c, h, w))
     names = list(bundle.class_names) or [str(i) for i in range(int(y.max()) + 1)]
-    keys = [k for k in ("data_per_class", "class_type", "possible_edge_location_ratio", "use_permutation")
+    keys = [k for k in ("class_type", "possible_edge_location_ratio", "use_permutation")
             if k in cfg]
     title = f"{dataset} (" + ", ".join(f"{k}={cfg[k]}" for k in keys) + ")" if keys else dataset
     return SampleImages(images=_display(x), labels=y, class_names=names, unpermuted=restored, title=title)

@@ -39,8 +39,6 @@ def _models() -> str:
                   if key in p.defaults and arg in model_kwargs(p.model)}
         if "hidden_dims" in kwargs:
             kwargs["hidden_dims"] = tuple(kwargs["hidden_dims"])
-        if "num_classes" in model_kwargs(p.model) and p.dataset == "edges":
-            kwargs["num_classes"] = 3
         with torch.device("meta"):
             try:
                 total, trainable = count_params(build_model(p.model, **kwargs))

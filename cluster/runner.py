@@ -89,6 +89,11 @@ def build_plan(opts: RunOptions) -> Plan:
 
 def run_sweep(opts: RunOptions) -> int:
     """Run a sweep end to end; returns the process exit code (0 ok, 1 some trials failed)."""
+    exp = get_experiment(opts.experiment)
+    if exp.analytic:
+        from cluster.analytic import run_analytic
+
+        return run_analytic(exp, opts.tracking_uri, opts.name)
     plan = build_plan(opts)  # every cell validated here
     uri = tracking.check_tracking_uri(opts.tracking_uri)
     storage = resolve_storage(opts.storage_path)

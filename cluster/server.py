@@ -208,6 +208,8 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
             proc.kill()
             proc.wait()
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def free_port(host: str = DEFAULT_HOST) -> int:

@@ -4,9 +4,10 @@ from __future__ import annotations
 from search_spaces.domains import Choice, LogUniform, RandInt, Uniform
 from search_spaces.edge import EDGE_EXPERIMENTS
 from search_spaces.experiment import Experiment, Hypothesis, Search
+from search_spaces.images import IMAGE_EXPERIMENTS
 from trainables.errors import UnknownName
 
-EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [*EDGE_EXPERIMENTS]}
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [*EDGE_EXPERIMENTS, *IMAGE_EXPERIMENTS]}
 
 
 def get_experiment(name: str) -> Experiment:

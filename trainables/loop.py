@@ -58,7 +58,7 @@ class Trainer:
 
     def _batch_stats(self, out: torch.Tensor, y: torch.Tensor):
         if not self.classify:
-            return torch.zeros((), device=self.device)
+            return torch.zeros((), dtype=torch.long, device=self.device)  # regression: no accuracy
         return (out.argmax(1) == y).sum()
 
     def train_epoch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -32,24 +32,21 @@ class LabMLP(nn.Module):
         hidden_dims: widths of the hidden layers.
         dropout: dropout probability after each hidden ReLU, in [0, 1).
         num_classes: output logits.
-        in_features: flattened input size (3*32*32 for CIFAR-10).
 
     Raises:
         ConfigError: empty or non-positive hidden_dims, dropout outside [0, 1).
     """
 
-    def __init__(self, hidden_dims: Sequence[int] = (256, 128), dropout: float = 0.1,
-                 num_classes: int = 10, in_features: int = CIFAR_INPUT):
+    def __init__(self, hidden_dims: Sequence[int] = (256, 128), dropout: float = 0.1, num_classes: int = 10):
         super().__init__()
         dims = tuple(hidden_dims)
         if not dims:
             raise ConfigError("hidden_dims=() is not allowed; expected at least one hidden width")
-        check_positive(num_classes=num_classes, in_features=in_features,
-                       **{f"hidden_dims[{i}]": d for i, d in enumerate(dims)})
+        check_positive(num_classes=num_classes, **{f"hidden_dims[{i}]": d for i, d in enumerate(dims)})
         if isinstance(dropout, bool) or not 0 <= dropout < 1:
             raise ConfigError(f"dropout={dropout!r} is not allowed; expected a float in [0, 1)")
         layers: list[nn.Module] = [nn.Flatten()]
-        prev = in_features
+        prev = CIFAR_INPUT
         for width in dims:
             layers += [nn.Linear(prev, width), nn.ReLU(), nn.Dropout(dropout)]
             prev = width
