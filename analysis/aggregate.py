@@ -28,6 +28,8 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple
     if len(x) < 2:
         return mean, math.nan, math.nan, math.nan
     std = float(x.std(ddof=1))
+    if std <= 1e-12 * max(1.0, abs(mean)):  # equal values up to float rounding: no spread
+        std = 0.0
     half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1)) * std / math.sqrt(len(x))
     return mean, std, mean - half, mean + half
 
@@ -111,7 +113,7 @@ def welch(a: Sequence[float], b: Sequence[float]) -> Welch:
     mb = float(y.mean()) if len(y) else math.nan
     if len(x) < 2 or len(y) < 2:
         return Welch(ma, mb, len(x), len(y), math.nan, math.nan)
-    if x.std() == 0 and y.std() == 0:
+    if np.ptp(x) <= 1e-12 * max(1.0, abs(ma)) and np.ptp(y) <= 1e-12 * max(1.0, abs(mb)):
         same = ma == mb
         return Welch(ma, mb, len(x), len(y), 0.0 if same else math.copysign(math.inf, ma - mb),
                      1.0 if same else 0.0)

@@ -1,6 +1,7 @@
 """Answer an experiment's hypotheses from the data: per cell, CIs, a Welch test and a verdict."""
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +31,10 @@ class HypothesisResult:
     @property
     def sentence(self) -> str:
         """"CNN > MLP at data_per_class=10: yes (96.0% ± 2.1 vs 61.3% ± 5.0, p=0.003, n=3/3)"."""
-        where = f" at {cell_label(self.cell)}" if self.cell else ""
+        # Keys the text already states ("... at data_per_class=10") are not repeated.
+        rest = {k: v for k, v in self.cell.items()
+                if not re.search(re.escape(cell_label({k: v})) + r"(?![\w.])", self.text)}
+        where = f" at {cell_label(rest)}" if rest else ""
         if self.verdict == "not tested":
             return f"{self.text}{where}: not tested ({self.note})"
         b, w = self.better, self.worse

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,7 @@ def load_sweep(tracking_uri: str, experiment: str | None = None, sweep: str | No
     Raises:
         ConfigError: the experiment or sweep does not exist (names what does).
     """
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = MlflowClient(tracking_uri=tracking_uri)
     parent = find_parent(client, experiment, sweep, parent_run_id)
     exp = client.get_experiment(parent.info.experiment_id)
@@ -181,6 +183,7 @@ def infer_swept_keys(runs: pd.DataFrame, params: set[str]) -> list[str]:
 
 def load_artifacts(data: SweepData, kernels: bool = True, confusion: bool = True) -> SweepData:
     """Fill `data.kernels` and `data.confusion` from the trials' artifacts (missing ones skipped)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file is noise
     uri = data.parent["tracking_uri"]
     k_rows, c_rows = [], []
     with tempfile.TemporaryDirectory(prefix="sweep-artifacts-") as tmp:

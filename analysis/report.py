@@ -170,7 +170,9 @@ def _samples(data: SweepData, notes: list[str]):
     from analysis.samples import sample_images
 
     run = data.runs.iloc[0]
-    cfg = {k: run[k] for k in data.params if k in run and not _missing(run[k])}
+    # Python scalars: config dataclasses type-check and reject numpy's int64.
+    cfg = {k: (run[k].item() if hasattr(run[k], "item") else run[k])
+           for k in data.params if k in run and not _missing(run[k])}
     dataset = run.get("dataset") if isinstance(run.get("dataset"), str) else str(run["pairing"]).split("/")[-1]
     try:
         return sample_images(dataset, cfg)

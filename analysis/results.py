@@ -11,8 +11,8 @@ from trainables.errors import ConfigError
 
 FORMATS = ("table", "csv", "json")
 # Columns shown (when present) in the text table and the HTML report; the CSV has them all.
-HEADLINE = ("val_acc", "best_val_acc", "val_loss", "train_acc", "iou_original", "iou_shifted",
-            "n_params", "epochs_completed", "train_time_s")
+HEADLINE = ("val_acc", "best_val_acc", "val_loss", "iou_original", "iou_shifted", "n_params",
+            "train_time_s")
 
 
 def result_keys(data: SweepData) -> list[str]:
@@ -31,8 +31,8 @@ def sweep_results(data: SweepData) -> pd.DataFrame:
     metrics = [m for m in data.metrics if m in runs.columns and pd.api.types.is_numeric_dtype(runs[m])]
     keys = result_keys(data)
     table = aggregate(runs, keys, metrics) if len(runs) else pd.DataFrame(columns=keys + ["n"])
-    for reason, col in (("stopped_early", "n_stopped"), ("failed", "n_failed")):
-        table.insert(len(keys) + 1, col, [_count(runs, keys, row, reason) for _, row in table.iterrows()])
+    for i, (reason, col) in enumerate((("stopped_early", "n_stopped"), ("failed", "n_failed"))):
+        table.insert(len(keys) + 1 + i, col, [_count(runs, keys, row, reason) for _, row in table.iterrows()])
     return table
 
 

@@ -92,6 +92,10 @@ def fmt_mean_ci(metric: str, mean: float, low: float, high: float) -> str:
         return f"{fmt_value(metric, mean)} ± n/a"
     if is_accuracy(metric):
         return f"{100 * mean:.1f}% ± {100 * half:.1f}"
+    if half == 0:
+        return fmt_value(metric, mean)
+    if metric.startswith("n_"):
+        return f"{mean:,.0f} ± {half:,.0f}"
     return f"{mean:.4g} ± {half:.2g}"
 
 

@@ -137,9 +137,18 @@ def make_plan(exp: Experiment, sets: dict[str, Any] | None = None, grids: dict[s
 
 
 def validate(plan: Plan) -> None:
-    """Resolve every cell, plus every extreme of every sampled domain; first problem raises."""
+    """Resolve every cell, plus every extreme of every sampled domain; first problem raises.
+
+    Dataset configs with a `preflight()` (files on disk, weights) check it once per distinct config,
+    so missing or corrupt data fails here, before Ray or MLflow start.
+    """
+    checked: set[str] = set()
     for cfg in plan.cells():
-        resolve_config(cfg)
+        r = resolve_config(cfg)
+        key = repr(r.data)
+        if key not in checked and hasattr(r.data, "preflight"):
+            checked.add(key)
+            r.data.preflight()
         for k, v in plan.axes.items():
             if isinstance(v, SAMPLED):
                 for x in _extremes(v):

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from cluster import ray_setup, tracking
-from cluster.plan import Plan, make_plan, to_tune_space
+from cluster.plan import Plan, make_plan
 from search_spaces import get_experiment
+from search_spaces.experiment import Experiment
 from trainables.errors import ConfigError
 from trainables.tracking import TrackingInfo
 
@@ -29,7 +30,7 @@ class RunOptions:
     sets: dict[str, Any] = field(default_factory=dict)
     grids: dict[str, list] = field(default_factory=dict)
     smoke: bool = False
-    num_samples: int = 1
+    num_samples: int | None = None  # None: the experiment's Search.num_samples (4 with --smoke), else 1
     address: str | None = None
     tracking_uri: str = tracking.DEFAULT_TRACKING_URI
     cpus_per_trial: float | None = None
@@ -41,6 +42,9 @@ class RunOptions:
     max_failures: int = 2
     scheduler: str | None = None
     search: str = "random"
+    samples: dict[str, Any] = field(default_factory=dict)  # --sample KEY=DOMAIN (cluster.search)
+    grace_period: int | None = None
+    reduction_factor: int | None = None
     ship_code: bool = True
     quiet: bool = False
 
@@ -79,22 +83,32 @@ def declaration(plan: Plan) -> dict[str, Any]:
     return json.loads(json.dumps(d, default=repr))
 
 
-def build_plan(opts: RunOptions) -> Plan:
-    exp = get_experiment(opts.experiment)
+def build_plan(opts: RunOptions, definition: Experiment | None = None) -> Plan:
+    """The checked plan of `opts`; `definition` replaces the registry lookup (e.g. `sweep confirm`)."""
+    from cluster.search import apply_samples
+
+    exp = apply_samples(definition or get_experiment(opts.experiment), opts.samples)
     extra = {"data_root": opts.data_root} if opts.data_root else {}
     if exp.search is not None and opts.scheduler is None:
         opts.scheduler = exp.search.scheduler
-    return make_plan(exp, opts.sets, opts.grids, opts.seeds, opts.smoke, opts.num_samples, extra_fixed=extra)
+    num_samples = opts.num_samples
+    if num_samples is None:
+        num_samples = (min(exp.search.num_samples, 4) if opts.smoke else exp.search.num_samples) if exp.search else 1
+    return make_plan(exp, opts.sets, opts.grids, opts.seeds, opts.smoke, num_samples, extra_fixed=extra)
 
 
-def run_sweep(opts: RunOptions) -> int:
-    """Run a sweep end to end; returns the process exit code (0 ok, 1 some trials failed)."""
-    exp = get_experiment(opts.experiment)
+def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict[str, str] | None = None) -> int:
+    """Run a sweep end to end; returns the process exit code (0 ok, 1 some trials failed).
+
+    `definition` is an in-memory Experiment used instead of the registry entry (`sweep confirm`);
+    `tags` are added to the parent run.
+    """
+    exp = definition or get_experiment(opts.experiment)
     if exp.analytic:
         from cluster.analytic import run_analytic
 
         return run_analytic(exp, opts.tracking_uri, opts.name)
-    plan = build_plan(opts)  # every cell validated here
+    plan = build_plan(opts, definition)  # every cell validated here
     uri = tracking.check_tracking_uri(opts.tracking_uri)
     storage = resolve_storage(opts.storage_path)
     name = opts.name or f"{plan.experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -118,7 +132,8 @@ def run_sweep(opts: RunOptions) -> int:
     parent = tracking.create_parent_run(
         client, exp_id, name, plan.experiment.name,
         {"swept_keys": json.dumps(plan.swept_keys), "git_sha": sha, "search": search,
-         "smoke": str(plan.smoke).lower(), "storage_path": storage, "n_trials": str(plan.n_trials())},
+         "smoke": str(plan.smoke).lower(), "storage_path": storage, "n_trials": str(plan.n_trials()),
+         "scheduler": opts.scheduler or "none", **(tags or {})},
         {**plan.fixed, "seeds": plan.seeds, "num_samples": plan.num_samples}, declaration(plan))
     meta = {"name": name, "experiment": plan.experiment.name, "tracking_uri": uri, "experiment_id": exp_id,
             "parent_run_id": parent, "resources": resources, "storage_path": storage, "git_sha": sha,
@@ -160,13 +175,13 @@ def _run_config(opts: RunOptions, meta: dict):
 def _make_tuner(plan: Plan, opts: RunOptions, meta: dict, resources: dict):
     from ray import tune
 
-    from cluster.search import make_search
+    from cluster.search import make_search, tune_space
 
     scheduler, search_alg, metric, mode = make_search(plan, opts)
     tune_config = tune.TuneConfig(num_samples=plan.num_samples, max_concurrent_trials=opts.max_concurrent,
                                   reuse_actors=True, scheduler=scheduler, search_alg=search_alg,
                                   metric=metric, mode=mode)
-    return tune.Tuner(_trainable(meta, resources), param_space=to_tune_space(plan), tune_config=tune_config,
+    return tune.Tuner(_trainable(meta, resources), param_space=tune_space(plan, opts), tune_config=tune_config,
                       run_config=_run_config(opts, meta))
 
 

@@ -6,7 +6,6 @@ stand-in datasets of the tests (point data_root at them) in well under a minute.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 from search_spaces.experiment import Experiment, Hypothesis
 
@@ -21,29 +20,6 @@ BACKBONE_AXIS = ["resnet18", "vit_s16"]
 # Smoke: first 64 training / 32 held-out images, one epoch (two for the tiny detectors).
 IMAGE_SMOKE = {"epochs": 1, "train_subset": 64, "eval_subset": 32}
 PROBE_SMOKE = {"epochs": 2, "train_subset": 16, "eval_subset": 8, "feature_batch_size": 8}
-
-# mlp-param-explosion (LAB): inputs as (width, height, channels), labelled as in the source figure.
-IMAGE_SIZES: dict[str, tuple[int, int, int]] = {
-    "CIFAR-10 (32x32)": (32, 32, 3),
-    "Instagram (256x256)": (256, 256, 3),
-    "HD photo (720p)": (1280, 720, 3),
-    "4K photo (2160p)": (3840, 2160, 3),
-}
-EXPLOSION_HIDDEN = (256, 128)
-EXPLOSION_CLASSES = 10
-
-
-def mlp_params(in_features: int, hidden: Sequence[int] = EXPLOSION_HIDDEN, out: int = EXPLOSION_CLASSES) -> int:
-    """Parameters of a dense MLP: sum over layers of in*out + out (weights and biases)."""
-    dims = [in_features, *hidden, out]
-    return sum(a * b + b for a, b in zip(dims, dims[1:]))
-
-
-def param_explosion_table() -> list[dict]:
-    """Rows of mlp-param-explosion: label, image size, input features, parameter count."""
-    return [{"label": label, "width": w, "height": h, "channels": c, "in_features": w * h * c,
-             "params": mlp_params(w * h * c)} for label, (w, h, c) in IMAGE_SIZES.items()]
-
 
 def _better(better: str, worse: str, text: str, metric: str = "val_acc", mode: str = "max",
             **kw) -> Hypothesis:
@@ -137,9 +113,9 @@ IMAGE_EXPERIMENTS = [
     Experiment(
         name="mlp-param-explosion",
         description="Analytic: parameters of a [256,128] MLP as the input grows from 32x32 to 4K "
-                    "(no training; see search_spaces.images.param_explosion_table)",
+                    "(no training; computed by analysis.param_explosion)",
         pairings=(), analytic=True, seeds=1,
-        fixed={"image_sizes": IMAGE_SIZES, "hidden_dims": EXPLOSION_HIDDEN, "num_classes": EXPLOSION_CLASSES},
+        fixed={"hidden_dims": (256, 128), "num_classes": 10},
         plots=("param_explosion",),
     ),
 ]

@@ -14,6 +14,15 @@ DATA = (10, 30)
 SEEDS = (10, 11, 12)
 EPOCHS = 4
 LABELS = ["horizontal", "vertical", "none"]
+REPORT_PLOTS = ["accuracy_vs_data", "curves", "kernels", "confusion", "params_vs_accuracy", "leaderboard",
+                "param_explosion", "samples"]
+# What cluster/runner.py stores as sweep/experiment.json (dataclasses.asdict of the Experiment).
+DECLARATION = {
+    "description": "fabricated CNN vs MLP sweep", "plots": REPORT_PLOTS, "compare_with": [],
+    "hypotheses": [{"text": "CNN > MLP", "better": PAIRINGS[0], "worse": PAIRINGS[1], "metric": "val_acc",
+                    "mode": "max", "at": {"data_per_class": 10}, "other_experiment": None}],
+    "search": None,
+}
 
 
 def accuracy(pairing: str, dpc: int, seed: int) -> float:
@@ -100,7 +109,7 @@ def fake_store(root: Path, experiment: str = "fake-exp", sweep: str = "fake-swee
         "git_sha": "0123456", "search": "grid", "smoke": "true"})
     pid = parent.info.run_id
     client.log_batch(pid, params=[Param("epochs", str(EPOCHS))])
-    client.log_text(pid, json.dumps({"name": experiment, "plots": ["accuracy_vs_data"]}), "sweep/experiment.json")
+    client.log_text(pid, json.dumps(DECLARATION | {"name": experiment}), "sweep/experiment.json")
     client.set_terminated(pid)
     for i, (params, metrics, hist, shifts, matrix, kern) in enumerate(trial_rows()):
         run = client.create_run(exp_id, run_name=f"trial_{i}", tags={

@@ -66,10 +66,6 @@ def check_ray(argv: list[str]) -> click.Context:
         name, args = args[0], args[1:]
         cmd = cmd.get_command(click.Context(cli), name)
         assert cmd is not None, f"`ray {shlex.join(argv)}`: no ray command {name!r}"
-    entry: list[str] = []
-    if "--" in args:
-        i = args.index("--")
-        args, entry = args[:i], args[i + 1:]
     try:
         ctx = cmd.make_context(name, args)
     except click.UsageError as exc:
@@ -77,8 +73,8 @@ def check_ray(argv: list[str]) -> click.Context:
     for value in ctx.params.values():  # config files named on the command line must exist
         if isinstance(value, str) and value.startswith("cluster/recipes/"):
             assert (ROOT / value).is_file(), f"`ray {shlex.join(argv)}`: no file {value}"
-    if entry:
-        check_command(shlex.join(entry))
+    if ctx.params.get("entrypoint"):  # `ray job submit ... -- COMMAND`
+        check_command(shlex.join(ctx.params["entrypoint"]))
     return ctx
 
 

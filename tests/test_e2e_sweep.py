@@ -6,7 +6,7 @@ import json
 import pytest
 
 from cluster.cli import main
-from tests.conftest import mlflow_runs
+from conftest import mlflow_runs
 
 EXP = "edge-data-per-class"
 

@@ -88,7 +88,8 @@ def test_mnist_loads_idx_files(fake_mnist):
     root, arrays = fake_mnist
     b = build_data("mnist", {"data_root": str(root)})
     assert b.x_train.shape == (60, 1, 28, 28) and b.x_val.shape == (30, 1, 28, 28) and b.eval_split == "test"
-    assert np.array_equal(b.x_train[:, 0].numpy(), arrays["x_train"]) and np.array_equal(b.y_val.numpy(), arrays["y_test"])
+    assert np.array_equal(b.x_train[:, 0].numpy(), arrays["x_train"])
+    assert np.array_equal(b.y_val.numpy(), arrays["y_test"])
     x = b.prepare(b.x_train[:3])
     assert torch.allclose(x, (b.x_train[:3].float() / 255 - 0.1307) / 0.3081, atol=1e-6)
     half = build_data("mnist", {"data_root": str(root), "normalization": "half"})
@@ -190,3 +191,11 @@ def test_shift_robustness_refuses_non_image_data():
     with pytest.raises(ConfigError, match="shift_direction"):
         from trainables.evaluators.shift import ShiftConfig
         ShiftConfig(shift_direction="up")
+
+
+def test_shift_keys_are_trial_config_keys():
+    from trainables.resolve import resolve_config
+    base = {"pairing": "lab_cnn/cifar10", "evaluators": ("shift_robustness",)}
+    assert resolve_config({**base, "shift_max": 4, "shift_step": 2}).config["shift_max"] == 4
+    with pytest.raises(ConfigError, match="shift_step"):
+        resolve_config({**base, "shift_step": 0})

@@ -7,7 +7,8 @@ import pytest
 import torch
 from fakedata import fake_cifar, fake_cifar_root, fake_mnist, fake_mnist_root, weights_dir  # noqa: F401
 
-from search_spaces.images import IMAGE_EXPERIMENTS, mlp_params, param_explosion_table
+from analysis.param_explosion import explosion_table, mlp_param_count
+from search_spaces.images import IMAGE_EXPERIMENTS
 from trainables.errors import ConfigError
 from trainables.models import MODELS, build_model, count_params
 from trainables.pairings import PAIRINGS
@@ -100,9 +101,8 @@ def test_every_image_model_is_registered_and_paired():
 
 
 def test_param_explosion_counts():
-    assert [row["params"] for row in param_explosion_table()] == [820_874, 50_366_090, 707_823_242,
-                                                                  6_370_133_642]
-    assert mlp_params(3072) == count_params(build_model("lab_mlp"))[0]
+    assert [params for _, _, params in explosion_table()] == [820_874, 50_366_090, 707_823_242, 6_370_133_642]
+    assert mlp_param_count(3072) == count_params(build_model("lab_mlp"))[0]
 
 
 def test_image_experiments_names_and_pairings():

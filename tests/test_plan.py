@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from cluster.plan import make_plan, to_tune_space
+from fakedata import weights_dir, write_fake_cifar10, write_fake_mnist  # noqa: F401
 from cluster.values import parse_grids, parse_sets, parse_value
 from search_spaces import EXPERIMENTS, get_experiment
 from search_spaces.domains import Choice, LogUniform, RandInt
@@ -11,13 +12,26 @@ from search_spaces.experiment import Experiment
 from trainables.errors import ConfigError, UnknownName
 
 
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_fake_cifar10(root)
+    write_fake_mnist(root)
+    return root
+
+
 @pytest.mark.parametrize("name", sorted(n for n, e in EXPERIMENTS.items() if not e.analytic))
-def test_every_experiment_plans_and_validates(name):
+def test_every_experiment_plans_and_validates(name, data_root, weights_dir):
     exp = EXPERIMENTS[name]
-    plan = make_plan(exp)
+    extra = {}
+    if any(not p.endswith("/edges") for p in exp.pairings):
+        extra["data_root"] = str(data_root)
+    if any(p.endswith("/cifar10_features") for p in exp.pairings):
+        extra["weights"] = str(weights_dir)
+    plan = make_plan(exp, extra_fixed=extra)
     assert plan.seeds == exp.seed_values()
     assert len(plan.cells()) * plan.num_samples == plan.n_trials()
-    smoke = make_plan(exp, smoke=True)
+    smoke = make_plan(exp, smoke=True, extra_fixed=extra)
     assert smoke.n_trials() <= plan.n_trials()
 
 
@@ -100,3 +114,9 @@ def test_value_parsing():
     assert parse_grids(["lr=0.1,0.01"]) == {"lr": [0.1, 0.01]}
     with pytest.raises(ConfigError, match="key=value"):
         parse_sets(["lr"])
+
+
+def test_missing_dataset_files_fail_before_running(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        make_plan(get_experiment("mnist-mlp-lenet-resnet"), extra_fixed={"data_root": str(tmp_path)})
+    assert str(tmp_path) in str(info.value)

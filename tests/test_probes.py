@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import threading
 import urllib.error
 
@@ -63,11 +64,8 @@ def test_non_checkpoint_files_are_refused(tmp_path):
     torch.save({"epoch": 3}, tmp_path / "meta.pth")
     with pytest.raises(ConfigError, match="not a state_dict"):
         build_backbone("resnet18", str(tmp_path / "meta.pth"))
-
-    class Evil:  # weights_only=True must refuse arbitrary pickled objects
-        pass
-
-    torch.save({"w": Evil()}, tmp_path / "evil.pth")
+    # weights_only=True must refuse pickled objects other than tensors and containers.
+    torch.save({"w": datetime.date(2020, 1, 1)}, tmp_path / "evil.pth")
     with pytest.raises(ConfigError, match="not a readable"):
         build_backbone("resnet18", str(tmp_path / "evil.pth"))
     with pytest.raises(ConfigError, match="no such file"):
@@ -162,3 +160,24 @@ def test_probe_trial_trains_head_on_cached_features(backbone, dim, fake_cifar_ro
     out = run_trial(cfg)
     assert out["n_params"] == out["n_trainable_params"] == dim * 10 + 10
     assert 0.0 <= out["val_acc"] <= 1.0
+
+
+def test_probe_sweep_smoke_extracts_once_per_backbone(fake_cifar_root, weights_dir, tmp_path):
+    """The smoke sweep (2 backbones x 2 seeds): every trial after a backbone's first reuses its features."""
+    from cluster.plan import make_plan
+    from search_spaces.images import IMAGE_EXPERIMENTS, PROBE_SMOKE
+    from trainables.trainable import run_trial
+    features.clear_memory_cache()
+    exp = next(e for e in IMAGE_EXPERIMENTS if e.name == "pretrained-linear-probe")
+    plan = make_plan(exp, sets={"data_root": str(fake_cifar_root), "weights": str(weights_dir),
+                                "feature_cache_dir": str(tmp_path), "log_to_mlflow": False}, smoke=True, seeds=2)
+    cells = plan.cells()
+    assert sorted((c["backbone"], c["seed"]) for c in cells) == [("resnet18", 42), ("resnet18", 43),
+                                                                 ("vit_s16", 42), ("vit_s16", 43)]
+    start = features.backbone_forward_passes
+    for cfg in cells:
+        assert 0.0 <= run_trial(cfg)["val_acc"] <= 1.0
+    bs = PROBE_SMOKE["feature_batch_size"]
+    per_backbone = -(-PROBE_SMOKE["train_subset"] // bs) + -(-PROBE_SMOKE["eval_subset"] // bs)
+    assert features.backbone_forward_passes - start == 2 * per_backbone
+    assert len(list(tmp_path.glob("*.pt"))) == 2  # one cache file per backbone

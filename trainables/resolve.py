@@ -13,7 +13,7 @@ from typing import Any
 from trainables.config import TrainConfig
 from trainables.data import DATASETS, get_dataset
 from trainables.errors import ConfigError
-from trainables.evaluators import get_evaluator
+from trainables.evaluators import EVALUATOR_CONFIGS, get_evaluator
 from trainables.models import model_kwargs
 from trainables.pairings import PAIRINGS, Pairing, get_pairing
 
@@ -27,6 +27,8 @@ def known_keys() -> set[str]:
         keys |= spec.config.keys()
     for p in PAIRINGS.values():
         keys |= set(p.model_args) | set(p.defaults)
+    for cls in EVALUATOR_CONFIGS.values():  # e.g. shift_max of the shift_robustness evaluator
+        keys |= cls.keys()
     return keys
 
 
@@ -65,6 +67,8 @@ def resolve_config(config: dict[str, Any]) -> Resolved:
         raise ConfigError(f"fail_at_epoch is a fault-injection option for tests; set {FAULT_ENV}=1 to use it")
     for name in train.evaluators:
         get_evaluator(name)
+        if name in EVALUATOR_CONFIGS:
+            EVALUATOR_CONFIGS[name].from_config(full)
     data = get_dataset(pairing.dataset).config.from_config(full)
     accepted = model_kwargs(pairing.model)
     kwargs = {arg: full[key] for key, arg in pairing.model_args.items() if key in full and arg in accepted}

@@ -34,7 +34,8 @@ def metric_vs_key(data: SweepData, x: str, metric: str = "val_acc", *, logx: boo
     style_axes(ax, xlabel=xlabel or x.replace("_", " "), ylabel=metric_label(metric),
                title=title or f"{metric_label(metric)} vs {x.replace('_', ' ')} (mean ± 95% CI)")
     counts = runs.groupby(other_keys(data, x) + [x], dropna=False).size()
-    ax.text(0.99, 0.01, f"{data.name}: {counts.min()}–{counts.max()} seeds per point",
+    ax.text(0.99, 0.01, f"{data.name}: " + (f"{counts.min()}" if counts.min() == counts.max()
+                                      else f"{counts.min()}–{counts.max()}") + " seeds per point",
             transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="grey")
     return {"accuracy_vs_" + x: fig}
 

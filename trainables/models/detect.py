@@ -17,7 +17,8 @@ class MLPDetector(nn.Module):
 
 
 class CNNDetector(nn.Module):
-    """Three [Conv(3x3, pad 1) -> ReLU -> MaxPool2] blocks (16, 32, 64) -> FC(4096->256) -> ReLU -> FC(256->4) -> Sigmoid.
+    """Three [Conv(3x3, pad 1) -> ReLU -> MaxPool2] blocks (16, 32, 64) -> FC(4096->256) -> ReLU -> FC(256->4)
+    -> Sigmoid.
 
     1,073,156 parameters; the pooling takes 64 px down to 8.
     """

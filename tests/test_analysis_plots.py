@@ -1,0 +1,89 @@
+"""Every registered plot renders a non-empty PNG from fabricated frames (parametrized over PLOTS)."""
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from analysis_fakes import PAIRINGS, fake_sweep_data
+from matplotlib.image import imread
+
+from analysis.param_explosion import explosion_table, mlp_param_count
+from analysis.plots import PLOTS, get_plot
+from analysis.style import MODEL_COLOURS, colour, figure_png
+from analysis.sweep_data import SweepData, empty_sweep
+from trainables.errors import UnknownName
+
+EXPERIMENT_PLOT_NAMES = ["accuracy_vs_data", "curves", "kernels", "confusion", "params_vs_accuracy",
+                         "lr_kernel_heatmap", "accuracy_vs_epochs", "accuracy_vs_shift", "leaderboard",
+                         "param_explosion", "samples", "iou_table", "search_scatter", "asha_rungs",
+                         "best_configs"]
+
+
+@pytest.fixture(scope="module")
+def data() -> SweepData:
+    return fake_sweep_data()
+
+
+def test_registry_has_every_name_experiments_use():
+    assert sorted(PLOTS) == sorted(EXPERIMENT_PLOT_NAMES)
+    with pytest.raises(UnknownName, match="accuracy_vs_data"):
+        get_plot("accuracy_vs_dat")
+
+
+@pytest.mark.parametrize("name", sorted(PLOTS))
+def test_plot_renders_png(name, data):
+    figures = PLOTS[name](data)
+    assert figures, f"{name} drew nothing from a sweep that has all it needs"
+    for stem, fig in figures.items():
+        png = figure_png(fig)
+        img = imread(io.BytesIO(png))
+        assert img.shape[0] > 100 and img.shape[1] > 200, stem
+        assert img[..., :3].std() > 0.02, f"{stem} is blank"
+
+
+@pytest.mark.parametrize("name", sorted(set(PLOTS) - {"param_explosion"}))
+def test_plot_without_data_draws_nothing(name):
+    assert PLOTS[name](empty_sweep("nothing")) == {}
+
+
+def test_curves_one_figure_per_cell_and_kernels_per_model(data):
+    assert sorted(PLOTS["curves"](data)) == ["curves_data_per_class_10", "curves_data_per_class_30"]
+    assert list(PLOTS["kernels"](data)) == ["kernels_simple_cnn_edges"]  # the MLP has no kernels
+    assert sorted(PLOTS["samples"](data)) == ["samples", "samples_unpermuted"]
+
+
+def test_failed_runs_are_not_plotted_as_results(data):
+    figure = PLOTS["accuracy_vs_data"](data)["accuracy_vs_data"]
+    ys = [y for line in figure.axes[0].lines for y in line.get_ydata()]
+    assert min(ys) > 50  # the failed trial logged val_acc=0 and must not pull a mean down
+
+
+def test_compared_experiment_gets_its_own_series(data):
+    merged = data.merge(fake_sweep_data())
+    assert set(merged.runs["series"]) == set(PAIRINGS) | {f"{p} · fake-exp" for p in PAIRINGS}
+    labels = [t.get_text() for t in PLOTS["accuracy_vs_data"](merged)["accuracy_vs_data"].axes[0].get_legend().get_texts()]
+    assert len(labels) == 4
+
+
+def test_colours_are_stable_and_distinct_for_the_compared_models():
+    assert colour(PAIRINGS[0]) == MODEL_COLOURS["simple_cnn"] == colour("simple_cnn/edges")
+    assert colour(PAIRINGS[0]) != colour(PAIRINGS[1])
+    assert colour("unknown_model/edges") == colour("unknown_model/edges")
+
+
+def test_param_explosion_counts_match_spec():
+    assert [p for _, _, p in explosion_table()] == [820_874, 50_366_090, 707_823_242, 6_370_133_642]
+    assert mlp_param_count(784, (50, 10), 3) == 39_793  # ThreeLayerMLP, SPEC 2.1
+    fig = PLOTS["param_explosion"](None)["param_explosion"]
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["0.8M", "50.4M", "707.8M", "6,370.1M"]
+
+
+def test_confusion_is_the_mean_over_seeds():
+    runs = pd.DataFrame({"run_id": ["a", "b"], "pairing": ["m/d", "m/d"], "seed": [1, 2],
+                         "status_reason": ["completed", "completed"]})
+    conf = pd.DataFrame({"run_id": ["a", "b"], "labels": [["x", "y"]] * 2,
+                         "matrix": [np.array([[2.0, 0], [1, 1]]), np.array([[1.0, 1], [0, 2]])]})
+    data = SweepData(parent={"name": "c"}, runs=runs, confusion=conf)
+    ax = PLOTS["confusion"](data)["confusion"].axes[0]
+    assert [t.get_text() for t in ax.texts] == ["1.5", "0.5", "0.5", "1.5"]
