@@ -99,7 +99,10 @@ def evaluate(hypothesis, runs: pd.DataFrame, keys: Sequence[str],
     metric, at = h.metric, dict(h.at or {})
     better = restrict(select(runs, h.better, getattr(h, "better_fixed", None)), at)
     source = runs if other_runs is None else other_runs
-    worse = restrict(select(source, h.worse, getattr(h, "worse_fixed", None)), at)
+    worse = select(source, h.worse, getattr(h, "worse_fixed", None))
+    # `at` selects the better side's cell; on the other side only keys it has apply (a
+    # from-scratch CNN has no `backbone` to match a linear probe's).
+    worse = restrict(worse, {k: v for k, v in at.items() if k in worse and worse[k].notna().any()})
     missing = [n for n, side in ((h.better, better), (h.worse, worse)) if side.empty]
     if missing or metric not in better or metric not in worse:
         note = (f"no completed runs of {' and '.join(map(repr, missing))}" if missing

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from analysis import html as H
 from analysis.hypotheses import evaluate_all
 from analysis.load import load_artifacts, load_sweep
@@ -36,9 +38,14 @@ class ReportSpec:
 
 
 def _hypothesis(d: Any):
+    import dataclasses
+
     from search_spaces.experiment import Hypothesis
 
-    return d if isinstance(d, Hypothesis) else Hypothesis(**d)
+    if isinstance(d, Hypothesis):
+        return d
+    known = {f.name for f in dataclasses.fields(Hypothesis)}  # a newer declaration may carry more
+    return Hypothesis(**{k: v for k, v in d.items() if k in known})
 
 
 def report_spec(data: SweepData, experiment: str | None = None) -> ReportSpec:
@@ -56,11 +63,11 @@ def report_spec(data: SweepData, experiment: str | None = None) -> ReportSpec:
         search = data.parent.get("tags", {}).get("search", "grid") not in ("grid", "")
         return ReportSpec(DEFAULT_PLOTS + (SEARCH_PLOTS if search else ()), declared=False,
                           notes=["no experiment declaration found: default plots, no hypotheses"])
-    plots = tuple(decl.get("plots") or ()) or DEFAULT_PLOTS
+    plots = tuple(decl.get("plots") or ())
     for name in plots:
         get_plot(name)  # unknown names fail before any work, with close matches
-    return ReportSpec(plots, tuple(_hypothesis(h) for h in decl.get("hypotheses") or ()),
-                      tuple(decl.get("compare_with") or ()), decl.get("description", ""))
+    return ReportSpec(plots or DEFAULT_PLOTS, tuple(_hypothesis(h) for h in decl.get("hypotheses") or ()),
+                      tuple(decl.get("compare_with") or ()), decl.get("description", ""), declared=bool(plots))
 
 
 def _run_link(uri: str, exp_id: str, run_id: str) -> str | None:
@@ -214,6 +221,18 @@ def _page(data, spec, results, figures, verdicts, notes) -> str:
          + (H.pre_json(p["declaration"]) if p.get("declaration") else "")),
         ("Runs", H.table_html(runs_df, raw_columns=("run id",))),
     ]
+    from analysis.confirmation import confirmation_html  # searches: best config per model vs `sweep confirm`
+
+    best = confirmation_html(data)
+    if best:
+        sections.insert(1, ("Best configuration per model", best))
+    if "param_explosion" in spec.plots:
+        from analysis.param_explosion import explosion_table
+
+        counts = pd.DataFrame(explosion_table(), columns=["image size", "inputs", "parameters"])
+        counts[["inputs", "parameters"]] = counts[["inputs", "parameters"]].map(lambda v: f"{v:,}")
+        sections.insert(1, ("Parameter counts", "<p class=\"muted\">MLP [256, 128] → 10, "
+                                                "Σ(in·out + out) over its dense layers.</p>" + H.table_html(counts)))
     if notes:
         sections.append(("Notes", "<ul>" + "".join(f"<li>{H.esc(n)}</li>" for n in notes) + "</ul>"))
     return H.page(f"{p.get('experiment') or data.name}: {data.name}", sections, header)

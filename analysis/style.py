@@ -119,6 +119,12 @@ def _short(v: Any) -> str:
     return str(v)
 
 
+def clip_percent(ax) -> None:
+    """Keep a percent axis within [0, 100] (a wide CI band with 2 seeds would stretch it)."""
+    low, high = ax.get_ylim()
+    ax.set_ylim(max(low, -1.0), min(high, 101.0))
+
+
 def style_axes(ax, *, xlabel: str, ylabel: str, title: str | None = None, legend: bool = True) -> None:
     """Grid, labels, legend (when there is something to label)."""
     ax.set_xlabel(xlabel)
@@ -130,5 +136,5 @@ def style_axes(ax, *, xlabel: str, ylabel: str, title: str | None = None, legend
         ax.legend(fontsize=8)
 
 
-__all__ = ["MODEL_COLOURS", "cell_label", "colour", "figure_png", "fmt_mean_ci", "fmt_value",
+__all__ = ["MODEL_COLOURS", "cell_label", "clip_percent", "colour", "figure_png", "fmt_mean_ci", "fmt_value",
            "linestyle", "marker", "metric_label", "new_figure", "scale", "slug", "style_axes"]

@@ -32,8 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--grid", dest="grids", action="append", metavar="KEY=V1,V2",
                      help="sweep a key over values (repeatable)")
     run.add_argument("--smoke", action="store_true", help="tiny epochs/data: any experiment in < 2 min on 2 cores")
-    run.add_argument("--num-samples", type=int, default=1, help="Tune num_samples (samples of a search)")
+    run.add_argument("--num-samples", type=int,
+                     help="Tune num_samples: samples of a search (default: the experiment's, else 1)")
+    run.add_argument("--sample", dest="samples", action="append", metavar="KEY=DOMAIN",
+                     help="search a key: loguniform(LO,HI), uniform(LO,HI), randint(LO,HI), choice(V1,V2,...)")
     run.add_argument("--scheduler", choices=["asha", "none"], help="trial scheduler (default: the experiment's)")
+    run.add_argument("--grace-period", type=int, help="ASHA: epochs before the first stop (default: the experiment's)")
+    run.add_argument("--reduction-factor", type=int, help="ASHA: keep 1/N of the trials at each rung")
     run.add_argument("--search", default="random", help="search algorithm: random (Tune's), hyperopt, optuna")
     _add_common(run)
     run.add_argument("--cpus-per-trial", type=_float)
@@ -56,6 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--sweep")
     out.add_argument("--format", choices=["table", "csv", "json"], default="table")
     out.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+
+    con = sub.add_parser("confirm", help="rerun a search's best config per model with fresh seeds (mean ± CI)")
+    con.add_argument("sweep", help="name of the search sweep")
+    con.add_argument("--seeds", type=int, default=5, help="fresh seeds per configuration (default 5)")
+    con.add_argument("--top", type=int, default=1, help="best configurations per model (default 1)")
+    con.add_argument("--name", help="confirmation sweep name (default SWEEP-confirm)")
+    con.add_argument("--storage-path", help="Tune storage (default: the search's)")
+    con.add_argument("--max-concurrent", type=int)
+    con.add_argument("--cpus-per-trial", type=_float)
+    con.add_argument("--gpus-per-trial", type=_float)
+    _add_common(con)
 
     rep = sub.add_parser("report", help="write the HTML report of a sweep and attach it to the parent run")
     rep.add_argument("experiment", nargs="?")
@@ -87,6 +103,7 @@ def cmd_list(args) -> int:
 
 def cmd_run(args) -> int:
     from cluster.runner import RunOptions, run_sweep
+    from cluster.search import parse_samples
     from cluster.values import parse_grids, parse_sets
 
     opts = RunOptions(experiment=args.experiment, seeds=args.seeds, sets=parse_sets(args.sets),
@@ -94,8 +111,19 @@ def cmd_run(args) -> int:
                       address=args.address, tracking_uri=args.tracking_uri, cpus_per_trial=args.cpus_per_trial,
                       gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, name=args.name,
                       storage_path=args.storage_path, data_root=args.data_root, max_failures=args.max_failures,
-                      scheduler=args.scheduler, search=args.search, ship_code=not args.no_ship_code)
+                      scheduler=args.scheduler, search=args.search, ship_code=not args.no_ship_code,
+                      samples=parse_samples(args.samples), grace_period=args.grace_period,
+                      reduction_factor=args.reduction_factor)
     return run_sweep(opts)
+
+
+def cmd_confirm(args) -> int:
+    from cluster.confirm import confirm_sweep
+
+    return confirm_sweep(args.sweep, seeds=args.seeds, top=args.top, tracking_uri=args.tracking_uri,
+                         storage_path=args.storage_path, name=args.name, address=args.address,
+                         max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
+                         gpus_per_trial=args.gpus_per_trial)
 
 
 def cmd_resume(args) -> int:
@@ -137,7 +165,7 @@ def _need_target(args) -> None:
         raise ConfigError("name an EXPERIMENT or pass --sweep NAME")
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "resume": cmd_resume, "results": cmd_results,
+COMMANDS = {"list": cmd_list, "run": cmd_run, "resume": cmd_resume, "confirm": cmd_confirm, "results": cmd_results,
             "report": cmd_report, "server": cmd_server}
 
 

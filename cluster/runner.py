@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cluster import ray_setup, tracking
+from cluster import preflight, ray_setup, tracking
 from cluster.plan import Plan, make_plan
 from search_spaces import get_experiment
 from search_spaces.experiment import Experiment
@@ -85,7 +85,7 @@ def declaration(plan: Plan) -> dict[str, Any]:
 
 def build_plan(opts: RunOptions, definition: Experiment | None = None) -> Plan:
     """The checked plan of `opts`; `definition` replaces the registry lookup (e.g. `sweep confirm`)."""
-    from cluster.search import apply_samples
+    from cluster.search import apply_samples, check_search
 
     exp = apply_samples(definition or get_experiment(opts.experiment), opts.samples)
     extra = {"data_root": opts.data_root} if opts.data_root else {}
@@ -94,7 +94,9 @@ def build_plan(opts: RunOptions, definition: Experiment | None = None) -> Plan:
     num_samples = opts.num_samples
     if num_samples is None:
         num_samples = (min(exp.search.num_samples, 4) if opts.smoke else exp.search.num_samples) if exp.search else 1
-    return make_plan(exp, opts.sets, opts.grids, opts.seeds, opts.smoke, num_samples, extra_fixed=extra)
+    plan = make_plan(exp, opts.sets, opts.grids, opts.seeds, opts.smoke, num_samples, extra_fixed=extra)
+    check_search(plan, opts)  # scheduler/searcher problems also fail before Ray or MLflow start
+    return plan
 
 
 def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict[str, str] | None = None) -> int:
@@ -115,6 +117,7 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
     if "://" not in storage and (Path(storage) / name).exists():
         raise ConfigError(f"a sweep named {name!r} already exists in {storage}; pick another --name or "
                           f"`sweep resume {name}`")
+    preflight.run_checks(plan, opts)  # models built, data decoded, resources fit: before Ray and MLflow
     ray_setup.init_ray(opts.address, ship_code=opts.ship_code)
     cpus, gpus, nodes = ray_setup.cluster_resources()
     resources = ray_setup.trial_resources(opts.cpus_per_trial, opts.gpus_per_trial, cpus, gpus)
@@ -125,6 +128,8 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
 
     from mlflow.tracking import MlflowClient
 
+    from cluster.search import asha_settings
+
     client = MlflowClient(tracking_uri=uri)
     exp_id = tracking.get_or_create_experiment(client, plan.experiment.name, uri)
     sha = tracking.git_sha()
@@ -133,7 +138,8 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
         client, exp_id, name, plan.experiment.name,
         {"swept_keys": json.dumps(plan.swept_keys), "git_sha": sha, "search": search,
          "smoke": str(plan.smoke).lower(), "storage_path": storage, "n_trials": str(plan.n_trials()),
-         "scheduler": opts.scheduler or "none", **(tags or {})},
+         "scheduler": opts.scheduler or "none", "asha": json.dumps(asha_settings(plan, opts) or {}),
+         **(tags or {})},
         {**plan.fixed, "seeds": plan.seeds, "num_samples": plan.num_samples}, declaration(plan))
     meta = {"name": name, "experiment": plan.experiment.name, "tracking_uri": uri, "experiment_id": exp_id,
             "parent_run_id": parent, "resources": resources, "storage_path": storage, "git_sha": sha,

@@ -104,24 +104,36 @@ def max_epochs(plan: Plan) -> int:
     return top
 
 
-def make_asha(plan: Plan, grace_period: int | None = None, reduction_factor: int | None = None):
-    """ASHA over epochs (time_attr="epoch", the key every trial report carries).
+def asha_settings(plan: Plan, opts) -> dict[str, int] | None:
+    """ASHA's max_t, grace period and reduction factor for this plan, or None without ASHA.
 
     The grace period is the CLI's, else the experiment's Search, else one twentieth of the
     budget (one default report interval). A grace period that reaches the budget would never
     stop anything (e.g. --smoke), so it then shrinks to a quarter of the budget.
     """
-    from ray.tune.schedulers import ASHAScheduler
-
+    if check_options(opts)[0] != "asha":
+        return None
     search = plan.experiment.search
     max_t = max_epochs(plan)
-    grace = grace_period or (search.grace_period if search else max(1, max_t // 20))
-    rf = reduction_factor or (search.reduction_factor if search else 3)
+    grace = getattr(opts, "grace_period", None) or (search.grace_period if search else max(1, max_t // 20))
+    rf = getattr(opts, "reduction_factor", None) or (search.reduction_factor if search else 3)
     if grace >= max_t:
         shrunk = max(1, max_t // 4)
         log.warning("ASHA grace period %d >= the %d-epoch budget; using %d", grace, max_t, shrunk)
         grace = shrunk
-    return ASHAScheduler(time_attr="epoch", max_t=max_t, grace_period=grace, reduction_factor=rf)
+    return {"max_t": max_t, "grace_period": grace, "reduction_factor": rf}
+
+
+def make_asha(settings: dict[str, int], pairings: int = 1):
+    """ASHA over epochs (time_attr="epoch", the key every trial report carries); with several
+    pairings, one ASHA per pairing (cluster.schedulers.PerPairingASHA)."""
+    if pairings > 1:
+        from cluster.schedulers import PerPairingASHA
+
+        return PerPairingASHA(time_attr="epoch", **settings)
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr="epoch", **settings)
 
 
 def check_options(opts) -> tuple[str, str]:
@@ -161,6 +173,13 @@ def _check_model_based(plan: Plan, searcher: str) -> None:
                                   "pairings: use --search random")
 
 
+def check_search(plan: Plan, opts) -> None:
+    """Every check of make_search, without Ray: run by the runner before Ray or MLflow start."""
+    _, searcher = check_options(opts)
+    if searcher in MODEL_BASED:
+        _check_model_based(plan, searcher)
+
+
 def make_search(plan: Plan, opts):
     """Return (scheduler, search_alg, metric, mode) for the Tuner; all None for a plain grid.
 
@@ -172,9 +191,8 @@ def make_search(plan: Plan, opts):
     search = plan.experiment.search
     metric = search.metric if search else "val_acc"
     mode = search.mode if search else "max"
-    scheduler = None
-    if scheduler_name == "asha":
-        scheduler = make_asha(plan, getattr(opts, "grace_period", None), getattr(opts, "reduction_factor", None))
+    settings = asha_settings(plan, opts) if scheduler_name == "asha" else None
+    scheduler = make_asha(settings, len(plan.axes["pairing"])) if settings else None
     search_alg = None
     if searcher in MODEL_BASED:
         _check_model_based(plan, searcher)

@@ -36,23 +36,20 @@ BACKEND_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 ARTIFACT_SCHEMES = ("file", "s3", "gs", "wasbs", "abfss", "r2", "b2", "hdfs", "viewfs",
                     "sftp", "ftp", "dbfs")
 APP_NAMES = ("basic-auth",)
-LOOPBACK_HOSTS = ("localhost",)
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
 
 def _check_host(host: object) -> str:
-    if not isinstance(host, str) or not host:
-        raise ConfigError(f"host={host!r} is not a host name or IP address; "
-                          f"use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)")
-    try:
-        ipaddress.ip_address(host)
-        return host
-    except ValueError:
-        pass
-    if not _HOSTNAME.match(host):
-        raise ConfigError(f"host={host!r} is not a host name or IP address (no scheme, port "
-                          f"or path); use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)")
+    ok = isinstance(host, str) and bool(host)
+    if ok:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            ok = bool(_HOSTNAME.match(host))
+    if not ok:
+        raise ConfigError(f"host={host!r} is not a host name or IP address (no scheme, port or "
+                          f"path); use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)")
     return host
 
 
@@ -87,7 +84,7 @@ def _check_artifacts(dest: object) -> str:
 
 def is_loopback(host: str) -> bool:
     """Whether `host` only accepts connections from this machine."""
-    if host in LOOPBACK_HOSTS:
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -281,6 +278,7 @@ class TrackingServer:
         """Start the server and wait until GET /health answers.
 
         Raises:
+            ConfigError: basic-auth asked for without Flask-WTF installed.
             RuntimeError: the server exited or did not answer in time (message has its log).
         """
         if self.proc is not None and self.proc.poll() is None:
@@ -288,6 +286,8 @@ class TrackingServer:
         argv = server_command(self.host, self.port, f"sqlite:///{self.root / 'mlflow.db'}",
                               str(self.root / "mlartifacts"), self.app_name, workers=1)
         env = self._env()
+        if self.app_name == "basic-auth":
+            check_basic_auth_ready(env)
         with open(self.log_path, "ab") as log:
             # Own session: stop() signals the whole group, uvicorn workers included.
             self.proc = subprocess.Popen(argv, cwd=self.root, env=env, stdout=log,

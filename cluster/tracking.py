@@ -92,7 +92,7 @@ def create_parent_run(client, experiment_id: str, sweep: str, experiment: str, t
     items = [Param(k, param_value(v)[:6000]) for k, v in sorted(redact(params).items())]
     for i in range(0, len(items), 100):
         client.log_batch(run.info.run_id, params=items[i:i + 100])
-    client.log_text(run.info.run_id, json.dumps(declaration, indent=2, default=str), "sweep/experiment.json")
+    client.log_text(run.info.run_id, json.dumps(redact(declaration), indent=2, default=str), "sweep/experiment.json")
     client.log_batch(run.info.run_id, tags=[RunTag("mlflow.note.content", declaration.get("description", ""))])
     return run.info.run_id
 

@@ -138,3 +138,15 @@ def test_sweep_results_and_formats():
     assert records[0]["val_acc_mean"] == pytest.approx(0.92)
     with pytest.raises(ConfigError, match="yaml.*table, csv, json"):
         format_results(table, "yaml")
+
+
+def test_at_applies_to_the_other_side_only_where_it_has_the_key():
+    probes = pd.DataFrame({"pairing": ["linear_probe/cifar10_features"] * 4, "backbone": ["resnet18"] * 2 + ["vit_s16"] * 2,
+                           "best_val_acc": [0.88, 0.89, 0.95, 0.96], "status_reason": "completed"})
+    scratch = pd.DataFrame({"pairing": ["lab_cnn/cifar10"] * 3, "best_val_acc": [0.70, 0.72, 0.71],
+                            "status_reason": "completed"})
+    h = Hypothesis("probe > CNN", better="linear_probe/cifar10_features", worse="lab_cnn/cifar10",
+                   metric="best_val_acc", at={"backbone": "vit_s16"}, other_experiment="cifar10-mlp-vs-cnn")
+    [r] = evaluate_all([h], probes, ["backbone"], {"cifar10-mlp-vs-cnn": scratch})
+    assert r.verdict == "yes" and r.cell == {"backbone": "vit_s16"}
+    assert r.better[0] == pytest.approx(0.955) and r.better[3] == 2 and r.worse[3] == 3

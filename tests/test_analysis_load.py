@@ -94,10 +94,10 @@ def test_errors_name_what_exists(store):
         load_sweep(uri, parent_run_id="0" * 32)
 
 
-def test_experiment_alone_selects_the_newest_sweep(tmp_path):
+def test_experiment_alone_selects_the_newest_sweep(store, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri, _ = store  # a second experiment in the same store (a fresh sqlite schema costs seconds)
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment("e", artifact_location=(tmp_path / "a").as_uri())
     now = int(time.time() * 1000)

@@ -10,6 +10,7 @@ import configparser
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tomllib
@@ -163,6 +164,7 @@ def test_kuberay_tracking_server_settings():
 
 
 @pytest.mark.cluster
+@pytest.mark.slow
 def test_kuberay_allowed_hosts_accept_the_service_name_only():
     from cluster.server import TrackingServer
 
@@ -196,7 +198,7 @@ def record(**kw):
         f.write(json.dumps(dict(tool=name, argv=argv, pid=os.getpid(), **kw)) + "\n")
 def block():
     signal.signal(signal.SIGTERM, lambda *_: (record(event="stopped"), sys.exit(0)))
-    while True:
+    for _ in range(600):  # never outlive a broken test by more than a minute
         time.sleep(0.1)
 record(event="call")
 if name == "scontrol":
@@ -235,8 +237,19 @@ def _run_sbatch(tmp_path: Path, sweep_exit: int, *extra: str):
     env.update(SHIM_LOG=str(log), VENV=str(venv), SHARED_DIR=str(tmp_path / "shared"),
                SLURM_JOB_NODELIST="node[1-2]", SLURM_JOB_ID="42", SLURM_CPUS_PER_TASK="8",
                SLURM_GPUS_PER_TASK="1", SWEEP_EXIT=str(sweep_exit))
-    proc = subprocess.run(["bash", str(RECIPES / "slurm-sweep.sbatch"), *extra], env=env,
-                          capture_output=True, text=True, timeout=120)
+    out = tmp_path / "sbatch.out"
+    with open(out, "w") as fh:
+        proc = subprocess.Popen(["bash", str(RECIPES / "slurm-sweep.sbatch"), *extra], env=env,
+                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        proc.wait(timeout=60)
+    finally:  # whatever the script left running (it should leave nothing) goes with its group
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    proc.stderr = out.read_text()
     return proc, [json.loads(line) for line in log.read_text().splitlines()]
 
 

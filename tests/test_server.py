@@ -197,7 +197,8 @@ def test_basic_auth_refuses_anonymous_and_accepts_env_credentials(monkeypatch):
 
 @pytest.mark.cluster
 @pytest.mark.slow
-def test_serve_runs_in_foreground_until_ctrl_c(tmp_path):
+@pytest.mark.parametrize("how", ["ctrl-c", "kill"])
+def test_serve_runs_in_foreground_until_stopped(tmp_path, how):
     port = srv.free_port()
     code = textwrap.dedent(f"""
         from cluster.server import serve
@@ -213,7 +214,10 @@ def test_serve_runs_in_foreground_until_ctrl_c(tmp_path):
             assert proc.poll() is None, proc.communicate()[0]
             assert time.monotonic() < deadline, "server did not come up"
             time.sleep(0.25)
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        if how == "ctrl-c":  # the terminal signals the whole foreground group
+            os.killpg(proc.pid, signal.SIGINT)
+        else:  # `kill PID` (the Slurm recipe's cleanup): serve() must pass it on
+            os.kill(proc.pid, signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0, out
         assert f"--tracking-uri http://127.0.0.1:{port}" in out and "WARNING" not in out

@@ -95,4 +95,14 @@ def get_pairing(name: str) -> Pairing:
     try:
         return PAIRINGS[name]
     except KeyError:
-        raise UnknownName("pairing", name, PAIRINGS) from None
+        pass
+    # Name the part that is wrong, so a typo in the model or dataset gets its own suggestion.
+    from trainables.data import DATASETS
+    from trainables.models import MODELS
+
+    model, _, dataset = str(name).partition("/")
+    if model not in MODELS:
+        raise UnknownName("model", model, MODELS) from None
+    if dataset not in DATASETS:
+        raise UnknownName("dataset", dataset, DATASETS) from None
+    raise UnknownName("pairing", name, PAIRINGS) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,11 +21,36 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
 SECRET_MARKERS = ("password", "token", "secret", "credential", "api_key")
+RETRY_ENV = "SWEEP_MLFLOW_RETRY_S"  # how long a trial keeps retrying an unreachable tracking server
 
 
 def redact(config: dict[str, Any]) -> dict[str, Any]:
-    """Copy of `config` with values of credential-like keys replaced by "***"."""
-    return {k: ("***" if any(m in k.lower() for m in SECRET_MARKERS) else v) for k, v in config.items()}
+    """Copy of `config` with values of credential-like keys replaced by "***" (nested dicts too)."""
+    return {k: ("***" if any(m in str(k).lower() for m in SECRET_MARKERS)
+                else redact(v) if isinstance(v, dict) else v) for k, v in config.items()}
+
+
+def default_retry_s() -> float:
+    """Seconds a trial retries failing MLflow calls before it fails: $SWEEP_MLFLOW_RETRY_S, else 120."""
+    text = os.environ.get(RETRY_ENV, "120")
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise ConfigError(f"{RETRY_ENV}={text!r} is not allowed; use a number of seconds > 0")
+    return value
+
+
+def bound_http_retries(retry_s: float) -> None:
+    """Keep MLflow's own HTTP retries inside our retry window.
+
+    MLflow retries a request 7 times with exponential backoff (about 4 minutes) before it
+    raises, which would outlast a short `retry_s`; `TrialRun._retry` does the retrying instead.
+    Values the user set in the environment win.
+    """
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(max(10.0, min(120.0, retry_s)))))
 
 
 def param_value(value: Any) -> str:
@@ -45,7 +71,7 @@ class TrackingInfo:
     experiment: str
     git_sha: str = "unknown"
     swept_keys: tuple[str, ...] = ()
-    retry_s: float = 120.0
+    retry_s: float = field(default_factory=default_retry_s)
     extra_tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -56,11 +82,13 @@ class TrialRun:
                  run_name: str, tags: dict[str, str]):
         from mlflow.tracking import MlflowClient
 
+        bound_http_retries(info.retry_s)
         self.info = info
         self.client = MlflowClient(tracking_uri=info.tracking_uri)
         self.buffer: list[tuple[str, float, int]] = []
         self.run_id = run_id or self._find(trial_id)
         self.resumed = self.run_id is not None
+        self.previous = None  # the run's RunInfo before this attempt touched it (resumed runs only)
         if self.run_id is None:
             all_tags = {"mlflow.parentRunId": info.parent_run_id, "role": "trial", "sweep": info.sweep,
                         "experiment": info.experiment, "git_sha": info.git_sha, **info.extra_tags, **tags}
@@ -69,6 +97,7 @@ class TrialRun:
             run = self._retry(lambda: self.client.create_run(info.experiment_id, tags=all_tags, run_name=run_name))
             self.run_id = run.info.run_id
         else:
+            self.previous = self._retry(lambda: self.client.get_run(self.run_id)).info
             self._retry(lambda: self.client.update_run(self.run_id, status="RUNNING"))
         # Steps already stored (an earlier attempt got that far); they are never written twice.
         self.logged_step = self._last_step() if self.resumed else 0

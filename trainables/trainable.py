@@ -23,7 +23,7 @@ from trainables.evaluators import get_evaluator
 from trainables.loop import Trainer
 from trainables.models import build_model, count_params
 from trainables.resolve import Resolved, resolve_config
-from trainables.tracking import TrackingInfo, TrialRun
+from trainables.tracking import TrackingInfo, TrialRun, redact
 
 CHECKPOINT_FILE = "trial_state.pt"
 _DATA_CACHE: dict[str, DataBundle] = {}  # a reused actor keeps its last datasets (CPU tensors)
@@ -125,7 +125,9 @@ def run_trial(config: dict[str, Any], tracking: TrackingInfo | None = None,
     try:
         result = _train(r, trainer, bundle, model, conv, initial_kernels, run, report, start, restore is not None, t0)
     except BaseException as exc:
-        if run is not None:
+        # SystemExit is Tune stopping the trial inside tune.report (a scheduler's STOP, also at
+        # max_t after the run finished): the driver's MlflowTrialFinalizer records that, not us.
+        if run is not None and not isinstance(exc, SystemExit):
             try:
                 run.finish("FAILED", {"status_reason": "failed", "error": f"{type(exc).__name__}: {exc}"[:5000]})
             except Exception:
@@ -142,6 +144,8 @@ def _train(r, trainer, bundle, model, conv, initial_kernels, run, report, start,
         prev = trainer.history_rows(1, start - 1) if start > 1 else []
         best = max((row.get("val_acc", float("-inf")) for row in prev), default=float("-inf"))
     last_flushed = start - 1
+    if start > tc.epochs:  # an earlier attempt finished; the driver died before Tune recorded it
+        return _already_done(r, trainer, model, run, report)
     for epoch in range(start, tc.epochs + 1):
         if tc.fail_at_epoch == epoch and not restored:
             raise RuntimeError(f"injected failure at epoch {epoch} (fail_at_epoch)")
@@ -175,6 +179,31 @@ def _train(r, trainer, bundle, model, conv, initial_kernels, run, report, start,
         if final:
             return metrics
     raise AssertionError("unreachable: the loop returns at the final epoch")
+
+
+def _already_done(r, trainer, model, run, report) -> dict:
+    """Restored from the final checkpoint: report the final metrics again; train and log nothing.
+
+    The MLflow run already holds everything (it is closed before the final checkpoint is
+    reported), so it only gets its FINISHED status and end time back.
+    """
+    tc = r.train
+    rows = trainer.history_rows(1, tc.epochs)
+    n_params, n_trainable = count_params(model)
+    metrics = {"epoch": tc.epochs, **rows[-1], "n_params": n_params, "n_trainable_params": n_trainable,
+               "epochs_completed": tc.epochs}
+    if "val_acc" in rows[-1]:
+        metrics["best_val_acc"] = max(row["val_acc"] for row in rows)
+    _, _, _, cm = trainer.evaluate(confusion=True)
+    if cm is not None:
+        metrics["confusion_matrix"] = cm.cpu().tolist()
+    if run is not None:
+        end = run.previous.end_time if run.previous is not None and run.previous.status == "FINISHED" else None
+        run._retry(lambda: run.client.set_terminated(run.run_id, status="FINISHED", end_time=end))
+        metrics["mlflow_run_id"] = run.run_id
+    if report is not None:
+        report(metrics, None)
+    return metrics
 
 
 def _finish(r, trainer, bundle, model, conv, initial_kernels, run, n_params, n_trainable, best, t0) -> dict:
@@ -212,7 +241,7 @@ def _finish(r, trainer, bundle, model, conv, initial_kernels, run, n_params, n_t
 def _trial_artifacts(r, trainer, bundle, model, conv, initial_kernels, out) -> dict[str, bytes | str]:
     from trainables import figures
 
-    art: dict[str, bytes | str] = {"config.json": json.dumps(r.config, indent=2, default=str, sort_keys=True)}
+    art: dict[str, bytes | str] = {"config.json": json.dumps(redact(r.config), indent=2, default=str, sort_keys=True)}
     history = trainer.history_rows(1, r.train.epochs)
     art["history.json"] = json.dumps({k: [row[k] for row in history] for k in history[0]})
     title = f"{r.pairing.name} seed={r.train.seed}"

@@ -6,7 +6,7 @@ import pandas as pd
 
 from analysis.aggregate import aggregate
 from analysis.plots.common import Figures, draw_mean_ci, other_keys, series_colour, series_groups, stats_by
-from analysis.style import fmt_mean_ci, marker, metric_label, new_figure, scale, style_axes
+from analysis.style import clip_percent, fmt_mean_ci, marker, metric_label, new_figure, scale, style_axes
 from analysis.sweep_data import SweepData
 
 
@@ -28,6 +28,8 @@ def metric_vs_key(data: SweepData, x: str, metric: str = "val_acc", *, logx: boo
             draw_mean_ci(ax, s, x, label=label, color=series_colour(cell), marker=marker(i))
     if logx:
         ax.set_xscale("log")
+    if factor == 100.0:
+        clip_percent(ax)
     xs = sorted(v for v in runs[x].dropna().unique() if isinstance(v, (int, float, np.number)))
     if xs and len(xs) <= 12:
         ax.set_xticks(xs, [f"{v:g}" for v in xs])

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from analysis.plots.common import Figures, other_keys, series_colour, series_groups, stats_by
-from analysis.style import cell_label, new_figure, scale, slug
+from analysis.style import cell_label, clip_percent, new_figure, scale, slug
 from analysis.sweep_data import SweepData
 from trainables.figures import format_curve_axes, plot_curve
 
@@ -40,6 +40,8 @@ def curves(data: SweepData) -> Figures:
                            color=series_colour(scell), low=s["low"] if band else None,
                            high=s["high"] if band else None)
             ax.set_title(f"{'training' if split == 'train' else 'validation'} {kind}", fontsize=10)
+        clip_percent(axes[0, 1])
+        clip_percent(axes[1, 1])
         format_curve_axes(axes[0, 0], axes[0, 1])
         format_curve_axes(axes[1, 0], axes[1, 1])
         label = cell_label(cell)

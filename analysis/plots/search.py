@@ -1,6 +1,7 @@
 """Hyper-parameter search views: metric vs each searched param, ASHA rung survival."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -64,14 +65,15 @@ def asha_rungs(data: SweepData) -> Figures:
     runs = data.runs
     if runs.empty:
         return {}
-    if "epochs_completed" in runs and runs["epochs_completed"].notna().any():
-        reached = runs.set_index("run_id")["epochs_completed"].fillna(0)
-    else:
-        h = data.history[data.history["key"] == "val_acc"]
-        if h.empty:
-            return {}
-        reached = h.groupby("run_id")["step"].max()
-    runs = runs.assign(reached=runs["run_id"].map(reached).fillna(0).astype(float))
+    # Epochs reached: completed trials log epochs_completed, stopped ones the stopped_epoch tag;
+    # the val_acc history covers runs that have neither. The largest known value wins.
+    h = data.history[data.history["key"] == "val_acc"]
+    sources = [runs["run_id"].map(h.groupby("run_id")["step"].max())]
+    sources += [pd.to_numeric(runs[c], errors="coerce") for c in ("epochs_completed", "stopped_epoch") if c in runs]
+    reached = pd.concat(sources, axis=1).max(axis=1)
+    if reached.isna().all():
+        return {}
+    runs = runs.assign(reached=reached.fillna(0).astype(float))
     top = int(runs["reached"].max())
     if top < 1:
         return {}
@@ -85,6 +87,10 @@ def asha_rungs(data: SweepData) -> Figures:
     ax.set_ylim(0, runs.groupby("series").size().max() + 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     search = (data.parent.get("declaration") or {}).get("search") or {}
+    try:  # the scheduler that actually ran (CLI overrides included), logged by the runner
+        search = json.loads(data.parent.get("tags", {}).get("asha", "")) or search
+    except ValueError:
+        pass
     if isinstance(search, dict) and search.get("grace_period"):
         rung, rf = int(search["grace_period"]), max(2, int(search.get("reduction_factor", 3)))
         while rung <= top:

@@ -1,0 +1,158 @@
+"""Driver-side checks after the plan and before Ray or MLflow start: nonsense costs no compute.
+
+`cluster.plan.validate` already resolves every cell and checks that data files exist. This
+module goes further, once per distinct (pairing, model, dataset) combination:
+
+- the search options build (scheduler/searcher) and $SWEEP_MLFLOW_RETRY_S parses, so typos
+  fail before a parent run exists;
+- for a local run, the per-trial CPU/GPU request fits this machine (Ray need not start to know);
+- the model is built and one forward pass plus the loss run on two real samples, so a kernel
+  that leaves no room after pooling fails here, not in every trial;
+- for a local run, datasets read from files are decoded (truncated or corrupt files fail; the
+  decoded copy lands in the on-disk uint8 cache the trials read anyway) and local weights
+  files are loaded with `weights_only=True` into their backbone (wrong architecture or not a
+  checkpoint fails).
+
+On a remote cluster (`--address`) data and weights live on the nodes, so only the checks that
+need no files run here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from search_spaces.domains import SAMPLED, Choice
+from trainables.errors import ConfigError
+from trainables.resolve import Resolved, resolve_config
+
+# Datasets whose tensors are cheap to build in the driver anyway (synthetic, milliseconds).
+SYNTHETIC = ("edges", "localization")
+# Datasets read from files: decoded in the driver only when Ray runs on this machine.
+FILE_BACKED = ("cifar10", "mnist")
+MAX_DRY_RUNS = 64  # distinct combinations tried; a huge search space is sampled, not enumerated
+
+
+def run_checks(plan, opts) -> None:
+    """Every preflight check for `sweep run`; raises ConfigError naming the first problem.
+
+    Args:
+        plan: the validated cluster.plan.Plan.
+        opts: cluster.runner.RunOptions (address, cpus/gpus per trial, search options).
+    """
+    from cluster.search import make_search
+    from trainables.tracking import default_retry_s
+
+    make_search(plan, opts)
+    default_retry_s()  # a bad $SWEEP_MLFLOW_RETRY_S fails here, not after the parent run exists
+    local = opts.address is None
+    if local:
+        check_local_resources(opts.cpus_per_trial, opts.gpus_per_trial)
+    dry_run_plan(plan, local)
+
+
+def check_local_resources(cpus: float | None, gpus: float | None) -> None:
+    """The request must fit the Ray that `init_ray(None)` starts: os.cpu_count() CPUs, the visible GPUs."""
+    total_cpus = os.cpu_count() or 1
+    if cpus is not None and cpus > total_cpus:
+        raise ConfigError(f"--cpus-per-trial {cpus:g} is more than this machine has ({total_cpus} CPUs)")
+    if gpus:
+        import torch
+
+        n = torch.cuda.device_count()
+        if gpus > n:
+            raise ConfigError(f"--gpus-per-trial {gpus:g} but this machine has {n} GPUs; use 0 or run with "
+                              "--address on a cluster with GPUs")
+
+
+def _extremes(domain) -> list[Any]:
+    if isinstance(domain, Choice):
+        return list(domain.values)
+    return [domain.low, domain.high]  # RandInt is inclusive; the float domains' high is the limit
+
+
+def candidate_configs(plan) -> Iterator[dict[str, Any]]:
+    """Every grid cell, and each cell with every sampled key at each end of its domain."""
+    for cfg in plan.cells():
+        yield cfg
+        sampled = {k: v for k, v in plan.axes.items() if isinstance(v, SAMPLED)}
+        sampled.update({k: v for k, v in plan.per_pairing.get(cfg["pairing"], {}).items()
+                        if isinstance(v, SAMPLED)})
+        for key, domain in sampled.items():
+            for value in _extremes(domain):
+                yield {**cfg, key: value}
+
+
+def _signature(r: Resolved) -> str:
+    """What decides whether a trial can build: pairing, model kwargs and data config, not the seed."""
+    kwargs = {k: v for k, v in r.model_kwargs.items() if k != "seed"}
+    data = dataclasses.asdict(r.data) if dataclasses.is_dataclass(r.data) else repr(r.data)
+    return json.dumps([r.pairing.name, kwargs, data, r.train.loss, r.train.evaluate_on], sort_keys=True, default=str)
+
+
+def dry_run_plan(plan, local: bool) -> None:
+    """Build each distinct combination once (see module docstring); ConfigError on the first failure."""
+    seen: set[str] = set()
+    for cfg in candidate_configs(plan):
+        r = resolve_config(cfg)
+        sig = _signature(r)
+        if sig in seen:
+            continue
+        seen.add(sig)
+        if len(seen) > MAX_DRY_RUNS:
+            return
+        dataset = r.pairing.dataset
+        if dataset == "cifar10_features":
+            if local:
+                check_feature_weights(r)
+            continue  # features come from a backbone pass: too costly to make here
+        if dataset in SYNTHETIC or (local and dataset in FILE_BACKED):
+            dry_run(r)
+    if local:
+        from trainables.data import image_cache
+
+        image_cache.clear_memory_cache()  # the driver keeps no decoded images; the disk cache stays
+
+
+def check_feature_weights(r: Resolved) -> None:
+    """Load a local weights file into its backbone (weights_only=True): wrong architecture or junk fails."""
+    from trainables.data.features import weights_file
+    from trainables.models.probes import build_backbone
+
+    path = weights_file(r.data.weights, r.data.backbone)
+    if path is not None:
+        build_backbone(r.data.backbone, str(path))
+
+
+def dry_run(r: Resolved) -> None:
+    """Build the data and the model, run two samples forward and through the loss, on the CPU."""
+    import torch
+
+    from trainables.data import build_data
+    from trainables.loop import loss_fn
+    from trainables.trainable import make_model
+
+    bundle = build_data(r.pairing.dataset, r.config)  # ConfigError for corrupt files comes from here
+    what = f"pairing {r.pairing.name} with {_describe(r)}"
+    try:
+        model = make_model(r, bundle)
+    except ConfigError:
+        raise
+    except Exception as err:
+        raise ConfigError(f"{what} cannot be built: {type(err).__name__}: {err}") from None
+    x, y = bundle.x_train[:2], bundle.y_train[:2]
+    try:
+        with torch.no_grad():
+            model.eval()
+            out = model(bundle.prepare(x))
+            loss_fn(r.train)(out, y)
+    except Exception as err:  # shape errors surface as RuntimeError/ValueError from torch
+        raise ConfigError(f"{what} fails on a {tuple(x.shape[1:])} input ({type(err).__name__}: "
+                          f"{str(err)[:300]}); choose model settings that fit this input size") from None
+
+
+def _describe(r: Resolved) -> str:
+    keys = [k for k in r.pairing.model_args if k in r.config]
+    return ", ".join(f"{k}={r.config[k]!r}" for k in keys) or "its defaults"
