@@ -5,6 +5,7 @@ import ast
 import json
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -150,13 +151,15 @@ def load_sweep(tracking_uri: str, experiment: str | None = None, sweep: str | No
         for key, value in run.data.metrics.items():
             row[key] = value
             metrics.add(key)
-            if key in HISTORY_KEYS:
-                history += [(run.info.run_id, key, m.step, m.value)
-                            for m in client.get_metric_history(run.info.run_id, key)]
         rows.append(row)
+    wanted = [(r.info.run_id, k) for r in children for k in r.data.metrics if k in HISTORY_KEYS]
+    for run_id, key, points in _histories(client, wanted, tracking_uri):
+        history += [(run_id, key, m.step, m.value) for m in points]
     runs = pd.DataFrame(rows)
     if "status_reason" not in runs and len(runs):  # runs logged without the framework's tag
         runs["status_reason"] = np.where(runs["mlflow_status"] == "FINISHED", "completed", "failed")
+    elif len(runs):  # still running, or killed before the driver tagged it: not a result
+        runs["status_reason"] = runs["status_reason"].fillna(runs["mlflow_status"].str.lower())
     swept = parent.data.tags.get("swept_keys")
     info = {"run_id": parent.info.run_id, "name": parent.data.tags.get("sweep", parent.info.run_name),
             "experiment": exp.name, "experiment_id": exp.experiment_id, "tracking_uri": tracking_uri,
@@ -168,6 +171,17 @@ def load_sweep(tracking_uri: str, experiment: str | None = None, sweep: str | No
                                                                         ignore_index=True),
                      swept_keys=json.loads(swept) if swept else infer_swept_keys(runs, params),
                      metrics=sorted(metrics), params=sorted(params))
+
+
+def _histories(client: MlflowClient, wanted: list[tuple[str, str]], tracking_uri: str):
+    """(run_id, key, metric history) for each pair; parallel against a server (latency-bound)."""
+    def one(pair):
+        return pair[0], pair[1], client.get_metric_history(*pair)
+
+    if not tracking_uri.startswith(("http://", "https://")) or len(wanted) < 16:
+        return [one(p) for p in wanted]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(one, wanted))
 
 
 def infer_swept_keys(runs: pd.DataFrame, params: set[str]) -> list[str]:

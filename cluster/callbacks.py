@@ -72,3 +72,42 @@ class MlflowTrialFinalizer(tune.Callback):
                 client.set_terminated(rid, status="FAILED")
         except Exception as exc:
             log.warning("could not mark trial %s as failed in MLflow: %s", trial.trial_id, exc)
+
+
+class ProgressPrinter(tune.Callback):
+    """One line per finished, stopped or failed trial (Tune's own tables are off: they print a
+    config box and a result box for every trial, hundreds of lines per sweep)."""
+
+    def __init__(self, total: int, swept_keys: list[str]):
+        self.total, self.keys, self.done = total, [k for k in swept_keys if k != "pairing"], 0
+        self.start = None
+
+    def _label(self, trial) -> str:
+        cfg = trial.config
+        parts = [str(cfg.get("pairing", ""))] + [f"{k}={cfg[k]}" for k in self.keys if k in cfg]
+        return " ".join(parts + [f"seed={cfg.get('seed')}"])
+
+    def _elapsed(self) -> str:
+        import time
+
+        if self.start is None:
+            self.start = time.monotonic()
+        return f"{time.monotonic() - self.start:6.0f}s"
+
+    def setup(self, **info):
+        self._elapsed()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.done += 1
+        last = trial.last_result or {}
+        status = "done" if "epochs_completed" in last else f"stopped early at epoch {last.get('epoch', '?')}"
+        metric = f"val_acc {last['val_acc']:.3f}" if "val_acc" in last else f"val_loss {last.get('val_loss', float('nan')):.4g}"
+        print(f"[{self._elapsed()}] {self.done:>4}/{self.total} {self._label(trial)}: {metric} ({status})", flush=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.done += 1
+        print(f"[{self._elapsed()}] {self.done:>4}/{self.total} {self._label(trial)}: FAILED "
+              f"(see error.txt of its MLflow run)", flush=True)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        print(f"[{self._elapsed()}]      {self._label(trial)}: failed, retrying from its last checkpoint", flush=True)

@@ -6,6 +6,9 @@ import sys
 
 from trainables.errors import ConfigError
 
+import os
+
+DEFAULT_URI = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
 EPILOG = "Defaults: local Ray, MLflow at sqlite:///mlflow.db. A cluster is one flag away: --address, --tracking-uri."
 
 
@@ -60,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("experiment", nargs="?")
     out.add_argument("--sweep")
     out.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    out.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    out.add_argument("--tracking-uri", default=DEFAULT_URI)
 
     con = sub.add_parser("confirm", help="rerun a search's best config per model with fresh seeds (mean ± CI)")
     con.add_argument("sweep", help="name of the search sweep")
@@ -77,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("experiment", nargs="?")
     rep.add_argument("--sweep")
     rep.add_argument("--out")
-    rep.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    rep.add_argument("--tracking-uri", default=DEFAULT_URI)
 
     srv = sub.add_parser("server", help="start an MLflow tracking server (loopback unless --host)")
     srv.add_argument("--host", default="127.0.0.1")
@@ -86,12 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--artifacts-destination", default="./mlartifacts")
     srv.add_argument("--app-name", choices=["basic-auth"])
     srv.add_argument("--workers", type=int)
+    srv.add_argument("--allowed-hosts", help="comma-separated Host headers the server accepts (MLflow 3 checks them)")
     return p
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="Ray cluster: auto | ray://HOST:10001 (default: start local Ray)")
-    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking URI")
+    p.add_argument("--tracking-uri", default=DEFAULT_URI,
+                   help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
 
 
 def cmd_list(args) -> int:
@@ -157,7 +162,8 @@ def cmd_server(args) -> int:
     from cluster.server import serve
 
     return serve(host=args.host, port=args.port, backend_store_uri=args.backend_store_uri,
-                 artifacts_destination=args.artifacts_destination, app_name=args.app_name, workers=args.workers) or 0
+                 artifacts_destination=args.artifacts_destination, app_name=args.app_name, workers=args.workers,
+                 allowed_hosts=args.allowed_hosts) or 0
 
 
 def _need_target(args) -> None:

@@ -143,7 +143,7 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
         {**plan.fixed, "seeds": plan.seeds, "num_samples": plan.num_samples}, declaration(plan))
     meta = {"name": name, "experiment": plan.experiment.name, "tracking_uri": uri, "experiment_id": exp_id,
             "parent_run_id": parent, "resources": resources, "storage_path": storage, "git_sha": sha,
-            "swept_keys": plan.swept_keys, "options": {k: v for k, v in dataclasses.asdict(opts).items()}}
+            "swept_keys": plan.swept_keys, "n_trials": plan.n_trials(), "options": {k: v for k, v in dataclasses.asdict(opts).items()}}
     if "://" not in storage:
         (Path(storage) / name).mkdir(parents=True, exist_ok=True)
         (Path(storage) / name / SWEEP_FILE).write_text(json.dumps(meta, indent=2, default=str))
@@ -168,14 +168,18 @@ def _trainable(meta: dict, resources: dict):
 def _run_config(opts: RunOptions, meta: dict):
     from ray import tune
 
-    from cluster.callbacks import MlflowTrialFinalizer
+    from cluster.callbacks import MlflowTrialFinalizer, ProgressPrinter
 
+    callbacks = [MlflowTrialFinalizer(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"])]
+    if not opts.quiet:
+        callbacks.append(ProgressPrinter(int(meta.get("n_trials", 0)), meta["swept_keys"]))
     return tune.RunConfig(
         name=meta["name"], storage_path=meta["storage_path"],
         failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=[MlflowTrialFinalizer(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"])],
-        verbose=0 if opts.quiet else 1)
+        # num_to_keep forces an experiment snapshot whenever a trial saved that many checkpoints
+        # since the last one; with ~5 checkpoints per trial, 3 keeps that rare and disk small.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
+        callbacks=callbacks, verbose=0)
 
 
 def _make_tuner(plan: Plan, opts: RunOptions, meta: dict, resources: dict):

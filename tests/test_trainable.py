@@ -38,15 +38,15 @@ def test_bounded_reports_and_checkpoints():
     run_trial({**BASE, "epochs": 40}, report=lambda m, s: calls.append((m["epoch"], s is not None)))
     epochs = [e for e, _ in calls]
     assert epochs == list(range(2, 41, 2))  # about 20 reports, always the last epoch
-    assert all(ckpt for _, ckpt in calls)
+    assert [e for e, ckpt in calls if ckpt] == [8, 16, 24, 32, 40]  # every 4th report and the end
 
 
 def test_resume_from_checkpoint_equals_uninterrupted_run():
     full = run_trial({**BASE, "epochs": 6})
     states = []
-    run_trial({**BASE, "epochs": 6, "report_every": 3},
+    run_trial({**BASE, "epochs": 6, "report_every": 3, "checkpoint_every": 3},
               report=lambda m, s: states.append(s) if s and m["epoch"] == 3 else None)
-    resumed = run_trial({**BASE, "epochs": 6, "report_every": 3}, restore=states[0])
+    resumed = run_trial({**BASE, "epochs": 6, "report_every": 3, "checkpoint_every": 3}, restore=states[0])
     for key in ("train_loss", "val_loss", "val_acc", "train_acc"):
         assert resumed[key] == pytest.approx(full[key], rel=1e-6, abs=1e-9)
 

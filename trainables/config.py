@@ -17,8 +17,9 @@ class TrainConfig(ConfigBase):
     """Keys of the flat trial config that drive training (dataset and model keys live elsewhere).
 
     Defaults are the edge protocol (SPEC 3.1); each pairing's protocol overrides them.
-    `report_every` None means about 20 Tune reports per trial; a checkpoint goes with every
-    report unless `checkpoint_every` says otherwise (it is rounded up to a report).
+    `report_every` None means about 20 Tune reports per trial; `checkpoint_every` None means a
+    checkpoint every 4th report (about 5 per trial) and always at the last epoch; it is rounded
+    up to a multiple of the report interval (checkpoints ride on reports).
     """
 
     pairing: str
@@ -74,8 +75,8 @@ class TrainConfig(ConfigBase):
     @property
     def checkpoint_interval(self) -> int:
         """Epochs between checkpoints, a multiple of the report interval (checkpoints ride on reports)."""
-        every = self.checkpoint_every or self.report_interval
         r = self.report_interval
+        every = self.checkpoint_every or 4 * r
         return -(-every // r) * r
 
     @property

@@ -1,0 +1,346 @@
+"""Hyper-parameter search: domains from the CLI, ASHA settings, searchers, `sweep confirm`, search analysis."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from cluster.cli import main
+from cluster.confirm import NOT_CONFIG, confirmation_experiment, pick_best
+from cluster.plan import make_plan
+from cluster.runner import RunOptions, build_plan
+from cluster.search import OptunaSpace, asha_settings, check_search, parse_domain, parse_samples, tune_space
+from conftest import mlflow_runs
+from search_spaces import EXPERIMENTS, get_experiment
+from search_spaces.domains import Choice, LogUniform, RandInt, Uniform
+from search_spaces.hpo import HPO_EXPERIMENTS
+from trainables.errors import ConfigError
+
+CNN, MLP = "simple_cnn/edges", "three_layer_mlp/edges"
+
+
+# ---------------------------------------------------------------- experiments and ASHA settings
+
+@pytest.mark.parametrize("exp", HPO_EXPERIMENTS, ids=lambda e: e.name)
+def test_hpo_experiments_are_registered_searches(exp):
+    assert EXPERIMENTS[exp.name] is exp and exp.search is not None and exp.seeds == 1
+    plan = build_plan(RunOptions(exp.name))
+    assert plan.sampled and plan.num_samples == exp.search.num_samples and "lr" in plan.swept_keys
+    asha = asha_settings(plan, RunOptions(exp.name, scheduler="asha"))
+    assert asha["grace_period"] == exp.search.grace_period and asha["max_t"] == max(exp.axes["epochs"].values)
+    # every rung falls on a Tune report
+    assert exp.search.grace_period % exp.fixed["report_every"] == 0
+
+
+def test_edge_hpo_searches_kernel_for_cnn_and_width_for_mlp():
+    exp = get_experiment("edge-hpo")
+    assert exp.pairings == (CNN, MLP) and exp.fixed["data_per_class"] == 30
+    assert isinstance(exp.axes["lr"], LogUniform) and isinstance(exp.axes["epochs"], Choice)
+    assert set(exp.per_pairing[CNN]) == {"kernel_size"} and set(exp.per_pairing[MLP]) == {"hidden_dims"}
+
+
+def test_smoke_search_is_small_and_grace_shrinks_to_the_budget():
+    opts = RunOptions("edge-hpo", smoke=True)
+    plan = build_plan(opts)
+    assert plan.num_samples == 4 and plan.axes["epochs"] == [8]
+    assert asha_settings(plan, opts) == {"max_t": 8, "grace_period": 2, "reduction_factor": 3}
+
+
+def test_cli_grace_and_reduction_override_the_experiment():
+    opts = RunOptions("edge-hpo", sets={"epochs": 8}, grace_period=1, reduction_factor=2)
+    assert asha_settings(build_plan(opts), opts) == {"max_t": 8, "grace_period": 1, "reduction_factor": 2}
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"grace_period": 0}, "--grace-period must be >= 1"),
+    ({"reduction_factor": 1}, "--reduction-factor must be >= 2"),
+    ({"grace_period": 2, "scheduler": "none"}, "ASHA only"),
+    ({"search": "bayes"}, "--search 'bayes' not allowed"),
+])
+def test_bad_scheduler_options_refused(kwargs, fragment):
+    with pytest.raises(ConfigError, match=None) as info:
+        build_plan(RunOptions("edge-hpo", **kwargs))
+    assert fragment in str(info.value)
+
+
+# ---------------------------------------------------------------- domains from the command line
+
+def test_parse_domain_forms():
+    assert parse_domain("loguniform(1e-4, 1e-1)") == LogUniform(1e-4, 1e-1)
+    assert parse_domain("uniform(0, 0.5)") == Uniform(0, 0.5)
+    assert parse_domain("randint(1,5)") == RandInt(1, 5)
+    assert parse_domain("choice(3, 5, 7)").values == (3, 5, 7)
+    assert parse_domain("choice(sgd, adam)").values == ("sgd", "adam")
+    assert parse_domain("choice([50, 10], [100, 10])").values == ((50, 10), (100, 10))
+    assert parse_samples(["lr=loguniform(1e-3,1e-1)"]) == {"lr": LogUniform(1e-3, 1e-1)}
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("choice()", "empty"),
+    ("loguniform(0.1, 0.001)", "lower bound 0.1 must be < upper bound 0.001"),
+    ("uniform(1, 1)", "lower bound"),
+    ("randint(5, 1)", "lower bound 5 must be <= upper bound 1"),
+    ("randint(1.5, 3)", "integer bounds"),
+    ("loguniform(1e-3)", "two numeric bounds"),
+    ("normal(0, 1)", "not a domain"),
+])
+def test_impossible_or_malformed_domains_refused(text, fragment):
+    with pytest.raises(ConfigError) as info:
+        parse_domain(text)
+    assert fragment in str(info.value)
+
+
+def test_samples_replace_the_experiment_space_and_are_validated():
+    plan = build_plan(RunOptions("edge-hpo", samples=parse_samples(["kernel_size=choice(3, 5)"])))
+    assert plan.axes["kernel_size"] == Choice((3, 5)) and "kernel_size" not in plan.per_pairing[CNN]
+    with pytest.raises(ConfigError, match="kernel_size"):  # both ends of every domain are resolved
+        build_plan(RunOptions("edge-hpo", samples=parse_samples(["kernel_size=choice(3, 99)"])))
+    with pytest.raises(ConfigError, match="unknown config key 'learning_rate'"):
+        parse_samples(["learning_rate=loguniform(1e-3,1e-1)"])
+    with pytest.raises(ConfigError, match="seed"):
+        parse_samples(["seed=randint(1,5)"])
+
+
+@pytest.mark.parametrize("sample, fragment", [
+    ("kernel_size=choice()", "empty"),
+    ("lr=loguniform(0.1,0.001)", "lower bound 0.1 must be < upper bound 0.001"),
+])
+def test_cli_refuses_impossible_space_before_any_run(tmp_path, capsys, sample, fragment):
+    db = tmp_path / "mlflow.db"
+    code = main(["run", "edge-hpo", "--sample", sample, "--tracking-uri", f"sqlite:///{db}",
+                 "--storage-path", str(tmp_path / "ray_results")])
+    err = capsys.readouterr().err
+    assert code == 2 and "sweep run: error:" in err and fragment in err
+    assert not db.exists() and not (tmp_path / "ray_results").exists()  # no MLflow run, no Tune state
+
+
+# ---------------------------------------------------------------- optional searchers
+
+@pytest.mark.parametrize("name", ["hyperopt", "optuna"])
+def test_missing_searcher_package_gives_install_hint(tmp_path, capsys, name):
+    if importlib.util.find_spec(name) is not None:
+        pytest.skip(f"{name} is installed here")
+    code = main(["run", "edge-hpo", "--search", name, "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"pip install {name}" in err and not (tmp_path / "m.db").exists()
+
+
+def test_model_based_searchers_refuse_what_they_cannot_express(monkeypatch):
+    import cluster.search as search
+
+    monkeypatch.setattr(search.importlib.util, "find_spec", lambda name: object())  # pretend installed
+    with pytest.raises(ConfigError, match="per-pairing"):
+        check_search(make_plan(get_experiment("edge-hpo")), RunOptions("edge-hpo", search="hyperopt"))
+    with pytest.raises(ConfigError, match="one seed"):
+        check_search(make_plan(get_experiment("edge-hpo"), seeds=3), RunOptions("edge-hpo", search="optuna"))
+    with pytest.raises(ConfigError, match="sampled axes"):
+        exp = get_experiment("edge-data-per-class")
+        check_search(make_plan(exp), RunOptions(exp.name, search="optuna"))
+    check_search(make_plan(get_experiment("edge-hpo")), RunOptions("edge-hpo", search="optuna"))
+
+
+class FakeOptunaTrial:
+    """Records suggestions; picks the first choice / the lower bound."""
+
+    def __init__(self):
+        self.asked = {}
+
+    def suggest_float(self, name, low, high, log=False):
+        self.asked[name] = ("float", low, high, log)
+        return low
+
+    def suggest_int(self, name, low, high):
+        self.asked[name] = ("int", low, high)
+        return low
+
+    def suggest_categorical(self, name, choices):
+        self.asked[name] = ("cat", tuple(choices))
+        return choices[-1]
+
+
+def test_optuna_space_is_conditional_on_the_pairing():
+    plan = make_plan(get_experiment("edge-hpo"), seeds=1)
+    trial = FakeOptunaTrial()
+    cfg = OptunaSpace(plan)(trial)
+    assert cfg["pairing"] == MLP and cfg["hidden_dims"] == (200, 10)  # tuples chosen by index
+    assert "kernel_size" not in cfg and trial.asked["lr"] == ("float", 1e-3, 2e-1, True)
+    assert trial.asked["pairing"] == ("cat", (CNN, MLP))
+    constants = tune_space(plan, SimpleNamespace(search="optuna"))
+    assert constants["data_per_class"] == 30 and constants["seed"] == 10 and "lr" not in constants
+
+
+def test_hyperopt_space_turns_grid_axes_into_choices():
+    from ray.tune.search.sample import Categorical
+
+    plan = make_plan(get_experiment("edge-deeper-hpo"), grids={"data_per_class": [10, 30]})
+    space = tune_space(plan, SimpleNamespace(search="hyperopt"))
+    assert isinstance(space["data_per_class"], Categorical) and space["seed"] == 10
+
+
+# ---------------------------------------------------------------- picking and confirming the best
+
+def trial(run_id, pairing, acc, loss=0.5, seed=10, **params):
+    return {"run_id": run_id, "params": {"pairing": pairing, "seed": seed, "threads": 1, "lr": 0.01, **params},
+            "metrics": {"val_acc": acc, "val_loss": loss}}
+
+
+def test_pick_best_per_pairing_with_ties_and_top_k():
+    trials = [trial("a", CNN, 0.9, 0.4, lr=0.1), trial("b", CNN, 0.9, 0.2, lr=0.2), trial("c", CNN, 0.5, lr=0.3),
+              trial("d", MLP, 0.7, lr=0.05), trial("e", MLP, float("nan"), lr=0.06)]
+    best = pick_best(trials, "val_acc", "max", top=2, swept_keys=("pairing", "lr"))
+    assert [(b.pairing, b.rank, b.run_id) for b in best] == [(CNN, 1, "b"), (CNN, 2, "a"), (MLP, 1, "d")]
+    assert best[0].searched == {"lr": 0.2} and not set(NOT_CONFIG) & set(best[0].config)
+    low = pick_best(trials, "val_loss", "min", top=1)
+    assert {b.pairing: b.run_id for b in low} == {CNN: "b", MLP: "d"}  # equal losses: first seen
+    with pytest.raises(ConfigError, match="nothing to confirm"):
+        pick_best([trial("x", CNN, float("nan"))], "val_acc", "max")
+
+
+def test_confirmation_experiment_plans_fresh_seeds_and_exact_configs():
+    best = pick_best([trial("a", CNN, 0.9, lr=0.1, kernel_size=5, epochs=4, data_per_class=30),
+                      trial("b", MLP, 0.8, lr=0.2, hidden_dims=(25, 10), epochs=4, data_per_class=30)],
+                     "val_acc", "max")
+    exp = confirmation_experiment("edge-hpo", "s1", best, seeds=3, seed_start=11)
+    assert exp.fixed == {"data_per_class": 30, "epochs": 4}
+    assert exp.per_pairing == {CNN: {"lr": 0.1, "kernel_size": 5}, MLP: {"lr": 0.2, "hidden_dims": (25, 10)}}
+    plan = make_plan(exp)
+    assert plan.seeds == [11, 12, 13] and plan.n_trials() == 6 and plan.swept_keys == ["pairing"]
+    cells = {c["pairing"]: c for c in plan.cells()}
+    assert cells[CNN]["kernel_size"] == 5 and cells[MLP]["hidden_dims"] == (25, 10)
+
+
+# ---------------------------------------------------------------- search analysis without MLflow
+
+def search_data(rows, swept=("pairing", "lr"), tags=None):
+    from analysis.sweep_data import SweepData
+
+    return SweepData(parent={"name": "s", "experiment": "edge-hpo", "tags": {"search": "random", **(tags or {})},
+                             "declaration": {"search": {"metric": "val_acc", "mode": "max", "grace_period": 1,
+                                                        "reduction_factor": 2}}},
+                     runs=pd.DataFrame(rows), swept_keys=list(swept))
+
+
+ROWS = [
+    {"run_id": "a", "pairing": CNN, "lr": 0.1, "val_acc": 0.9, "val_loss": 0.3, "status_reason": "completed",
+     "epochs_completed": 8.0},
+    {"run_id": "b", "pairing": CNN, "lr": 0.2, "val_acc": 0.95, "val_loss": 0.3, "status_reason": "stopped_early",
+     "stopped_epoch": 2},
+    {"run_id": "c", "pairing": MLP, "lr": 0.3, "val_acc": 0.6, "val_loss": 0.3, "status_reason": "completed",
+     "epochs_completed": 8.0},
+    {"run_id": "d", "pairing": MLP, "lr": 0.4, "val_acc": 0.5, "val_loss": 0.3, "status_reason": "stopped_early",
+     "stopped_epoch": 4},
+]
+
+
+def test_best_per_model_ignores_stopped_trials():
+    from analysis.confirmation import best_per_model
+
+    best = best_per_model(search_data(ROWS)).set_index("model")
+    assert best.loc[CNN, "run_id"] == "a" and best.loc[MLP, "search_best"] == 0.6  # b was stopped early
+
+
+def test_asha_rungs_counts_stopped_trials_at_their_stopped_epoch():
+    from analysis.plots.search import asha_rungs
+
+    figs = asha_rungs(search_data(ROWS, tags={"asha": json.dumps({"grace_period": 1, "reduction_factor": 2})}))
+    ax = figs["asha_rungs"].axes[0]
+    alive = {line.get_label().split(" (")[0]: list(line.get_ydata()) for line in ax.get_lines()
+             if "trials" in line.get_label()}
+    assert alive[CNN][:3] == [2, 2, 1] and alive[MLP][:5] == [2, 2, 2, 2, 1]
+    assert {t.get_text().strip() for t in ax.texts} == {"rung 1", "rung 2", "rung 4", "rung 8"}
+
+
+# ---------------------------------------------------------------- real search + confirm on local Ray
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """`sweep run edge-hpo` on a tiny ASHA budget, then `sweep confirm` on it, once for the module."""
+    import ray
+
+    tmp = tmp_path_factory.mktemp("hpo")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    store = str(tmp / "ray_results")
+    try:
+        run = main(["run", "edge-hpo", "--num-samples", "4", "--set", "epochs=8", "--set", "report_every=1",
+                    "--grace-period", "1", "--reduction-factor", "2", "--name", "s1", "--tracking-uri", uri,
+                    "--storage-path", store, "--max-concurrent", "2"])
+        confirm = main(["confirm", "s1", "--seeds", "2", "--tracking-uri", uri, "--max-concurrent", "2"])
+    finally:
+        ray.shutdown()
+    return SimpleNamespace(run=run, confirm=confirm, uri=uri, tmp=Path(tmp))
+
+
+def _search_children(uri):
+    _, children = mlflow_runs(uri, "edge-hpo")
+    return [c for c in children if c.data.tags["sweep"] == "s1"]
+
+
+@pytest.mark.slow
+def test_asha_stops_some_trials_and_logs_them_as_stopped(searched):
+    assert searched.run == 0
+    children = _search_children(searched.uri)
+    assert len(children) == 8
+    stopped = [c for c in children if c.data.tags.get("status_reason") == "stopped_early"]
+    done = [c for c in children if c.data.tags.get("status_reason") == "completed"]
+    assert stopped and len(stopped) + len(done) == 8
+    for c in stopped:
+        assert c.info.status == "KILLED" and 1 <= int(c.data.tags["stopped_epoch"]) < 8
+        assert "epochs_completed" not in c.data.metrics
+    for c in done:
+        assert c.info.status == "FINISHED" and c.data.metrics["epochs_completed"] == 8
+    assert {c.data.tags["pairing"] for c in done} == {CNN, MLP}  # ASHA ranks within a pairing
+
+
+@pytest.mark.slow
+def test_stopped_trials_never_count_as_results(searched):
+    from analysis.load import load_sweep
+    from analysis.results import sweep_results
+
+    data = load_sweep(searched.uri, sweep="s1")
+    n_done = int((data.runs["status_reason"] == "completed").sum())
+    assert len(data.completed) == n_done < len(data.runs)
+    assert int(sweep_results(data)["n"].sum()) == n_done
+
+
+@pytest.mark.slow
+def test_confirm_reruns_each_models_best_config_with_fresh_seeds(searched):
+    from mlflow.tracking import MlflowClient
+
+    from analysis.load import parse_value
+
+    assert searched.confirm == 0
+    parents, children = mlflow_runs(searched.uri, "edge-hpo")
+    search = next(p for p in parents if p.data.tags["sweep"] == "s1")
+    conf = next(p for p in parents if p.data.tags.get("confirms") == "s1")
+    assert search.data.tags["confirmed_by"] == conf.data.tags["sweep"] == "s1-confirm"
+    assert conf.data.tags["search"] == "grid" and conf.data.tags["confirms_run_id"] == search.info.run_id
+    reruns = [c for c in children if c.data.tags["sweep"] == "s1-confirm"]
+    assert len(reruns) == 2 * 2 and all(c.data.tags["status_reason"] == "completed" for c in reruns)
+    assert sorted(int(c.data.tags["seed"]) for c in reruns) == [11, 11, 12, 12]  # the search used seed 10
+    done = [c for c in _search_children(searched.uri) if c.data.tags["status_reason"] == "completed"]
+    for pairing in (CNN, MLP):
+        mine = [c for c in done if c.data.tags["pairing"] == pairing]
+        best = max(mine, key=lambda c: (c.data.metrics["val_acc"], -c.data.metrics["val_loss"]))
+        want = {k: parse_value(v) for k, v in best.data.params.items() if k not in NOT_CONFIG}
+        for c in (c for c in reruns if c.data.tags["pairing"] == pairing):
+            got = {k: parse_value(v) for k, v in c.data.params.items() if k not in NOT_CONFIG}
+            assert got == want
+    client = MlflowClient(searched.uri)
+    assert client.get_run(search.info.run_id).data.tags["confirmed_by"] == "s1-confirm"
+
+
+@pytest.mark.slow
+def test_confirmation_table_puts_ci_beside_search_best(searched):
+    from analysis.confirmation import confirmation_table, format_confirmation
+
+    table = confirmation_table(searched.uri, "s1").set_index("model")
+    assert set(table.index) == {CNN, MLP} and (table["n"] == 2).all()
+    for _, r in table.iterrows():
+        assert 0 <= r["search_best"] <= 1 and r["confirmed_ci_low"] <= r["confirmed_mean"] <= r["confirmed_ci_high"]
+        assert r["seeds"] == "11,12" and r["confirmation"] == "s1-confirm" and not math.isnan(r["confirmed_mean"])
+    assert "± " in format_confirmation(confirmation_table(searched.uri, "s1"))
