@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.aggregate import aggregate
+from analysis.aggregate import aggregate, group_cells, sort_cells
 from analysis.load import load_sweep
 from analysis.style import fmt_mean_ci
 from analysis.sweep_data import NOT_CELL_KEYS, SweepData
@@ -31,9 +31,31 @@ def sweep_results(data: SweepData) -> pd.DataFrame:
     metrics = [m for m in data.metrics if m in runs.columns and pd.api.types.is_numeric_dtype(runs[m])]
     keys = result_keys(data)
     table = aggregate(runs, keys, metrics) if len(runs) else pd.DataFrame(columns=keys + ["n"])
+    table = _with_empty_cells(table, runs, keys)
     for i, (reason, col) in enumerate((("stopped_early", "n_stopped"), ("failed", "n_failed"))):
         table.insert(len(keys) + 1 + i, col, [_count(runs, keys, row, reason) for _, row in table.iterrows()])
     return table
+
+
+def _with_empty_cells(table: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Add a row (n = 0) for every cell without a completed trial, so its failures are counted."""
+    if not len(runs) or not keys:
+        return table
+
+    def cell(values) -> tuple:
+        return tuple("<missing>" if _missing(v) else str(v) for v in values)
+
+    seen = {cell(row[k] for k in keys) for _, row in table.iterrows()}
+    extra = []
+    for key, _ in group_cells(runs, keys):
+        key = key if isinstance(key, tuple) else (key,)
+        if cell(key) not in seen:
+            seen.add(cell(key))
+            extra.append({**dict(zip(keys, key)), "n": 0})
+    if not extra:
+        return table
+    added = pd.DataFrame(extra, columns=table.columns)
+    return sort_cells(added if table.empty else pd.concat([table, added], ignore_index=True), keys)
 
 
 def _count(runs: pd.DataFrame, keys: list[str], row: pd.Series, reason: str) -> int:

@@ -5,11 +5,9 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: reports are written on clusters and in CI
-
-from trainables.figures import figure_png, is_accuracy, new_figure  # noqa: E402  (re-exported)
+# Figures are drawn on Agg canvases directly (no pyplot), so this works headless and leaves
+# the backend of an importing notebook alone.
+from trainables.figures import figure_png, is_accuracy, new_figure  # re-exported
 
 # Fixed model -> colour map, so a model has the same colour in every plot and every report.
 # CNN family in blues/greens/purples, MLP family in reds/oranges, probes in greys/browns.

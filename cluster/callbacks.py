@@ -83,7 +83,9 @@ class ProgressPrinter(tune.Callback):
         self.start = None
 
     def _label(self, trial) -> str:
-        cfg = trial.config
+        cfg = getattr(trial, "config", trial)  # a Trial or a config dict
+        if "members" in cfg:  # a packed trial (sweep run --pack): its members' cells
+            return " + ".join(self._label(m) for m in cfg["members"])
         parts = [str(cfg.get("pairing", ""))] + [f"{k}={cfg[k]}" for k in self.keys if k in cfg]
         return " ".join(parts + [f"seed={cfg.get('seed')}"])
 
@@ -98,14 +100,23 @@ class ProgressPrinter(tune.Callback):
         self._elapsed()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        members = trial.config.get("members")
+        if members:  # a packed trial: one line per member, whose metrics are under "m{i}/"
+            last = trial.last_result or {}
+            for i, cfg in enumerate(members):
+                own = {k.split("/", 1)[1]: v for k, v in last.items() if k.startswith(f"m{i}/")}
+                self._complete(cfg, own)
+            return
+        self._complete(trial.config, trial.last_result or {})
+
+    def _complete(self, cfg: dict, last: dict) -> None:
         self.done += 1
-        last = trial.last_result or {}
         status = "done" if "epochs_completed" in last else f"stopped early at epoch {last.get('epoch', '?')}"
         metric = f"val_acc {last['val_acc']:.3f}" if "val_acc" in last else f"val_loss {last.get('val_loss', float('nan')):.4g}"
-        print(f"[{self._elapsed()}] {self.done:>4}/{self.total} {self._label(trial)}: {metric} ({status})", flush=True)
+        print(f"[{self._elapsed()}] {self.done:>4}/{self.total} {self._label(cfg)}: {metric} ({status})", flush=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.done += 1
+        self.done += len(trial.config.get("members") or [None])
         print(f"[{self._elapsed()}] {self.done:>4}/{self.total} {self._label(trial)}: FAILED "
               f"(see error.txt of its MLflow run)", flush=True)
 

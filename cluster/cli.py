@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--name", help="sweep name (default EXPERIMENT-YYYYmmdd-HHMMSS)")
     run.add_argument("--storage-path", help="Tune storage: local/shared path or cloud URI (default ./ray_results)")
     run.add_argument("--data-root", help="where CIFAR-10/MNIST files live (config key data_root)")
+    run.add_argument("--pack", type=int, default=1, metavar="K",
+                     help="train up to K trials of one architecture as one vmapped model per Tune trial "
+                          "(docs/performance.md; conv models stay unpacked on CPU)")
     run.add_argument("--no-ship-code", action="store_true",
                      help="with --address: use the project installed on the nodes instead of shipping this dir")
 
@@ -118,7 +121,7 @@ def cmd_run(args) -> int:
                       storage_path=args.storage_path, data_root=args.data_root, max_failures=args.max_failures,
                       scheduler=args.scheduler, search=args.search, ship_code=not args.no_ship_code,
                       samples=parse_samples(args.samples), grace_period=args.grace_period,
-                      reduction_factor=args.reduction_factor)
+                      reduction_factor=args.reduction_factor, pack=args.pack)
     return run_sweep(opts)
 
 

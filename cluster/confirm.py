@@ -138,7 +138,7 @@ def load_search(tracking_uri: str, search: str) -> dict[str, Any]:
     seeds = [int(s) for r in runs for s in [parse_value(r.data.params.get("seed", r.data.tags.get("seed")))]
              if isinstance(s, int)]
     return {"parent": parent, "client": client, "metric": metric, "mode": mode, "trials": trials,
-            "seeds": seeds, "experiment": tags.get("experiment") or client.get_experiment(
+            "seeds": seeds, "pairings": sorted({r.data.tags.get("pairing", "") for r in runs} - {""}), "experiment": tags.get("experiment") or client.get_experiment(
                 parent.info.experiment_id).name,
             "swept_keys": tuple(json.loads(tags.get("swept_keys", "[]")))}
 
@@ -207,6 +207,8 @@ def confirm_sweep(search: str, seeds: int = 5, top: int = 1, tracking_uri: str =
     s = load_search(uri, search)
     parent, client = s["parent"], s["client"]
     bests = pick_best(s["trials"], s["metric"], s["mode"], top, s["swept_keys"])
+    for pairing in sorted(set(s["pairings"]) - {b.pairing for b in bests}):
+        print(f"note: {pairing} has no completed trial in {search}; it is not confirmed", flush=True)
     seed_start = max(s["seeds"], default=9) + 1  # never a seed the search used
     if storage_path is None:
         stored = parent.data.tags.get("storage_path", "")
@@ -218,6 +220,8 @@ def confirm_sweep(search: str, seeds: int = 5, top: int = 1, tracking_uri: str =
         group = [b for b in bests if b.rank == rank]
         base = (name or f"{search}-confirm") + (f"-top{rank}" if len(ranks) > 1 else "")
         sweep = _free_name(base, storage, client) if name is None else base
+        if name is not None and tracking.find_parent_run(client, sweep) is not None:
+            raise ConfigError(f"a sweep named {sweep!r} is already in the tracking store; pick another --name")
         exp = confirmation_experiment(s["experiment"], search, group, seeds, seed_start)
         tags = {"confirms": search, "confirms_run_id": parent.info.run_id, "confirm_rank": str(rank),
                 "confirm_metric": s["metric"], "confirm_mode": s["mode"], "kind": "confirmation",

@@ -47,6 +47,7 @@ class RunOptions:
     reduction_factor: int | None = None
     ship_code: bool = True
     quiet: bool = False
+    pack: int = 1  # --pack K: up to K trials trained as one vmapped model per Tune trial (cluster.packing)
 
     def __post_init__(self):
         if self.name is not None and not NAME_RE.match(self.name):
@@ -55,6 +56,8 @@ class RunOptions:
             raise ConfigError(f"--max-concurrent must be >= 1, got {self.max_concurrent}")
         if self.max_failures < 0:
             raise ConfigError(f"--max-failures must be >= 0, got {self.max_failures}")
+        if self.pack < 1:
+            raise ConfigError(f"--pack must be >= 1, got {self.pack}")
         ray_setup.check_gpu_arg(self.gpus_per_trial)
         if self.cpus_per_trial is not None and (self.cpus_per_trial < 1 or self.cpus_per_trial != int(self.cpus_per_trial)):
             raise ConfigError(f"--cpus-per-trial must be a whole number >= 1, got {self.cpus_per_trial:g}")
@@ -158,8 +161,11 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
 def _trainable(meta: dict, resources: dict):
     from ray import tune
 
+    from trainables.packed_trainable import train_pack
     from trainables.trainable import train
 
+    if meta["options"].get("pack", 1) > 1:
+        train = train_pack
     info = TrackingInfo(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"], meta["name"],
                         meta["experiment"], meta["git_sha"], tuple(meta["swept_keys"]))
     return tune.with_resources(tune.with_parameters(train, tracking=info), resources)
@@ -191,7 +197,14 @@ def _make_tuner(plan: Plan, opts: RunOptions, meta: dict, resources: dict):
     tune_config = tune.TuneConfig(num_samples=plan.num_samples, max_concurrent_trials=opts.max_concurrent,
                                   reuse_actors=True, scheduler=scheduler, search_alg=search_alg,
                                   metric=metric, mode=mode)
-    return tune.Tuner(_trainable(meta, resources), param_space=tune_space(plan, opts), tune_config=tune_config,
+    space = tune_space(plan, opts)
+    if opts.pack > 1:
+        from cluster.packing import packed_space
+
+        space, packs = packed_space(plan, opts.pack, resources["gpu"] > 0, opts.scheduler)
+        if not opts.quiet:
+            print(packs.summary(opts.pack), flush=True)
+    return tune.Tuner(_trainable(meta, resources), param_space=space, tune_config=tune_config,
                       run_config=_run_config(opts, meta))
 
 

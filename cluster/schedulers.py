@@ -9,7 +9,7 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 
 class PerPairingASHA(FIFOScheduler):
@@ -66,4 +66,4 @@ class PerPairingASHA(FIFOScheduler):
             self.__dict__.update(pickle.load(f))
 
 
-__all__ = ["PerPairingASHA", "TrialScheduler"]
+__all__ = ["PerPairingASHA"]

@@ -50,6 +50,10 @@ class Search:
             raise ConfigError(f"search scheduler must be 'asha' or 'none', got {self.scheduler!r}")
         if self.grace_period < 1:
             raise ConfigError(f"grace_period must be >= 1 epoch, got {self.grace_period}")
+        if self.reduction_factor < 2:
+            raise ConfigError(f"reduction_factor must be >= 2, got {self.reduction_factor}")
+        if self.num_samples < 1:
+            raise ConfigError(f"num_samples must be >= 1, got {self.num_samples}")
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -15,7 +13,6 @@ from cluster.confirm import NOT_CONFIG, confirmation_experiment, pick_best
 from cluster.plan import make_plan
 from cluster.runner import RunOptions, build_plan
 from cluster.search import OptunaSpace, asha_settings, check_search, parse_domain, parse_samples, tune_space
-from conftest import mlflow_runs
 from search_spaces import EXPERIMENTS, get_experiment
 from search_spaces.domains import Choice, LogUniform, RandInt, Uniform
 from search_spaces.hpo import HPO_EXPERIMENTS
@@ -255,92 +252,20 @@ def test_asha_rungs_counts_stopped_trials_at_their_stopped_epoch():
     assert {t.get_text().strip() for t in ax.texts} == {"rung 1", "rung 2", "rung 4", "rung 8"}
 
 
-# ---------------------------------------------------------------- real search + confirm on local Ray
-
-@pytest.fixture(scope="module")
-def searched(tmp_path_factory):
-    """`sweep run edge-hpo` on a tiny ASHA budget, then `sweep confirm` on it, once for the module."""
-    import ray
-
-    tmp = tmp_path_factory.mktemp("hpo")
-    uri = f"sqlite:///{tmp}/mlflow.db"
-    store = str(tmp / "ray_results")
-    try:
-        run = main(["run", "edge-hpo", "--num-samples", "4", "--set", "epochs=8", "--set", "report_every=1",
-                    "--grace-period", "1", "--reduction-factor", "2", "--name", "s1", "--tracking-uri", uri,
-                    "--storage-path", store, "--max-concurrent", "2"])
-        confirm = main(["confirm", "s1", "--seeds", "2", "--tracking-uri", uri, "--max-concurrent", "2"])
-    finally:
-        ray.shutdown()
-    return SimpleNamespace(run=run, confirm=confirm, uri=uri, tmp=Path(tmp))
+def test_confirm_refuses_bad_input_before_running(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert main(["confirm", "nope", "--tracking-uri", uri]) == 2
+    assert "no sweep 'nope'" in capsys.readouterr().err
+    assert main(["confirm", "nope", "--seeds", "0", "--tracking-uri", uri]) == 2
+    assert "--seeds must be >= 1" in capsys.readouterr().err
 
 
-def _search_children(uri):
-    _, children = mlflow_runs(uri, "edge-hpo")
-    return [c for c in children if c.data.tags["sweep"] == "s1"]
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"grace_period": 0}, "grace_period"), ({"reduction_factor": 1}, "reduction_factor"),
+    ({"num_samples": 0}, "num_samples"), ({"mode": "maximise"}, "mode"),
+])
+def test_search_declaration_validates_itself(kwargs, fragment):
+    from search_spaces.experiment import Search
 
-
-@pytest.mark.slow
-def test_asha_stops_some_trials_and_logs_them_as_stopped(searched):
-    assert searched.run == 0
-    children = _search_children(searched.uri)
-    assert len(children) == 8
-    stopped = [c for c in children if c.data.tags.get("status_reason") == "stopped_early"]
-    done = [c for c in children if c.data.tags.get("status_reason") == "completed"]
-    assert stopped and len(stopped) + len(done) == 8
-    for c in stopped:
-        assert c.info.status == "KILLED" and 1 <= int(c.data.tags["stopped_epoch"]) < 8
-        assert "epochs_completed" not in c.data.metrics
-    for c in done:
-        assert c.info.status == "FINISHED" and c.data.metrics["epochs_completed"] == 8
-    assert {c.data.tags["pairing"] for c in done} == {CNN, MLP}  # ASHA ranks within a pairing
-
-
-@pytest.mark.slow
-def test_stopped_trials_never_count_as_results(searched):
-    from analysis.load import load_sweep
-    from analysis.results import sweep_results
-
-    data = load_sweep(searched.uri, sweep="s1")
-    n_done = int((data.runs["status_reason"] == "completed").sum())
-    assert len(data.completed) == n_done < len(data.runs)
-    assert int(sweep_results(data)["n"].sum()) == n_done
-
-
-@pytest.mark.slow
-def test_confirm_reruns_each_models_best_config_with_fresh_seeds(searched):
-    from mlflow.tracking import MlflowClient
-
-    from analysis.load import parse_value
-
-    assert searched.confirm == 0
-    parents, children = mlflow_runs(searched.uri, "edge-hpo")
-    search = next(p for p in parents if p.data.tags["sweep"] == "s1")
-    conf = next(p for p in parents if p.data.tags.get("confirms") == "s1")
-    assert search.data.tags["confirmed_by"] == conf.data.tags["sweep"] == "s1-confirm"
-    assert conf.data.tags["search"] == "grid" and conf.data.tags["confirms_run_id"] == search.info.run_id
-    reruns = [c for c in children if c.data.tags["sweep"] == "s1-confirm"]
-    assert len(reruns) == 2 * 2 and all(c.data.tags["status_reason"] == "completed" for c in reruns)
-    assert sorted(int(c.data.tags["seed"]) for c in reruns) == [11, 11, 12, 12]  # the search used seed 10
-    done = [c for c in _search_children(searched.uri) if c.data.tags["status_reason"] == "completed"]
-    for pairing in (CNN, MLP):
-        mine = [c for c in done if c.data.tags["pairing"] == pairing]
-        best = max(mine, key=lambda c: (c.data.metrics["val_acc"], -c.data.metrics["val_loss"]))
-        want = {k: parse_value(v) for k, v in best.data.params.items() if k not in NOT_CONFIG}
-        for c in (c for c in reruns if c.data.tags["pairing"] == pairing):
-            got = {k: parse_value(v) for k, v in c.data.params.items() if k not in NOT_CONFIG}
-            assert got == want
-    client = MlflowClient(searched.uri)
-    assert client.get_run(search.info.run_id).data.tags["confirmed_by"] == "s1-confirm"
-
-
-@pytest.mark.slow
-def test_confirmation_table_puts_ci_beside_search_best(searched):
-    from analysis.confirmation import confirmation_table, format_confirmation
-
-    table = confirmation_table(searched.uri, "s1").set_index("model")
-    assert set(table.index) == {CNN, MLP} and (table["n"] == 2).all()
-    for _, r in table.iterrows():
-        assert 0 <= r["search_best"] <= 1 and r["confirmed_ci_low"] <= r["confirmed_mean"] <= r["confirmed_ci_high"]
-        assert r["seeds"] == "11,12" and r["confirmation"] == "s1-confirm" and not math.isnan(r["confirmed_mean"])
-    assert "± " in format_confirmation(confirmation_table(searched.uri, "s1"))
+    with pytest.raises(ConfigError, match=fragment):
+        Search(**kwargs)

@@ -22,7 +22,7 @@ from trainables.packing import PackedTrainer
 from trainables.resolve import resolve_config
 from trainables.tracking import TrackingInfo, TrialRun
 from trainables.trainable import (CHECKPOINT_FILE, _trial_artifacts, first_conv, load_data, make_model,
-                                  pick_device, run_name, run_trial)
+                                  pick_device, ray_placement, run_name, run_trial)
 
 
 def member_trial_id(trial_id: str | None, member: int) -> str | None:
@@ -78,7 +78,7 @@ def run_pack(configs: list[dict[str, Any]], tracking: TrackingInfo | None = None
     if restore is not None:
         trainer.load_state_dict(restore["trainer"])
         kernels, run_ids, start = restore["initial_kernels"], restore["run_ids"], restore["epoch"] + 1
-    runs = _open_runs(rs, bundles, tracking, trial_id, run_ids)
+    runs = _open_runs(rs, bundles, tracking, trial_id, run_ids, ray_placement(device))
     try:
         return _train(rs, trainer, bundles, runs, kernels, n_params, report, start, restore is not None, t0)
     except BaseException as exc:
@@ -103,7 +103,7 @@ def _run_single(config, tracking, report, restore, trial_id) -> dict[str, Any]:
                      trial_id=member_trial_id(trial_id, 0))
 
 
-def _open_runs(rs, bundles, tracking, trial_id, run_ids) -> list[TrialRun | None]:
+def _open_runs(rs, bundles, tracking, trial_id, run_ids, placement) -> list[TrialRun | None]:
     runs: list[TrialRun | None] = []
     for i, (r, b) in enumerate(zip(rs, bundles)):
         if tracking is None or not r.train.log_to_mlflow:
@@ -111,7 +111,7 @@ def _open_runs(rs, bundles, tracking, trial_id, run_ids) -> list[TrialRun | None
             continue
         tags = {"pairing": r.pairing.name, "model": r.pairing.model, "dataset": r.pairing.dataset,
                 "seed": r.train.seed, "eval_split": "train" if r.train.evaluate_on == "train" else b.eval_split,
-                "pack_size": len(rs), "pack_member": i, "pack_trial_id": trial_id or ""}
+                "pack_size": len(rs), "pack_member": i, "pack_trial_id": trial_id or "", **placement}
         run = TrialRun(tracking, member_trial_id(trial_id, i), run_ids[i], run_name(r, tracking.swept_keys), tags)
         if run.resumed:
             run.set_tags(tags)
@@ -129,6 +129,8 @@ def _train(rs, trainer, bundles, runs, kernels, n_params, report, start, restore
             best[i] = max((row.get("val_acc", float("-inf")) for row in trainer.history_rows(i, 1, start - 1)),
                           default=float("-inf"))
     last_flushed = start - 1
+    if start > tc.epochs:  # an earlier attempt finished; the driver died before Tune recorded it
+        return _already_done(rs, trainer, runs, n_params, report)
     for epoch in range(start, tc.epochs + 1):
         trainer.run_epoch(epoch)
         final = epoch == tc.epochs
@@ -166,6 +168,32 @@ def _train(rs, trainer, bundles, runs, kernels, n_params, report, start, restore
         if final:
             return members
     raise AssertionError("unreachable: the loop returns at the final epoch")
+
+
+def _already_done(rs, trainer, runs, n_params, report) -> list[dict[str, Any]]:
+    """Restored from the final checkpoint: report the final metrics again; train and log nothing
+    (the member runs were closed before that checkpoint; they only get FINISHED back)."""
+    epochs = rs[0].train.epochs
+    _, _, _, cm = trainer.evaluate(confusion=True)
+    metrics: dict[str, Any] = {"epoch": epochs, "pack_size": len(rs), "epochs_completed": epochs}
+    members = []
+    for i, run in enumerate(runs):
+        rows = trainer.history_rows(i, 1, epochs)
+        m = {"epoch": epochs, **rows[-1], "n_params": n_params[0], "n_trainable_params": n_params[1],
+             "epochs_completed": epochs}
+        if "val_acc" in rows[-1]:
+            m["best_val_acc"] = max(row["val_acc"] for row in rows)
+        if run is not None:
+            end = run.previous.end_time if run.previous is not None and run.previous.status == "FINISHED" else None
+            run._retry(lambda: run.client.set_terminated(run.run_id, status="FINISHED", end_time=end))
+            m["mlflow_run_id"] = run.run_id
+        metrics.update(prefixed(m, i))
+        if cm is not None:
+            m["confusion_matrix"] = cm[i].cpu().tolist()
+        members.append(m)
+    if report is not None:
+        report(metrics, None)
+    return members
 
 
 def _finish(rs, trainer, bundles, runs, kernels, n_params, members, best, t0) -> None:

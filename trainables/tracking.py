@@ -92,6 +92,7 @@ class TrialRun:
         if self.run_id is None:
             all_tags = {"mlflow.parentRunId": info.parent_run_id, "role": "trial", "sweep": info.sweep,
                         "experiment": info.experiment, "git_sha": info.git_sha, **info.extra_tags, **tags}
+            all_tags = {k: str(v) for k, v in all_tags.items()}  # the REST store takes strings only
             if trial_id:
                 all_tags["trial_id"] = trial_id
             run = self._retry(lambda: self.client.create_run(info.experiment_id, tags=all_tags, run_name=run_name))
@@ -119,8 +120,10 @@ class TrialRun:
         while True:
             try:
                 return fn()
+            except (ConfigError, TypeError):
+                raise  # a bad call, not an outage: retrying cannot help
             except Exception as exc:  # network errors surface as several MLflow/requests types
-                if isinstance(exc, ConfigError) or time.monotonic() + delay > deadline:
+                if time.monotonic() + delay > deadline:
                     raise RuntimeError(
                         f"MLflow tracking at {self.info.tracking_uri} failed for {self.info.retry_s:.0f} s: {exc}") from exc
                 log.warning("MLflow call failed (%s); retrying in %.1f s", exc, delay)

@@ -39,6 +39,24 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def ray_placement(device: torch.device) -> dict[str, str]:
+    """Where Ray placed this trial: node id, assigned GPU ids and the device used; {} outside a Ray worker.
+
+    Logged as tags so a sweep's placement (fractional GPUs, spread over nodes) can be checked
+    afterwards from MLflow alone.
+    """
+    import sys
+
+    ray = sys.modules.get("ray")  # never import Ray just to learn we are not in it
+    if ray is None or not ray.is_initialized():
+        return {}
+    ctx = ray.get_runtime_context()
+    if ctx.worker.mode != ray.WORKER_MODE:  # a driver (tests, notebooks) is not a placed trial
+        return {}
+    gpus = ctx.get_accelerator_ids().get("GPU", [])
+    return {"ray_node_id": ctx.get_node_id(), "gpu_ids": ",".join(map(str, gpus)), "device": device.type}
+
+
 def load_data(r: Resolved) -> DataBundle:
     """Build (or reuse from this process's cache) the trial's dataset, as a fresh bundle object."""
     key = json.dumps([r.pairing.dataset, dataclasses.asdict(r.data), r.train.seed], sort_keys=True, default=str)
@@ -117,6 +135,7 @@ def run_trial(config: dict[str, Any], tracking: TrackingInfo | None = None,
         if "feature_cache_hit" in bundle.meta:
             tags["feature_cache_hit"] = str(bundle.meta["feature_cache_hit"]).lower()
             tags["feature_cache_key"] = bundle.meta.get("feature_cache_key", "")
+        tags.update(ray_placement(device))
         run = TrialRun(tracking, trial_id, (restore or {}).get("run_id"), run_name(r, tracking.swept_keys), tags)
         if not run.resumed:
             run.log_params(r.config)

@@ -1,0 +1,131 @@
+"""`sweep run --pack K`: group a plan's grid cells into packs trained as one model per Tune trial.
+
+Rules (documented in docs/performance.md):
+- Members of a pack share everything but trainables.packing.PACK_VARYING (seed, model_seed,
+  data_seed, lr, data_per_class): same pairing, architecture, batch size, epochs, optimiser.
+- Cells are packed by training-set size first (equal sizes waste no step); what is left of each
+  size is packed with its neighbours in size order, the smaller members masked out of the steps
+  their epoch does not have.
+- A cell trains unpacked (a pack of one, i.e. a plain trial) when its model or settings cannot be
+  packed (trainables.packing.why_not_packable) or when packing would not pay: convolutional
+  models on CPU (trainables.packing.packing_pays, measured in benchmarks/bench_packing.py).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from trainables.errors import ConfigError
+
+
+@dataclass
+class PackPlan:
+    """The packs of a sweep and why some cells stay unpacked.
+
+    Attributes:
+        packs: member configs per Tune trial (a list of one config = an unpacked trial).
+        unpacked: pairing -> reason, for pairings whose cells run one per trial.
+    """
+
+    packs: list[list[dict[str, Any]]]
+    unpacked: dict[str, str] = field(default_factory=dict)
+
+    def summary(self, k: int) -> str:
+        n = sum(len(p) for p in self.packs)
+        sizes = sorted({len(p) for p in self.packs if len(p) > 1})
+        text = f"--pack {k}: {n} trials in {len(self.packs)} Tune trials"
+        if sizes:
+            text += f" (pack sizes {', '.join(map(str, sizes))})"
+        for pairing, reason in sorted(self.unpacked.items()):
+            text += f"; {pairing} unpacked: {reason}"
+        return text
+
+
+def _model_check(resolved, device_type: str, cache: dict) -> str | None:
+    """Why cells of this pairing/architecture stay unpacked (None: pack them); one model build per architecture."""
+    import torch
+
+    from trainables.models import build_model, model_kwargs
+    from trainables.packing import packing_pays, why_not_packable
+
+    tc = resolved.train
+    key = (resolved.pairing.name, repr(sorted(resolved.model_kwargs.items())), device_type,
+           tc.scheduler, tc.optimizer, tc.fail_at_epoch)
+    if key not in cache:
+        kwargs = dict(resolved.model_kwargs)
+        if "num_classes" in model_kwargs(resolved.pairing.model) and getattr(resolved.data, "num_classes", None):
+            kwargs["num_classes"] = resolved.data.num_classes
+        with torch.random.fork_rng(devices=[]):
+            model = build_model(resolved.pairing.model, **kwargs)
+        reason = why_not_packable(resolved.train, model)
+        if reason is None and not packing_pays(model, device_type):
+            reason = f"convolutions on {device_type} run no faster packed (measured)"
+        cache[key] = reason
+    return cache[key]
+
+
+def make_packs(cells: list[dict[str, Any]], k: int, gpu: bool = False) -> PackPlan:
+    """Group grid cells (flat trial configs) into packs of at most k members.
+
+    Args:
+        cells: the plan's cells (cluster.plan.Plan.cells()).
+        k: the largest pack (k >= 2; k == 1 means no packing).
+        gpu: trials run on a GPU (Ray gives them one and device is not "cpu").
+
+    Returns:
+        PackPlan; every cell appears in exactly one pack, in a deterministic order.
+
+    Raises:
+        ConfigError: k < 1.
+    """
+    from trainables.packing import pack_key
+    from trainables.resolve import resolve_config
+
+    if k < 1:
+        raise ConfigError(f"--pack must be >= 1, got {k}")
+    cache: dict = {}
+    groups: dict[tuple, list[tuple[Any, dict]]] = defaultdict(list)
+    plan = PackPlan([])
+    for cell in cells:
+        r = resolve_config(cell)
+        device_type = "cuda" if gpu and r.train.device != "cpu" else "cpu"
+        reason = "--pack 1" if k == 1 else _model_check(r, device_type, cache)
+        if reason is not None:
+            plan.unpacked.setdefault(r.pairing.name, reason)
+            plan.packs.append([cell])
+            continue
+        size = getattr(r.data, "data_per_class", 0)
+        groups[pack_key(r.config)].append((size, cell))
+    for members in groups.values():
+        by_size: dict[Any, list[dict]] = defaultdict(list)
+        for size, cell in members:
+            by_size[size].append(cell)
+        leftovers: list[dict] = []
+        for size in sorted(by_size):
+            same = by_size[size]
+            full = len(same) - len(same) % k
+            plan.packs.extend(same[i:i + k] for i in range(0, full, k))
+            leftovers.extend(same[full:])
+        plan.packs.extend(leftovers[i:i + k] for i in range(0, len(leftovers), k))
+    return plan
+
+
+def packed_space(plan, k: int, gpu: bool = False, scheduler: str | None = None) -> tuple[dict[str, Any], PackPlan]:
+    """The Tune param_space of a packed sweep ({"members": grid over packs}) and its PackPlan.
+
+    Raises:
+        ConfigError: the plan samples values (packs are built from grid cells) or repeats them, or
+            a trial scheduler would stop trials early (it cannot stop one member of a pack).
+    """
+    from ray import tune
+
+    if scheduler not in (None, "none"):
+        raise ConfigError(f"--pack cannot be combined with --scheduler {scheduler}: a scheduler stops whole "
+                          "Tune trials, i.e. every member of a pack; drop one of them")
+    if plan.sampled:
+        raise ConfigError("--pack works on grid sweeps; this plan samples values (a search): drop --pack")
+    if plan.num_samples != 1:
+        raise ConfigError(f"--pack needs --num-samples 1, got {plan.num_samples}; use --seeds for replicates")
+    packs = make_packs(plan.cells(), k, gpu)
+    return {"members": tune.grid_search(packs.packs)}, packs

@@ -1,0 +1,233 @@
+"""Packed training (trainables.packing) equals unpacked training, member by member."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from trainables.config import TrainConfig
+from trainables.packed_trainable import run_pack
+from trainables.packing import PackedTrainer, pack_key, packing_pays, why_not_packable
+from trainables.resolve import resolve_config
+from trainables.tracking import TrackingInfo
+from trainables.trainable import load_data, make_model, run_trial
+
+BASE = {"valid_per_class": 10, "epochs": 4, "log_to_mlflow": False, "report_every": 2, "checkpoint_every": 2}
+MLP, CNN = "three_layer_mlp/edges", "simple_cnn/edges"
+# Members differ in seed, lr and training-set size; batch 7 leaves a different short last batch
+# per member, and 10 vs 30 per class gives 5 vs 13 batches per epoch (masked steps).
+MEMBERS = [dict(data_per_class=10, seed=10, lr=1e-2), dict(data_per_class=30, seed=11, lr=5e-2),
+           dict(data_per_class=10, seed=12, lr=2e-3)]
+
+
+def final_state(config: dict) -> tuple[dict, dict]:
+    """(final metrics, final model state dict) of an unpacked run_trial."""
+    states = []
+    out = run_trial(config, report=lambda m, s: states.append(s) if s else None)
+    return out, states[-1]["trainer"]["model"]
+
+
+def packed(configs: list[dict]) -> PackedTrainer:
+    rs = [resolve_config(c) for c in configs]
+    bundles = [load_data(r) for r in rs]
+    models = [make_model(r, b) for r, b in zip(rs, bundles)]
+    trainer = PackedTrainer(models, bundles, [r.train for r in rs], torch.device("cpu"))
+    for epoch in range(1, rs[0].train.epochs + 1):
+        trainer.run_epoch(epoch)
+    return trainer
+
+
+def assert_member_equals_unpacked(trainer: PackedTrainer, i: int, config: dict, atol: float) -> None:
+    out, weights = final_state(config)
+    mine = trainer.member_state_dict(i)
+    assert set(mine) == set(weights)
+    for name, ref in weights.items():
+        torch.testing.assert_close(mine[name], ref, atol=atol, rtol=1e-4, msg=f"member {i} {name}")
+    row = trainer.history_rows(i, config["epochs"], config["epochs"])[0]
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "train_loss_mean", "val_loss_mean", "lr"):
+        assert row[key] == pytest.approx(out[key], rel=1e-4, abs=1e-6), key
+
+
+@pytest.mark.parametrize("pairing,extra", [
+    (MLP, {}),
+    (CNN, {}),
+    (MLP, {"optimizer": "adam", "weight_decay": 1e-3}),
+    (MLP, {"weight_decay": 1e-2, "shuffle": False}),
+    (CNN, {"init": "edge_detector", "freeze_conv": True}),  # frozen conv: only fc trains
+])
+def test_members_equal_unpacked_trials(pairing, extra):
+    configs = [{**BASE, "pairing": pairing, "batch_size": 7, **m, **extra} for m in MEMBERS]
+    trainer = packed(configs)
+    for i, cfg in enumerate(configs):
+        assert_member_equals_unpacked(trainer, i, cfg, atol=1e-5)
+
+
+def test_member_whose_epoch_ended_is_not_stepped():
+    """10/class (1 batch of 32) next to 100/class (10 batches): the small member's weights after one
+    epoch equal one unpacked step, i.e. the nine masked steps changed nothing (momentum included)."""
+    configs = [{**BASE, "pairing": MLP, "epochs": 1, "data_per_class": n} for n in (10, 100)]
+    trainer = packed(configs)
+    assert_member_equals_unpacked(trainer, 0, configs[0], atol=1e-6)
+
+
+def test_confusion_matrices_per_member():
+    configs = [{**BASE, "pairing": MLP, **m} for m in MEMBERS[:2]]
+    trainer = packed(configs)
+    _, _, correct, cm = trainer.evaluate(confusion=True)
+    assert cm.shape == (2, 3, 3)
+    assert cm.sum(dim=(1, 2)).tolist() == [30, 30]
+    assert torch.equal(cm.diagonal(dim1=1, dim2=2).sum(1), correct.long())
+
+
+def test_state_dict_round_trip_resumes_identically():
+    configs = [{**BASE, "pairing": MLP, "epochs": 4, **m} for m in MEMBERS]
+    full = packed(configs)
+    rs = [resolve_config(c) for c in configs]
+    bundles = [load_data(r) for r in rs]
+
+    def fresh():
+        return PackedTrainer([make_model(r, b) for r, b in zip(rs, bundles)], bundles, [r.train for r in rs],
+                             torch.device("cpu"))
+    first = fresh()
+    for epoch in (1, 2):
+        first.run_epoch(epoch)
+    second = fresh()
+    second.load_state_dict(first.state_dict())
+    for epoch in (3, 4):
+        second.run_epoch(epoch)
+    for i in range(3):
+        for name, value in full.member_state_dict(i).items():
+            torch.testing.assert_close(second.member_state_dict(i)[name], value, atol=0, rtol=0)
+
+
+def test_members_must_share_settings():
+    configs = [{**BASE, "pairing": MLP, "batch_size": 8}, {**BASE, "pairing": MLP, "batch_size": 16}]
+    with pytest.raises(ValueError, match="batch_size"):
+        packed(configs)
+
+
+def test_rules_name_what_cannot_be_packed():
+    tc = TrainConfig(pairing=MLP)
+    assert why_not_packable(tc, nn.Linear(2, 2)) is None
+    assert "BatchNorm" in why_not_packable(tc, nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)))
+    assert "Dropout" in why_not_packable(tc, nn.Sequential(nn.Dropout(0.1)))
+    assert "scheduler" in why_not_packable(TrainConfig(pairing=MLP, scheduler="cosine"), nn.Linear(2, 2))
+    assert packing_pays(nn.Linear(2, 2), "cpu") and packing_pays(nn.Conv2d(1, 1, 3), "cuda")
+    assert not packing_pays(nn.Sequential(nn.Conv2d(1, 1, 3)), "cpu")
+    a = resolve_config({"pairing": MLP, "seed": 1, "lr": 0.1, "data_per_class": 10}).config
+    b = resolve_config({"pairing": MLP, "seed": 2, "lr": 0.2, "data_per_class": 30, "threads": 1}).config
+    c = resolve_config({"pairing": MLP, "batch_size": 8}).config
+    assert pack_key(a) == pack_key(b) != pack_key(c)
+
+
+def test_run_pack_logs_one_child_run_per_member(tracking_uri):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    exp_id = client.create_experiment("t")
+    parent = client.create_run(exp_id, tags={"role": "sweep"}).info.run_id
+    info = TrackingInfo(tracking_uri, exp_id, parent, "s1", "t", "abc", ("data_per_class",))
+    configs = [{**BASE, "pairing": CNN, "log_to_mlflow": True, **m} for m in MEMBERS[:2]]
+    reports = []
+    outs = run_pack(configs, info, report=lambda m, s: reports.append((m, s)), trial_id="trial_7")
+    assert [m["epoch"] for m, _ in reports] == [2, 4] and all(s is not None for _, s in reports)
+    last = reports[-1][0]
+    assert last["pack_size"] == 2 and last["epochs_completed"] == 4
+    for i, (cfg, out) in enumerate(zip(configs, outs)):
+        ref = run_trial({**cfg, "log_to_mlflow": False})
+        assert out["val_acc"] == pytest.approx(ref["val_acc"]) and last[f"m{i}/val_acc"] == out["val_acc"]
+        assert out["confusion_matrix"] == ref["confusion_matrix"]
+        run = client.get_run(out["mlflow_run_id"])
+        tags, params = run.data.tags, run.data.params
+        assert run.info.status == "FINISHED" and tags["trial_id"] == f"trial_7-m{i}"
+        assert tags["mlflow.parentRunId"] == parent and tags["pack_size"] == "2" and tags["seed"] == str(cfg["seed"])
+        assert params["data_per_class"] == str(cfg["data_per_class"]) and params["lr"] == str(cfg["lr"])
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_acc"))
+        assert steps == [1, 2, 3, 4] and run.data.metrics["n_params"] == 606
+        files = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"config.json", "history.json", "curves.png", "confusion_matrix.json", "kernels"} <= files
+    # A retry from the epoch-2 checkpoint continues the same runs and writes no step twice.
+    again = run_pack(configs, info, restore=reports[0][1], trial_id="trial_7")
+    for out, first in zip(again, outs):
+        assert out["mlflow_run_id"] == first["mlflow_run_id"] and out["val_acc"] == pytest.approx(first["val_acc"])
+        steps = [m.step for m in client.get_metric_history(out["mlflow_run_id"], "train_loss")]
+        assert sorted(steps) == [1, 2, 3, 4]
+    # Restored from the final checkpoint (driver lost before Tune recorded the end): nothing retrains.
+    done = run_pack(configs, info, restore=reports[-1][1], trial_id="trial_7")
+    for out, first in zip(done, outs):
+        assert out["val_acc"] == first["val_acc"] and out["confusion_matrix"] == first["confusion_matrix"]
+        assert client.get_run(out["mlflow_run_id"]).info.status == "FINISHED"
+
+
+def test_pack_of_one_is_an_unpacked_trial():
+    cfg = {**BASE, "pairing": CNN, "data_per_class": 10}
+    reports = []
+    (out,) = run_pack([cfg], report=lambda m, s: reports.append((m, s)), trial_id="t")
+    assert out["val_acc"] == pytest.approx(run_trial(cfg)["val_acc"])
+    metrics, state = reports[-1]
+    assert metrics["pack_size"] == 1 and metrics["m0/val_acc"] == out["val_acc"] and "single" in state
+
+
+def test_make_packs_groups_equal_sizes_and_keeps_cnn_unpacked_on_cpu():
+    from cluster.packing import make_packs
+
+    cells = [{"pairing": p, "data_per_class": n, "seed": s, "epochs": 3}
+             for p in (MLP, CNN) for n in (10, 30) for s in (10, 11, 12)]
+    plan = make_packs(cells, 2)
+    flat = [c for pack in plan.packs for c in pack]
+    assert sorted(map(repr, flat)) == sorted(map(repr, cells))  # every cell exactly once
+    mlp_packs = [p for p in plan.packs if p[0]["pairing"] == MLP]
+    # 3 seeds per size: one full pack per size, the two leftovers (10 and 30) packed together
+    assert sorted(sorted(c["data_per_class"] for c in p) for p in mlp_packs) == [[10, 10], [10, 30], [30, 30]]
+    assert all(len(p) == 1 for p in plan.packs if p[0]["pairing"] == CNN) and CNN in plan.unpacked
+    on_gpu = make_packs(cells, 3, gpu=True)
+    assert sorted(len(p) for p in on_gpu.packs) == [3, 3, 3, 3] and not on_gpu.unpacked
+    assert all(len(p) == 1 for p in make_packs(cells, 1).packs)
+
+
+def test_make_packs_separates_what_must_not_share_a_pack():
+    from cluster.packing import make_packs
+
+    cells = [{"pairing": MLP, "batch_size": b, "seed": s} for b in (8, 16) for s in (1, 2)]
+    cells += [{"pairing": MLP, "scheduler": "cosine", "seed": s} for s in (1, 2)]
+    plan = make_packs(cells, 4)
+    assert sorted(len(p) for p in plan.packs) == [1, 1, 2, 2]
+    assert {p[0]["batch_size"] for p in plan.packs if len(p) == 2} == {8, 16}
+    assert "scheduler" in plan.unpacked[MLP]
+
+
+def test_packed_space_rejects_searches_and_schedulers():
+    from cluster.packing import packed_space
+    from cluster.plan import make_plan
+    from search_spaces import get_experiment
+    from trainables.errors import ConfigError
+
+    plan = make_plan(get_experiment("edge-data-per-class"), seeds=1, smoke=True)
+    space, packs = packed_space(plan, 4)
+    assert len(space["members"]["grid_search"]) == len(packs.packs) == 3  # 2 CNN singles + 1 MLP pack
+    with pytest.raises(ConfigError, match="scheduler"):
+        packed_space(plan, 4, scheduler="asha")
+    with pytest.raises(ConfigError, match="num-samples"):
+        packed_space(make_plan(get_experiment("edge-data-per-class"), seeds=1, smoke=True, num_samples=2), 4)
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_packed_sweep_end_to_end(tmp_path, ray_shutdown, monkeypatch):
+    """`sweep run --pack 4`: every member is its own finished MLflow child run, same cells as unpacked."""
+    from cluster.cli import main
+    from conftest import mlflow_runs
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    code = main(["run", "edge-data-per-class", "--smoke", "--seeds", "1", "--pack", "4", "--name", "p1",
+                 "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray_results"), "--set", "epochs=2"])
+    assert code == 0
+    parents, children = mlflow_runs(uri, "edge-data-per-class")
+    assert len(parents) == 1 and len(children) == 4
+    assert all(r.info.status == "FINISHED" for r in children)
+    cells = sorted((r.data.params["pairing"], r.data.params["data_per_class"]) for r in children)
+    assert cells == [(CNN, "10"), (CNN, "30"), (MLP, "10"), (MLP, "30")]
+    packed_mlp = [r for r in children if r.data.params["pairing"] == MLP]
+    assert {r.data.tags["pack_size"] for r in packed_mlp} == {"2"}
+    assert len({r.data.tags["pack_trial_id"] for r in packed_mlp}) == 1
