@@ -125,3 +125,26 @@ def data_per_class_sweep(epochs: int, sizes=SIZES, seed: int = 10, device: str =
             res.val_acc[(name, n)] = evaluate(model, valid, dev)[1]
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def main() -> None:
+    """`python -m benchmarks.notebook --epochs 200 --seeds 1`: the notebook's sweep, one thread."""
+    import argparse
+
+    p = argparse.ArgumentParser(description="edge-data-per-class the notebook way")
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--seeds", type=int, default=1, help="replicates (seeds 10, 11, ...), run one after another")
+    args = p.parse_args()
+    # One thread: the fastest setting for these tiny models on a shared 2-core machine (two threads
+    # contend with everything else running); the notebook's own default would only be slower.
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    for seed in range(10, 10 + args.seeds):
+        res = data_per_class_sweep(args.epochs, seed=seed)
+        accs = ", ".join(f"{m}@{n}={a:.3f}" for (m, n), a in sorted(res.val_acc.items()))
+        print(f"seed {seed}: {res.seconds:.1f} s, {res.steps} steps; val_acc {accs}", flush=True)
+    print(f"notebook total {time.perf_counter() - t0:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -193,10 +193,12 @@ class _PerPairing:
     def __init__(self, key: str, table: dict[str, Any]):
         self.key, self.table = key, table
 
-    def __call__(self, spec) -> Any:
+    def __call__(self, config) -> Any:
         import random
 
-        v = self.table.get(spec.config["pairing"])
+        # Tune passes the resolved config dict (older Tune: a spec with .config, now deprecated).
+        cfg = config.config if hasattr(config, "config") else config
+        v = self.table.get(cfg["pairing"])
         if isinstance(v, LogUniform):
             import math
             return math.exp(random.uniform(math.log(v.low), math.log(v.high)))

@@ -60,6 +60,16 @@ def _assert_matches_reference(client, runs, tmp_path: Path) -> None:
             assert run.data.metrics[key] == pytest.approx(ref[key], rel=1e-6, abs=1e-9), key
 
 
+def _resumed_trials(sweep_dir: Path) -> int:
+    """Trials whose Tune results show a restore from a checkpoint (not a restart from scratch)."""
+    n = 0
+    for results in sweep_dir.glob("*/result.json"):
+        rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+        n += any(1 < r["training_iteration"] and r["iterations_since_restore"] < r["training_iteration"]
+                 for r in rows)
+    return n
+
+
 def _procs() -> dict[int, tuple[int, int, str]]:
     """pid -> (parent pid, session id, command line) of every process we can read."""
     out = {}
@@ -125,6 +135,7 @@ def test_failed_trial_resumes_from_checkpoint_into_the_same_run(tmp_path, monkey
     _assert_one_run_per_trial(children, 2)
     assert all(c.info.status == "FINISHED" for c in children)
     _assert_each_epoch_once(client, children, 8)
+    assert _resumed_trials(tmp_path / "rr" / "f1") == 2
     _assert_matches_reference(client, children, tmp_path)
 
 
@@ -153,7 +164,7 @@ def test_sigkilled_trial_worker_resumes_from_checkpoint(tmp_path, ray_shutdown):
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
     try:
-        code = main(_sweep(tmp_path, uri, "f2", "edge-deeper", "--smoke", "--seeds", "1", "--set", "epochs=150",
+        code = main(_sweep(tmp_path, uri, "f2", "edge-deeper", "--smoke", "--seeds", "1", "--set", "epochs=100",
                            "--set", "report_every=1"))
     finally:
         done.set()
@@ -165,7 +176,8 @@ def test_sigkilled_trial_worker_resumes_from_checkpoint(tmp_path, ray_shutdown):
     assert len(parents) == 1
     _assert_one_run_per_trial(children, 1)
     assert children[0].info.status == "FINISHED"
-    _assert_each_epoch_once(client, children, 150)
+    _assert_each_epoch_once(client, children, 100)
+    assert _resumed_trials(tmp_path / "rr" / "f2") == 1
     _assert_matches_reference(client, children, tmp_path)
 
 
@@ -176,8 +188,8 @@ def test_sigkilled_driver_then_resume_runs_every_trial_exactly_once(tmp_path, ra
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    args = _sweep(tmp_path, uri, "f3", "edge-data-per-class", "--smoke", "--seeds", "1", "--set", "epochs=300",
-                  "--set", "report_every=10")
+    args = _sweep(tmp_path, uri, "f3", "edge-data-per-class", "--smoke", "--seeds", "1", "--set", "epochs=120",
+                  "--set", "report_every=5")
     log = open(tmp_path / "driver.log", "wb")
     # Its own session: the driver's Ray processes can be found (and cleaned up) by session id.
     proc = subprocess.Popen([sys.executable, "-m", "cluster.cli", *args], cwd=tmp_path, stdout=log,
@@ -215,11 +227,38 @@ def test_sigkilled_driver_then_resume_runs_every_trial_exactly_once(tmp_path, ra
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     _assert_one_run_per_trial(children, 4)
     assert all(c.info.status == "FINISHED" for c in children)
-    _assert_each_epoch_once(client, children, 300)
+    _assert_each_epoch_once(client, children, 120)
     for c in children:  # finished before the kill: not rerun, not relogged
         if c.info.run_id in finished_before:
             now = (c.info.start_time, c.info.end_time, len(client.get_metric_history(c.info.run_id, "train_loss")))
             assert now == finished_before[c.info.run_id]
+
+
+def test_trial_finished_before_driver_died_is_not_rerun(tracking_uri):
+    """Tune restarts a trial it did not see finish from an older checkpoint: MLflow stays as it was."""
+    from mlflow.tracking import MlflowClient
+
+    from trainables.tracking import TrackingInfo
+
+    client = MlflowClient(tracking_uri)
+    exp_id = client.create_experiment("t")
+    parent = client.create_run(exp_id, tags={"role": "sweep"}).info.run_id
+    info = TrackingInfo(tracking_uri, exp_id, parent, "s", "t")
+    cfg = {"pairing": "simple_cnn/edges", "data_per_class": 5, "valid_per_class": 5, "epochs": 4, "report_every": 1}
+    states = {}
+    first = run_trial(cfg, tracking=info, trial_id="t1", report=lambda m, s: states.setdefault(m["epoch"], s))
+    rid = first["mlflow_run_id"]
+    before = client.get_run(rid)
+    n_hist = {k: len(client.get_metric_history(rid, k)) for k in before.data.metrics}
+    reports = []
+    again = run_trial(cfg, tracking=info, trial_id="t1", restore=states[2], report=lambda m, s: reports.append(m))
+    after = client.get_run(rid)
+    assert after.info.status == "FINISHED" and after.info.end_time == before.info.end_time
+    assert {k: len(client.get_metric_history(rid, k)) for k in after.data.metrics} == n_hist
+    assert len(reports) == 1 and reports[0]["epochs_completed"] == 4 and again["val_acc"] == first["val_acc"]
+    # Without MLflow, a restore from the final checkpoint reports the final metrics again.
+    local = run_trial({**cfg, "log_to_mlflow": False}, restore=states[4])
+    assert local["epoch"] == 4 and local["val_acc"] == pytest.approx(first["val_acc"])
 
 
 # ---- 4. the tracking server: unreachable, a short outage, a long one ---------------------------
@@ -260,8 +299,8 @@ def test_short_tracking_outage_mid_sweep_loses_no_metric(tmp_path, ray_shutdown)
         thread = threading.Thread(target=interrupt, daemon=True)
         thread.start()
         try:
-            code = main(_sweep(tmp_path, uri, "f4", "edge-overfit-small", "--smoke", "--seeds", "2",
-                               "--set", "epochs=200", "--set", "report_every=5"))
+            code = main(_sweep(tmp_path, uri, "f4", "edge-overfit-small", "--smoke", "--seeds", "1",
+                               "--set", "epochs=300", "--set", "report_every=5"))
         finally:
             done.set()
             thread.join()
@@ -270,9 +309,9 @@ def test_short_tracking_outage_mid_sweep_loses_no_metric(tmp_path, ray_shutdown)
         client = MlflowClient(uri)
         parents, children = mlflow_runs(uri, "edge-overfit-small")
         assert len(parents) == 1
-        _assert_one_run_per_trial(children, 4)
+        _assert_one_run_per_trial(children, 2)
         assert all(c.info.status == "FINISHED" for c in children)
-        _assert_each_epoch_once(client, children, 200)
+        _assert_each_epoch_once(client, children, 300)
 
 
 @pytest.mark.cluster

@@ -1,6 +1,7 @@
 """A real search on local Ray (ASHA on a tiny budget), then `sweep confirm` on it (slow: ~30 s)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -9,23 +10,35 @@ import pytest
 
 from cluster.cli import main
 from cluster.confirm import NOT_CONFIG
+from cluster.runner import RunOptions, run_sweep
 from conftest import mlflow_runs
+from search_spaces import get_experiment
 
 CNN, MLP = "simple_cnn/edges", "three_layer_mlp/edges"
 
 
+# edge-hpo ranked by validation loss: on an 8-epoch budget many trials sit at chance accuracy, and
+# ASHA stops only trials strictly below a rung's cutoff, so accuracy ties would stop nothing.
+EXP = dataclasses.replace(get_experiment("edge-hpo"),
+                          search=dataclasses.replace(get_experiment("edge-hpo").search, metric="val_loss", mode="min"))
+
+
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
-    """`sweep run edge-hpo` on a tiny ASHA budget, then `sweep confirm` on it, once for the module."""
+    """An edge-hpo search on a tiny ASHA budget, then `sweep confirm` on it, once for the module.
+
+    The search is `sweep run edge-hpo --num-samples 4 --set epochs=8 --set report_every=1
+    --grace-period 1 --reduction-factor 2` with the metric above.
+    """
     import ray
 
     tmp = tmp_path_factory.mktemp("hpo")
     uri = f"sqlite:///{tmp}/mlflow.db"
-    store = str(tmp / "ray_results")
+    opts = RunOptions("edge-hpo", num_samples=4, sets={"epochs": 8, "report_every": 1}, grace_period=1,
+                      reduction_factor=2, name="s1", tracking_uri=uri, storage_path=str(tmp / "ray_results"),
+                      max_concurrent=2)
     try:
-        run = main(["run", "edge-hpo", "--num-samples", "4", "--set", "epochs=8", "--set", "report_every=1",
-                    "--grace-period", "1", "--reduction-factor", "2", "--name", "s1", "--tracking-uri", uri,
-                    "--storage-path", store, "--max-concurrent", "2"])
+        run = run_sweep(opts, definition=EXP)
         confirm = main(["confirm", "s1", "--seeds", "2", "--tracking-uri", uri, "--max-concurrent", "2"])
     finally:
         ray.shutdown()
@@ -76,13 +89,14 @@ def test_confirm_reruns_each_models_best_config_with_fresh_seeds(searched):
     conf = next(p for p in parents if p.data.tags.get("confirms") == "s1")
     assert search.data.tags["confirmed_by"] == conf.data.tags["sweep"] == "s1-confirm"
     assert conf.data.tags["search"] == "grid" and conf.data.tags["confirms_run_id"] == search.info.run_id
+    assert conf.data.tags["confirm_metric"] == "val_loss" and conf.data.tags["confirm_mode"] == "min"
     reruns = [c for c in children if c.data.tags["sweep"] == "s1-confirm"]
     assert len(reruns) == 2 * 2 and all(c.data.tags["status_reason"] == "completed" for c in reruns)
     assert sorted(int(c.data.tags["seed"]) for c in reruns) == [11, 11, 12, 12]  # the search used seed 10
     done = [c for c in _search_children(searched.uri) if c.data.tags["status_reason"] == "completed"]
     for pairing in (CNN, MLP):
         mine = [c for c in done if c.data.tags["pairing"] == pairing]
-        best = max(mine, key=lambda c: (c.data.metrics["val_acc"], -c.data.metrics["val_loss"]))
+        best = min(mine, key=lambda c: c.data.metrics["val_loss"])  # the declared metric and mode
         want = {k: parse_value(v) for k, v in best.data.params.items() if k not in NOT_CONFIG}
         for c in (c for c in reruns if c.data.tags["pairing"] == pairing):
             got = {k: parse_value(v) for k, v in c.data.params.items() if k not in NOT_CONFIG}

@@ -1,15 +1,16 @@
 """A real two-node Ray cluster on loopback, a real `mlflow server`, and the MLflow UI in Chromium.
 
-The cluster is started the way docs/cluster.md tells users to: `ray start --head` plus
-`ray start --address` (each node declaring one logical GPU; there is no physical one), then
-`sweep run ... --address 127.0.0.1:PORT` from the project root, shipping the code in Ray's
-runtime environment. Only processes this module started are stopped (by process group and
+The cluster is started the way a user (or the Slurm recipe) starts one by hand: `ray start
+--head` plus `ray start --address`, each node declaring one logical GPU (there is no physical
+one); then `sweep run ... --address 127.0.0.1:PORT` joins it from the project root, shipping
+the code in Ray's runtime environment (docs/cluster.md, "An existing Ray cluster"). Only processes this module started are stopped (by process group and
 by their temp dir), never `ray stop`: other people run Ray on this machine too.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,13 +25,12 @@ import pytest
 from cluster.server import TrackingServer, free_port
 from conftest import mlflow_runs
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
-
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 EXP, NAME = "edge-data-per-class", "multinode"
 EPOCHS, N_TRIALS = 3, 8  # --smoke: 2 pairings x 2 data sizes, x --seeds 2
 GPU_SHARE = 0.25
+SWEEP_TIMEOUT = 420  # ~70 s on an idle 2-core machine
 CPUS_PER_NODE = 5  # more CPU slots than GPU shares, so the GPU is what limits a node to 4 trials
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
@@ -175,18 +175,34 @@ def sweep(cluster, server, tmp_path_factory):
     argv = [str(BIN / "sweep"), "run", EXP, "--smoke", "--seeds", "2", "--gpus-per-trial", str(GPU_SHARE),
             "--address", cluster.address, "--storage-path", str(storage), "--tracking-uri", server.uri,
             "--name", NAME]
+    log_path = storage.parent / "sweep.log"
     t0 = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=ROOT, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    with open(log_path, "wb") as log:  # a file, not a pipe: nothing can block on a full pipe
+        proc = subprocess.Popen(argv, cwd=ROOT, env={**cluster.env, "PYTHONFAULTHANDLER": "1"}, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        out, _ = proc.communicate(timeout=480)
+        proc.wait(timeout=SWEEP_TIMEOUT)
     except subprocess.TimeoutExpired:
-        _stop_group(proc, timeout=10)
-        out = proc.stdout.read() if proc.stdout else ""
-        pytest.fail(f"sweep did not finish in 480 s; output tail:\n{out[-4000:]}")
+        proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack into the log
+        time.sleep(3)
+        pytest.fail(f"sweep did not finish in {SWEEP_TIMEOUT} s; log tail:\n{log_path.read_text()[-6000:]}")
     finally:
         _stop_group(proc, timeout=10)
+    out = log_path.read_text(errors="replace")
     return {"code": proc.returncode, "out": out, "storage": storage, "seconds": time.monotonic() - t0}
+
+
+def _browser(argv: list[str], timeout: float = 120) -> str:
+    """Run headless Chromium; its stdout. Its whole process group (renderers, zygotes) is killed after."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        out = ""
+    finally:
+        _stop_group(proc, timeout=5)
+    return out
 
 
 def _max_overlap(intervals: list[tuple[int, int]]) -> int:
@@ -205,6 +221,8 @@ def test_overlap_counter():
     assert _max_overlap([(0, 9)] * 5) == 5
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_sweep_on_two_gpu_nodes_succeeds(sweep):
     assert sweep["code"] == 0, sweep["out"][-4000:]
     meta = json.loads((sweep["storage"] / NAME / "sweep.json").read_text())
@@ -212,6 +230,8 @@ def test_sweep_on_two_gpu_nodes_succeeds(sweep):
     print(f"multi-node sweep of {N_TRIALS} trials: {sweep['seconds']:.1f} s")
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_trials_share_each_gpu_at_most_four_at_once_and_use_both_nodes(sweep, server):
     assert sweep["code"] == 0, sweep["out"][-4000:]
     _, children = mlflow_runs(server.uri, EXP)
@@ -225,12 +245,12 @@ def test_trials_share_each_gpu_at_most_four_at_once_and_use_both_nodes(sweep, se
     assert len(by_gpu) == 2, f"trials ran on {len(by_gpu)} node/GPU pairs, expected both nodes: {dict(by_gpu)}"
     overlap = {key[0][:8]: _max_overlap(iv) for key, iv in by_gpu.items()}
     assert all(n <= int(1 / GPU_SHARE) for n in overlap.values()), overlap
-    # Not vacuous: trials did share a GPU, and ran on both nodes at the same time.
-    assert max(overlap.values()) >= 2, overlap
-    assert _max_overlap([iv for ivs in by_gpu.values() for iv in ivs]) > max(overlap.values()) - 1
+    assert max(overlap.values()) >= 2, overlap  # not vacuous: trials did share a GPU
     print(f"max concurrent trials per node GPU: {overlap}")
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_server_holds_the_parent_and_every_trial_with_complete_histories(sweep, server):
     from mlflow.tracking import MlflowClient
 
@@ -251,6 +271,8 @@ def test_server_holds_the_parent_and_every_trial_with_complete_histories(sweep, 
         assert "config.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_shipped_code_is_the_project_without_big_directories(sweep, cluster):
     assert sweep["code"] == 0, sweep["out"][-4000:]
     pkgs = [p for p in Path(cluster.temp_dir).glob("session_*/runtime_resources/working_dir_files/*") if p.is_dir()]
@@ -263,6 +285,8 @@ def test_shipped_code_is_the_project_without_big_directories(sweep, cluster):
         assert size < 10 * 2**20, f"{pkg} is {size / 2**20:.1f} MiB"
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get install -y chromium)")
 def test_mlflow_ui_shows_the_experiment_in_a_browser(sweep, server, tmp_path):
     import numpy as np
@@ -270,15 +294,18 @@ def test_mlflow_ui_shows_the_experiment_in_a_browser(sweep, server, tmp_path):
     from PIL import Image
 
     exp_id = MlflowClient(server.uri).get_experiment_by_name(EXP).experiment_id
-    url = f"{server.uri}/#/experiments/{exp_id}"
+    # The experiment's runs table (its bare page opens MLflow 3's GenAI trace overview).
+    url = f"{server.uri}/#/experiments/{exp_id}/runs"
     png = tmp_path / "experiment.png"
     argv = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000", "--window-size=1400,900"]
-    shot = subprocess.run(argv + [f"--screenshot={png}", url], capture_output=True, text=True, timeout=120)
-    assert png.exists(), shot.stderr[-3000:]
+    _browser(argv + [f"--screenshot={png}", url])
+    assert png.exists(), "Chromium wrote no screenshot"
     assert png.stat().st_size > 20_000  # a blank 1400x900 PNG is a few KB
     pixels = np.asarray(Image.open(png).convert("L"))
     assert pixels.shape == (900, 1400) and pixels.std() > 5 and len(np.unique(pixels)) > 20
-    dom = subprocess.run(argv + ["--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
-    assert EXP in dom and NAME in dom, dom[-3000:]  # the experiment and the sweep's parent run are listed
+    dom = _browser(argv + ["--dump-dom", url])
+    # The sweep's parent run is listed, with its trials (collapsed under it) counted.
+    count = re.search(r"(\d+)\s*(?:</strong>)?\s*matching runs", dom)
+    assert EXP in dom and NAME in dom and count and int(count.group(1)) == N_TRIALS + 1, dom[-3000:]

@@ -69,6 +69,11 @@ class PackedOptimizer:
         lr = _per_member(self.lr, p)
         if self.weight_decay:
             g = g.add(p, alpha=self.weight_decay)
+        if active is None:  # every member steps: in place, as torch.optim.SGD
+            if self.momentum:
+                g = st["buf"].mul_(self.momentum).add_(g)
+            p.addcmul_(g, -lr)
+            return
         if self.momentum:
             buf = st["buf"]
             new_buf = buf * self.momentum + g

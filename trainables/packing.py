@@ -129,12 +129,12 @@ class PackedTrainer:
         self.y_train = _stack_padded([b.y_train for b in bundles]).to(device)
         self.x_eval = self.x_train if on_train else _stack_padded([b.x_val for b in bundles]).to(device)
         self.y_eval = self.y_train if on_train else _stack_padded([b.y_val for b in bundles]).to(device)
-        self.rows = torch.arange(self.K, device=device)[:, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs (K, B, ...) of every member for a (K, B, ...) batch."""
         params = {n: (p.transpose(1, 2) if n in self.transposed else p) for n, p in self.params.items()}
-        x = self.bundle.prepare(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+        if self.bundle.input_transform is not None:
+            x = self.bundle.prepare(x.flatten(0, 1)).unflatten(0, x.shape[:2])
         return self._forward(params, self.buffers, x)
 
     def _sample_losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -142,65 +142,77 @@ class PackedTrainer:
             return F.cross_entropy(out.flatten(0, 1), y.flatten(0, 1), reduction="none").view(y.shape[:2])
         return F.mse_loss(out, y, reduction="none").flatten(2).mean(2)
 
-    def _batches(self, n: list[int], bs: int, orders: list[torch.Tensor] | None):
-        """Yield (index (K, bs), mask (K, bs), active) per step: member i's j-th batch is its
-        order[j*bs:(j+1)*bs]; `active` is None when every member has a batch, else a (K,) mask
-        (decided on the host, so no step waits for the device)."""
-        steps = max(math.ceil(x / bs) for x in n)
-        idx = torch.zeros(self.K, steps * bs, dtype=torch.long)
+    def _layout(self, n: list[int], bs: int, orders: list[torch.Tensor] | None, x: torch.Tensor, y: torch.Tensor):
+        """Every member's samples of one pass, in its batch order, as (K, steps*bs, ...) tensors.
+
+        Member i's j-th batch is its order[j*bs:(j+1)*bs], exactly the unpacked loop's slice;
+        positions past its own N are padding (weight 0). One gather per pass, so every step
+        reads contiguous slices. Returns (x, y, weights (K, L), counts (K, steps), active): active[j]
+        is None when every member has samples at step j, else a (K,) device mask (decided on the
+        host, so no step waits for the device).
+        """
+        steps = max(math.ceil(v / bs) for v in n)
+        n_max = x.shape[1]
+        flat = torch.zeros(self.K, steps * bs, dtype=torch.long)
         valid = torch.zeros(self.K, steps * bs, dtype=torch.bool)
         for i, ni in enumerate(n):
-            idx[i, :ni] = orders[i] if orders is not None else torch.arange(ni)
+            flat[i, :ni] = (orders[i] if orders is not None else torch.arange(ni)) + i * n_max
+            flat[i, ni:] = i * n_max
             valid[i, :ni] = True
         first = valid[:, ::bs]
-        idx, valid = idx.to(self.device), valid.to(self.device)
-        for j in range(steps):
-            active = None if bool(first[:, j].all()) else first[:, j].to(self.device)
-            yield idx[:, j * bs:(j + 1) * bs], valid[:, j * bs:(j + 1) * bs], active
+        active = [None if bool(first[:, j].all()) else first[:, j].to(self.device) for j in range(steps)]
+        flat = flat.view(-1).to(self.device)
+        xs = x.flatten(0, 1).index_select(0, flat).view(self.K, steps * bs, *x.shape[2:])
+        ys = y.flatten(0, 1).index_select(0, flat).view(self.K, steps * bs, *y.shape[2:])
+        w = valid.to(self.device, torch.float32)
+        return xs, ys, w, w.view(self.K, steps, bs).sum(2), active
+
+    def _metrics(self, losses: list[torch.Tensor], outs: list[torch.Tensor], y: torch.Tensor,
+                 w: torch.Tensor, counts: torch.Tensor):
+        """(K,) sums of batch-mean losses, of sample losses and correct counts, computed once per pass."""
+        per_step = torch.stack(losses, 1)
+        correct = torch.zeros(self.K, device=self.device)
+        if self.classify:
+            correct = ((torch.cat(outs, 1).argmax(-1) == y) * w).sum(1)
+        return per_step.sum(1), (per_step * counts).sum(1), correct
 
     def train_epoch(self):
         """One pass over every member's training set; returns (K,) sums like Trainer.train_epoch."""
+        bs = self.tc.batch_size
         orders = [torch.randperm(n, generator=g) for n, g in zip(self.n_train, self.gens)] if self.tc.shuffle else None
-        zeros = torch.zeros(self.K, device=self.device)
-        loss_sum, sample_loss_sum, correct = zeros.clone(), zeros.clone(), zeros.clone()
-        for ib, vb, active in self._batches(self.n_train, self.tc.batch_size, orders):
-            xb, yb = self.x_train[self.rows, ib], self.y_train[self.rows, ib]
-            w = vb.to(torch.float32)
-            count = w.sum(1)
-            out = self.forward(xb)
-            member_loss = (self._sample_losses(out, yb) * w).sum(1) / count.clamp(min=1)
+        x, y, w, counts, active = self._layout(self.n_train, bs, orders, self.x_train, self.y_train)
+        denom = counts.clamp(min=1)
+        losses, outs = [], []
+        for j, act in enumerate(active):
+            sl = slice(j * bs, (j + 1) * bs)
+            out = self.forward(x[:, sl])
+            member_loss = (self._sample_losses(out, y[:, sl]) * w[:, sl]).sum(1) / denom[:, j]
             self.opt.zero_grad()
             member_loss.sum().backward()
-            self.opt.step(active)
-            member_loss = member_loss.detach()
-            loss_sum += member_loss
-            sample_loss_sum += member_loss * count
-            if self.classify:
-                correct += ((out.detach().argmax(-1) == yb) & vb).sum(1)
-        return loss_sum, sample_loss_sum, correct
+            self.opt.step(act)
+            losses.append(member_loss.detach())
+            outs.append(out.detach())
+        return self._metrics(losses, outs, y, w, counts)
 
     @torch.no_grad()
     def evaluate(self, confusion: bool = False):
         """Evaluate every member; returns (K,) sums and a (K, C, C) confusion matrix or None."""
-        k = self.num_classes
-        zeros = torch.zeros(self.K, device=self.device)
-        loss_sum, sample_loss_sum, correct = zeros.clone(), zeros.clone(), zeros.clone()
-        cm = torch.zeros(self.K * k * k, dtype=torch.long, device=self.device) if confusion and self.classify else None
-        for ib, vb, _ in self._batches(self.n_eval, self.tc.eval_batch_size, None):
-            xb, yb = self.x_eval[self.rows, ib], self.y_eval[self.rows, ib]
-            out = self.forward(xb)
-            w = vb.to(torch.float32)
-            count = w.sum(1)
-            member_loss = (self._sample_losses(out, yb) * w).sum(1) / count.clamp(min=1)
-            loss_sum += member_loss
-            sample_loss_sum += member_loss * count
-            if self.classify:
-                pred = out.argmax(-1)
-                correct += ((pred == yb) & vb).sum(1)
-                if cm is not None:
-                    cells = (self.rows * k * k + yb * k + pred)[vb]
-                    cm += torch.bincount(cells, minlength=self.K * k * k)
-        return loss_sum, sample_loss_sum, correct, None if cm is None else cm.view(self.K, k, k)
+        bs, k = self.tc.eval_batch_size, self.num_classes
+        x, y, w, counts, active = self._layout(self.n_eval, bs, None, self.x_eval, self.y_eval)
+        denom = counts.clamp(min=1)
+        losses, outs = [], []
+        for j in range(len(active)):
+            sl = slice(j * bs, (j + 1) * bs)
+            out = self.forward(x[:, sl])
+            losses.append((self._sample_losses(out, y[:, sl]) * w[:, sl]).sum(1) / denom[:, j])
+            outs.append(out)
+        loss_sum, sample_loss_sum, correct = self._metrics(losses, outs, y, w, counts)
+        cm = None
+        if confusion and self.classify:
+            pred = torch.cat(outs, 1).argmax(-1)
+            cells = (torch.arange(self.K, device=self.device)[:, None] * k * k + y * k + pred)[w > 0]
+            cm = torch.bincount(cells, minlength=self.K * k * k).view(self.K, k, k)
+        return loss_sum, sample_loss_sum, correct, cm
 
     def run_epoch(self, epoch: int) -> None:
         """Train and evaluate epoch `epoch` (1-based) of every member; fill history[:, epoch-1]."""

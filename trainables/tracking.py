@@ -88,7 +88,7 @@ class TrialRun:
         self.buffer: list[tuple[str, float, int]] = []
         self.run_id = run_id or self._find(trial_id)
         self.resumed = self.run_id is not None
-        self.previous = None  # the run's RunInfo before this attempt touched it (resumed runs only)
+        self.previous = None  # the mlflow Run as an earlier attempt left it (resumed runs only)
         if self.run_id is None:
             all_tags = {"mlflow.parentRunId": info.parent_run_id, "role": "trial", "sweep": info.sweep,
                         "experiment": info.experiment, "git_sha": info.git_sha, **info.extra_tags, **tags}
@@ -98,7 +98,7 @@ class TrialRun:
             run = self._retry(lambda: self.client.create_run(info.experiment_id, tags=all_tags, run_name=run_name))
             self.run_id = run.info.run_id
         else:
-            self.previous = self._retry(lambda: self.client.get_run(self.run_id)).info
+            self.previous = self._retry(lambda: self.client.get_run(self.run_id))
             self._retry(lambda: self.client.update_run(self.run_id, status="RUNNING"))
         # Steps already stored (an earlier attempt got that far); they are never written twice.
         self.logged_step = self._last_step() if self.resumed else 0

@@ -141,6 +141,8 @@ def run_trial(config: dict[str, Any], tracking: TrackingInfo | None = None,
             run.log_params(r.config)
         else:
             run.set_tags(tags)  # tags are idempotent; a rerun after driver loss re-asserts them
+        if run.previous is not None and run.previous.info.status == "FINISHED":
+            return _finished_earlier(r, run, report)
     try:
         result = _train(r, trainer, bundle, model, conv, initial_kernels, run, report, start, restore is not None, t0)
     except BaseException as exc:
@@ -200,12 +202,24 @@ def _train(r, trainer, bundle, model, conv, initial_kernels, run, report, start,
     raise AssertionError("unreachable: the loop returns at the final epoch")
 
 
-def _already_done(r, trainer, model, run, report) -> dict:
-    """Restored from the final checkpoint: report the final metrics again; train and log nothing.
+def _finished_earlier(r: Resolved, run: TrialRun, report) -> dict:
+    """An earlier attempt completed this trial (its MLflow run is FINISHED), but the driver died
+    before Tune recorded it, so Tune restarted it from its last checkpoint Tune knew of.
 
-    The MLflow run already holds everything (it is closed before the final checkpoint is
-    reported), so it only gets its FINISHED status and end time back.
+    Nothing is trained or logged again: the logged final metrics are reported back to Tune and
+    the run gets its FINISHED status and original end time back.
     """
+    prev = run.previous
+    run._retry(lambda: run.client.set_terminated(run.run_id, status="FINISHED", end_time=prev.info.end_time))
+    metrics = {**prev.data.metrics, "epoch": r.train.epochs, "mlflow_run_id": run.run_id}
+    if report is not None:
+        report(metrics, None)
+    return metrics
+
+
+def _already_done(r, trainer, model, run, report) -> dict:
+    """Restored from the final checkpoint without an MLflow run to read: report the final metrics
+    from the restored history again; train and log nothing."""
     tc = r.train
     rows = trainer.history_rows(1, tc.epochs)
     n_params, n_trainable = count_params(model)
@@ -216,9 +230,8 @@ def _already_done(r, trainer, model, run, report) -> dict:
     _, _, _, cm = trainer.evaluate(confusion=True)
     if cm is not None:
         metrics["confusion_matrix"] = cm.cpu().tolist()
-    if run is not None:
-        end = run.previous.end_time if run.previous is not None and run.previous.status == "FINISHED" else None
-        run._retry(lambda: run.client.set_terminated(run.run_id, status="FINISHED", end_time=end))
+    if run is not None:  # not reached with a FINISHED run (see _finished_earlier)
+        run.finish("FINISHED", {"status_reason": "completed"})
         metrics["mlflow_run_id"] = run.run_id
     if report is not None:
         report(metrics, None)

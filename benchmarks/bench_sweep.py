@@ -1,0 +1,68 @@
+"""Benchmark 1, sweep wall time: `sweep run edge-data-per-class` end to end vs the notebook way vs a
+hand-written Ray Tune sweep with MLflow's Tune callback, the same 8 trials (1 seed).
+
+Each of the three runs as its own command (interpreter start, imports, Ray and MLflow setup
+included), one after another, in a fresh temp dir. The full run adds the default sweep (3
+seeds, SPEC epochs = 500) against the notebook doing the same 24 trials.
+
+Run alone: `python -m benchmarks.bench_sweep [--full]`.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from benchmarks.common import PYTHON, ROOT, Result, print_results, run_command, sweep_argv
+
+
+def notebook_seconds(epochs: int, seeds: int = 1) -> float:
+    wall, _ = run_command([PYTHON, "-m", "benchmarks.notebook", "--epochs", str(epochs), "--seeds", str(seeds)], ROOT)
+    return wall
+
+
+def sweep_seconds(work: Path, name: str, *extra: str) -> float:
+    wall, _ = run_command(sweep_argv(name, work, *extra), work)
+    return wall
+
+
+def handwritten_seconds(work: Path, epochs: int) -> float:
+    wall, _ = run_command([PYTHON, "-m", "benchmarks.handwritten_tune", "--epochs", str(epochs),
+                           "--work", str(work / "handwritten")], ROOT)
+    return wall
+
+
+def run(short: bool = True) -> list[Result]:
+    epochs = 100 if short else 200
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
+        work = Path(tmp)
+        nb = notebook_seconds(epochs)
+        ours = sweep_seconds(work, "b1", "--seeds", "1", "--set", f"epochs={epochs}")
+        packed = sweep_seconds(work, "b1p", "--seeds", "1", "--set", f"epochs={epochs}", "--pack", "4")
+        hw = handwritten_seconds(work, epochs)
+        size = f"8 trials x {epochs} epochs"
+        results += [
+            Result("1 sweep wall time", f"sweep run vs notebook ({size})", nb / ours, target=2.0,
+                   detail=f"notebook {nb:.1f} s, sweep run {ours:.1f} s"),
+            Result("1 sweep wall time", f"sweep run vs hand-written Tune + MLflowLoggerCallback ({size})", hw / ours,
+                   target=8.0, detail=f"hand-written {hw:.1f} s, sweep run {ours:.1f} s"),
+            Result("1 sweep wall time", f"sweep run --pack 4 vs notebook ({size})", nb / packed,
+                   detail=f"notebook {nb:.1f} s, sweep run --pack 4 {packed:.1f} s (MLP trials packed, CNN unpacked on CPU)"),
+        ]
+        if not short:
+            nb3 = notebook_seconds(500, seeds=3)
+            full = sweep_seconds(work, "b1full")
+            results.append(Result("1 sweep wall time", "default sweep (3 seeds, 500 epochs) vs notebook", nb3 / full,
+                                  target=3.0, detail=f"notebook {nb3:.1f} s, sweep run {full:.1f} s"))
+    return results
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--full", action="store_true")
+    print_results(run(short=not p.parse_args().full))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Benchmark 5, Tune overhead: what one more trial costs a sweep beyond its own training.
+
+Two `sweep run edge-data-per-class --set epochs=1 --set data_per_class=10` sweeps, with 100
+trials (50 seeds x 2 pairings) and with 2, logging off (benchmark 4 measures MLflow). Their
+difference cancels the fixed costs (interpreter, Ray start, MLflow parent run, shutdown):
+per-trial overhead = (T100 - T2) / 98 - (one trial's own training time) / concurrency, where the
+training time is measured in-process with `run_trial`.
+
+Run alone: `python -m benchmarks.bench_tune_overhead [--full]`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import Result, print_results, run_command, run_isolated, sweep_argv
+
+TRIAL = ["--set", "epochs=1", "--set", "data_per_class=10", "--set", "log_to_mlflow=false"]
+
+
+def trial_seconds(repeats: int = 20) -> dict:
+    """Mean wall time of one such trial in-process (data, model, one epoch), both pairings, after warm-up."""
+    import torch
+
+    from trainables.trainable import run_trial
+
+    torch.set_num_threads(1)
+    times = []
+    for pairing in ("simple_cnn/edges", "three_layer_mlp/edges"):
+        cfg = {"pairing": pairing, "epochs": 1, "data_per_class": 10, "log_to_mlflow": False, "threads": 1}
+        run_trial(cfg)
+        for seed in range(repeats):
+            t0 = time.perf_counter()
+            run_trial({**cfg, "seed": 100 + seed})
+            times.append(time.perf_counter() - t0)
+    return {"seconds": sum(times) / len(times)}
+
+
+def run(short: bool = True) -> list[Result]:
+    n = 100
+    concurrency = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory(prefix="bench-tune-") as tmp:
+        work = Path(tmp)
+        big, _ = run_command(sweep_argv("t100", work, "--seeds", str(n // 2), *TRIAL), work)
+        small, _ = run_command(sweep_argv("t2", work, "--seeds", "1", *TRIAL), work)
+    own = run_isolated("benchmarks.bench_tune_overhead:trial_seconds")["seconds"]
+    marginal = (big - small) / (n - 2)
+    overhead = marginal - own / concurrency
+    return [Result("5 Tune overhead", f"per-trial overhead, {n} one-epoch trials", overhead, unit="s", target=0.1,
+                   higher_is_better=False,
+                   detail=f"sweep of {n} trials {big:.1f} s, of 2 trials {small:.1f} s: {marginal:.3f} s per extra "
+                          f"trial, of which training {own:.3f} s / {concurrency} concurrent")]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--full", action="store_true")
+    print_results(run(short=not p.parse_args().full))
+
+
+if __name__ == "__main__":
+    main()
