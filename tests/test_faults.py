@@ -97,11 +97,14 @@ def _descendants(root: int) -> dict[int, str]:
     return found
 
 
-def _kill_session(sid: int, wait: float = 20.0) -> list[int]:
-    """SIGKILL every process of session `sid` (one this test created); return those still alive after."""
+def _kill_session(sid: int, tree: dict[int, str], wait: float = 20.0) -> list[int]:
+    """SIGKILL every process of session `sid` (one this test created) and of `tree` (pid -> command
+    line of its descendants, recorded earlier; matched on the command line too, so a reused pid is
+    left alone); return those still alive after `wait` seconds."""
     deadline = time.monotonic() + wait
     while True:
-        alive = [pid for pid, (_, s, _) in _procs().items() if s == sid]
+        procs = _procs()
+        alive = [pid for pid, (_, s, cmd) in procs.items() if s == sid or tree.get(pid) == cmd]
         if not alive or time.monotonic() > deadline:
             return alive
         for pid in alive:
@@ -195,6 +198,7 @@ def test_sigkilled_driver_then_resume_runs_every_trial_exactly_once(tmp_path, ra
     proc = subprocess.Popen([sys.executable, "-m", "cluster.cli", *args], cwd=tmp_path, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     finished_before: dict[str, tuple] = {}
+    tree: dict[int, str] = {}
     try:
         client = MlflowClient(uri)
         deadline = time.monotonic() + 240
@@ -206,6 +210,8 @@ def test_sigkilled_driver_then_resume_runs_every_trial_exactly_once(tmp_path, ra
                     break
             time.sleep(0.25)
         assert proc.poll() is None, "the sweep ended before the driver could be killed"
+        tree = _descendants(proc.pid)  # Ray's processes started by this driver
+        assert any("raylet" in cmd for cmd in tree.values())
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         _, children = mlflow_runs(uri, "edge-data-per-class")
@@ -217,7 +223,7 @@ def test_sigkilled_driver_then_resume_runs_every_trial_exactly_once(tmp_path, ra
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        left = _kill_session(proc.pid)
+        left = _kill_session(proc.pid, tree)
         log.close()
     assert not left, f"processes of the killed driver still alive: {left}"
 
