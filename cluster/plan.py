@@ -92,6 +92,25 @@ def _extremes(domain) -> list[Any]:
     return [domain.low, domain.high]
 
 
+# Keys holding local paths: made absolute in the driver, because Tune may run a trial in its own
+# working directory (a relative ./data would then point somewhere else).
+PATH_KEYS = ("data_root", "weights", "feature_cache_dir")
+
+
+def absolute_paths(fixed: dict[str, Any], datasets: set[str]) -> None:
+    """Make path settings absolute; pin the default data root for datasets that read files."""
+    import os
+
+    from trainables.data import get_dataset
+
+    if "data_root" not in fixed and any("data_root" in get_dataset(d).config.keys() for d in datasets):
+        fixed["data_root"] = os.environ.get("SWEEP_DATA_ROOT", "data")
+    for key in PATH_KEYS:
+        value = fixed.get(key)
+        if isinstance(value, str) and value and "://" not in value:
+            fixed[key] = os.path.abspath(os.path.expanduser(value))
+
+
 def make_plan(exp: Experiment, sets: dict[str, Any] | None = None, grids: dict[str, list] | None = None,
               seeds: int | None = None, smoke: bool = False, num_samples: int = 1,
               extra_fixed: dict[str, Any] | None = None) -> Plan:
@@ -128,8 +147,7 @@ def make_plan(exp: Experiment, sets: dict[str, Any] | None = None, grids: dict[s
             p.pop(k, None)
         axes[k] = list(v)
     n_seeds = seeds if seeds is not None else (min(exp.seeds, 2) if smoke else exp.seeds)
-    for p in exp.pairings:
-        get_pairing(p)
+    absolute_paths(fixed, {get_pairing(p).dataset for p in exp.pairings})
     plan = Plan(exp, fixed, {"pairing": list(exp.pairings), **axes, "seed": exp.seed_values(n_seeds)},
                 per_pairing, num_samples, smoke)
     validate(plan)

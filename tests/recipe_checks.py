@@ -171,9 +171,14 @@ def comment_commands(path: Path) -> list[str]:
     return out
 
 
-def doc_commands(path: Path) -> list[str]:
-    """Commands in a Markdown file's ```bash blocks (continuation lines joined)."""
+def doc_commands(path: Path, section: str | None = None) -> list[str]:
+    """Commands in a Markdown file's ```bash blocks (continuation lines joined), optionally only
+    those under the level-2 heading `section` (up to the next level-2 heading)."""
     text = path.read_text()
+    if section is not None:
+        match = re.search(rf"^## {re.escape(section)}\n(.*?)(?=^## |\Z)", text, flags=re.S | re.M)
+        assert match, f"{path} has no '## {section}' section"
+        text = match.group(1)
     cmds = []
     for block in re.findall(r"```(?:bash|sh)\n(.*?)```", text, flags=re.S):
         for cmd in block.replace("\\\n", " ").splitlines():

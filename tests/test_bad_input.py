@@ -7,6 +7,7 @@ MNIST files (damaged per row where the row says so), `{weights}` the fake backbo
 """
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 from pathlib import Path
@@ -34,7 +35,8 @@ def _closed_port() -> int:
 
 # (id, argv, fragments the error must contain, damage to the data copy or None)
 CASES = [
-    ("unknown-experiment", ["run", "edge-data-per-clas"], ["'edge-data-per-clas'", "Did you mean 'edge-data-per-class'"], None),
+    ("unknown-experiment", ["run", "edge-data-per-clas"],
+     ["'edge-data-per-clas'", "Did you mean 'edge-data-per-class'"], None),
     ("unknown-model", ["run", "typo-model"], ["unknown model 'simple_cn'", "Did you mean 'simple_cnn'"], None),
     ("unknown-dataset", ["run", "typo-dataset"], ["unknown dataset 'edge'", "Did you mean 'edges'"], None),
     ("unknown-pairing", ["run", "typo-pairing"], ["unknown pairing 'lenet5/edges'", "'lenet5/mnist'"], None),
@@ -49,14 +51,17 @@ CASES = [
     ("lr-zero", EDGE + ["--set", "lr=0"], ["lr must be > 0", "got 0"], None),
     ("lr-negative", EDGE + ["--grid", "lr=0.1,-0.01"], ["lr must be > 0", "got -0.01"], None),
     ("epochs-zero", EDGE + ["--set", "epochs=0"], ["epochs must be >= 1", "got 0"], None),
-    ("kernel-size-zero", EDGE + ["--set", "kernel_size=0"], ["kernel_size must be an integer in [1, 28]", "got 0"], None),
-    ("kernel-size-above-image", EDGE + ["--set", "kernel_size=29"], ["kernel_size must be an integer in [1, 28]", "got 29"], None),
+    ("kernel-size-zero", EDGE + ["--set", "kernel_size=0"],
+     ["kernel_size must be an integer in [1, 28]", "got 0"], None),
+    ("kernel-size-above-image", EDGE + ["--set", "kernel_size=29"],
+     ["kernel_size must be an integer in [1, 28]", "got 29"], None),
     ("kernel-size-no-room-after-pool", EDGE + ["--set", "kernel_size=28"],
      ["kernel_size=28", "(1, 28, 28) input", "choose model settings that fit"], None),
     ("data-per-class-zero", EDGE + ["--grid", "data_per_class=0,10"], ["data_per_class=0", "must be >= 1"], None),
     ("unknown-class-type", ["run", "edge-five-class", "--smoke", "--set", "class_type=['horizontal','diagonl']"],
      ["'diagonl'", "'diagonal'"], None),
-    ("gpus-negative", EDGE + ["--gpus-per-trial", "-1"], ["--gpus-per-trial", "got -1", "[0, 1] or a whole number"], None),
+    ("gpus-negative", EDGE + ["--gpus-per-trial", "-1"],
+     ["--gpus-per-trial", "got -1", "[0, 1] or a whole number"], None),
     ("gpus-fractional-above-one", EDGE + ["--gpus-per-trial", "1.5"], ["got 1.5", "[0, 1] or a whole number"], None),
     ("gpus-more-than-machine", EDGE + ["--gpus-per-trial", "64"], ["--gpus-per-trial 64", "GPUs"], None),
     ("cpus-zero", EDGE + ["--cpus-per-trial", "0"], ["--cpus-per-trial", "whole number >= 1, got 0"], None),
@@ -66,7 +71,9 @@ CASES = [
     ("max-concurrent-zero", EDGE + ["--max-concurrent", "0"], ["--max-concurrent must be >= 1", "0"], None),
     ("bad-sweep-name", EDGE + ["--name", "a/b"], ["--name 'a/b'", "letters, digits"], None),
     ("unknown-search", EDGE + ["--search", "bayes"], ["--search 'bayes'", "random"], None),
-    ("storage-not-writable", EDGE + ["--storage-path", "{tmp}/a_file/ray_results"], ["--storage-path", "a_file", "cannot be created"], None),
+    ("storage-not-writable", EDGE + ["--storage-path", "{tmp}/a_file/ray_results"],
+     ["--storage-path", "a_file", "cannot be created"], None),
+    ("storage-read-only", EDGE + ["--storage-path", "{tmp}/read_only"], ["read_only", "is not writable"], "read-only"),
     ("tracking-uri-file-scheme", EDGE + ["--tracking-uri", "file:///{tmp}/mlruns"], ["'file'", "sqlite://"], None),
     ("tracking-uri-ftp-scheme", EDGE + ["--tracking-uri", "ftp://127.0.0.1/x"], ["'ftp'", "http://"], None),
     ("tracking-server-unreachable", EDGE + ["--tracking-uri", "http://127.0.0.1:{port}"],
@@ -94,6 +101,8 @@ def _damage(data: Path, how: str | None) -> None:
         (batches / "data_batch_3").write_bytes(raw[: len(raw) // 2])
     elif how == "cifar-garbage":
         (batches / "test_batch").write_bytes(b"this is not a pickle\n" * 100)
+    elif how == "read-only":
+        (data.parent / "read_only").mkdir(mode=0o500)
     elif how == "mnist-truncated":
         path = data / "MNIST" / "raw" / "train-images-idx3-ubyte"
         path.write_bytes(path.read_bytes()[:1000])
@@ -116,7 +125,12 @@ def setup(tmp_path, fake_cifar, fake_mnist, weights_dir, monkeypatch):  # noqa: 
     return {"data": str(data), "weights": str(weights_dir), "tmp": str(tmp_path), "port": str(_closed_port())}
 
 
-@pytest.mark.parametrize("argv, fragments, damage", [pytest.param(a, f, d, id=i) for i, a, f, d in CASES])
+# root writes into read-only folders, so that row only means something for other users.
+AS_ROOT = pytest.mark.skipif(os.geteuid() == 0, reason="root can write to a 0o500 folder")
+
+
+@pytest.mark.parametrize("argv, fragments, damage", [
+    pytest.param(a, f, d, id=i, marks=[AS_ROOT] if d == "read-only" else []) for i, a, f, d in CASES])
 def test_bad_input_refused_cleanly(argv, fragments, damage, setup, tmp_path, capsys):
     import ray
 

@@ -71,7 +71,7 @@ def _resumed_trials(sweep_dir: Path) -> int:
 
 
 def _procs() -> dict[int, tuple[int, int, str]]:
-    """pid -> (parent pid, session id, command line) of every process we can read."""
+    """pid -> (parent pid, session id, command line) of every live process we can read (no zombies)."""
     out = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -82,6 +82,8 @@ def _procs() -> dict[int, tuple[int, int, str]]:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()  # state ppid pgrp session ...
+        if fields[0] == "Z":
+            continue  # already dead, waiting to be reaped
         out[int(entry)] = (int(fields[1]), int(fields[3]), cmd)
     return out
 

@@ -3,7 +3,7 @@
 The cluster is started the way a user (or the Slurm recipe) starts one by hand: `ray start
 --head` plus `ray start --address`, each node declaring one logical GPU (there is no physical
 one); then `sweep run ... --address 127.0.0.1:PORT` joins it from the project root, shipping
-the code in Ray's runtime environment (docs/cluster.md, "An existing Ray cluster"). Only processes this module started are stopped (by process group and
+the code in Ray's runtime environment (README, "Run on a cluster", "An existing Ray cluster"). Only processes this module started are stopped (by process group and
 by their temp dir), never `ray stop`: other people run Ray on this machine too.
 """
 from __future__ import annotations

@@ -128,11 +128,22 @@ def test_run_pack_logs_one_child_run_per_member(tracking_uri):
     parent = client.create_run(exp_id, tags={"role": "sweep"}).info.run_id
     info = TrackingInfo(tracking_uri, exp_id, parent, "s1", "t", "abc", ("data_per_class",))
     configs = [{**BASE, "pairing": CNN, "log_to_mlflow": True, **m} for m in MEMBERS[:2]]
+    states = []
+
+    def fail_after_first_checkpoint(metrics, state):
+        states.append(state)
+        raise RuntimeError("worker lost")
+    with pytest.raises(RuntimeError, match="worker lost"):
+        run_pack(configs, info, report=fail_after_first_checkpoint, trial_id="trial_7")
+    failed = client.search_runs([exp_id], "tags.pack_trial_id = 'trial_7'")
+    assert len(failed) == 2 and {r.info.status for r in failed} == {"FAILED"}
+    # The retry resumes from the epoch-2 checkpoint into the same runs; no step is written twice.
     reports = []
-    outs = run_pack(configs, info, report=lambda m, s: reports.append((m, s)), trial_id="trial_7")
-    assert [m["epoch"] for m, _ in reports] == [2, 4] and all(s is not None for _, s in reports)
+    outs = run_pack(configs, info, report=lambda m, s: reports.append((m, s)), restore=states[0], trial_id="trial_7")
+    assert [m["epoch"] for m, _ in reports] == [4] and reports[-1][1] is not None
     last = reports[-1][0]
     assert last["pack_size"] == 2 and last["epochs_completed"] == 4
+    assert {o["mlflow_run_id"] for o in outs} == {r.info.run_id for r in failed}
     for i, (cfg, out) in enumerate(zip(configs, outs)):
         ref = run_trial({**cfg, "log_to_mlflow": False})
         assert out["val_acc"] == pytest.approx(ref["val_acc"]) and last[f"m{i}/val_acc"] == out["val_acc"]
@@ -142,21 +153,20 @@ def test_run_pack_logs_one_child_run_per_member(tracking_uri):
         assert run.info.status == "FINISHED" and tags["trial_id"] == f"trial_7-m{i}"
         assert tags["mlflow.parentRunId"] == parent and tags["pack_size"] == "2" and tags["seed"] == str(cfg["seed"])
         assert params["data_per_class"] == str(cfg["data_per_class"]) and params["lr"] == str(cfg["lr"])
-        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_acc"))
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss"))
         assert steps == [1, 2, 3, 4] and run.data.metrics["n_params"] == 606
         files = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"config.json", "history.json", "curves.png", "confusion_matrix.json", "kernels"} <= files
-    # A retry from the epoch-2 checkpoint continues the same runs and writes no step twice.
-    again = run_pack(configs, info, restore=reports[0][1], trial_id="trial_7")
+    # Restarted once more after the runs finished (driver lost before Tune recorded it): nothing retrains.
+    again = run_pack(configs, info, restore=states[0], trial_id="trial_7")
     for out, first in zip(again, outs):
         assert out["mlflow_run_id"] == first["mlflow_run_id"] and out["val_acc"] == pytest.approx(first["val_acc"])
         steps = [m.step for m in client.get_metric_history(out["mlflow_run_id"], "train_loss")]
-        assert sorted(steps) == [1, 2, 3, 4]
-    # Restored from the final checkpoint (driver lost before Tune recorded the end): nothing retrains.
-    done = run_pack(configs, info, restore=reports[-1][1], trial_id="trial_7")
+        assert sorted(steps) == [1, 2, 3, 4] and client.get_run(out["mlflow_run_id"]).info.status == "FINISHED"
+    # Restored from the final checkpoint without MLflow: the final metrics come from the history.
+    done = run_pack([{**c, "log_to_mlflow": False} for c in configs], restore=reports[-1][1])
     for out, first in zip(done, outs):
         assert out["val_acc"] == first["val_acc"] and out["confusion_matrix"] == first["confusion_matrix"]
-        assert client.get_run(out["mlflow_run_id"]).info.status == "FINISHED"
 
 
 def test_pack_of_one_is_an_unpacked_trial():

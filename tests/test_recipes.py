@@ -1,4 +1,4 @@
-"""Cluster recipes (cluster/recipes/) and docs/cluster.md agree with the code.
+"""Cluster recipes (cluster/recipes/) and README's "Run on a cluster" section agree with the code.
 
 Each recipe is parsed; every command it runs or shows is parsed by the real tool's parser
 (recipe_checks); ports, pins, names and images must match across files. The Slurm script
@@ -290,7 +290,7 @@ def test_sbatch_starts_ray_runs_the_sweep_and_always_stops(tmp_path, sweep_exit)
 
 # ---------------------------------------------------------------- docs
 def test_every_command_in_the_cluster_docs_is_accepted():
-    cmds = doc_commands(ROOT / "docs" / "cluster.md")
+    cmds = doc_commands(ROOT / "README.md", section="Run on a cluster")
     tools = {check_command(c) for c in cmds}
     assert {"sweep", "ray", "kubectl", "sbatch", "docker"} <= tools
     runs = [c for c in cmds if c.startswith("sweep run") or "-- sh -c 'sweep run" in c]

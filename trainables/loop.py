@@ -20,12 +20,24 @@ from trainables.data.bundle import DataBundle
 HISTORY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "train_loss_mean", "val_loss_mean", "lr")
 
 
+# Shuffle by gathering the whole training set once per epoch (then every batch is a view) when it
+# is at most this big; larger sets gather per batch instead of holding a second copy.
+EPOCH_GATHER_BYTES = 1 << 30
+
+
 def make_optimizer(model: nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
-    """SGD(momentum) or Adam with coupled L2 weight decay, over every parameter (SPEC 3.1/3.4)."""
+    """SGD(momentum) or Adam with coupled L2 weight decay, over every parameter (SPEC 3.1/3.4).
+
+    Uses torch's fused kernel where it exists for these parameters (one call per step instead of
+    a few per parameter: about half the optimiser time of a small MLP step on CPU), same update.
+    """
     params = list(model.parameters())
-    if tc.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
-    return torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    cls, kwargs = ((torch.optim.SGD, dict(lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay))
+                   if tc.optimizer == "sgd" else (torch.optim.Adam, dict(lr=tc.lr, weight_decay=tc.weight_decay)))
+    try:
+        return cls(params, fused=True, **kwargs)
+    except (RuntimeError, ValueError):  # a device or dtype the fused kernels do not cover
+        return cls(params, **kwargs)
 
 
 def make_scheduler(opt: torch.optim.Optimizer, tc: TrainConfig):
@@ -67,9 +79,10 @@ class Trainer:
         x, y, bs = self.bundle.x_train, self.bundle.y_train, self.tc.batch_size
         n = x.shape[0]
         order = torch.randperm(n, generator=self.gen).to(self.device) if self.tc.shuffle else None
-        loss_sum = torch.zeros((), device=self.device)
-        sample_loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        if order is not None and x.element_size() * x.numel() <= EPOCH_GATHER_BYTES:
+            x, y, order = x[order], y[order], None
+        # Per-step losses and outputs are kept and reduced once per epoch: no per-step metric ops.
+        losses, outs, labels = [], [], []
         for start in range(0, n, bs):
             if order is None:
                 xb, yb = x[start:start + bs], y[start:start + bs]
@@ -81,11 +94,16 @@ class Trainer:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-            loss = loss.detach()
-            loss_sum += loss
-            sample_loss_sum += loss * yb.shape[0]
-            correct += self._batch_stats(out.detach(), yb)
-        return loss_sum, sample_loss_sum, correct
+            losses.append(loss.detach())
+            if self.classify:
+                outs.append(out.detach())
+                labels.append(yb)
+        losses = torch.stack(losses)
+        sizes = torch.full_like(losses, bs)
+        sizes[-1] = n - bs * (len(losses) - 1)
+        correct = (self._batch_stats(torch.cat(outs), torch.cat(labels)) if self.classify
+                   else torch.zeros((), dtype=torch.long, device=self.device))
+        return losses.sum(), (losses * sizes).sum(), correct
 
     @torch.no_grad()
     def evaluate(self, confusion: bool = False):

@@ -79,10 +79,13 @@ def run_pack(configs: list[dict[str, Any]], tracking: TrackingInfo | None = None
         trainer.load_state_dict(restore["trainer"])
         kernels, run_ids, start = restore["initial_kernels"], restore["run_ids"], restore["epoch"] + 1
     runs = _open_runs(rs, bundles, tracking, trial_id, run_ids, ray_placement(device))
+    if runs and all(_finished(run) for run in runs):
+        return _finished_earlier(rs, runs, report)
     try:
         return _train(rs, trainer, bundles, runs, kernels, n_params, report, start, restore is not None, t0)
     except BaseException as exc:
-        for run in runs:
+        # SystemExit is Tune stopping the trial inside tune.report: the driver's callbacks record that.
+        for run in runs if not isinstance(exc, SystemExit) else ():
             if run is not None:
                 try:
                     run.finish("FAILED", {"status_reason": "failed", "error": f"{type(exc).__name__}: {exc}"[:5000]})
@@ -101,6 +104,28 @@ def _run_single(config, tracking, report, restore, trial_id) -> dict[str, Any]:
 
     return run_trial(config, tracking, wrapped if report else None, (restore or {}).get("single"),
                      trial_id=member_trial_id(trial_id, 0))
+
+
+def _finished(run: TrialRun | None) -> bool:
+    """Whether an earlier attempt already completed this member's MLflow run."""
+    return run is not None and run.previous is not None and run.previous.info.status == "FINISHED"
+
+
+def _finished_earlier(rs, runs, report) -> list[dict[str, Any]]:
+    """Every member's run was completed by an earlier attempt whose end Tune never recorded (the
+    driver died): report the logged final metrics again; train and log nothing (as run_trial)."""
+    epochs = rs[0].train.epochs
+    metrics: dict[str, Any] = {"epoch": epochs, "pack_size": len(rs), "epochs_completed": epochs}
+    members = []
+    for i, run in enumerate(runs):
+        prev = run.previous
+        run._retry(lambda: run.client.set_terminated(run.run_id, status="FINISHED", end_time=prev.info.end_time))
+        m = {**prev.data.metrics, "epoch": epochs, "mlflow_run_id": run.run_id}
+        metrics.update(prefixed(m, i))
+        members.append(m)
+    if report is not None:
+        report(metrics, None)
+    return members
 
 
 def _open_runs(rs, bundles, tracking, trial_id, run_ids, placement) -> list[TrialRun | None]:
@@ -171,8 +196,8 @@ def _train(rs, trainer, bundles, runs, kernels, n_params, report, start, restore
 
 
 def _already_done(rs, trainer, runs, n_params, report) -> list[dict[str, Any]]:
-    """Restored from the final checkpoint: report the final metrics again; train and log nothing
-    (the member runs were closed before that checkpoint; they only get FINISHED back)."""
+    """Restored from the final checkpoint without finished runs to read: report the final metrics
+    from the restored history again; train and log nothing."""
     epochs = rs[0].train.epochs
     _, _, _, cm = trainer.evaluate(confusion=True)
     metrics: dict[str, Any] = {"epoch": epochs, "pack_size": len(rs), "epochs_completed": epochs}
@@ -184,8 +209,7 @@ def _already_done(rs, trainer, runs, n_params, report) -> list[dict[str, Any]]:
         if "val_acc" in rows[-1]:
             m["best_val_acc"] = max(row["val_acc"] for row in rows)
         if run is not None:
-            end = run.previous.end_time if run.previous is not None and run.previous.status == "FINISHED" else None
-            run._retry(lambda: run.client.set_terminated(run.run_id, status="FINISHED", end_time=end))
+            run.finish("FINISHED", {"status_reason": "completed"})
             m["mlflow_run_id"] = run.run_id
         metrics.update(prefixed(m, i))
         if cm is not None:
@@ -222,6 +246,10 @@ def _finish(rs, trainer, bundles, runs, kernels, n_params, members, best, t0) ->
         m.update(out)
         run = runs[i]
         if run is None:
+            continue
+        if _finished(run):  # completed by an earlier attempt that failed on a later member
+            run._retry(lambda: run.client.set_terminated(run.run_id, status="FINISHED",
+                                                         end_time=run.previous.info.end_time))
             continue
         run.add_final(final_scalars)
         if r.train.log_artifacts:

@@ -129,6 +129,7 @@ class PackedTrainer:
         self.y_train = _stack_padded([b.y_train for b in bundles]).to(device)
         self.x_eval = self.x_train if on_train else _stack_padded([b.x_val for b in bundles]).to(device)
         self.y_eval = self.y_train if on_train else _stack_padded([b.y_val for b in bundles]).to(device)
+        self._buffers_out: dict = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs (K, B, ...) of every member for a (K, B, ...) batch."""
@@ -162,10 +163,19 @@ class PackedTrainer:
         first = valid[:, ::bs]
         active = [None if bool(first[:, j].all()) else first[:, j].to(self.device) for j in range(steps)]
         flat = flat.view(-1).to(self.device)
-        xs = x.flatten(0, 1).index_select(0, flat).view(self.K, steps * bs, *x.shape[2:])
-        ys = y.flatten(0, 1).index_select(0, flat).view(self.K, steps * bs, *y.shape[2:])
+        xs = self._gather(x, flat).view(self.K, steps * bs, *x.shape[2:])
+        ys = self._gather(y, flat).view(self.K, steps * bs, *y.shape[2:])
         w = valid.to(self.device, torch.float32)
         return xs, ys, w, w.view(self.K, steps, bs).sum(2), active
+
+    def _gather(self, t: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+        """Rows `flat` of t flattened over (K, N), into a buffer kept from pass to pass (a fresh
+        multi-MB tensor per epoch costs page faults on CPU, measured)."""
+        shape = (flat.shape[0], *t.shape[2:])
+        key = (t.data_ptr(), shape)
+        if self._buffers_out.get(key) is None:
+            self._buffers_out[key] = t.new_empty(shape)
+        return torch.index_select(t.flatten(0, 1), 0, flat, out=self._buffers_out[key])
 
     def _metrics(self, losses: list[torch.Tensor], outs: list[torch.Tensor], y: torch.Tensor,
                  w: torch.Tensor, counts: torch.Tensor):
@@ -196,21 +206,27 @@ class PackedTrainer:
 
     @torch.no_grad()
     def evaluate(self, confusion: bool = False):
-        """Evaluate every member; returns (K,) sums and a (K, C, C) confusion matrix or None."""
+        """Evaluate every member; returns (K,) sums and a (K, C, C) confusion matrix or None.
+
+        Evaluation reads each member's samples in stored order, so its batches are plain slices of
+        the stacked (K, N_max, ...) tensors (no gather, no padding beyond the longest member).
+        """
         bs, k = self.tc.eval_batch_size, self.num_classes
-        x, y, w, counts, active = self._layout(self.n_eval, bs, None, self.x_eval, self.y_eval)
-        denom = counts.clamp(min=1)
+        n_max = self.x_eval.shape[1]
+        w = (torch.arange(n_max) < torch.tensor(self.n_eval)[:, None]).to(self.device, torch.float32)
+        starts = range(0, n_max, bs)
+        counts = torch.stack([w[:, s:s + bs].sum(1) for s in starts], 1)
         losses, outs = [], []
-        for j in range(len(active)):
-            sl = slice(j * bs, (j + 1) * bs)
-            out = self.forward(x[:, sl])
-            losses.append((self._sample_losses(out, y[:, sl]) * w[:, sl]).sum(1) / denom[:, j])
+        for j, s in enumerate(starts):
+            out = self.forward(self.x_eval[:, s:s + bs])
+            per = self._sample_losses(out, self.y_eval[:, s:s + bs]) * w[:, s:s + bs]
+            losses.append(per.sum(1) / counts[:, j].clamp(min=1))
             outs.append(out)
-        loss_sum, sample_loss_sum, correct = self._metrics(losses, outs, y, w, counts)
+        loss_sum, sample_loss_sum, correct = self._metrics(losses, outs, self.y_eval, w, counts)
         cm = None
         if confusion and self.classify:
             pred = torch.cat(outs, 1).argmax(-1)
-            cells = (torch.arange(self.K, device=self.device)[:, None] * k * k + y * k + pred)[w > 0]
+            cells = (torch.arange(self.K, device=self.device)[:, None] * k * k + self.y_eval * k + pred)[w > 0]
             cm = torch.bincount(cells, minlength=self.K * k * k).view(self.K, k, k)
         return loss_sum, sample_loss_sum, correct, cm
 
