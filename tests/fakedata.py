@@ -125,3 +125,12 @@ def weights_dir(tmp_path_factory) -> Path:
     write_backbone_weights(d / "resnet18.pth", "resnet18")
     write_backbone_weights(d / "vit_s16.pth", "vit_s16")
     return d
+
+
+@pytest.fixture(scope="session")
+def fake_data_root(tmp_path_factory) -> Path:
+    """One data_root holding both a fake CIFAR-10 and a fake MNIST (for whole-experiment sweeps)."""
+    root = tmp_path_factory.mktemp("data")
+    write_fake_cifar10(root)
+    write_fake_mnist(root)
+    return root

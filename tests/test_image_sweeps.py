@@ -6,19 +6,11 @@ import pytest
 from cluster.cli import main
 from cluster.plan import make_plan
 from conftest import mlflow_runs
-from fakedata import weights_dir, write_fake_cifar10, write_fake_mnist  # noqa: F401
+from fakedata import fake_data_root, weights_dir  # noqa: F401
 from search_spaces import EXPERIMENTS
 
 IMAGE = sorted(n for n, e in EXPERIMENTS.items()
                if not e.analytic and any(not p.endswith("/edges") for p in e.pairings))
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    write_fake_cifar10(root)
-    write_fake_mnist(root)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +24,11 @@ def shared_ray():
 
 
 @pytest.mark.parametrize("name", IMAGE)
-def test_image_experiment_smoke_sweep(name, data_root, weights_dir, tmp_path, shared_ray):
+def test_image_experiment_smoke_sweep(name, fake_data_root, weights_dir, tmp_path, shared_ray):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     args = ["run", name, "--smoke", "--seeds", "1", "--name", f"t-{name}", "--tracking-uri", uri,
-            "--storage-path", str(tmp_path / "rr"), "--data-root", str(data_root)]
-    extra = {"data_root": str(data_root)}
+            "--storage-path", str(tmp_path / "rr"), "--data-root", str(fake_data_root)]
+    extra = {"data_root": str(fake_data_root)}
     if any(p.endswith("/cifar10_features") for p in EXPERIMENTS[name].pairings):
         args += ["--set", f"weights={weights_dir}", "--set", f"feature_cache_dir={tmp_path / 'fc'}"]
         extra.update(weights=str(weights_dir), feature_cache_dir=str(tmp_path / "fc"))

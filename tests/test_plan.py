@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from cluster.plan import make_plan, to_tune_space
-from fakedata import weights_dir, write_fake_cifar10, write_fake_mnist  # noqa: F401
+from fakedata import fake_data_root, weights_dir  # noqa: F401
 from cluster.values import parse_grids, parse_sets, parse_value
 from search_spaces import EXPERIMENTS, get_experiment
 from search_spaces.domains import Choice, LogUniform, RandInt
@@ -12,20 +12,12 @@ from search_spaces.experiment import Experiment
 from trainables.errors import ConfigError, UnknownName
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    write_fake_cifar10(root)
-    write_fake_mnist(root)
-    return root
-
-
 @pytest.mark.parametrize("name", sorted(n for n, e in EXPERIMENTS.items() if not e.analytic))
-def test_every_experiment_plans_and_validates(name, data_root, weights_dir):
+def test_every_experiment_plans_and_validates(name, fake_data_root, weights_dir):
     exp = EXPERIMENTS[name]
     extra = {}
     if any(not p.endswith("/edges") for p in exp.pairings):
-        extra["data_root"] = str(data_root)
+        extra["data_root"] = str(fake_data_root)
     if any(p.endswith("/cifar10_features") for p in exp.pairings):
         extra["weights"] = str(weights_dir)
     plan = make_plan(exp, extra_fixed=extra)
