@@ -29,13 +29,14 @@ def measure(work: Path, label: str, uri: str | None, epochs: int, repeats: int) 
 
     def one(log: bool) -> float:
         count["n"] += 1
-        return _sweep(work, f"{label}-{count['n']}", epochs, uri, log)
+        return _sweep(work, f"{label.split()[-1]}-{count['n']}", epochs, uri, log)
     walls = alternate({"on": lambda: one(True), "off": lambda: one(False)}, repeats)
     on, off = median(walls["on"]), median(walls["off"])
     return Result("4 logging overhead", f"MLflow logging, {label} (8 trials x {epochs} epochs)",
                   100 * (on - off) / on, unit="%", target=5.0, higher_is_better=False,
                   detail=f"sweep wall with logging {on:.1f} s, without {off:.1f} s "
-                         f"(median of {repeats}: on {walls['on']}, off {walls['off']})")
+                         f"(median of {repeats}: on {', '.join(f'{w:.1f}' for w in walls['on'])}; "
+                         f"off {', '.join(f'{w:.1f}' for w in walls['off'])})")
 
 
 def run(short: bool = True) -> list[Result]:
@@ -45,6 +46,7 @@ def run(short: bool = True) -> list[Result]:
     with tempfile.TemporaryDirectory(prefix="bench-logging-") as tmp:
         work = Path(tmp)
         results = [measure(work, "sqlite", None, epochs, repeats)]
+        (work / "server").mkdir()
         with TrackingServer(root=work / "server") as server:
             results.append(measure(work, "local mlflow server", server.uri, epochs, repeats))
     return results

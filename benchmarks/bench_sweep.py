@@ -39,7 +39,6 @@ def run(short: bool = True) -> list[Result]:
         work = Path(tmp)
         nb = notebook_seconds(epochs)
         ours = sweep_seconds(work, "b1", "--seeds", "1", "--set", f"epochs={epochs}")
-        packed = sweep_seconds(work, "b1p", "--seeds", "1", "--set", f"epochs={epochs}", "--pack", "4")
         hw = handwritten_seconds(work, epochs)
         size = f"8 trials x {epochs} epochs"
         results += [
@@ -47,8 +46,6 @@ def run(short: bool = True) -> list[Result]:
                    detail=f"notebook {nb:.1f} s, sweep run {ours:.1f} s"),
             Result("1 sweep wall time", f"sweep run vs hand-written Tune + MLflowLoggerCallback ({size})", hw / ours,
                    target=8.0, detail=f"hand-written {hw:.1f} s, sweep run {ours:.1f} s"),
-            Result("1 sweep wall time", f"sweep run --pack 4 vs notebook ({size})", nb / packed,
-                   detail=f"notebook {nb:.1f} s, sweep run --pack 4 {packed:.1f} s (MLP trials packed, CNN unpacked on CPU)"),
         ]
         if not short:
             nb3 = notebook_seconds(500, seeds=3)

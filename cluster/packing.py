@@ -3,9 +3,12 @@
 Rules (documented in docs/performance.md):
 - Members of a pack share everything but trainables.packing.PACK_VARYING (seed, model_seed,
   data_seed, lr, data_per_class): same pairing, architecture, batch size, epochs, optimiser.
-- Cells are packed by training-set size first (equal sizes waste no step); what is left of each
-  size is packed with its neighbours in size order, the smaller members masked out of the steps
-  their epoch does not have.
+- On a GPU, where a step of 1 or 32 members costs about the same, cells are packed in order of
+  training-set size, K at a time; members with fewer batches are masked out of the steps their
+  epoch does not have.
+- On CPU a packed step costs more per extra member: a pack only pays with equal sizes (a mixed
+  one measured 0.3x) and at least trainables.packing.MIN_PACK["cpu"] members. Each size's cells
+  are split evenly into packs of at most K; packs that would be smaller stay unpacked.
 - A cell trains unpacked (a pack of one, i.e. a plain trial) when its model or settings cannot be
   packed (trainables.packing.why_not_packable) or when packing would not pay: convolutional
   models on CPU (trainables.packing.packing_pays, measured in benchmarks/bench_packing.py).
@@ -79,7 +82,7 @@ def make_packs(cells: list[dict[str, Any]], k: int, gpu: bool = False) -> PackPl
     Raises:
         ConfigError: k < 1.
     """
-    from trainables.packing import pack_key
+    from trainables.packing import MIN_PACK, pack_key
     from trainables.resolve import resolve_config
 
     if k < 1:
@@ -98,17 +101,29 @@ def make_packs(cells: list[dict[str, Any]], k: int, gpu: bool = False) -> PackPl
         size = getattr(r.data, "data_per_class", 0)
         groups[pack_key(r.config)].append((size, cell))
     for members in groups.values():
+        if gpu:
+            ordered = [cell for _, cell in sorted(members, key=lambda sc: sc[0])]  # stable: seeds stay in order
+            plan.packs.extend(ordered[i:i + k] for i in range(0, len(ordered), k))
+            continue
         by_size: dict[Any, list[dict]] = defaultdict(list)
         for size, cell in members:
             by_size[size].append(cell)
-        leftovers: list[dict] = []
         for size in sorted(by_size):
-            same = by_size[size]
-            full = len(same) - len(same) % k
-            plan.packs.extend(same[i:i + k] for i in range(0, full, k))
-            leftovers.extend(same[full:])
-        plan.packs.extend(leftovers[i:i + k] for i in range(0, len(leftovers), k))
+            plan.packs.extend(_even_packs(by_size[size], k, MIN_PACK["cpu"]))
     return plan
+
+
+def _even_packs(cells: list[dict], k: int, smallest: int) -> list[list[dict]]:
+    """Split cells into ceil(n/k) packs of near-equal size; packs below `smallest` become single cells."""
+    n_packs = -(-len(cells) // k)
+    base, extra = divmod(len(cells), n_packs)
+    packs, start = [], 0
+    for i in range(n_packs):
+        size = base + (i < extra)
+        pack = cells[start:start + size]
+        start += size
+        packs.extend([pack] if len(pack) >= smallest else [[c] for c in pack])
+    return packs
 
 
 def packed_space(plan, k: int, gpu: bool = False, scheduler: str | None = None) -> tuple[dict[str, Any], PackPlan]:

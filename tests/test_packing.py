@@ -181,28 +181,32 @@ def test_pack_of_one_is_an_unpacked_trial():
 def test_make_packs_groups_equal_sizes_and_keeps_cnn_unpacked_on_cpu():
     from cluster.packing import make_packs
 
-    cells = [{"pairing": p, "data_per_class": n, "seed": s, "epochs": 3}
-             for p in (MLP, CNN) for n in (10, 30) for s in (10, 11, 12)]
-    plan = make_packs(cells, 2)
-    flat = [c for pack in plan.packs for c in pack]
-    assert sorted(map(repr, flat)) == sorted(map(repr, cells))  # every cell exactly once
-    mlp_packs = [p for p in plan.packs if p[0]["pairing"] == MLP]
-    # 3 seeds per size: one full pack per size, the two leftovers (10 and 30) packed together
-    assert sorted(sorted(c["data_per_class"] for c in p) for p in mlp_packs) == [[10, 10], [10, 30], [30, 30]]
-    assert all(len(p) == 1 for p in plan.packs if p[0]["pairing"] == CNN) and CNN in plan.unpacked
-    on_gpu = make_packs(cells, 3, gpu=True)
-    assert sorted(len(p) for p in on_gpu.packs) == [3, 3, 3, 3] and not on_gpu.unpacked
+    cells = [{"pairing": MLP, "data_per_class": n, "seed": s, "epochs": 3} for n in (10, 30) for s in range(6)]
+    cells += [{"pairing": CNN, "data_per_class": n, "seed": s, "epochs": 3} for n in (10, 30) for s in range(2)]
+
+    def sizes(plan, pairing):
+        return sorted(sorted(c["data_per_class"] for c in p) for p in plan.packs if p[0]["pairing"] == pairing)
+    for k, gpu in ((8, False), (4, False), (4, True), (1, False)):
+        plan = make_packs(cells, k, gpu)
+        flat = [c for pack in plan.packs for c in pack]
+        assert sorted(map(repr, flat)) == sorted(map(repr, cells))  # every cell exactly once
+    cpu8 = make_packs(cells, 8)
+    assert sizes(cpu8, MLP) == [[10] * 6, [30] * 6]  # one pack per size, sizes never mixed on CPU
+    assert sizes(cpu8, CNN) == [[10], [10], [30], [30]] and "convolutions" in cpu8.unpacked[CNN]
+    assert all(len(p) == 1 for p in make_packs(cells, 4).packs)  # 6 = 3 + 3: packs under 5 do not pay on CPU
+    gpu4 = make_packs(cells, 4, gpu=True)
+    assert sizes(gpu4, MLP) == [[10] * 4, [10, 10, 30, 30], [30] * 4] and sizes(gpu4, CNN) == [[10, 10, 30, 30]]
     assert all(len(p) == 1 for p in make_packs(cells, 1).packs)
 
 
 def test_make_packs_separates_what_must_not_share_a_pack():
     from cluster.packing import make_packs
 
-    cells = [{"pairing": MLP, "batch_size": b, "seed": s} for b in (8, 16) for s in (1, 2)]
-    cells += [{"pairing": MLP, "scheduler": "cosine", "seed": s} for s in (1, 2)]
-    plan = make_packs(cells, 4)
-    assert sorted(len(p) for p in plan.packs) == [1, 1, 2, 2]
-    assert {p[0]["batch_size"] for p in plan.packs if len(p) == 2} == {8, 16}
+    cells = [{"pairing": MLP, "batch_size": b, "seed": s} for b in (8, 16) for s in range(5)]
+    cells += [{"pairing": MLP, "scheduler": "cosine", "seed": s} for s in range(5)]
+    plan = make_packs(cells, 8)
+    assert sorted(len(p) for p in plan.packs) == [1] * 5 + [5, 5]
+    assert {p[0]["batch_size"] for p in plan.packs if len(p) == 5} == {8, 16}
     assert "scheduler" in plan.unpacked[MLP]
 
 
@@ -214,7 +218,9 @@ def test_packed_space_rejects_searches_and_schedulers():
 
     plan = make_plan(get_experiment("edge-data-per-class"), seeds=1, smoke=True)
     space, packs = packed_space(plan, 4)
-    assert len(space["members"]["grid_search"]) == len(packs.packs) == 3  # 2 CNN singles + 1 MLP pack
+    assert len(space["members"]["grid_search"]) == len(packs.packs) == 4  # 1 seed: nothing pays on CPU
+    space, packs = packed_space(plan, 4, gpu=True)
+    assert sorted(len(p) for p in packs.packs) == [2, 2]
     with pytest.raises(ConfigError, match="scheduler"):
         packed_space(plan, 4, scheduler="asha")
     with pytest.raises(ConfigError, match="num-samples"):
@@ -224,20 +230,22 @@ def test_packed_space_rejects_searches_and_schedulers():
 @pytest.mark.slow
 @pytest.mark.cluster
 def test_packed_sweep_end_to_end(tmp_path, ray_shutdown, monkeypatch):
-    """`sweep run --pack 4`: every member is its own finished MLflow child run, same cells as unpacked."""
+    """`sweep run --pack 8`: every member is its own finished MLflow child run, same cells as unpacked."""
     from cluster.cli import main
     from conftest import mlflow_runs
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    code = main(["run", "edge-data-per-class", "--smoke", "--seeds", "1", "--pack", "4", "--name", "p1",
-                 "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray_results"), "--set", "epochs=2"])
+    code = main(["run", "edge-data-per-class", "--smoke", "--seeds", "5", "--pack", "8", "--name", "p1",
+                 "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray_results"), "--set", "epochs=2",
+                 "--set", "data_per_class=10"])
     assert code == 0
     parents, children = mlflow_runs(uri, "edge-data-per-class")
-    assert len(parents) == 1 and len(children) == 4
+    assert len(parents) == 1 and len(children) == 10
     assert all(r.info.status == "FINISHED" for r in children)
-    cells = sorted((r.data.params["pairing"], r.data.params["data_per_class"]) for r in children)
-    assert cells == [(CNN, "10"), (CNN, "30"), (MLP, "10"), (MLP, "30")]
+    cells = sorted((r.data.params["pairing"], r.data.params["seed"]) for r in children)
+    assert cells == sorted((p, str(s)) for p in (CNN, MLP) for s in range(10, 15))
     packed_mlp = [r for r in children if r.data.params["pairing"] == MLP]
-    assert {r.data.tags["pack_size"] for r in packed_mlp} == {"2"}
+    assert {r.data.tags["pack_size"] for r in packed_mlp} == {"5"}  # the 5 MLP seeds in one pack
     assert len({r.data.tags["pack_trial_id"] for r in packed_mlp}) == 1
+    assert {r.data.tags["pack_size"] for r in children if r.data.params["pairing"] == CNN} == {"1"}

@@ -8,6 +8,7 @@ which is how `sweep run --pack K` falls back for trials that packing would not s
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -102,6 +103,9 @@ def _run_single(config, tracking, report, restore, trial_id) -> dict[str, Any]:
             out["epochs_completed"] = metrics["epochs_completed"]
         report(out, None if state is None else {"single": state})
 
+    if tracking is not None:
+        tags = {"pack_size": "1", "pack_member": "0", "pack_trial_id": trial_id or ""}
+        tracking = dataclasses.replace(tracking, extra_tags={**tracking.extra_tags, **tags})
     return run_trial(config, tracking, wrapped if report else None, (restore or {}).get("single"),
                      trial_id=member_trial_id(trial_id, 0))
 

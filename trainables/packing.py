@@ -58,6 +58,11 @@ def why_not_packable(tc: TrainConfig, model: nn.Module, task: str = "classificat
     return None
 
 
+# On CPU a packed step costs ~450 us + ~120 us per MLP member against ~235 us for an unpacked step
+# (benchmarks/bench_packing.py): packs of 4 only break even, so CPU packs need at least 5 members.
+MIN_PACK = {"cpu": 5, "cuda": 2}
+
+
 def packing_pays(model: nn.Module, device_type: str) -> bool:
     """The measured rule (benchmarks/bench_packing.py): on CPU, convolutions under vmap become grouped
     convolutions that run no faster per member than separate ones, so conv models are not packed."""
