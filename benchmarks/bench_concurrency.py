@@ -43,7 +43,8 @@ def run(short: bool = True) -> list[Result]:
         one, d1 = trials_per_second(work, "c1", epochs, "--max-concurrent", "1", "--cpus-per-trial", str(cores))
         many, d2 = trials_per_second(work, "c2", epochs, "--max-concurrent", str(cores), "--cpus-per-trial", "1")
         results.append(Result("6 concurrency", f"trials/s, {cores} concurrent x 1 thread vs 1 x {cores} threads",
-                              many / one, detail=f"{cores} concurrent: {d2} ({many:.2f}/s); 1 at a time: {d1} ({one:.2f}/s)"))
+                              many / one,
+                              detail=f"{cores} concurrent: {d2} ({many:.2f}/s); 1 at a time: {d1} ({one:.2f}/s)"))
         if device_name() == "cuda":
             g1, e1 = trials_per_second(work, "g1", epochs, "--gpus-per-trial", "1")
             g4, e4 = trials_per_second(work, "g4", epochs, "--gpus-per-trial", "0.25")

@@ -96,7 +96,7 @@ def run(short: bool = True) -> list[Result]:
     repeats = 1 if short else 3
     gpu = device_name() == "cuda"
     results = []
-    k, epochs = 8, (15 if short else 60)
+    k, epochs = 8, (40 if short else 60)
     ratio, p, u = compare("mlp", k, epochs, [100], repeats)
     results.append(Result("3 packing", f"MLP packed K={k} / unpacked (equal sizes)", ratio,
                           target=None if gpu else 1.7, detail=_detail(k, epochs, [100], p, u)))
@@ -107,7 +107,7 @@ def run(short: bool = True) -> list[Result]:
     ratio, p, u = compare("mlp", k, epochs, [10, 30, 50, 100], repeats)
     results.append(Result("3 packing", f"MLP packed K={k} / unpacked (mixed sizes, masked steps)", ratio,
                           detail=_detail(k, epochs, [10, 30, 50, 100], p, u)))
-    kc, ec = (4, 4) if short else (8, 20)
+    kc, ec = (8, 6) if short else (8, 20)
     ratio, p, u = compare("cnn", kc, ec, [100], repeats)
     results.append(Result("3 packing", f"CNN packed K={kc} / unpacked (measured)", ratio,
                           detail=_detail(kc, ec, [100], p, u)))
@@ -115,7 +115,8 @@ def run(short: bool = True) -> list[Result]:
     # sweep gets is max(packed, unpacked): never slower.
     effective = ratio if gpu else 1.0
     results.append(Result("3 packing", "CNN with the automatic rule (sweep --pack)", effective, target=1.0,
-                          detail="packed on GPU" if gpu else f"CPU: falls back to unpacked (packed would be {ratio:.2f}x)"))
+                          detail="packed on GPU" if gpu else
+                          f"CPU: falls back to unpacked (packed would be {ratio:.2f}x)"))
     if gpu:
         kg, eg = 32, (10 if short else 40)
         for arch in ("mlp", "cnn"):

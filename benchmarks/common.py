@@ -150,7 +150,8 @@ def run_command(argv: list[str], cwd: Path, timeout: float = 1800, env: dict | N
                           timeout=timeout)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n"
+                           f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     return wall, proc.stdout + proc.stderr
 
 

@@ -169,6 +169,14 @@ def test_run_pack_logs_one_child_run_per_member(tracking_uri):
         assert out["val_acc"] == first["val_acc"] and out["confusion_matrix"] == first["confusion_matrix"]
 
 
+def test_run_pack_rejects_members_of_different_architectures():
+    from trainables.errors import ConfigError
+
+    configs = [{**BASE, "pairing": CNN, "kernel_size": k} for k in (3, 7)]
+    with pytest.raises(ConfigError, match="kernel_size"):
+        run_pack(configs)
+
+
 def test_pack_of_one_is_an_unpacked_trial():
     cfg = {**BASE, "pairing": CNN, "data_per_class": 10}
     reports = []

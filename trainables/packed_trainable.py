@@ -19,7 +19,8 @@ import torch
 
 from trainables.evaluators import get_evaluator
 from trainables.models import count_params
-from trainables.packing import PackedTrainer
+from trainables.errors import ConfigError
+from trainables.packing import PACK_VARYING, PackedTrainer, pack_key
 from trainables.resolve import resolve_config
 from trainables.tracking import TrackingInfo, TrialRun
 from trainables.trainable import (CHECKPOINT_FILE, _trial_artifacts, first_conv, load_data, make_model,
@@ -32,6 +33,7 @@ def member_trial_id(trial_id: str | None, member: int) -> str | None:
 
 
 def prefixed(metrics: dict[str, Any], member: int) -> dict[str, Any]:
+    """Member `member`'s metrics under "m{member}/<key>" for the pack's Tune result (no confusion matrix)."""
     return {f"m{member}/{k}": v for k, v in metrics.items() if k != "confusion_matrix"}
 
 
@@ -63,6 +65,7 @@ def run_pack(configs: list[dict[str, Any]], tracking: TrackingInfo | None = None
     if len(configs) == 1:
         return [_run_single(configs[0], tracking, report, restore, trial_id)]
     rs = [resolve_config(c) for c in configs]
+    _check_same_pack(rs)
     tc = rs[0].train
     if tc.threads:
         torch.set_num_threads(tc.threads)
@@ -93,6 +96,17 @@ def run_pack(configs: list[dict[str, Any]], tracking: TrackingInfo | None = None
                 except Exception:
                     pass  # the original error matters more than a failed bookkeeping call
         raise
+
+
+def _check_same_pack(rs) -> None:
+    """Raise ConfigError naming the first key (outside PACK_VARYING) in which two members differ."""
+    first = dict(pack_key(rs[0].config))
+    for r in rs[1:]:
+        other = dict(pack_key(r.config))
+        for key in sorted(set(first) | set(other)):
+            if first.get(key) != other.get(key):
+                raise ConfigError(f"packed trials must share {key!r}: got {first.get(key)} and {other.get(key)}; "
+                                  f"members may differ only in {', '.join(PACK_VARYING)}")
 
 
 def _run_single(config, tracking, report, restore, trial_id) -> dict[str, Any]:

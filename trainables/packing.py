@@ -104,7 +104,8 @@ class PackedTrainer:
             for key in ("batch_size", "eval_batch_size", "epochs", "optimizer", "momentum", "weight_decay",
                         "loss", "shuffle", "evaluate_on", "scheduler"):
                 if getattr(other, key) != getattr(tc, key):
-                    raise ValueError(f"packed members disagree on {key}: {getattr(tc, key)!r} vs {getattr(other, key)!r}")
+                    raise ValueError(f"packed members disagree on {key}: "
+                                     f"{getattr(tc, key)!r} vs {getattr(other, key)!r}")
         for m in models:
             reason = why_not_packable(tc, m, bundles[0].task)
             if reason:
