@@ -28,7 +28,10 @@ from conftest import mlflow_runs
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 EXP, NAME = "edge-data-per-class", "multinode"
-EPOCHS, N_TRIALS = 3, 8  # --smoke: 2 pairings x 2 data sizes, x --seeds 2
+# --smoke: 2 pairings x 2 data sizes, x --seeds 2. Trials run 1000 epochs (10-20 s each under load) so all
+# 8 are in flight together and Ray must place them on both nodes; 3-epoch trials finished so fast
+# that reused actors on one node took every trial before the second node's workers were up.
+EPOCHS, N_TRIALS = 1000, 8
 GPU_SHARE = 0.25
 SWEEP_TIMEOUT = 420  # ~70 s on an idle 2-core machine
 CPUS_PER_NODE = 5  # more CPU slots than GPU shares, so the GPU is what limits a node to 4 trials
@@ -172,7 +175,8 @@ def server():
 def sweep(cluster, server, tmp_path_factory):
     """`sweep run` with --address, as a subprocess from the project root (the code gets shipped)."""
     storage = tmp_path_factory.mktemp("shared") / "ray_results"  # on a real cluster: a shared filesystem
-    argv = [str(BIN / "sweep"), "run", EXP, "--smoke", "--seeds", "2", "--gpus-per-trial", str(GPU_SHARE),
+    argv = [str(BIN / "sweep"), "run", EXP, "--smoke", "--seeds", "2", "--set", f"epochs={EPOCHS}",
+            "--gpus-per-trial", str(GPU_SHARE),
             "--address", cluster.address, "--storage-path", str(storage), "--tracking-uri", server.uri,
             "--name", NAME]
     log_path = storage.parent / "sweep.log"
