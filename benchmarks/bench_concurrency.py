@@ -9,13 +9,12 @@ Run alone: `python -m benchmarks.bench_concurrency [--full]`.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import Result, device_name, print_results, run_command, sweep_argv
+from benchmarks.common import benchmark_main, Result, device_name, run_command, sweep_argv
 
 PROGRESS = re.compile(r"\[\s*(\d+)s\]\s+(\d+)/(\d+)")
 
@@ -54,9 +53,7 @@ def run(short: bool = True) -> list[Result]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--full", action="store_true")
-    print_results(run(short=not p.parse_args().full))
+    benchmark_main(run, __doc__)
 
 
 if __name__ == "__main__":

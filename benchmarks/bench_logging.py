@@ -10,11 +10,10 @@ Run alone: `python -m benchmarks.bench_logging [--full]`.
 """
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import Result, alternate, median, print_results, run_command, sweep_argv
+from benchmarks.common import benchmark_main, Result, alternate, median, run_command, sweep_argv
 
 
 def _sweep(work: Path, name: str, epochs: int, uri: str | None, log: bool) -> float:
@@ -53,9 +52,7 @@ def run(short: bool = True) -> list[Result]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--full", action="store_true")
-    print_results(run(short=not p.parse_args().full))
+    benchmark_main(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,9 @@ Run alone: `python -m benchmarks.bench_packing [--full]`.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
-from benchmarks.common import Result, alternate, device_name, median, print_results, run_isolated
+from benchmarks.common import benchmark_main, Result, alternate, device_name, median, run_isolated
 
 ARCHS = {"mlp": "three_layer_mlp/edges", "cnn": "simple_cnn/edges"}
 LRS = (1e-2, 5e-3, 2e-2, 1e-3)
@@ -127,9 +126,7 @@ def run(short: bool = True) -> list[Result]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--full", action="store_true")
-    print_results(run(short=not p.parse_args().full))
+    benchmark_main(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,10 @@ Run alone: `python -m benchmarks.bench_sweep [--full]`.
 """
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import PYTHON, ROOT, Result, print_results, run_command, sweep_argv
+from benchmarks.common import benchmark_main, PYTHON, ROOT, Result, run_command, sweep_argv
 
 
 def notebook_seconds(epochs: int, seeds: int = 1) -> float:
@@ -56,9 +55,7 @@ def run(short: bool = True) -> list[Result]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--full", action="store_true")
-    print_results(run(short=not p.parse_args().full))
+    benchmark_main(run, __doc__)
 
 
 if __name__ == "__main__":

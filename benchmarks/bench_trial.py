@@ -10,10 +10,9 @@ Run alone: `python -m benchmarks.bench_trial [--full]`.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
-from benchmarks.common import Result, alternate, median, print_results, run_isolated
+from benchmarks.common import benchmark_main, Result, alternate, median, run_isolated
 
 ARCHS = {"mlp": "three_layer_mlp/edges", "cnn": "simple_cnn/edges"}
 TARGETS = {"mlp": 5.0, "cnn": 1.5}
@@ -92,9 +91,7 @@ def run(short: bool = True) -> list[Result]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--full", action="store_true")
-    print_results(run(short=not p.parse_args().full))
+    benchmark_main(run, __doc__)
 
 
 if __name__ == "__main__":

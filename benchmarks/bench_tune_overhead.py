@@ -10,13 +10,12 @@ Run alone: `python -m benchmarks.bench_tune_overhead [--full]`.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import Result, print_results, run_command, run_isolated, sweep_argv
+from benchmarks.common import benchmark_main, Result, run_command, run_isolated, sweep_argv
 
 TRIAL = ["--set", "epochs=1", "--set", "data_per_class=10", "--set", "log_to_mlflow=false"]
 
@@ -56,9 +55,7 @@ def run(short: bool = True) -> list[Result]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--full", action="store_true")
-    print_results(run(short=not p.parse_args().full))
+    benchmark_main(run, __doc__)
 
 
 if __name__ == "__main__":

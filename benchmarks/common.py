@@ -180,3 +180,12 @@ def print_results(results: list[Result]) -> None:
     for r in results:
         print(f"  [{r.verdict():>8}] {r.bench} | {r.name}: {r.value:.3g}{r.unit} (target {r.target_text()})"
               + (f" -- {r.detail}" if r.detail else ""), flush=True)
+
+
+def benchmark_main(run, doc: str) -> None:
+    """Command line of one benchmark script: `python -m benchmarks.<name> [--full]`."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--full", action="store_true")
+    print_results(run(short=not p.parse_args().full))

@@ -9,8 +9,6 @@ which is how `sweep run --pack K` falls back for trials that packing would not s
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +21,7 @@ from trainables.errors import ConfigError
 from trainables.packing import PACK_VARYING, PackedTrainer, pack_key
 from trainables.resolve import resolve_config
 from trainables.tracking import TrackingInfo, TrialRun
-from trainables.trainable import (CHECKPOINT_FILE, _trial_artifacts, first_conv, load_data, make_model,
+from trainables.trainable import (_trial_artifacts, first_conv, load_data, make_model, tune_session,
                                   pick_device, ray_placement, run_name, run_trial)
 
 
@@ -282,23 +280,5 @@ def _finish(rs, trainer, bundles, runs, kernels, n_params, members, best, t0) ->
 
 def train_pack(config: dict[str, Any], tracking: TrackingInfo | None = None) -> None:
     """Ray Tune function trainable for `sweep run --pack K`: config["members"] lists the member configs."""
-    import logging
-
-    from ray import tune
-
-    logging.getLogger("ray.train").setLevel(logging.WARNING)
-    restore = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            restore = torch.load(os.path.join(d, CHECKPOINT_FILE), weights_only=True)
-
-    def report(metrics: dict, state: dict | None) -> None:
-        if state is None:
-            tune.report(metrics)
-            return
-        with tempfile.TemporaryDirectory() as d:
-            torch.save(state, os.path.join(d, CHECKPOINT_FILE))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
-
-    run_pack(list(config["members"]), tracking, report, restore, trial_id=tune.get_context().get_trial_id())
+    restore, report, trial_id = tune_session()
+    run_pack(list(config["members"]), tracking, report, restore, trial_id=trial_id)

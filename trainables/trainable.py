@@ -290,14 +290,14 @@ def _trial_artifacts(r, trainer, bundle, model, conv, initial_kernels, out) -> d
     return art
 
 
-def train(config: dict[str, Any], tracking: TrackingInfo | None = None) -> None:
-    """Ray Tune function trainable: resumes from `tune.get_checkpoint()` and reports with checkpoints."""
+def tune_session() -> tuple[dict | None, Callable[[dict, dict | None], None], str]:
+    """Inside a Tune trial: (state restored from tune.get_checkpoint() or None, a report function
+    that saves a state dict as the checkpoint, the trial id)."""
     import logging
 
     from ray import tune
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one "checkpoint created" line per report is noise
-    ctx = tune.get_context()
     restore = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -312,4 +312,10 @@ def train(config: dict[str, Any], tracking: TrackingInfo | None = None) -> None:
             torch.save(state, os.path.join(d, CHECKPOINT_FILE))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
-    run_trial(config, tracking, report, restore, trial_id=ctx.get_trial_id())
+    return restore, report, tune.get_context().get_trial_id()
+
+
+def train(config: dict[str, Any], tracking: TrackingInfo | None = None) -> None:
+    """Ray Tune function trainable: resumes from `tune.get_checkpoint()` and reports with checkpoints."""
+    restore, report, trial_id = tune_session()
+    run_trial(config, tracking, report, restore, trial_id=trial_id)
