@@ -21,7 +21,7 @@ from torch import nn
 from trainables.data import DataBundle, build_data
 from trainables.evaluators import get_evaluator
 from trainables.loop import Trainer
-from trainables.models import build_model, count_params
+from trainables.models import build_model, count_params, model_kwargs
 from trainables.resolve import Resolved, resolve_config
 from trainables.tracking import TrackingInfo, TrialRun, redact
 
@@ -70,10 +70,10 @@ def load_data(r: Resolved) -> DataBundle:
 def make_model(r: Resolved, bundle: DataBundle) -> nn.Module:
     """Seed torch with the trial's init seed, then build the pairing's model."""
     kwargs = dict(r.model_kwargs)
-    from trainables.models import model_kwargs
-    if "num_classes" in model_kwargs(r.pairing.model) and bundle.num_classes:
+    accepted = model_kwargs(r.pairing.model)
+    if "num_classes" in accepted and bundle.num_classes:
         kwargs["num_classes"] = bundle.num_classes
-    if "in_features" in model_kwargs(r.pairing.model):
+    if "in_features" in accepted:
         kwargs["in_features"] = int(bundle.x_train.shape[1])
     torch.manual_seed(r.train.init_seed)
     return build_model(r.pairing.model, **kwargs)
