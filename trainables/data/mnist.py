@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision.datasets import MNIST
 
 from core.config_base import ConfigBase, check
 from trainables.data.bundle import DataBundle
@@ -73,6 +72,8 @@ def load_mnist_uint8(data_root: str, train: bool, download: bool = False) -> tup
     Raises:
         ConfigError: files missing (with download off or failing) or unreadable.
     """
+    from torchvision.datasets import MNIST  # lazy: trials on other datasets never import torchvision
+
     root = Path(data_root).expanduser()
     if download:
         try:
