@@ -27,6 +27,8 @@ class DatasetSpec:
         kind: one of KINDS.
         input_shape: shape of one input for a config instance, e.g. (1, 28, 28) or (512,).
         num_classes: number of classes for a config instance (0 for regression).
+        tiny: settings for the smallest useful dataset (a few samples): the registry tests train
+            every pairing on it, so a new dataset is tested the moment it is registered.
     """
 
     build: Callable[[Mapping[str, Any]], DataBundle]
@@ -35,6 +37,7 @@ class DatasetSpec:
     kind: str
     input_shape: Callable[[Any], tuple[int, ...]]
     num_classes: Callable[[Any], int]
+    tiny: dict[str, Any]
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -52,19 +55,22 @@ def _classes(n: int) -> Callable[[Any], int]:
 DATASETS: dict[str, DatasetSpec] = {
     "edges": DatasetSpec(edges.build_edges, edges.EdgeDataConfig,
                          "synthetic edge detection (SPEC 1.1), 1x28x28, 3 or 5 classes", "synthetic",
-                         lambda c: c.input_shape, lambda c: c.num_classes),
+                         lambda c: c.input_shape, lambda c: c.num_classes,
+                         {"data_per_class": 2, "valid_per_class": 2}),
     "localization": DatasetSpec(localization.build_localization, localization.LocalizationConfig,
                                 "synthetic 64x64 square localisation (SPEC 1.2), box regression", "synthetic",
-                                _shape((1, localization.CANVAS, localization.CANVAS)), _classes(0)),
+                                _shape((1, localization.CANVAS, localization.CANVAS)), _classes(0),
+                                {"n_samples": 16}),
     "cifar10": DatasetSpec(cifar.build_cifar10, cifar.Cifar10Config,
                            "CIFAR-10 from torchvision files under data_root (SPEC 1.3)", "files",
-                           lambda c: c.input_shape, _classes(10)),
+                           lambda c: c.input_shape, _classes(10), {"train_subset": 16, "eval_subset": 8}),
     "mnist": DatasetSpec(mnist.build_mnist, mnist.MnistConfig,
                          "MNIST from torchvision files under data_root (SPEC 1.4)", "files",
-                         _shape((1, 28, 28)), _classes(10)),
+                         _shape((1, 28, 28)), _classes(10), {"train_subset": 16, "eval_subset": 8}),
     "cifar10_features": DatasetSpec(features.build_cifar10_features, features.FeatureConfig,
                                     "cached frozen-backbone features of CIFAR-10 (SPEC 2.5)", "features",
-                                    lambda c: c.input_shape, _classes(10)),
+                                    lambda c: c.input_shape, _classes(10),
+                                    {"train_subset": 8, "eval_subset": 4, "feature_batch_size": 4}),
 }
 
 
