@@ -6,7 +6,7 @@ every key a pairing accepts changes the built model, data or optimiser when chan
 """
 from __future__ import annotations
 
-import dataclasses
+import hashlib
 import inspect
 
 import pytest
@@ -34,7 +34,10 @@ def roots(tmp_path_factory, weights_dir):  # noqa: F811
     for root, seed in ((a, 0), (b, 1)):
         write_fake_cifar10(root, seed=seed)
         write_fake_mnist(root, seed=seed)
-    return {"a": str(a), "b": str(b), "weights": str(weights_dir)}
+    other = b / "resnet18_other.pth"
+    torch.save({k: v + 1 if v.is_floating_point() else v for k, v in torch.load(
+        weights_dir / "resnet18.pth", weights_only=True).items()}, other)
+    return {"a": str(a), "b": str(b), "weights": str(weights_dir), "other_weights": str(other)}
 
 
 def offline(dataset: str, roots: dict) -> dict:
@@ -135,7 +138,9 @@ ENABLE = {
     "notebook_train_sizes": {"data_stream": "notebook"},
     "num_diagonal_edge": {"class_type": FIVE, "max_edge_width": 6},
     "both_independent_locations": {"class_type": FIVE},
+    "clip_before_quantise": {"class_type": FIVE},
     "vertical_intensity_fix": {"num_horizontal_edge": 2},
+    "num_vertical_edge": {"num_horizontal_edge": 2},
     **{k: {"evaluators": (name,)} for name, cls in EVALUATOR_CONFIGS.items() for k in cls.keys()
        if k not in TrainConfig.keys()},
 }
@@ -155,6 +160,7 @@ CANDIDATES = {
     "kernel_size": [3, 5],
     "max_edge_width": [6, 3],
     "num_filter": [3, 4],
+    "augment": [False],
 }
 STRINGS = ["adam", "sgd", "cosine", "none", "mse", "cross_entropy", "train", "heldout", "cpu", "half", "cifar",
            "imagenet", "mnist", "45k5k", "test", "notebook", "framework", "edge_detector", "default", "zeros",
@@ -163,18 +169,22 @@ TRAIN_KEYS = set(TrainConfig.keys())
 
 
 def _candidates(key: str, value, roots: dict) -> list:
+    return [v for v in _typed_candidates(key, value, roots) if v != value or type(v) is not type(value)]
+
+
+def _typed_candidates(key: str, value, roots: dict) -> list:
     if key in CANDIDATES:
         return [v for v in CANDIDATES[key] if v != value]
     if key == "data_root":
         return [roots["b"]]
-    if key == "weights":
-        return [roots["weights"] + "/vit_s16.pth", None] if value else [roots["weights"]]
+    if key == "weights":  # never None: that would fetch the hub's weights
+        return [roots["other_weights"]]
     if isinstance(value, bool):
         return [not value]
     if isinstance(value, int):
         return [value + 1, 2 * value, value - 1, 3]
     if isinstance(value, float):
-        return [value * 0.5, value + 0.1, 0.3]
+        return [value * 0.5, value + 0.1, 0.3, 0.05]
     if isinstance(value, str):
         return [s for s in STRINGS if s != value]
     if value is None:
@@ -188,6 +198,26 @@ def _walk_cases():
             yield pytest.param(pairing, key, id=f"{pairing}-{key}")
 
 
+def _current(spec, key: str):
+    """The value `key` has in this spec (given or default)."""
+    if key in spec.config:
+        return spec.config[key]
+    for part in (spec.train, spec.data, *(c for c in spec.evaluators.values() if c is not None)):
+        if key in part.keys():
+            return getattr(part, key)
+    names = model_config_keys(spec.pairing.model)
+    return inspect.signature(MODELS[spec.pairing.model]).parameters[names[key]].default
+
+
+def _digest(*values) -> str:
+    h = hashlib.sha256()
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            v = v.detach().cpu().contiguous().numpy()
+        h.update(v.tobytes() if hasattr(v, "tobytes") else repr(v).encode())
+    return h.hexdigest()
+
+
 def _model_fingerprint(spec) -> tuple:
     torch.manual_seed(0)
     model = build_model(spec.pairing.model, **spec.model_kwargs)
@@ -195,14 +225,17 @@ def _model_fingerprint(spec) -> tuple:
                                for n, p in model.named_parameters()))
 
 
-def _data_fingerprint(spec) -> tuple:
+def _data_fingerprint(spec) -> str:
+    """Every byte of the built data: inputs as the model sees them, targets, and tensor metadata
+    (e.g. the localisation probes)."""
     if DATASETS[spec.pairing.dataset].kind == "features":
-        from trainables.data.features import cache_key  # the identity of the computed features
+        from trainables.data.features import clear_memory_cache
 
-        return (cache_key(spec.data), spec.data.backbone)
+        clear_memory_cache()  # the in-process cache is keyed by the features' identity, not the files read
     b = build_data(spec.pairing.dataset, spec.config)
-    x = b.prepare(b.x_train) if b.input_transform is not None else b.x_train
-    return tuple(float(t.double().sum()) for t in (x, b.y_train, b.x_val, b.y_val)) + (tuple(x.shape),)
+    prep = b.prepare if b.input_transform is not None else (lambda t: t)
+    meta = [v for _, v in sorted(b.meta.items()) if isinstance(v, torch.Tensor) or hasattr(v, "tobytes")]
+    return _digest(prep(b.x_train), b.y_train, prep(b.x_val), b.y_val, *meta)
 
 
 def _optimiser_fingerprint(spec) -> tuple:
@@ -223,16 +256,14 @@ def test_every_accepted_key_changes_the_trial(pairing, key, roots):
         return
     base = {**tiny_cell(pairing, roots), **ENABLE.get(key, {})}
     spec = resolve_config(base)
-    assert key in spec.applied_params() or key not in base, f"{key} is inactive even with {ENABLE.get(key)}"
-    value = spec.applied_params().get(key, getattr(spec.train, key, None) if key in TRAIN_KEYS else None)
-    if key not in spec.applied_params():
-        defaults = {**{f.name: f.default for f in dataclasses.fields(spec.data)},
-                    **{f.name: f.default for f in dataclasses.fields(TrainConfig)}}
-        value = defaults.get(key, value)
+    value = _current(spec, key)
     errors = []
+    model_keys = model_config_keys(spec.pairing.model)
     for other in _candidates(key, value, roots):
         try:
             changed = resolve_config({**base, key: other})
+            if key in model_keys:  # the constructor checks its own values
+                _model_fingerprint(changed)
         except Exception as err:  # an invalid value for this pairing: try the next one
             errors.append(f"{other!r}: {err}")
             continue
@@ -240,7 +271,6 @@ def test_every_accepted_key_changes_the_trial(pairing, key, roots):
     else:
         pytest.fail(f"no valid other value for {key} (was {value!r}); add one to CANDIDATES: {errors[:3]}")
     assert key in changed.applied_params()
-    model_keys = model_config_keys(spec.pairing.model)
     if key in model_keys:
         assert _model_fingerprint(changed) != _model_fingerprint(spec), f"{key} changed nothing in the model"
     elif key in spec.data.keys():

@@ -124,6 +124,9 @@ class EdgeDataConfig(ConfigBase):
         vertical_quirk = "vertical" in classes and not self.vertical_intensity_fix
         if "diagonal" not in classes:
             out["num_diagonal_edge"] = "num_diagonal_edge needs 'diagonal' in class_type"
+            # Only the diagonal's rotation (spline interpolation) leaves [0, 1]; the other classes
+            # paint intensities inside it, so there is nothing to clip.
+            out["clip_before_quantise"] = "clip_before_quantise needs 'diagonal' in class_type"
         if not classes & {"vertical", "both"}:
             out["num_vertical_edge"] = "num_vertical_edge needs 'vertical' or 'both' in class_type"
         if not classes & {"horizontal", "both"} and not vertical_quirk:
