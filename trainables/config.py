@@ -67,6 +67,15 @@ class TrainConfig(ConfigBase):
         check(self.fail_at_epoch is None or 1 <= self.fail_at_epoch <= self.epochs,
               f"fail_at_epoch must be in [1, epochs={self.epochs}], got {self.fail_at_epoch}")
 
+    def inactive_keys(self) -> dict[str, str]:
+        """Keys whose value changes nothing given the others, with why (a trial never logs them)."""
+        out = {}
+        if self.optimizer != "sgd":
+            out["momentum"] = f"momentum needs optimizer='sgd' (this trial uses {self.optimizer!r})"
+        if self.scheduler != "cosine":
+            out["t_max"] = f"t_max needs scheduler='cosine' (this trial uses {self.scheduler!r})"
+        return out
+
     @property
     def report_interval(self) -> int:
         """Epochs between Tune reports: about 20 reports per trial, never 0."""

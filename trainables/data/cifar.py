@@ -61,6 +61,15 @@ class Cifar10Config(ConfigBase):
             value = getattr(self, key)
             check(value is None or value >= 1, f"{key} must be >= 1 or None, got {value}")
 
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        side = self.resize or 32
+        return (3, side, side)
+
+    def inactive_keys(self) -> dict[str, str]:
+        """split_seed only draws the 45k/5k split."""
+        return {} if self.split == "45k5k" else {"split_seed": "split_seed needs split='45k5k'"}
+
     def preflight(self) -> None:
         """Fail before any trial starts when the files are missing and download is off."""
         if not self.download:
