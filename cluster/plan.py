@@ -7,6 +7,7 @@ milliseconds with a ConfigError.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,8 +114,11 @@ def absolute_paths(fixed: dict[str, Any], datasets: set[str]) -> None:
 
 def make_plan(exp: Experiment, sets: dict[str, Any] | None = None, grids: dict[str, list] | None = None,
               seeds: int | None = None, smoke: bool = False, num_samples: int = 1,
-              extra_fixed: dict[str, Any] | None = None) -> Plan:
-    """Combine an experiment with overrides; validate every cell. Raises ConfigError."""
+              extra_fixed: dict[str, Any] | None = None, precheck: Callable[[Plan], None] | None = None) -> Plan:
+    """Combine an experiment with overrides; validate every cell. Raises ConfigError.
+
+    `precheck(plan)` runs before the cells are resolved (cheap whole-plan checks: cluster.validate).
+    """
     if exp.analytic:
         raise ConfigError(f"experiment {exp.name!r} is analytic (no trials); `sweep run` computes it directly")
     if seeds is not None and seeds < 1:
@@ -150,6 +154,8 @@ def make_plan(exp: Experiment, sets: dict[str, Any] | None = None, grids: dict[s
     absolute_paths(fixed, {get_pairing(p).dataset for p in exp.pairings})
     plan = Plan(exp, fixed, {"pairing": list(exp.pairings), **axes, "seed": exp.seed_values(n_seeds)},
                 per_pairing, num_samples, smoke)
+    if precheck is not None:
+        precheck(plan)
     validate(plan)
     return plan
 

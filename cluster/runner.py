@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cluster import preflight, ray_setup, tracking
+from cluster import preflight, ray_setup, tracking, validate
 from cluster.plan import Plan, make_plan
 from search_spaces import get_experiment
 from search_spaces.experiment import Experiment
@@ -48,8 +48,10 @@ class RunOptions:
     ship_code: bool = True
     quiet: bool = False
     pack: int = 1  # --pack K: up to K trials trained as one vmapped model per Tune trial (cluster.packing)
+    allow_large: bool = False  # --yes: run sweeps above cluster.validate.MAX_TRIALS trials
 
     def __post_init__(self):
+        validate.check_options(self)  # non-finite resource values first: the checks below compare them
         if self.name is not None and not NAME_RE.match(self.name):
             raise ConfigError(f"--name {self.name!r} must be letters, digits, '_', '.', '-' (max 128 chars)")
         if self.max_concurrent is not None and self.max_concurrent < 1:
@@ -97,7 +99,10 @@ def build_plan(opts: RunOptions, definition: Experiment | None = None) -> Plan:
     num_samples = opts.num_samples
     if num_samples is None:
         num_samples = (min(exp.search.num_samples, 4) if opts.smoke else exp.search.num_samples) if exp.search else 1
-    plan = make_plan(exp, opts.sets, opts.grids, opts.seeds, opts.smoke, num_samples, extra_fixed=extra)
+    validate.check_overrides(opts.sets, opts.grids, opts.samples, opts.data_root)
+    plan = make_plan(exp, opts.sets, opts.grids, opts.seeds, opts.smoke, num_samples, extra_fixed=extra,
+                     precheck=lambda p: validate.check_plan(p, opts))
+    validate.check_memory(plan)
     check_search(plan, opts)  # scheduler/searcher problems also fail before Ray or MLflow start
     return plan
 
