@@ -6,7 +6,7 @@ knowledge of the machine, each raising ConfigError (exit 2) with the value and w
 
 - every number is finite (`--set lr=1e999` parses as inf; `nan`), in every fixed value, grid
   value, per-pairing value and sampled-domain bound, nested lists included;
-- sanity ranges a config class does not state (lr <= 10, epochs <= 100,000, seeds in
+- sanity bounds a config class does not state (lr <= 10, epochs <= 100,000, seeds in
   [0, 2**32), every integer fits 64 bits);
 - resource flags are finite numbers (`--gpus-per-trial nan` would hang Ray's scheduler);
 - the device a trial asks for exists (`device=cuda` on a machine without CUDA, or with
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,16 +34,16 @@ MEMORY_ENV = "SWEEP_MAX_TRIAL_MEMORY_GB"  # overrides the limit (e.g. for a driv
 INT64 = 2 ** 63
 SEED_KEYS = ("seed", "model_seed", "data_seed", "valid_seed", "permutation_seed", "loc_seed", "split_seed",
              "augment_seed")
-# (low, high) inclusive bounds for values no config class bounds from above.
-SANITY_RANGES: dict[str, tuple[float, float]] = {
-    "lr": (0.0, 10.0),
-    "epochs": (1, 100_000),
-    "weight_decay": (0.0, 1.0),
-    "batch_size": (1, 10_000_000),
-    "eval_batch_size": (1, 10_000_000),
-    "t_max": (1, 100_000),
-    "spatial_resolution": (1, 4096),
-    "resize": (1, 4096),
+# Upper bounds for values no config class bounds from above (lower bounds are the classes' own).
+SANITY_RANGES: dict[str, float] = {
+    "lr": 10.0,
+    "epochs": 100_000,
+    "weight_decay": 1.0,
+    "batch_size": 10_000_000,
+    "eval_batch_size": 10_000_000,
+    "t_max": 100_000,
+    "spatial_resolution": 4096,
+    "resize": 4096,
 }
 # Keys the driver sets for every trial; a --set of them would be silently overwritten.
 DRIVER_KEYS = {"threads": "use --cpus-per-trial (each trial uses as many threads as CPUs it holds)"}
@@ -51,7 +52,12 @@ DRIVER_KEYS = {"threads": "use --cpus-per-trial (each trial uses as many threads
 # ---- options (resource flags, sizes) ----------------------------------------------------------
 
 def check_options(opts) -> None:
-    """Resource flags are finite numbers; raises ConfigError. Runs first in RunOptions.__post_init__."""
+    """Resource flags are finite numbers, --address is usable; raises ConfigError. Runs first in
+    RunOptions.__post_init__."""
+    from cluster.ray_setup import check_address
+
+    if opts.address:
+        check_address(opts.address)
     for flag, value in (("--cpus-per-trial", opts.cpus_per_trial), ("--gpus-per-trial", opts.gpus_per_trial)):
         if value is None:
             continue
@@ -171,10 +177,39 @@ def _check_range(key: str, x: Any) -> None:
         return
     if key in SEED_KEYS and not 0 <= x < 2 ** 32:
         raise ConfigError(f"{key}={x} is not allowed; seeds must be in [0, 2**32)")
-    if key in SANITY_RANGES:
-        lo, hi = SANITY_RANGES[key]
-        if not lo <= x <= hi:
-            raise ConfigError(f"{key}={x!r} is outside the sane range [{lo:g}, {hi:g}]")
+    if key in SANITY_RANGES:  # upper bounds only: each config class states (and words) its lower bound
+        hi = SANITY_RANGES[key]
+        if x > hi:
+            raise ConfigError(f"{key}={x!r} is above {hi:g}, the largest value that makes sense here")
+
+
+PATH_KEYS = ("data_root", "weights", "feature_cache_dir")
+
+
+def check_paths(plan) -> None:
+    """Path settings can be looked at: no symlink loop, no NUL byte, data_root not a file."""
+    import errno
+
+    for key, value in plan_values(plan):
+        if key not in PATH_KEYS or not isinstance(value, str) or "://" in value:
+            continue
+        try:
+            os.stat(value)
+            Path(value).resolve()
+        except FileNotFoundError:
+            continue  # the dataset's own preflight says what is missing and how to get it
+        except ValueError as exc:  # embedded NUL byte
+            raise ConfigError(f"{key}={value!r} is not a usable path ({exc})") from None
+        except RuntimeError as exc:  # pathlib's symlink-loop error
+            raise ConfigError(f"{key}={value!r} is a symbolic link loop ({exc})") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ConfigError(f"{key}={value!r} is a symbolic link loop") from None
+            if exc.errno in (errno.ENOTDIR, errno.ENAMETOOLONG, errno.EACCES):
+                raise ConfigError(f"{key}={value!r} cannot be used: {exc.strerror}") from None
+            raise ConfigError(f"{key}={value!r} cannot be read: {exc.strerror}") from None
+        if key == "data_root" and not os.path.isdir(value):
+            raise ConfigError(f"data_root={value!r} is a file, not a folder")
 
 
 def check_sweep_size(n_trials: int, allow_large: bool) -> None:
@@ -320,5 +355,6 @@ def check_plan(plan, opts) -> None:
     """The cheap whole-plan checks (numbers, size, device), run by make_plan before it resolves every
     cell; `check_memory` runs after (it builds each distinct data config)."""
     check_numbers(plan)
+    check_paths(plan)
     check_sweep_size(plan.n_trials(), getattr(opts, "allow_large", False))
     check_device_local(plan, opts.gpus_per_trial, opts.address is None)
