@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pack", type=int, default=1, metavar="K",
                      help="train up to K trials of one architecture as one vmapped model per Tune trial "
                           "(docs/performance.md; conv models stay unpacked on CPU)")
+    run.add_argument("--until-decided", action="store_true",
+                     help="add seeds, wave by wave, to cells whose hypotheses are still open (cluster/adaptive.py)")
+    run.add_argument("--max-seeds", type=int, metavar="N", help="--until-decided: at most N seeds per cell (default 12)")
+    run.add_argument("--target-halfwidth", type=_float, metavar="H",
+                     help="--until-decided: also add seeds while a cell's accuracy interval is wider than ±H (e.g. 0.05)")
     run.add_argument("--no-ship-code", action="store_true",
                      help="with --address: use the project installed on the nodes instead of shipping this dir")
 
@@ -121,7 +126,8 @@ def cmd_run(args) -> int:
                       storage_path=args.storage_path, data_root=args.data_root, max_failures=args.max_failures,
                       scheduler=args.scheduler, search=args.search, ship_code=not args.no_ship_code,
                       samples=parse_samples(args.samples), grace_period=args.grace_period,
-                      reduction_factor=args.reduction_factor, pack=args.pack)
+                      reduction_factor=args.reduction_factor, pack=args.pack, until_decided=args.until_decided,
+                      max_seeds=args.max_seeds, target_halfwidth=args.target_halfwidth)
     return run_sweep(opts)
 
 

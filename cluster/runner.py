@@ -48,6 +48,9 @@ class RunOptions:
     ship_code: bool = True
     quiet: bool = False
     pack: int = 1  # --pack K: up to K trials trained as one vmapped model per Tune trial (cluster.packing)
+    until_decided: bool = False  # --until-decided: seeds added where hypotheses are open (cluster.adaptive)
+    max_seeds: int | None = None
+    target_halfwidth: float | None = None
 
     def __post_init__(self):
         if self.name is not None and not NAME_RE.match(self.name):
@@ -99,6 +102,9 @@ def build_plan(opts: RunOptions, definition: Experiment | None = None) -> Plan:
         num_samples = (min(exp.search.num_samples, 4) if opts.smoke else exp.search.num_samples) if exp.search else 1
     plan = make_plan(exp, opts.sets, opts.grids, opts.seeds, opts.smoke, num_samples, extra_fixed=extra)
     check_search(plan, opts)  # scheduler/searcher problems also fail before Ray or MLflow start
+    from cluster.adaptive import settings_from
+
+    settings_from(opts, plan)  # --until-decided problems too
     return plan
 
 
@@ -142,7 +148,7 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
         {"swept_keys": json.dumps(plan.swept_keys), "git_sha": sha, "search": search,
          "smoke": str(plan.smoke).lower(), "storage_path": storage, "n_trials": str(plan.n_trials()),
          "scheduler": opts.scheduler or "none", "asha": json.dumps(asha_settings(plan, opts) or {}),
-         **(tags or {})},
+         **_adaptive_tags(plan, opts), **(tags or {})},
         {**plan.fixed, "seeds": plan.seeds, "num_samples": plan.num_samples}, declaration(plan))
     meta = {"name": name, "experiment": plan.experiment.name, "tracking_uri": uri, "experiment_id": exp_id,
             "parent_run_id": parent, "resources": resources, "storage_path": storage, "git_sha": sha,
@@ -156,6 +162,13 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
               flush=True)
     tuner = _make_tuner(plan, opts, meta, resources)
     return _fit_and_close(tuner, client, meta, opts)
+
+
+def _adaptive_tags(plan: Plan, opts: RunOptions) -> dict[str, str]:
+    from cluster.adaptive import settings_from
+
+    settings = settings_from(opts, plan)
+    return settings.parent_tags() if settings else {}
 
 
 def _trainable(meta: dict, resources: dict):
@@ -193,6 +206,10 @@ def _make_tuner(plan: Plan, opts: RunOptions, meta: dict, resources: dict):
 
     from cluster.search import make_search, tune_space
 
+    if opts.until_decided:
+        from cluster.adaptive import make_tuner
+
+        return make_tuner(plan, opts, meta, resources, _trainable(meta, resources), _run_config(opts, meta))
     scheduler, search_alg, metric, mode = make_search(plan, opts)
     tune_config = tune.TuneConfig(num_samples=plan.num_samples, max_concurrent_trials=opts.max_concurrent,
                                   reuse_actors=True, scheduler=scheduler, search_alg=search_alg,
