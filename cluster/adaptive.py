@@ -426,13 +426,21 @@ def other_runs(plan, tracking_uri: str) -> dict[str, pd.DataFrame]:
     return out
 
 
+def grid_cells(plan) -> list[dict[str, Any]]:
+    """One flat config per grid cell, without the seed (the searcher adds the seeds)."""
+    import dataclasses
+
+    unseeded = dataclasses.replace(plan, axes={k: v for k, v in plan.axes.items() if k != "seed"})
+    return [{k: v for k, v in cfg.items() if k != "seed"} for cfg in unseeded.cells()]
+
+
 def make_tuner(plan, opts, meta: dict, resources: dict, trainable, run_config):
     """The Tuner of an adaptive sweep: AdaptiveSearcher, num_samples=-1, reused actors."""
     from ray import tune
 
     settings = settings_from(opts, plan)
     keys = [k for k in plan.swept_keys if k != "pairing"]
-    rep = Replicates(plan.cells(), plan.seeds, plan.experiment.hypotheses, keys, settings,
+    rep = Replicates(grid_cells(plan), plan.seeds, plan.experiment.hypotheses, keys, settings,
                      other_runs(plan, meta["tracking_uri"]))
     searcher = AdaptiveSearcher(rep, meta["tracking_uri"], meta["parent_run_id"], opts.quiet)
     import ray

@@ -154,3 +154,14 @@ def test_error_rate_under_repeated_looks_many_sweeps():
     reps = 2000
     honest = null_decided(reps, None, seed=1)
     assert honest <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / reps)
+
+
+def test_grid_cells_are_the_plan_cells_without_seeds():
+    from cluster.adaptive import grid_cells
+    from cluster.plan import make_plan
+    from search_spaces import get_experiment
+
+    plan = make_plan(get_experiment("edge-data-per-class"), smoke=True)
+    cells = grid_cells(plan)
+    assert len(cells) == 2 * 2 and all("seed" not in c for c in cells)
+    assert {(c["pairing"], c["data_per_class"]) for c in cells} == {(p, d) for p in plan.axes["pairing"] for d in (10, 30)}
