@@ -163,3 +163,22 @@ def test_accuracy_plot_shows_every_seed_and_a_bounded_band():
     bands = [c for c in accuracy_vs_data(data)["accuracy_vs_data"].axes[0].collections
              if not isinstance(c, PathCollection)]
     assert bands and max(p.get_extents().y1 for b in bands for p in b.get_paths()) <= 100.0
+
+
+def test_adaptive_sweep_report_uses_the_per_look_alpha_and_lists_waves():
+    from analysis.report import adaptive_html, decision_rule
+
+    a, b = [0.70, 0.74, 0.80, 0.72], [0.64, 0.68, 0.70, 0.65]  # raw Welch p = 0.036
+    frame = runs({(CNN, 10): a, (MLP, 10): b}).assign(wave=[0, 0, 1, 1] * 2, run_id=[f"r{i}" for i in range(8)])
+    tags = {"until_decided": "true", "alpha_per_look": "0.0125", "stopping_rule": "stopping rule: Bonferroni",
+            "max_looks": "4", "looks_taken": "2"}
+    data = SweepData(parent={"name": "s", "tags": tags}, runs=frame, swept_keys=["pairing", "data_per_class"],
+                     metrics=["val_acc"])
+    alpha, rule = decision_rule(data)
+    assert alpha == 0.0125 and "Bonferroni" in rule
+    [r] = evaluate_all([Hypothesis("CNN > MLP", CNN, MLP)], frame, ["data_per_class"], alpha=alpha)
+    assert r.verdict == "inconclusive" and "vs alpha 0.0125" in r.sentence  # 0.036 would pass at 0.05
+    html = adaptive_html(data)
+    assert "0, 1" in html and "Bonferroni" in html
+    assert adaptive_html(SweepData(parent={"name": "s", "tags": {}}, runs=frame)) == ""
+    assert decision_rule(SweepData(parent={"name": "s", "tags": {}}, runs=frame))[0] == 0.05
