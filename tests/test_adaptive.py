@@ -165,3 +165,19 @@ def test_grid_cells_are_the_plan_cells_without_seeds():
     cells = grid_cells(plan)
     assert len(cells) == 2 * 2 and all("seed" not in c for c in cells)
     assert {(c["pairing"], c["data_per_class"]) for c in cells} == {(p, d) for p in plan.axes["pairing"] for d in (10, 30)}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["edge-data-per-class", "--until-decided", "--max-seeds", "2"], "below the first wave"),
+    (["edge-data-per-class", "--max-seeds", "5"], "apply to --until-decided only"),
+    (["edge-hpo", "--until-decided"], "cannot be combined with sampled axes"),
+    (["edge-overfit-small", "--until-decided"], "declares no hypotheses"),
+    (["edge-data-per-class", "--until-decided", "--pack", "4"], "--pack"),
+])
+def test_bad_adaptive_options_exit_2_before_ray_or_mlflow(argv, message, tmp_path, capsys):
+    from cluster.cli import main
+
+    db = tmp_path / "m.db"
+    assert main(["run", *argv, "--tracking-uri", f"sqlite:///{db}", "--storage-path", str(tmp_path / "rr")]) == 2
+    assert message in capsys.readouterr().err
+    assert not db.exists()
