@@ -446,6 +446,9 @@ def make_tuner(plan, opts, meta: dict, resources: dict, trainable, run_config):
     import ray
 
     slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(resources.get("cpu", 1), 1)))
+    for cb in run_config.callbacks or []:
+        if hasattr(cb, "total"):  # ProgressPrinter: count against the most trials the sweep may run
+            cb.total = len(rep.cells) * settings.max_seeds
     run_config.callbacks = list(run_config.callbacks or []) + [
         WaveTagger(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"], plan.seeds, settings)]
     tune_config = tune.TuneConfig(num_samples=-1, search_alg=searcher, reuse_actors=True,
