@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision.datasets import CIFAR10
 
 from trainables.config_base import ConfigBase, check
 from trainables.data.bundle import DataBundle
@@ -79,27 +78,36 @@ def missing_cifar_files(data_root: str) -> None:
             f"{Path(data_root).expanduser().resolve()} (or set data_root / $SWEEP_DATA_ROOT)")
 
 
-class _FilesCIFAR10(CIFAR10):
-    """torchvision's CIFAR10 loader, checking that the files exist rather than their md5.
+def _files_cifar10(root: str, train: bool):
+    """The CIFAR10 dataset object of `_FilesCIFAR10` (torchvision imported lazily: a primed uint8
+    cache, see image_cache.cached_split, needs torch only)."""
+    from torchvision.datasets import CIFAR10
 
-    md5 sums are verified by torchvision when it downloads the archive; skipping them on load
-    lets locally copied (or test stand-in) files in the real pickle format be read by the real
-    loader. Damaged files still fail while unpickling or reshaping.
-    """
+    class _FilesCIFAR10(CIFAR10):
+        """torchvision's CIFAR10 loader, checking that the files exist rather than their md5.
 
-    def _check_integrity(self) -> bool:
-        return all((Path(self.root) / self.base_folder / name).is_file()
-                   for name, _ in self.train_list + self.test_list)
+        md5 sums are verified by torchvision when it downloads the archive; skipping them on load
+        lets locally copied (or test stand-in) files in the real pickle format be read by the real
+        loader. Damaged files still fail while unpickling or reshaping.
+        """
 
-    def _load_meta(self) -> None:
-        import pickle
-        with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
-            data = pickle.load(f, encoding="latin1")
-        self.classes = data[self.meta["key"]]
-        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        def _check_integrity(self) -> bool:
+            return all((Path(self.root) / self.base_folder / name).is_file()
+                       for name, _ in self.train_list + self.test_list)
+
+        def _load_meta(self) -> None:
+            import pickle
+            with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
+                data = pickle.load(f, encoding="latin1")
+            self.classes = data[self.meta["key"]]
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+    return _FilesCIFAR10(root, train=train, download=False)
 
 
 def _download(root: Path) -> None:
+    from torchvision.datasets import CIFAR10
+
     try:
         CIFAR10(str(root), train=True, download=True)
     except Exception as err:  # URLError, md5 mismatch, disk full
@@ -122,9 +130,11 @@ def load_cifar10_uint8(data_root: str, train: bool, download: bool = False) -> t
 
     def load() -> tuple[np.ndarray, np.ndarray]:
         try:
-            ds = _FilesCIFAR10(str(root), train=train, download=False)
+            ds = _files_cifar10(str(root), train)
             x = np.asarray(ds.data).transpose(0, 3, 1, 2)  # torchvision keeps NHWC
             y = np.asarray(ds.targets, dtype=np.int64)
+        except ImportError:  # torchvision missing: say so, not "corrupt"
+            raise
         except Exception as err:  # truncated pickle, wrong sizes, not a pickle at all
             raise ConfigError(f"CIFAR-10 files in {folder.resolve()} are corrupt or truncated "
                               f"({type(err).__name__}: {str(err)[:200]}); delete them and copy or "
