@@ -1,32 +1,44 @@
 """The suite collects without the optional stacks, and the GPU tests run on a torch-only machine.
 
-Each check runs pytest in a subprocess whose `sitecustomize` makes chosen top-level packages
-unimportable (a meta-path finder raising ModuleNotFoundError, as a missing package does), so a
-module that imports Ray or MLflow at collection time shows up as a collection error.
+Each check runs pytest in a subprocess whose `sitecustomize` hides chosen top-level packages from
+every import finder, exactly as if they were not installed (`import ray` raises
+ModuleNotFoundError, `importlib.util.find_spec("ray")` is None), so a module that imports Ray or
+MLflow at collection time shows up as a collection error.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKER = '''
 import os, sys
-from importlib.abc import MetaPathFinder
 
 BLOCKED = set(os.environ["SWEEP_TEST_BLOCK_IMPORTS"].split(","))
 
 
-class _Missing(MetaPathFinder):
+class _Hidden:
+    """Wraps an import finder; finds nothing for a blocked package, as if it were not installed."""
+
+    def __init__(self, finder):
+        self.finder = finder
+
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
-        return None
+            return None
+        find = getattr(self.finder, "find_spec", None)
+        return None if find is None else find(name, path, target)
+
+    def __getattr__(self, attr):
+        return getattr(self.finder, attr)
 
 
-sys.meta_path.insert(0, _Missing())
+sys.meta_path[:] = [_Hidden(f) for f in sys.meta_path]
 '''
 # What a GPU box with only torch, numpy, scipy, matplotlib and pytest lacks of this project's stack.
 GPU_BOX_MISSING = "ray,mlflow,pandas,torchvision,timm,yaml,hyperopt,optuna"
@@ -41,8 +53,9 @@ def run_blocked(tmp_path: Path, blocked: str, *args: str, timeout: float = 300) 
 
 
 def test_blocker_really_hides_packages(tmp_path):
-    proc = run_blocked(tmp_path, "ray,mlflow", "-c", "import ray")
-    assert proc.returncode != 0 and "blocked by the test" in proc.stderr
+    proc = run_blocked(tmp_path, "ray,mlflow", "-c", "import importlib.util; assert importlib.util.find_spec('ray') "
+                       "is None; import mlflow")
+    assert proc.returncode != 0 and "No module named 'mlflow'" in proc.stderr, proc.stderr[-2000:]
 
 
 def test_suite_collects_without_ray_and_mlflow(tmp_path):
@@ -63,3 +76,20 @@ def test_gpu_tests_run_with_torch_alone(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert " error" not in out.lower(), out[-4000:]
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_dry_run_with_torch_alone(tmp_path):
+    """`python -m benchmarks.gpu --device cpu --quick` without Ray, MLflow, pandas or torchvision: every
+    section runs and both outputs are written, marked as a CPU dry run (about a minute on 2 cores)."""
+    out = tmp_path / "out"
+    proc = run_blocked(tmp_path, GPU_BOX_MISSING, "-m", "benchmarks.gpu", "--device", "cpu", "--quick",
+                       "--json", str(out / "gpu.json"), "--md", str(out / "results-gpu.md"), timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    doc = json.loads((out / "gpu.json").read_text())
+    assert doc["machine"]["mode"].startswith("CPU DRY RUN") and doc["skipped"] == {}, doc["skipped"]
+    assert set(doc["raw"]) == {"packing", "sharing", "loops", "cifar"}
+    assert {r["section"] for r in doc["results"]} == {"1 packing", "2 sharing a GPU", "3 trial loop vs notebook",
+                                                     "4 CIFAR-10 LabCNN epoch"}
+    assert set(doc["packing_rule"]) == {"mlp", "cnn"}
+    assert "CPU DRY RUN" in (out / "results-gpu.md").read_text()
