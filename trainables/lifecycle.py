@@ -155,7 +155,7 @@ def _open_runs(members: list[Member], tracking: TrackingInfo | None, trial_id: s
         if m.run.resumed:
             m.run.set_tags(tags)  # tags are idempotent; a rerun after driver loss re-asserts them
         else:
-            m.run.log_params(r.config)
+            m.run.log_params(r.applied_params())
 
 
 def _tune_result(results: list[dict[str, Any]], epoch: int, packed: bool, final: bool,

@@ -49,7 +49,7 @@ class ModifiedResNet18(nn.Module):
     def __init__(self, num_classes: int = 10):
         super().__init__()
         check_positive(num_classes=num_classes)
-        from torchvision.models import resnet18  # lazy: only this model needs torchvision
+        from torchvision.models import resnet18  # lazy: the other models need torch only
 
         net = resnet18(weights=None)
         net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
