@@ -98,6 +98,9 @@ def build_plan(opts: RunOptions, definition: Experiment | None = None) -> Plan:
     if num_samples is None:
         num_samples = (min(exp.search.num_samples, 4) if opts.smoke else exp.search.num_samples) if exp.search else 1
     plan = make_plan(exp, opts.sets, opts.grids, opts.seeds, opts.smoke, num_samples, extra_fixed=extra)
+    from cluster.packing import check_pack
+
+    check_pack(plan, opts.pack, opts.scheduler, opts.search)  # --pack with ASHA/a searcher/samples: exit 2 here
     check_search(plan, opts)  # scheduler/searcher problems also fail before Ray or MLflow start
     return plan
 
