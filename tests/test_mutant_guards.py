@@ -195,3 +195,37 @@ def test_cpus_per_trial_becomes_the_trials_threads_and_resources(monkeypatch, tm
     assert runner.run_sweep(opts) == 0
     assert captured["resources"]["cpu"] == 2
     assert captured["space"]["threads"] == 2
+
+
+# --- boundaries the mutation check found unpinned ----------------------------------------------------
+
+def test_one_value_against_a_constant_side_is_not_a_test():
+    """Welch needs two values per side: one run against three identical ones gives no p-value."""
+    from analysis.aggregate import welch
+
+    w = welch([0.9], [0.5, 0.5, 0.5])
+    assert w.p != w.p and w.n_a == 1 and w.n_b == 3
+    assert verdict(w.mean_a, w.mean_b, w.p) == "inconclusive"
+
+
+def test_n_trials_counts_every_sample():
+    plan = make_plan(get_experiment("edge-hpo"), smoke=True, num_samples=4)
+    assert len(plan.cells()) == 2 and plan.n_trials() == 8
+
+
+def test_asha_grace_period_equal_to_the_budget_shrinks():
+    """A grace period that reaches max_t would never stop a trial: it shrinks to a quarter of the budget."""
+    from cluster.runner import RunOptions, build_plan
+    from cluster.search import asha_settings
+
+    opts = RunOptions("edge-hpo", sets={"epochs": 8}, grace_period=8)
+    assert asha_settings(build_plan(opts), opts)["grace_period"] == 2
+    opts = RunOptions("edge-hpo", sets={"epochs": 8}, grace_period=7)
+    assert asha_settings(build_plan(opts), opts)["grace_period"] == 7
+
+
+@pytest.mark.parametrize("key", ["epochs", "batch_size", "data_per_class"])
+def test_a_bool_is_not_an_int(key):
+    """`--set epochs=true` must not become 1 epoch: bool is refused where an int is expected."""
+    with pytest.raises(ConfigError, match=f"{key}=True has type bool; expected int"):
+        make_plan(get_experiment("edge-data-per-class"), sets={key: True})
