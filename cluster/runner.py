@@ -121,6 +121,9 @@ def build_plan(opts: RunOptions, definition: Experiment | None = None) -> Plan:
     plan = make_plan(exp, opts.sets, opts.grids, opts.seeds, opts.smoke, num_samples, extra_fixed=extra,
                      precheck=lambda p: validate.check_plan(p, opts))
     validate.check_memory(plan)
+    from cluster.packing import check_pack
+
+    check_pack(plan, opts.pack, opts.scheduler, opts.search)  # --pack with ASHA/a searcher/samples: exit 2 here
     check_search(plan, opts)  # scheduler/searcher problems also fail before Ray or MLflow start
     from cluster.adaptive import settings_from
 
