@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from search_spaces.domains import SAMPLED, Choice, LogUniform, RandInt, Uniform
 from search_spaces.experiment import Experiment
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 from trainables.pairings import get_pairing
 from trainables.spec import CELL_KEY, TrialSpec, check_keys, pairing_keys, resolve_config, unused_key_message
 
@@ -133,10 +134,11 @@ def absolute_paths(fixed: dict[str, Any], datasets: set[str]) -> None:
 
 def make_plan(exp: Experiment, sets: dict[str, Any] | None = None, grids: dict[str, list] | None = None,
               seeds: int | None = None, smoke: bool = False, num_samples: int = 1,
-              extra_fixed: dict[str, Any] | None = None) -> Plan:
+              extra_fixed: dict[str, Any] | None = None, precheck: Callable[[Plan], None] | None = None) -> Plan:
     """Combine an experiment with overrides; route keys to the pairings that use them; resolve
     and validate every cell. `extra_fixed` (e.g. --data-root) applies where a pairing uses it
-    and is no error elsewhere. Raises ConfigError."""
+    and is no error elsewhere. `precheck(plan)` runs after routing and before the cells are
+    resolved (cheap whole-plan checks: cluster.validate). Raises ConfigError."""
     if exp.analytic:
         raise ConfigError(f"experiment {exp.name!r} is analytic (no trials); `sweep run` computes it directly")
     if seeds is not None and seeds < 1:
@@ -176,6 +178,8 @@ def make_plan(exp: Experiment, sets: dict[str, Any] | None = None, grids: dict[s
     plan = Plan(exp, fixed, {"pairing": list(exp.pairings), **axes, "seed": exp.seed_values(n_seeds)},
                 per_pairing, num_samples, smoke)
     route_keys(plan, user_keys - {"pairing", "seed"})
+    if precheck is not None:
+        precheck(plan)
     validate(plan)
     return plan
 

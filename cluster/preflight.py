@@ -24,7 +24,7 @@ import json
 import os
 
 from trainables.data import get_dataset
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 from trainables.models import model_config_keys
 from trainables.spec import TrialSpec
 

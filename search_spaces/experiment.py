@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from search_spaces.domains import SAMPLED
-from trainables.errors import ConfigError, UnknownName
+from core.errors import ConfigError, UnknownName
 
 # The plots `sweep report` can draw: the names of analysis.plots.PLOTS, which search_spaces may not
 # import (tests/test_registry.py keeps the two equal). An experiment's `plots` are checked against

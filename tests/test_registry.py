@@ -295,7 +295,7 @@ def test_readme_extending_example_works(monkeypatch, tmp_path):
     import search_spaces.edge as edge
     from cluster.plan import make_plan
     from trainables import pairings
-    from trainables.errors import ConfigError
+    from core.errors import ConfigError
     from trainables.trainable import run_trial
 
     text = (Path(__file__).resolve().parent.parent / "README.md").read_text()

@@ -9,7 +9,7 @@ from cluster.cli import main
 from cluster.plan import make_plan, to_tune_space
 from search_spaces import get_experiment
 from search_spaces.experiment import Experiment
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 from trainables.spec import TrialSpec, resolve_config
 
 CNN, MLP = "simple_cnn/edges", "three_layer_mlp/edges"

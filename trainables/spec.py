@@ -22,7 +22,7 @@ from typing import Any
 
 from trainables.config import TrainConfig
 from trainables.data import DATASETS, get_dataset
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 from trainables.evaluators import EVALUATOR_CONFIGS, get_evaluator
 from trainables.models import (check_model_fits, inactive_model_keys, model_config_keys,
                                model_kwargs)

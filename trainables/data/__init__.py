@@ -7,7 +7,7 @@ from typing import Any
 
 from trainables.data import cifar, edges, features, localization, mnist
 from trainables.data.bundle import DataBundle
-from trainables.errors import UnknownName
+from core.errors import UnknownName
 
 
 # What a dataset is made of, which decides what the driver checks before a sweep: synthetic data is
