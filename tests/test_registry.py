@@ -164,7 +164,7 @@ CANDIDATES = {
 }
 STRINGS = ["adam", "sgd", "cosine", "none", "mse", "cross_entropy", "train", "heldout", "cpu", "half", "cifar",
            "imagenet", "mnist", "45k5k", "test", "notebook", "framework", "edge_detector", "default", "zeros",
-           "random_copy", "corrected", "faithful", "vit_s16", "resnet18", "left", "right", "down", "up"]
+           "random_copy", "corrected", "faithful", "vit_s16", "resnet18", "left", "right", "down", "up", "bf16"]
 TRAIN_KEYS = set(TrainConfig.keys())
 
 
