@@ -88,7 +88,7 @@ class ProgressPrinter(tune.Callback):
         cfg = getattr(trial, "config", trial)  # a Trial or a config dict
         if "members" in cfg:  # a packed trial (sweep run --pack): its members' cells
             return " + ".join(self._label(m) for m in cfg["members"])
-        parts = [str(cfg.get("pairing", ""))] + [f"{k}={cfg[k]}" for k in self.keys if k in cfg]
+        parts = [str(cfg.get("pairing", ""))] + [f"{k}={cfg[k]}" for k in self.keys if cfg.get(k) is not None]
         return " ".join(parts + [f"seed={cfg.get('seed')}"])
 
     def _elapsed(self) -> str:
