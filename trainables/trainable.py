@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainables.checkpoint import restore_state, tag_fallback
 from trainables.data import DataBundle, build_data
 from trainables.evaluators import get_evaluator
 from trainables.loop import Trainer
@@ -300,9 +301,8 @@ def tune_session() -> tuple[dict | None, Callable[[dict, dict | None], None], st
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one "checkpoint created" line per report is noise
     restore = None
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            restore = torch.load(os.path.join(d, CHECKPOINT_FILE), weights_only=True)
+    if checkpoint is not None:  # a corrupt one falls back to an older one or none (trainables.checkpoint)
+        restore = restore_state(checkpoint, CHECKPOINT_FILE, tune.get_context().get_trial_id())
 
     def report(metrics: dict, state: dict | None) -> None:
         if state is None:
@@ -318,4 +318,5 @@ def tune_session() -> tuple[dict | None, Callable[[dict, dict | None], None], st
 def train(config: dict[str, Any], tracking: TrackingInfo | None = None) -> None:
     """Ray Tune function trainable: resumes from `tune.get_checkpoint()` and reports with checkpoints."""
     restore, report, trial_id = tune_session()
+    tag_fallback(tracking, trial_id)
     run_trial(config, tracking, report, restore, trial_id=trial_id)
