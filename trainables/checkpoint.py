@@ -43,7 +43,7 @@ def load_state_file(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # UnpicklingError, RuntimeError (zip), EOFError, OSError
-        raise CorruptCheckpoint(f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+        raise CorruptCheckpoint(f"{path}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}") from None
     if not isinstance(state, dict) or not state:
         raise CorruptCheckpoint(f"{path}: holds a {type(state).__name__}, not a trial state")
     if "epoch" in state and (not isinstance(state["epoch"], int) or state["epoch"] < 0):
