@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 LOCK_FILE = "sweep.lock"
 

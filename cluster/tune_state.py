@@ -22,7 +22,7 @@ import os
 import stat
 from pathlib import Path
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 TUNER_PKL = "tuner.pkl"
 TAG_TUNER_SHA = "tuner_pkl_sha256"

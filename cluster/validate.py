@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from search_spaces.domains import SAMPLED, Choice
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 MAX_TRIALS = 10_000  # larger sweeps need --yes (README "Limits")
 MEMORY_FRACTION = 0.5  # one trial's data may use at most this share of the machine's physical memory

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from fakedata import fake_cifar, write_fake_cifar10  # noqa: F401
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 

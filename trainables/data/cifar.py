@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainables.config_base import ConfigBase, check
+from core.config_base import ConfigBase, check
 from trainables.data.bundle import DataBundle
 from trainables.data.image_cache import NORMALIZATIONS, ImageTransform, cached_split, take_first
+from core.errors import ConfigError
 from trainables.data.safe_pickle import UnsafePickle, load_restricted
-from trainables.errors import ConfigError
 
 CLASS_NAMES = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 FOLDER = "cifar-10-batches-py"
@@ -70,6 +70,15 @@ class Cifar10Config(ConfigBase):
         for key in ("train_subset", "eval_subset", "resize"):
             value = getattr(self, key)
             check(value is None or value >= 1, f"{key} must be >= 1 or None, got {value}")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        side = self.resize or 32
+        return (3, side, side)
+
+    def inactive_keys(self) -> dict[str, str]:
+        """split_seed only draws the 45k/5k split."""
+        return {} if self.split == "45k5k" else {"split_seed": "split_seed needs split='45k5k'"}
 
     def preflight(self) -> None:
         """Fail before any trial starts when the files are missing and download is off."""
@@ -122,6 +131,17 @@ def check_meta(path: Path) -> None:
     names = meta.get("label_names", meta.get(b"label_names")) if isinstance(meta, dict) else None
     if not isinstance(names, list) or len(names) != 10:
         raise ValueError(f"{path.name} does not name 10 classes")
+
+
+def _download(root: Path) -> None:
+    """torchvision's downloader (imported only here: reading the files needs no torchvision)."""
+    from torchvision.datasets import CIFAR10
+
+    try:
+        CIFAR10(str(root), train=True, download=True)
+    except Exception as err:  # URLError, md5 mismatch, disk full
+        raise ConfigError(f"download=true but CIFAR-10 could not be downloaded into {shown(root)} "
+                          f"({type(err).__name__}: {err}); copy cifar-10-batches-py there instead") from None
 
 
 def load_cifar10_uint8(data_root: str, train: bool, download: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,13 +8,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision.datasets import MNIST
 
-from trainables.config_base import ConfigBase, check
+from core.config_base import ConfigBase, check
 from trainables.data.bundle import DataBundle
 from trainables.data.cifar import default_data_root, shown
 from trainables.data.image_cache import NORMALIZATIONS, ImageTransform, cached_split, take_first
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 FILES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
@@ -76,6 +75,8 @@ def load_mnist_uint8(data_root: str, train: bool, download: bool = False) -> tup
     root = Path(data_root).expanduser()
     if download:
         try:
+            from torchvision.datasets import MNIST
+
             MNIST(str(root), train=True, download=True)
         except Exception as err:
             raise ConfigError(f"download=true but MNIST could not be downloaded into {shown(_raw(data_root))} "
@@ -85,8 +86,12 @@ def load_mnist_uint8(data_root: str, train: bool, download: bool = False) -> tup
 
     def load() -> tuple[np.ndarray, np.ndarray]:
         try:
+            from torchvision.datasets import MNIST  # lazy: a primed uint8 cache needs torch only
+
             ds = MNIST(str(root), train=train, download=False)
             x, y = ds.data.numpy()[:, None], ds.targets.numpy()
+        except ImportError:  # torchvision missing: say so, not "corrupt"
+            raise
         except Exception as err:  # bad magic number, truncated file
             raise ConfigError(f"MNIST files in {shown(raw)} are corrupt or truncated "
                               f"({type(err).__name__}: {str(err)[:200]}); delete them and copy or "
