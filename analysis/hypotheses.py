@@ -21,6 +21,7 @@ import pandas as pd
 from analysis import stats as S
 from analysis.aggregate import group_cells, sort_key, welch
 from analysis.style import cell_label, fmt_value, is_accuracy
+from core import store_schema as SS
 
 ALPHA = 0.05
 VERDICTS = ("yes", "no", "inconclusive", "not tested")
@@ -137,8 +138,8 @@ def select(runs: pd.DataFrame, name: str, fixed: Mapping[str, Any] | None = None
     for col in ("pairing", "model", "series"):
         if col in runs:
             mask |= runs[col].astype(str) == name
-    if "status_reason" in runs:
-        mask &= runs["status_reason"] == "completed"
+    if SS.TAG_STATUS_REASON in runs:
+        mask &= runs[SS.TAG_STATUS_REASON] == SS.STATUS_COMPLETED
     out = runs[mask]
     return restrict(out, fixed or {})
 

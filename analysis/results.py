@@ -8,7 +8,8 @@ from analysis.load import load_sweep
 from analysis.stats import COLLAPSE_MARGIN, INTERVAL_NOTE
 from analysis.style import fmt_mean_ci, fmt_value, is_accuracy
 from analysis.sweep_data import NOT_CELL_KEYS, SweepData
-from trainables.errors import ConfigError
+from core.errors import ConfigError
+from core import store_schema as S
 
 FORMATS = ("table", "csv", "json")
 TABLE_NOTE = (f"(accuracies: mean [{INTERVAL_NOTE}]; other metrics: mean ± half-width of the 95% t-interval; "
@@ -35,7 +36,7 @@ def sweep_results(data: SweepData) -> pd.DataFrame:
     keys = result_keys(data)
     table = aggregate(runs, keys, metrics) if len(runs) else pd.DataFrame(columns=keys + ["n"])
     table = _with_empty_cells(table, runs, keys)
-    for i, (reason, col) in enumerate((("stopped_early", "n_stopped"), ("failed", "n_failed"))):
+    for i, (reason, col) in enumerate(((S.STATUS_STOPPED_EARLY, "n_stopped"), (S.STATUS_FAILED, "n_failed"))):
         table.insert(len(keys) + 1 + i, col, [_count(runs, keys, row, reason) for _, row in table.iterrows()])
     acc = collapse_metric(table)
     if acc:
@@ -54,8 +55,8 @@ def _collapsed(runs: pd.DataFrame, keys: list[str], row: pd.Series, metric: str)
     from analysis.stats import collapsed
 
     cell = _cell_rows(runs, keys, row)
-    if "status_reason" in cell:
-        cell = cell[cell["status_reason"] == "completed"]
+    if S.TAG_STATUS_REASON in cell:
+        cell = cell[cell[S.TAG_STATUS_REASON] == S.STATUS_COMPLETED]
     if cell.empty:
         return 0
     return collapsed(pd.to_numeric(cell[metric], errors="coerce"), num_classes(cell))
@@ -91,9 +92,9 @@ def _with_empty_cells(table: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) 
 
 
 def _count(runs: pd.DataFrame, keys: list[str], row: pd.Series, reason: str) -> int:
-    if "status_reason" not in runs:
+    if S.TAG_STATUS_REASON not in runs:
         return 0
-    mask = runs["status_reason"] == reason
+    mask = runs[S.TAG_STATUS_REASON] == reason
     for k in keys:
         v = row[k]
         mask &= runs[k].isna() if _missing(v) else runs[k].apply(lambda x, v=v: x == v)

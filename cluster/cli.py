@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 import os
 

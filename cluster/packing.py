@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 
 @dataclass

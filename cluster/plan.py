@@ -12,7 +12,7 @@ from typing import Any
 
 from search_spaces.domains import SAMPLED, Choice, LogUniform, RandInt, Uniform
 from search_spaces.experiment import Experiment
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 from trainables.pairings import get_pairing
 from trainables.resolve import check_keys, resolve_config
 

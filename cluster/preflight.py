@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from search_spaces.domains import SAMPLED, Choice
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 from trainables.resolve import Resolved, resolve_config
 
 # Datasets whose tensors are cheap to build in the driver anyway (synthetic, milliseconds).

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 # Files a worker never needs when the driver ships the working directory to a cluster.
 SHIP_EXCLUDES = [".venv/", ".git/", "mlflow.db", "mlartifacts/", "ray_results/", "reports/", "data/",

@@ -14,7 +14,8 @@ from cluster import preflight, ray_setup, tracking
 from cluster.plan import Plan, make_plan
 from search_spaces import get_experiment
 from search_spaces.experiment import Experiment
-from trainables.errors import ConfigError
+from core.errors import ConfigError
+from core import store_schema as S
 from trainables.tracking import TrackingInfo
 
 SWEEP_FILE = "sweep.json"
@@ -145,11 +146,11 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
     search = "grid" if not plan.sampled else opts.search
     parent = tracking.create_parent_run(
         client, exp_id, name, plan.experiment.name,
-        {"swept_keys": json.dumps(plan.swept_keys), "git_sha": sha, "search": search,
-         "smoke": str(plan.smoke).lower(), "storage_path": storage, "n_trials": str(plan.n_trials()),
-         "scheduler": opts.scheduler or "none", "asha": json.dumps(asha_settings(plan, opts) or {}),
+        {S.TAG_SWEPT_KEYS: json.dumps(plan.swept_keys), S.TAG_GIT_SHA: sha, S.TAG_SEARCH: search,
+         S.TAG_SMOKE: str(plan.smoke).lower(), S.TAG_STORAGE_PATH: storage, S.TAG_N_TRIALS: str(plan.n_trials()),
+         S.TAG_SCHEDULER: opts.scheduler or "none", S.TAG_ASHA: json.dumps(asha_settings(plan, opts) or {}),
          **_adaptive_tags(plan, opts), **(tags or {})},
-        {**plan.fixed, "seeds": plan.seeds, "num_samples": plan.num_samples}, declaration(plan))
+        {**plan.fixed, S.PARAM_SEEDS: plan.seeds, S.PARAM_NUM_SAMPLES: plan.num_samples}, declaration(plan))
     meta = {"name": name, "experiment": plan.experiment.name, "tracking_uri": uri, "experiment_id": exp_id,
             "parent_run_id": parent, "resources": resources, "storage_path": storage, "git_sha": sha,
             "swept_keys": plan.swept_keys, "n_trials": plan.n_trials(), "options": {k: v for k, v in dataclasses.asdict(opts).items()}}
@@ -228,7 +229,7 @@ def _make_tuner(plan: Plan, opts: RunOptions, meta: dict, resources: dict):
 def _fit_and_close(tuner, client, meta: dict, opts: RunOptions) -> int:
     results = tuner.fit()
     errors = sum(1 for r in results if r.error is not None)
-    client.set_tag(meta["parent_run_id"], "n_errors", str(errors))
+    client.set_tag(meta["parent_run_id"], S.TAG_N_ERRORS, str(errors))
     client.set_terminated(meta["parent_run_id"], status="FINISHED" if errors < len(results) else "FAILED")
     if not opts.quiet:
         print_results(meta)

@@ -19,7 +19,7 @@ from cluster.plan import Plan, to_tune_space
 from cluster.values import parse_assignment, parse_value
 from search_spaces.domains import SAMPLED, Choice, LogUniform, RandInt, Uniform
 from search_spaces.experiment import Experiment
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 from trainables.resolve import check_keys, resolve_config
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from pathlib import Path
 from analysis.study import StudyEntry
 from cluster import tracking
 from search_spaces.studies import Study, check_studies, get_study
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 STATE_FILE = "study.json"
 

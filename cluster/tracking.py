@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
+from core import store_schema as S
 from trainables.tracking import param_value, redact
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -88,12 +89,12 @@ def create_parent_run(client, experiment_id: str, sweep: str, experiment: str, t
     from mlflow.entities import Param, RunTag
 
     run = client.create_run(experiment_id, run_name=sweep,
-                            tags={"sweep": sweep, "experiment": experiment, "role": "sweep", **tags})
+                            tags={S.TAG_SWEEP: sweep, S.TAG_EXPERIMENT: experiment, S.TAG_ROLE: S.ROLE_SWEEP, **tags})
     items = [Param(k, param_value(v)[:6000]) for k, v in sorted(redact(params).items())]
     for i in range(0, len(items), 100):
         client.log_batch(run.info.run_id, params=items[i:i + 100])
-    client.log_text(run.info.run_id, json.dumps(redact(declaration), indent=2, default=str), "sweep/experiment.json")
-    client.log_batch(run.info.run_id, tags=[RunTag("mlflow.note.content", declaration.get("description", ""))])
+    client.log_text(run.info.run_id, json.dumps(redact(declaration), indent=2, default=str), S.ART_DECLARATION)
+    client.log_batch(run.info.run_id, tags=[RunTag(S.TAG_NOTE, declaration.get("description", ""))])
     return run.info.run_id
 
 
@@ -101,5 +102,5 @@ def find_parent_run(client, sweep: str):
     """The parent run of sweep `sweep` in any experiment, or None."""
     runs = client.search_runs(
         [e.experiment_id for e in client.search_experiments()],
-        filter_string=f"tags.sweep = '{sweep}' and tags.role = 'sweep'", max_results=1)
+        filter_string=f"tags.{S.TAG_SWEEP} = '{sweep}' and tags.{S.TAG_ROLE} = '{S.ROLE_SWEEP}'", max_results=1)
     return runs[0] if runs else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 
 def parse_value(text: str) -> Any:

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from search_spaces.domains import SAMPLED
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from search_spaces.edge import EDGE_EXPERIMENTS
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import pytest
 
 from cluster.adaptive import FINISHED, AdaptiveSettings, Replicates
 from search_spaces.experiment import Hypothesis
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 CNN, MLP = "simple_cnn/edges", "three_layer_mlp/edges"
 CELLS = [{"pairing": p, "data_per_class": d, "lr": 0.01} for p in (CNN, MLP) for d in (10, 30, 100)]

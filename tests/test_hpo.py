@@ -16,7 +16,7 @@ from cluster.search import OptunaSpace, asha_settings, check_search, parse_domai
 from search_spaces import EXPERIMENTS, get_experiment
 from search_spaces.domains import Choice, LogUniform, RandInt, Uniform
 from search_spaces.hpo import HPO_EXPERIMENTS
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 CNN, MLP = "simple_cnn/edges", "three_layer_mlp/edges"
 

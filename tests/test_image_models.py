@@ -9,7 +9,7 @@ from fakedata import fake_cifar, fake_cifar_root, fake_mnist, fake_mnist_root, w
 
 from analysis.param_explosion import explosion_table, mlp_param_count
 from search_spaces.images import IMAGE_EXPERIMENTS
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 from trainables.models import MODELS, build_model, count_params
 from trainables.pairings import PAIRINGS
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_DIRS = ("trainables", "cluster", "analysis", "search_spaces", "benchmarks", "tests")

@@ -11,7 +11,7 @@ from analysis.study import StudyEntry, cost_table, study_verdicts, verdict_rows
 from analysis.sweep_data import SweepData
 from search_spaces import get_experiment
 from search_spaces.studies import STUDIES, check_studies, get_study
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 CNN, MLP = "simple_cnn/edges", "three_layer_mlp/edges"
 

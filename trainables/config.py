@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainables.config_base import ConfigBase, check
+from core.config_base import ConfigBase, check
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULERS = ("none", "cosine")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainables.errors import UnknownName
+from core.errors import UnknownName
 
 
 @dataclass(frozen=True)

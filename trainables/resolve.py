@@ -12,7 +12,7 @@ from typing import Any
 
 from trainables.config import TrainConfig
 from trainables.data import DATASETS, get_dataset
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 from trainables.evaluators import EVALUATOR_CONFIGS, get_evaluator
 from trainables.models import model_kwargs
 from trainables.pairings import PAIRINGS, Pairing, get_pairing

@@ -7,7 +7,7 @@ from typing import Any
 
 from trainables.data import cifar, edges, features, localization, mnist
 from trainables.data.bundle import DataBundle
-from trainables.errors import UnknownName
+from core.errors import UnknownName
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torchvision.datasets import CIFAR10
 
-from trainables.config_base import ConfigBase, check
+from core.config_base import ConfigBase, check
 from trainables.data.bundle import DataBundle
 from trainables.data.image_cache import NORMALIZATIONS, ImageTransform, cached_split, take_first
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 CLASS_NAMES = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 FOLDER = "cifar-10-batches-py"

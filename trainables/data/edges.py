@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from trainables.config_base import ConfigBase, check
+from core.config_base import ConfigBase, check
 from trainables.data.bundle import DataBundle
 from trainables.data.edge_patterns import (CLASS_TYPES, MODES, generate_edge_arrays,
                                            make_permutation)

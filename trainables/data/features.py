@@ -19,11 +19,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from trainables.config_base import ConfigBase, check
+from core.config_base import ConfigBase, check
 from trainables.data.bundle import DataBundle
 from trainables.data.cifar import CLASS_NAMES, default_data_root, load_cifar10_uint8, missing_cifar_files
 from trainables.data.image_cache import NORMALIZATIONS, ImageTransform, take_first
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 from trainables.models.probes import BACKBONES, build_backbone
 
 CACHE_VERSION = 1

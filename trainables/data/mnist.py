@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from torchvision.datasets import MNIST
 
-from trainables.config_base import ConfigBase, check
+from core.config_base import ConfigBase, check
 from trainables.data.bundle import DataBundle
 from trainables.data.cifar import default_data_root
 from trainables.data.image_cache import NORMALIZATIONS, ImageTransform, cached_split, take_first
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 FILES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from trainables.errors import ConfigError, UnknownName
+from core.errors import ConfigError, UnknownName
 from trainables.models.cifar import (BaseCNN, ConvNet, ConvNetSmall, ConvNetTiny, LabCNN, LabMLP,
                                      MLPBaseline, SimpleMLP)
 from trainables.models.detect import CNNDetector, MLPDetector

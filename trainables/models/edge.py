@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 from trainables.models.edge_init import NONE_KERNELS, apply_edge_detector_init, freeze_conv_layers
 
 INITS = ("default", "edge_detector")

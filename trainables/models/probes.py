@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trainables.errors import ConfigError, UnknownName
+from core.errors import ConfigError, UnknownName
 from trainables.models.cifar import check_positive
 
 
