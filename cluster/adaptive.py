@@ -209,13 +209,16 @@ class Replicates:
         return out
 
     def wide(self, runs: pd.DataFrame) -> set[int]:
-        """Cells whose accuracy interval is wider than the target half-width (or has no interval yet)."""
+        """Cells whose accuracy interval (the first accuracy a hypothesis uses, else val_acc) is wider
+        than the target half-width, or has no interval yet."""
         from analysis.stats import bootstrap_interval
 
         h = self.settings.target_halfwidth
         if h is None or runs.empty:
             return set()
-        metric = next((x.metric for x in self.hypotheses), "val_acc")
+        from analysis.style import is_accuracy
+
+        metric = next((x.metric for x in self.hypotheses if is_accuracy(x.metric)), "val_acc")
         done = runs[runs[SS.TAG_STATUS_REASON] == SS.STATUS_COMPLETED]
         out = set()
         for cell in range(len(self.cells)):
