@@ -14,8 +14,8 @@ union bound; it holds for any dependence between looks, at the price of some pow
 report uses the same per-look alpha.
 
 Ray Tune-native: `AdaptiveSearcher` is a `ray.tune.search.Searcher`. Tune asks it for trials
-(`suggest`) and tells it results (`on_trial_complete`); the Tuner runs with num_samples=-1 until
-the searcher says FINISHED, with reused actors, one Ray session and one parent run. Its state
+(`suggest`) and tells it results (`on_trial_complete`); the Tuner's num_samples is only a bound
+(every cell at --max-seeds) and the run ends when the searcher says FINISHED, with reused actors, one Ray session and one parent run. Its state
 is saved with the experiment (`save`/`restore`), so `sweep resume` continues without duplicates.
 Each replicate is its own child run, tagged `wave` (0 = the first) by `WaveTagger`.
 """
@@ -439,7 +439,7 @@ def grid_cells(plan) -> list[dict[str, Any]]:
 
 
 def make_tuner(plan, opts, meta: dict, resources: dict, trainable, run_config):
-    """The Tuner of an adaptive sweep: AdaptiveSearcher, num_samples=-1, reused actors."""
+    """The Tuner of an adaptive sweep: AdaptiveSearcher, num_samples = the most trials possible, reused actors."""
     from ray import tune
 
     settings = settings_from(opts, plan)
@@ -455,7 +455,9 @@ def make_tuner(plan, opts, meta: dict, resources: dict, trainable, run_config):
             cb.total = len(rep.cells) * settings.max_seeds
     run_config.callbacks = list(run_config.callbacks or []) + [
         WaveTagger(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"], plan.seeds, settings)]
-    tune_config = tune.TuneConfig(num_samples=-1, search_alg=searcher, reuse_actors=True,
+    # num_samples is the bound the searcher can never exceed (every cell at --max-seeds); it
+    # stops earlier by returning FINISHED.
+    tune_config = tune.TuneConfig(num_samples=len(rep.cells) * settings.max_seeds, search_alg=searcher, reuse_actors=True,
                                   max_concurrent_trials=opts.max_concurrent or slots)
     if not opts.quiet:
         print(f"until decided: {settings.rule}", flush=True)
