@@ -18,10 +18,10 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import stats as S
+from analysis import stats as ST
 from analysis.aggregate import group_cells, sort_key, welch
 from analysis.style import cell_label, fmt_value, is_accuracy
-from core import store_schema as SS
+from core import store_schema as S
 
 ALPHA = 0.05
 VERDICTS = ("yes", "no", "inconclusive", "not tested")
@@ -74,7 +74,7 @@ class HypothesisResult:
     p_adj: float = math.nan
     effect: tuple[float, float, float] = (math.nan,) * 3
     sides: tuple[Side, Side] = (Side(), Side())
-    single: S.SingleSeed | None = None
+    single: ST.SingleSeed | None = None
     alpha: float = ALPHA
     mode: str = "max"
     m_tests: int = 1
@@ -138,8 +138,8 @@ def select(runs: pd.DataFrame, name: str, fixed: Mapping[str, Any] | None = None
     for col in ("pairing", "model", "series"):
         if col in runs:
             mask |= runs[col].astype(str) == name
-    if SS.TAG_STATUS_REASON in runs:
-        mask &= runs[SS.TAG_STATUS_REASON] == SS.STATUS_COMPLETED
+    if S.TAG_STATUS_REASON in runs:
+        mask &= runs[S.TAG_STATUS_REASON] == S.STATUS_COMPLETED
     out = runs[mask]
     return restrict(out, fixed or {})
 
@@ -168,7 +168,7 @@ def num_classes(runs: pd.DataFrame) -> int | None:
     dataset = row.get("dataset")
     if not isinstance(dataset, str) and isinstance(row.get("pairing"), str):
         dataset = row["pairing"].split("/")[-1]
-    return S.DATASET_CLASSES.get(dataset) if isinstance(dataset, str) else None
+    return ST.DATASET_CLASSES.get(dataset) if isinstance(dataset, str) else None
 
 
 def summarise(values: pd.Series, metric: str, classes: int | None, intervals: bool = True) -> Side:
@@ -176,10 +176,10 @@ def summarise(values: pd.Series, metric: str, classes: int | None, intervals: bo
     v = pd.to_numeric(values, errors="coerce").dropna()
     acc = is_accuracy(metric)
     if intervals:
-        mean, low, high = S.bootstrap_interval(v, (0.0, 1.0) if acc else None)
+        mean, low, high = ST.bootstrap_interval(v, (0.0, 1.0) if acc else None)
     else:
         mean, low, high = (float(v.mean()) if len(v) else math.nan), math.nan, math.nan
-    return Side(mean, low, high, len(v), S.median(v), S.collapsed(v, classes) if acc else math.nan)
+    return Side(mean, low, high, len(v), ST.median(v), ST.collapsed(v, classes) if acc else math.nan)
 
 
 def _by_seed(runs: pd.DataFrame, metric: str) -> dict:
@@ -239,12 +239,12 @@ def evaluate(hypothesis, runs: pd.DataFrame, keys: Sequence[str],
         sb = summarise(b, metric, num_classes(cell_runs), intervals)
         sw = summarise(w, metric, num_classes(rivals), intervals)
         bounds = (0.0, 1.0) if is_accuracy(metric) else None
-        effect = S.diff_interval(b, w, bounds) if intervals else (test.mean_a - test.mean_b, math.nan, math.nan)
+        effect = ST.diff_interval(b, w, bounds) if intervals else (test.mean_a - test.mean_b, math.nan, math.nan)
         results.append(HypothesisResult(
             h.text, shown, verdict(test.mean_a, test.mean_b, test.p, h.mode, alpha), metric,
             (sb.mean, sb.low, sb.high, test.n_a), (sw.mean, sw.low, sw.high, test.n_b), test.p,
             p_adj=test.p, effect=effect, sides=(sb, sw),
-            single=S.single_seed(_by_seed(cell_runs, metric), _by_seed(rivals, metric), h.mode),
+            single=ST.single_seed(_by_seed(cell_runs, metric), _by_seed(rivals, metric), h.mode),
             alpha=alpha, mode=h.mode))
     results.sort(key=lambda r: tuple(sort_key(v) for v in r.cell.values()))
     return results
@@ -252,7 +252,7 @@ def evaluate(hypothesis, runs: pd.DataFrame, keys: Sequence[str],
 
 def with_holm(results: Sequence[HypothesisResult]) -> list[HypothesisResult]:
     """Holm-adjust the p-values of every tested result together and redo the verdicts."""
-    adjusted = S.holm([r.p for r in results])
+    adjusted = ST.holm([r.p for r in results])
     m = sum(1 for r in results if r.p == r.p)
     out = []
     for r, q in zip(results, adjusted):
@@ -302,6 +302,6 @@ def explain(alpha: float = ALPHA, rule: str = "") -> str:
     """The legend under the hypotheses (text)."""
     return (f"yes/no: the difference of means is significant in that direction (Welch t-test, Holm-adjusted "
             f"over this experiment's hypotheses and cells, adjusted p < {alpha:.3g}{'; ' + rule if rule else ''}); "
-            f"[low, high]: {S.INTERVAL_NOTE}; difference: mean of better minus mean of worse with its bootstrap "
-            f"interval; at chance: seeds at most {S.COLLAPSE_MARGIN * 100:.0f} points above 1/classes; "
+            f"[low, high]: {ST.INTERVAL_NOTE}; difference: mean of better minus mean of worse with its bootstrap "
+            f"interval; at chance: seeds at most {ST.COLLAPSE_MARGIN * 100:.0f} points above 1/classes; "
             "n = completed seeds per side; the single-seed line pairs the sides by seed number.")

@@ -7,15 +7,17 @@ import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
 from analysis.sweep_data import SweepData
 from core import store_schema as S
 from core.errors import ConfigError
+
+if TYPE_CHECKING:  # mlflow is imported when a store is read, so `import analysis` needs no mlflow
+    from mlflow.tracking import MlflowClient
 
 PAGE = 1000
 # Tags parsed like params (everything else stays a string: a git sha can look like a number).
@@ -135,6 +137,8 @@ def load_sweep(tracking_uri: str, experiment: str | None = None, sweep: str | No
         ConfigError: the experiment or sweep does not exist (names what does).
     """
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from mlflow.tracking import MlflowClient
+
     client = MlflowClient(tracking_uri=tracking_uri)
     parent = find_parent(client, experiment, sweep, parent_run_id)
     exp = client.get_experiment(parent.info.experiment_id)

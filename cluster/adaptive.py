@@ -21,10 +21,10 @@ Each replicate is its own child run, tagged `wave` (0 = the first) by `WaveTagge
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
-import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -263,12 +263,18 @@ class Replicates:
 
     # -- persistence (Searcher.save/restore) ----------------------------------------------
     def state(self) -> dict[str, Any]:
-        return {"issued": self.issued, "results": self.results, "queue": self.queue, "wave": self.wave,
-                "finished": self.finished, "looks": self.looks}
+        """Plain JSON data (saved with the Tune state; JSON so a resume never unpickles a file)."""
+        return {"issued": {tid: list(v) for tid, v in self.issued.items()}, "results": dict(self.results),
+                "queue": [list(q) for q in self.queue], "wave": self.wave, "finished": self.finished,
+                "looks": [dataclasses.asdict(x) for x in self.looks]}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)
+        self.issued = {tid: tuple(v) for tid, v in state["issued"].items()}
+        self.results = dict(state["results"])
+        self.queue = [tuple(q) for q in state["queue"]]
+        self.wave = int(state["wave"])
+        self.finished = bool(state["finished"])
+        self.looks = [Look(**x) for x in state["looks"]]
 
     def summary(self) -> dict[str, Any]:
         last = self.looks[-1] if self.looks else None
@@ -345,12 +351,12 @@ class AdaptiveSearcher(_searcher_base()):
             log.warning("could not log the adaptive look to the parent run: %s", exc)
 
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.rep.state(), f)
+        with open(checkpoint_path, "w") as f:
+            json.dump(self.rep.state(), f)
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.rep.load_state(pickle.load(f))
+        with open(checkpoint_path) as f:
+            self.rep.load_state(json.load(f))
         self._logged = len(self.rep.looks)
 
     def get_state(self) -> dict:
@@ -432,10 +438,11 @@ def other_runs(plan, tracking_uri: str) -> dict[str, pd.DataFrame]:
 
 def grid_cells(plan) -> list[dict[str, Any]]:
     """One flat config per grid cell, without the seed (the searcher adds the seeds)."""
-    import dataclasses
-
-    unseeded = dataclasses.replace(plan, axes={k: v for k, v in plan.axes.items() if k != "seed"})
-    return [{k: v for k, v in cfg.items() if k != "seed"} for cfg in unseeded.cells()]
+    cells: dict[str, dict[str, Any]] = {}
+    for cfg in plan.cells():
+        cell = {k: v for k, v in cfg.items() if k != "seed"}
+        cells.setdefault(repr(sorted(cell.items(), key=lambda kv: kv[0])), cell)
+    return list(cells.values())
 
 
 def make_tuner(plan, opts, meta: dict, resources: dict, trainable, run_config):

@@ -14,9 +14,12 @@ EPILOG = "Defaults: local Ray, MLflow at sqlite:///mlflow.db. A cluster is one f
 
 def _float(text: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pack", type=int, default=1, metavar="K",
                      help="train up to K trials of one architecture as one vmapped model per Tune trial "
                           "(docs/performance.md; conv models stay unpacked on CPU)")
+    run.add_argument("--yes", "--allow-large", dest="allow_large", action="store_true",
+                     help="run a sweep of more than 10,000 trials (refused otherwise)")
     run.add_argument("--until-decided", action="store_true",
                      help="add seeds, wave by wave, to cells whose hypotheses are still open (cluster/adaptive.py)")
     run.add_argument("--max-seeds", type=int, metavar="N", help="--until-decided: at most N seeds per cell (default 12)")
@@ -142,8 +147,9 @@ def cmd_run(args) -> int:
                       storage_path=args.storage_path, data_root=args.data_root, max_failures=args.max_failures,
                       scheduler=args.scheduler, search=args.search, ship_code=not args.no_ship_code,
                       samples=parse_samples(args.samples), grace_period=args.grace_period,
-                      reduction_factor=args.reduction_factor, pack=args.pack, until_decided=args.until_decided,
-                      max_seeds=args.max_seeds, target_halfwidth=args.target_halfwidth)
+                      reduction_factor=args.reduction_factor, pack=args.pack, allow_large=args.allow_large,
+                      until_decided=args.until_decided, max_seeds=args.max_seeds,
+                      target_halfwidth=args.target_halfwidth)
     return run_sweep(opts)
 
 
@@ -224,9 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sweep {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # cluster.interrupts.Interrupted carries SIGINT or SIGTERM
         print(f"sweep {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(exc, "signum", 2)
 
 
 if __name__ == "__main__":

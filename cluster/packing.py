@@ -68,13 +68,14 @@ def _model_check(resolved, device_type: str, cache: dict) -> str | None:
     return cache[key]
 
 
-def make_packs(cells: list[dict[str, Any]], k: int, gpu: bool = False) -> PackPlan:
+def make_packs(cells: list[dict[str, Any]], k: int, gpu: bool = False, specs: list | None = None) -> PackPlan:
     """Group grid cells (flat trial configs) into packs of at most k members.
 
     Args:
         cells: the plan's cells (cluster.plan.Plan.cells()).
         k: the largest pack (k >= 2; k == 1 means no packing).
         gpu: trials run on a GPU (Ray gives them one and device is not "cpu").
+        specs: the cells' resolved specs (cluster.plan.Plan.specs); resolved here when None.
 
     Returns:
         PackPlan; every cell appears in exactly one pack, in a deterministic order.
@@ -83,15 +84,14 @@ def make_packs(cells: list[dict[str, Any]], k: int, gpu: bool = False) -> PackPl
         ConfigError: k < 1.
     """
     from trainables.packing import MIN_PACK, pack_key
-    from trainables.resolve import resolve_config
+    from trainables.spec import resolve_config
 
     if k < 1:
         raise ConfigError(f"--pack must be >= 1, got {k}")
     cache: dict = {}
     groups: dict[tuple, list[tuple[Any, dict]]] = defaultdict(list)
     plan = PackPlan([])
-    for cell in cells:
-        r = resolve_config(cell)
+    for cell, r in zip(cells, specs if specs is not None else map(resolve_config, cells)):
         device_type = "cuda" if gpu and r.train.device != "cpu" else "cpu"
         reason = "--pack 1" if k == 1 else _model_check(r, device_type, cache)
         if reason is not None:
@@ -126,6 +126,30 @@ def _even_packs(cells: list[dict], k: int, smallest: int) -> list[list[dict]]:
     return packs
 
 
+def check_pack(plan, k: int, scheduler: str | None = None, search: str = "random") -> None:
+    """Refuse `--pack K` (K > 1) where packs cannot be built; run by `build_plan`, before Ray or MLflow start.
+
+    Raises:
+        ConfigError: a trial scheduler (ASHA stops whole Tune trials, i.e. every member of a pack),
+            a model-based searcher, sampled values (packs are built from grid cells) or
+            --num-samples > 1.
+    """
+    if k <= 1:
+        return
+    if scheduler not in (None, "none"):
+        raise ConfigError(f"--pack cannot be combined with --scheduler {scheduler}: a scheduler stops whole "
+                          "Tune trials, i.e. every member of a pack; drop one of them"
+                          + (" (this experiment uses ASHA by default: add --scheduler none)"
+                             if plan.experiment.search is not None else ""))
+    if search not in (None, "random"):
+        raise ConfigError(f"--pack cannot be combined with --search {search}: a searcher proposes one "
+                          "config per Tune trial; drop --pack")
+    if plan.sampled:
+        raise ConfigError("--pack works on grid sweeps; this plan samples values (a search): drop --pack")
+    if plan.num_samples != 1:
+        raise ConfigError(f"--pack needs --num-samples 1, got {plan.num_samples}; use --seeds for replicates")
+
+
 def packed_space(plan, k: int, gpu: bool = False, scheduler: str | None = None) -> tuple[dict[str, Any], PackPlan]:
     """The Tune param_space of a packed sweep ({"members": grid over packs}) and its PackPlan.
 
@@ -135,12 +159,6 @@ def packed_space(plan, k: int, gpu: bool = False, scheduler: str | None = None) 
     """
     from ray import tune
 
-    if scheduler not in (None, "none"):
-        raise ConfigError(f"--pack cannot be combined with --scheduler {scheduler}: a scheduler stops whole "
-                          "Tune trials, i.e. every member of a pack; drop one of them")
-    if plan.sampled:
-        raise ConfigError("--pack works on grid sweeps; this plan samples values (a search): drop --pack")
-    if plan.num_samples != 1:
-        raise ConfigError(f"--pack needs --num-samples 1, got {plan.num_samples}; use --seeds for replicates")
-    packs = make_packs(plan.cells(), k, gpu)
+    check_pack(plan, k, scheduler)
+    packs = make_packs(plan.cells(), k, gpu, plan.specs)
     return {"members": tune.grid_search(packs.packs)}, packs

@@ -128,8 +128,6 @@ def sweep_finished(path: Path) -> bool:
     code alone cannot tell.) Every trial in Tune's newest experiment state must be TERMINATED or
     ERROR, and every planned trial must exist: for --until-decided the searcher said FINISHED,
     else the trial count reaches the plan's."""
-    import pickle
-
     from cluster.runner import SWEEP_FILE
 
     states = sorted(path.glob("experiment_state-*.json"))
@@ -144,8 +142,10 @@ def sweep_finished(path: Path) -> bool:
         saved = sorted(path.glob("searcher-state-*.pkl"))
         if not saved:
             return False
-        with open(saved[-1], "rb") as f:
-            return bool(pickle.load(f).get("finished"))
+        try:
+            return bool(json.loads(saved[-1].read_text()).get("finished"))
+        except (ValueError, UnicodeDecodeError):  # an old or foreign state file: not finished
+            return False
     return len(statuses) >= int(meta.get("n_trials", 0))
 
 

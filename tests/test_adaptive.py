@@ -1,8 +1,10 @@
 """Adaptive replicates (cluster.adaptive) on fabricated results: no Ray, no training."""
-import pickle
+import json
 
 import numpy as np
 import pytest
+
+pytest.importorskip("ray", reason="the adaptive searcher is a Ray Tune Searcher")
 
 from cluster.adaptive import FINISHED, AdaptiveSettings, Replicates
 from search_spaces.experiment import Hypothesis
@@ -95,7 +97,7 @@ def test_everything_decided_after_the_first_wave_stops_at_once():
 def test_state_round_trip_continues_without_duplicates():
     rep = make(max_seeds=9)
     drive(rep, stop_after=20)  # mid-way through the second wave, two trials still running
-    saved = pickle.loads(pickle.dumps(rep.state()))
+    saved = json.loads(json.dumps(rep.state()))
     running = [t for t in rep.issued if t not in rep.results]
     again = make(max_seeds=9)
     again.load_state(saved)

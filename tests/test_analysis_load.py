@@ -3,6 +3,8 @@ import time
 
 import numpy as np
 import pytest
+
+pytest.importorskip("mlflow", reason="reads and writes MLflow stores")
 from analysis_fakes import EPOCHS, PAIRINGS, SEEDS, accuracy, fake_store, trial_rows
 
 from analysis.load import load_artifacts, load_sweep, parse_value

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+pytest.importorskip("mlflow", reason="reads and writes MLflow stores")
 from analysis_fakes import PAIRINGS, fake_store
 from matplotlib.image import imread
 

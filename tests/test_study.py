@@ -144,7 +144,6 @@ def test_sweep_finished_reads_tune_state(tmp_path):
     assert not sweep_finished(tmp_path)
     state(["TERMINATED", "TERMINATED"], until=True)
     assert not sweep_finished(tmp_path)  # no searcher state: cannot know
-    import pickle
 
-    (tmp_path / "searcher-state-1.pkl").write_bytes(pickle.dumps({"finished": True}))
+    (tmp_path / "searcher-state-1.pkl").write_text(json.dumps({"finished": True}))
     assert sweep_finished(tmp_path)

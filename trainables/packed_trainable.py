@@ -158,7 +158,7 @@ def _open_runs(rs, bundles, tracking, trial_id, run_ids, placement) -> list[Tria
         if run.resumed:
             run.set_tags(tags)
         else:
-            run.log_params(r.config)
+            run.log_params(r.applied_params())
         runs.append(run)
     return runs
 

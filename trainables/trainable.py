@@ -132,7 +132,7 @@ def run_trial(config: dict[str, Any], tracking: TrackingInfo | None = None,
         tags.update(ray_placement(device))
         run = TrialRun(tracking, trial_id, (restore or {}).get("run_id"), run_name(r, tracking.swept_keys), tags)
         if not run.resumed:
-            run.log_params(r.config)
+            run.log_params(r.applied_params())
         else:
             run.set_tags(tags)  # tags are idempotent; a rerun after driver loss re-asserts them
         if run.previous is not None and run.previous.info.status == "FINISHED":

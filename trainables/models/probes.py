@@ -159,6 +159,9 @@ class LinearProbe(nn.Module):
         ConfigError: non-positive sizes, or in_features that contradicts the backbone's width.
     """
 
+    # The backbone is the dataset's setting (cifar10_features); in_features is derived from it.
+    NOT_CONFIG = ("backbone",)
+
     def __init__(self, in_features: int | None = None, num_classes: int = 10,
                  backbone: str | None = None):
         super().__init__()
