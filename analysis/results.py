@@ -55,8 +55,8 @@ def _collapsed(runs: pd.DataFrame, keys: list[str], row: pd.Series, metric: str)
     from analysis.stats import collapsed
 
     cell = _cell_rows(runs, keys, row)
-    if "status_reason" in cell:
-        cell = cell[cell["status_reason"] == "completed"]
+    if S.TAG_STATUS_REASON in cell:
+        cell = cell[cell[S.TAG_STATUS_REASON] == S.STATUS_COMPLETED]
     if cell.empty:
         return 0
     return collapsed(pd.to_numeric(cell[metric], errors="coerce"), num_classes(cell))
