@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
+from core import store_schema as S
 
 CONFIDENCE = 0.95
 
@@ -56,8 +57,8 @@ def aggregate(runs: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> 
     missing = [k for k in by if k not in runs.columns]
     if missing:
         raise ConfigError(f"cannot group runs by {missing}: not a column; columns: {sorted(runs.columns)}")
-    if "status_reason" in runs:
-        runs = runs[runs["status_reason"] == "completed"]
+    if S.TAG_STATUS_REASON in runs:
+        runs = runs[runs[S.TAG_STATUS_REASON] == S.STATUS_COMPLETED]
     metrics = [m for m in metrics if m in runs.columns]
     rows = []
     for key, group in group_cells(runs, by):
@@ -131,8 +132,8 @@ def compare(runs: pd.DataFrame, a: str, b: str, by: Sequence[str], metric: str =
     Returns:
         one row per cell with both sides: the keys in `by`, mean_a, mean_b, n_a, n_b, t, p.
     """
-    if "status_reason" in runs:
-        runs = runs[runs["status_reason"] == "completed"]
+    if S.TAG_STATUS_REASON in runs:
+        runs = runs[runs[S.TAG_STATUS_REASON] == S.STATUS_COMPLETED]
     by = [k for k in by if k != column]
     rows = []
     for key, group in group_cells(runs, by):

@@ -10,6 +10,7 @@ import pandas as pd
 
 from analysis.aggregate import group_cells, sort_key, t_interval, welch
 from analysis.style import cell_label, fmt_mean_ci
+from core import store_schema as S
 
 ALPHA = 0.05
 VERDICTS = ("yes", "no", "inconclusive", "not tested")
@@ -64,8 +65,8 @@ def select(runs: pd.DataFrame, name: str, fixed: Mapping[str, Any] | None = None
     for col in ("pairing", "model", "series"):
         if col in runs:
             mask |= runs[col].astype(str) == name
-    if "status_reason" in runs:
-        mask &= runs["status_reason"] == "completed"
+    if S.TAG_STATUS_REASON in runs:
+        mask &= runs[S.TAG_STATUS_REASON] == S.STATUS_COMPLETED
     out = runs[mask]
     return restrict(out, fixed or {})
 

@@ -14,15 +14,17 @@ from analysis.hypotheses import evaluate_all
 from analysis.load import load_artifacts, load_sweep
 from analysis.plots import NEEDS, PLOTS, get_plot
 from analysis.results import display_table, result_keys, sweep_results
+from analysis.samples import load_samples
 from analysis.style import figure_png
 from analysis.sweep_data import SweepData, empty_sweep
-from trainables.errors import ConfigError
+from core.errors import ConfigError
+from core import store_schema as S
 
 log = logging.getLogger(__name__)
 DEFAULT_PLOTS = ("accuracy_vs_data", "accuracy_vs_epochs", "curves", "kernels", "confusion",
                  "params_vs_accuracy", "accuracy_vs_shift", "leaderboard")
 SEARCH_PLOTS = ("search_scatter", "asha_rungs", "best_configs")
-RUN_COLUMNS = ("pairing", "seed", "status_reason", "val_acc", "best_val_acc", "epochs_completed")
+RUN_COLUMNS = (S.TAG_PAIRING, S.TAG_SEED, S.TAG_STATUS_REASON, "val_acc", S.METRIC_BEST_VAL_ACC, S.METRIC_EPOCHS_COMPLETED)
 
 
 @dataclass
@@ -60,7 +62,7 @@ def report_spec(data: SweepData, experiment: str | None = None) -> ReportSpec:
         except (ImportError, ConfigError, TypeError):
             decl = None
     if not decl:
-        search = data.parent.get("tags", {}).get("search", "grid") not in ("grid", "")
+        search = data.parent.get("tags", {}).get(S.TAG_SEARCH, "grid") not in ("grid", "")
         return ReportSpec(DEFAULT_PLOTS + (SEARCH_PLOTS if search else ()), declared=False,
                           notes=["no experiment declaration found: default plots, no hypotheses"])
     plots = tuple(decl.get("plots") or ())
@@ -148,7 +150,7 @@ def write_report(tracking_uri: str, experiment: str | None = None, sweep: str | 
         if name in others:
             plot_data = plot_data.merge(others[name])
     if "samples" in spec.plots and stored and len(data.runs):
-        plot_data.samples = _samples(data, notes)
+        plot_data.samples = load_samples(data, notes)
     figures, plot_notes = render_figures(plot_data, spec)
     notes += plot_notes
     results = sweep_results(data)
@@ -169,36 +171,17 @@ def write_report(tracking_uri: str, experiment: str | None = None, sweep: str | 
 
         client = MlflowClient(tracking_uri=tracking_uri)
         for path in written:
-            client.log_artifact(data.parent["run_id"], str(path), "report")
+            client.log_artifact(data.parent["run_id"], str(path), S.ART_REPORT_DIR)
     return out / "index.html"
-
-
-def _samples(data: SweepData, notes: list[str]):
-    from analysis.samples import sample_images
-
-    run = data.runs.iloc[0]
-    # Python scalars: config dataclasses type-check and reject numpy's int64.
-    cfg = {k: (run[k].item() if hasattr(run[k], "item") else run[k])
-           for k in data.params if k in run and not _missing(run[k])}
-    dataset = run.get("dataset") if isinstance(run.get("dataset"), str) else str(run["pairing"]).split("/")[-1]
-    try:
-        return sample_images(dataset, cfg)
-    except Exception as exc:  # data files absent on this machine, an old config, ...: skip the grid
-        notes.append(f"sample grid skipped: could not build dataset {dataset!r}: {type(exc).__name__}: {exc}")
-        return None
-
-
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and v != v)
 
 
 def _page(data, spec, results, figures, verdicts, notes) -> str:
     p, uri = data.parent, data.parent.get("tracking_uri", "")
     exp_id = p.get("experiment_id", "")
-    counts = data.runs["status_reason"].value_counts().to_dict() if "status_reason" in data.runs else {}
+    counts = data.runs[S.TAG_STATUS_REASON].value_counts().to_dict() if S.TAG_STATUS_REASON in data.runs else {}
     meta = {"experiment": p.get("experiment"), "sweep": data.name, "tracking URI": uri,
-            "parent run": p.get("run_id", "—"), "git sha": p.get("tags", {}).get("git_sha", "—"),
-            "search": p.get("tags", {}).get("search", "—"), "smoke": p.get("tags", {}).get("smoke", "—"),
+            "parent run": p.get("run_id", "—"), "git sha": p.get("tags", {}).get(S.TAG_GIT_SHA, "—"),
+            "search": p.get("tags", {}).get(S.TAG_SEARCH, "—"), "smoke": p.get("tags", {}).get(S.TAG_SMOKE, "—"),
             "trials": f"{len(data.runs)} ({', '.join(f'{v} {k}' for k, v in counts.items()) or 'none'})",
             "written": time.strftime("%Y-%m-%d %H:%M:%S")}
     parent_link = _run_link(uri, exp_id, p.get("run_id", "")) if p.get("run_id") else None

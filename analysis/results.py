@@ -7,7 +7,8 @@ from analysis.aggregate import aggregate, group_cells, sort_cells
 from analysis.load import load_sweep
 from analysis.style import fmt_mean_ci
 from analysis.sweep_data import NOT_CELL_KEYS, SweepData
-from trainables.errors import ConfigError
+from core.errors import ConfigError
+from core import store_schema as S
 
 FORMATS = ("table", "csv", "json")
 # Columns shown (when present) in the text table and the HTML report; the CSV has them all.
@@ -32,7 +33,7 @@ def sweep_results(data: SweepData) -> pd.DataFrame:
     keys = result_keys(data)
     table = aggregate(runs, keys, metrics) if len(runs) else pd.DataFrame(columns=keys + ["n"])
     table = _with_empty_cells(table, runs, keys)
-    for i, (reason, col) in enumerate((("stopped_early", "n_stopped"), ("failed", "n_failed"))):
+    for i, (reason, col) in enumerate(((S.STATUS_STOPPED_EARLY, "n_stopped"), (S.STATUS_FAILED, "n_failed"))):
         table.insert(len(keys) + 1 + i, col, [_count(runs, keys, row, reason) for _, row in table.iterrows()])
     return table
 
@@ -59,9 +60,9 @@ def _with_empty_cells(table: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) 
 
 
 def _count(runs: pd.DataFrame, keys: list[str], row: pd.Series, reason: str) -> int:
-    if "status_reason" not in runs:
+    if S.TAG_STATUS_REASON not in runs:
         return 0
-    mask = runs["status_reason"] == reason
+    mask = runs[S.TAG_STATUS_REASON] == reason
     for k in keys:
         v = row[k]
         mask &= runs[k].isna() if _missing(v) else runs[k].apply(lambda x, v=v: x == v)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 import os
 
@@ -14,9 +14,12 @@ EPILOG = "Defaults: local Ray, MLflow at sqlite:///mlflow.db. A cluster is one f
 
 def _float(text: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pack", type=int, default=1, metavar="K",
                      help="train up to K trials of one architecture as one vmapped model per Tune trial "
                           "(docs/performance.md; conv models stay unpacked on CPU)")
+    run.add_argument("--yes", "--allow-large", dest="allow_large", action="store_true",
+                     help="run a sweep of more than 10,000 trials (refused otherwise)")
     run.add_argument("--no-ship-code", action="store_true",
                      help="with --address: use the project installed on the nodes instead of shipping this dir")
 
@@ -121,7 +126,7 @@ def cmd_run(args) -> int:
                       storage_path=args.storage_path, data_root=args.data_root, max_failures=args.max_failures,
                       scheduler=args.scheduler, search=args.search, ship_code=not args.no_ship_code,
                       samples=parse_samples(args.samples), grace_period=args.grace_period,
-                      reduction_factor=args.reduction_factor, pack=args.pack)
+                      reduction_factor=args.reduction_factor, pack=args.pack, allow_large=args.allow_large)
     return run_sweep(opts)
 
 
@@ -188,9 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sweep {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # cluster.interrupts.Interrupted carries SIGINT or SIGTERM
         print(f"sweep {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(exc, "signum", 2)
 
 
 if __name__ == "__main__":

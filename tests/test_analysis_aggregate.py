@@ -10,7 +10,7 @@ from analysis.hypotheses import evaluate, evaluate_all, verdict
 from analysis.results import format_results, sweep_results
 from analysis.sweep_data import SweepData
 from search_spaces.experiment import Hypothesis
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 CNN, MLP = "simple_cnn/edges", "three_layer_mlp/edges"
 T_975_DF2 = 4.302652729749462  # Student t quantile, 2 degrees of freedom (tables: 4.303)

@@ -14,7 +14,7 @@ from matplotlib.image import imread
 
 from analysis.report import DEFAULT_PLOTS, _run_link, report_spec, write_report
 from analysis.sweep_data import SweepData
-from trainables.errors import UnknownName
+from core.errors import UnknownName
 
 CHROMIUM = Path("/usr/bin/chromium")
 EXPECTED_IMAGES = ["accuracy_vs_data", "curves_data_per_class_10", "curves_data_per_class_30",

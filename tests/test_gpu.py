@@ -2,7 +2,8 @@
 checks of the same code paths that any machine can run.
 
 Needs torch, numpy and pytest only (no Ray, MLflow, pandas or torchvision): run on a GPU machine
-with `python -m pytest -m gpu tests/test_gpu.py`. CIFAR-10 and MNIST are generated in their real
+with `python -m pytest -m gpu tests/test_gpu.py`. `SWEEP_GPU_TEST_DEVICE=cpu` dry-runs the same
+tests on the CPU (what needs CUDA by nature, sync debug mode and CUDA graphs, is then skipped). CIFAR-10 and MNIST are generated in their real
 file formats by benchmarks/gpu_data.py; the feature-cache test also needs torchvision (a random
 ResNet-18 is saved to a file; nothing is downloaded) and skips without it.
 """
@@ -22,7 +23,7 @@ sys.path.insert(0, str(ROOT))  # benchmarks/ is not an installed package
 
 from benchmarks import gpu_data  # noqa: E402
 from trainables.config import TrainConfig  # noqa: E402
-from trainables.errors import ConfigError  # noqa: E402
+from core.errors import ConfigError  # noqa: E402
 from trainables.loop import Trainer  # noqa: E402
 from trainables.packed_optim import PackedOptimizer  # noqa: E402
 from trainables.packing import PackedTrainer  # noqa: E402
@@ -31,8 +32,12 @@ from trainables.resolve import resolve_config  # noqa: E402
 from trainables.trainable import load_data, make_model, run_trial  # noqa: E402
 
 HAS_CUDA = torch.cuda.is_available()
-NO_CUDA = "needs a CUDA device: torch.cuda.is_available() is False on this machine"
-gpu = [pytest.mark.gpu, pytest.mark.skipif(not HAS_CUDA, reason=NO_CUDA)]
+DEVICE = os.environ.get("SWEEP_GPU_TEST_DEVICE", "cuda")  # "cpu": a dry run of these tests
+ON_CUDA = DEVICE == "cuda"
+NO_CUDA = ("needs a CUDA device: torch.cuda.is_available() is False on this machine "
+           "(SWEEP_GPU_TEST_DEVICE=cpu dry-runs these tests on the CPU)")
+gpu = [pytest.mark.gpu, pytest.mark.skipif(ON_CUDA and not HAS_CUDA, reason=NO_CUDA)]
+needs_cuda = pytest.mark.skipif(not ON_CUDA, reason="CUDA only (CPU dry run)")
 
 
 def cuda_only(fn):
@@ -79,11 +84,12 @@ def test_every_pairing_trains_one_epoch_on_cuda(pairing, image_root):
         pytest.importorskip("torchvision", reason=NEEDS_TORCHVISION[pairing])
     if PAIRINGS[pairing].dataset == "cifar10_features":
         pytest.skip("covered by test_feature_cache_built_on_cuda (needs a backbone checkpoint)")
-    torch.cuda.reset_peak_memory_stats()
-    metrics = run_trial(tiny_config(pairing, image_root, device="cuda"))
+    if ON_CUDA:
+        torch.cuda.reset_peak_memory_stats()
+    metrics = run_trial(tiny_config(pairing, image_root, device=DEVICE))
     assert metrics["epoch"] == 1 and metrics["epochs_completed"] == 1
     assert torch.isfinite(torch.tensor(metrics["train_loss"])), metrics
-    assert torch.cuda.max_memory_allocated() > 0  # the trial's tensors lived on the GPU
+    assert not ON_CUDA or torch.cuda.max_memory_allocated() > 0  # the trial's tensors lived on the GPU
 
 
 def _members(pairing: str, k: int, epochs: int, device: torch.device):
@@ -103,14 +109,14 @@ def test_packed_equals_unpacked_on_cuda(pairing):
     TF32 off (packed convolutions run as grouped convolutions and packed linears as batched
     matmuls: other kernels, so equal up to float32 rounding, not bitwise).
     """
-    device = torch.device("cuda")
+    device = torch.device(DEVICE)
     epochs = 3
     prev = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
         rs, bundles, models = _members(pairing, 3, epochs, device)
         packed = PackedTrainer(models, bundles, [r.train for r in rs], device)
-        assert packed.opt.fused  # the flat optimiser is the CUDA default
+        assert packed.opt.fused == ON_CUDA  # the flat optimiser is the CUDA default
         for epoch in range(1, epochs + 1):
             packed.run_epoch(epoch)
         for i, r in enumerate(rs):
@@ -135,9 +141,11 @@ from trainables.trainable import pick_device, run_trial
 device = pick_device("auto")
 metrics = run_trial({"pairing": "simple_cnn/edges", "data_per_class": 10, "epochs": 1, "device": "auto",
                      "log_to_mlflow": False})
+cuda = torch.cuda.is_available()
 print(json.dumps({"device": str(device), "count": torch.cuda.device_count(),
-                  "uuid": str(torch.cuda.get_device_properties(0).uuid), "epochs": metrics["epochs_completed"],
-                  "allocated_on_0": torch.cuda.max_memory_allocated(0)}))
+                  "uuid": str(torch.cuda.get_device_properties(0).uuid) if cuda else None,
+                  "epochs": metrics["epochs_completed"],
+                  "allocated_on_0": torch.cuda.max_memory_allocated(0) if cuda else 0}))
 """
 
 
@@ -145,15 +153,18 @@ print(json.dumps({"device": str(device), "count": torch.cuda.device_count(),
 def test_device_auto_picks_the_gpu_ray_assigns():
     """A fractional trial (e.g. --gpus-per-trial 0.25) gets CUDA_VISIBLE_DEVICES=<its GPU id> from Ray;
     device='auto' must then train on exactly that GPU, seen as cuda:0."""
-    gpu_id = torch.cuda.device_count() - 1  # the last GPU: on multi-GPU machines not the default one
-    want = str(torch.cuda.get_device_properties(gpu_id).uuid)
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(gpu_id), "PYTHONPATH": str(ROOT)}
+    if ON_CUDA:
+        gpu_id = torch.cuda.device_count() - 1  # the last GPU: on multi-GPU machines not the default one
+        want, visible = str(torch.cuda.get_device_properties(gpu_id).uuid), str(gpu_id)
+    else:  # CPU dry run: Ray's CUDA_VISIBLE_DEVICES="" for a trial without a GPU
+        want, visible = None, ""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", AUTO_DEVICE_CHILD], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert seen["device"] == "cuda" and seen["count"] == 1 and seen["uuid"] == want, seen
-    assert seen["epochs"] == 1 and seen["allocated_on_0"] > 0
+    assert seen["device"] == DEVICE and seen["count"] == int(ON_CUDA) and seen["uuid"] == want, seen
+    assert seen["epochs"] == 1 and (seen["allocated_on_0"] > 0) == ON_CUDA
 
 
 @cuda_only
@@ -173,7 +184,7 @@ def test_feature_cache_built_on_cuda(tmp_path):
     torch.backends.cudnn.allow_tf32 = False
     try:
         features.clear_memory_cache()
-        on_gpu = features.build_cifar10_features({**base, "feature_device": "cuda",
+        on_gpu = features.build_cifar10_features({**base, "feature_device": DEVICE,
                                                   "feature_cache_dir": str(tmp_path / "gpu")})
         features.clear_memory_cache()
         on_cpu = features.build_cifar10_features({**base, "feature_device": "cpu",
@@ -215,21 +226,26 @@ def test_no_host_sync_inside_an_epoch(kind, pairing, extra):
     """An epoch (train + evaluate + history row) never makes the host wait for the GPU: with
     torch.cuda.set_sync_debug_mode("error") any synchronising call (.item(), a blocking copy,
     nonzero, ...) raises. Epoch 1 is warm-up (lazy optimiser state, graph capture)."""
-    device = torch.device("cuda")
+    if not ON_CUDA and extra.get("cuda_graphs"):
+        pytest.skip("CUDA graphs need CUDA (CPU dry run)")
+    device = torch.device(DEVICE)
     trainer = _unpacked(pairing, device, **extra) if kind == "unpacked" else _packed(pairing, device)
     trainer.run_epoch(1)
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
+    if ON_CUDA:
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
     try:
         trainer.run_epoch(2)
         trainer.run_epoch(3)
     finally:
-        torch.cuda.set_sync_debug_mode("default")
+        if ON_CUDA:
+            torch.cuda.set_sync_debug_mode("default")
     rows = trainer.history_rows(1, 3) if kind == "unpacked" else trainer.history_rows(0, 1, 3)
     assert all(torch.isfinite(torch.tensor(row["train_loss"])) for row in rows)
 
 
 @cuda_only
+@needs_cuda
 @pytest.mark.parametrize("extra", [{"cuda_graphs": True}, {"cuda_graphs": True, "optimizer": "adam",
                                                             "scheduler": "cosine"}])
 def test_cuda_graph_step_trains_like_the_eager_step(extra):

@@ -28,7 +28,7 @@ from collections.abc import Callable
 import torch
 
 from trainables.config import TrainConfig
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 WARMUP_STEPS = 3  # eager steps before capture (lazy optimiser state, cuDNN/cuBLAS handles)
 
