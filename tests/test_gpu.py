@@ -200,7 +200,10 @@ def test_feature_cache_built_on_cuda(tmp_path):
 
 
 def _unpacked(pairing: str, dev: torch.device, **extra) -> Trainer:
-    r = resolve_config({"pairing": pairing, "data_per_class": 20, "epochs": 3, "log_to_mlflow": False, **extra})
+    # CUDA graphs capture after WARMUP_STEPS full batches: 300 images (9 full batches of 32 and a
+    # partial one) capture and replay within epoch 1.
+    size = 100 if extra.get("cuda_graphs") else 20
+    r = resolve_config({"pairing": pairing, "data_per_class": size, "epochs": 3, "log_to_mlflow": False, **extra})
     b = load_data(r).to(dev)
     return Trainer(make_model(r, b).to(dev), b, r.train, dev)
 
@@ -240,6 +243,8 @@ def test_no_host_sync_inside_an_epoch(kind, pairing, extra):
     finally:
         if ON_CUDA:
             torch.cuda.set_sync_debug_mode("default")
+    if extra.get("cuda_graphs"):
+        assert trainer._step.graph is not None  # captured in epoch 1, replayed in epochs 2-3
     rows = trainer.history_rows(1, 3) if kind == "unpacked" else trainer.history_rows(0, 1, 3)
     assert all(torch.isfinite(torch.tensor(row["train_loss"])) for row in rows)
 
@@ -254,12 +259,14 @@ def test_cuda_graph_step_trains_like_the_eager_step(extra):
     prev = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False
     try:
-        eager, graphed = (_unpacked("simple_cnn/edges", device, **{**extra, "cuda_graphs": g}) for g in (False, True))
+        eager, graphed = (_unpacked("simple_cnn/edges", device, **{**extra, "cuda_graphs": g, "data_per_class": 100})
+                          for g in (False, True))
         for epoch in (1, 2, 3):
             eager.run_epoch(epoch)
             graphed.run_epoch(epoch)
     finally:
         torch.backends.cudnn.allow_tf32 = prev
+    assert graphed._step.graph is not None and graphed._step.warm == 3
     for a, b in zip(eager.history_rows(1, 3), graphed.history_rows(1, 3)):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4, abs=1e-5)
     for name, value in eager.model.state_dict().items():

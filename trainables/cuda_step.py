@@ -15,7 +15,9 @@ exactly the ops the loop always ran, in the same order, so CPU results are bitwi
   dozens, which is what tiny launch-bound models need. The first WARMUP_STEPS batches run eagerly
   (on a side stream, as torch's whole-network capture recipe asks) and train like any step; a
   batch of another shape (the last, partial one) runs eagerly; a changed learning rate (a
-  scheduler) re-captures. Adam is built with capturable=True for it.
+  scheduler) re-captures (a capture synchronises with the device once). Adam is built with
+  capturable=True for it. The graph's input, output and gradient buffers are fixed, so nothing
+  else may hold on to them: the step returns clones of the output and loss.
 
 Which of them a GPU sweep should turn on is decided from `python -m benchmarks.gpu` figures
 (benchmarks/results-gpu.md); until such figures exist they stay off by default.
