@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from analysis import html as H
-from analysis.hypotheses import evaluate_all
+from analysis.hypotheses import ALPHA, evaluate_all, hypotheses_html
 from analysis.load import load_artifacts, load_sweep
 from analysis.plots import NEEDS, PLOTS, get_plot
 from analysis.results import display_table, result_keys, sweep_results
@@ -155,7 +155,8 @@ def write_report(tracking_uri: str, experiment: str | None = None, sweep: str | 
     notes += plot_notes
     results = sweep_results(data)
     keys = [k for k in result_keys(data) if k != "pairing"]
-    verdicts = evaluate_all(spec.hypotheses, data.runs, keys, {n: o.runs for n, o in others.items()})
+    alpha, rule = decision_rule(data)
+    verdicts = evaluate_all(spec.hypotheses, data.runs, keys, {n: o.runs for n, o in others.items()}, alpha=alpha)
 
     out = Path(out_dir) if out_dir else Path("reports") / data.name
     out.mkdir(parents=True, exist_ok=True)
@@ -173,6 +174,37 @@ def write_report(tracking_uri: str, experiment: str | None = None, sweep: str | 
         for path in written:
             client.log_artifact(data.parent["run_id"], str(path), S.ART_REPORT_DIR)
     return out / "index.html"
+
+
+def decision_rule(data: SweepData) -> tuple[float, str]:
+    """The verdicts' alpha and a sentence on how it was chosen.
+
+    A sweep run with --until-decided looked at its results several times; its parent run
+    carries the per-look alpha (cluster.adaptive) and the rule, which the report then uses.
+    """
+    tags = data.parent.get("tags", {}) or {}
+    try:
+        alpha = float(tags.get("alpha_per_look", ALPHA))
+    except (TypeError, ValueError):
+        alpha = ALPHA
+    return alpha, tags.get("stopping_rule", "")
+
+
+def adaptive_html(data: SweepData) -> str:
+    """Waves, seeds per cell and the stopping rule of an adaptive (--until-decided) sweep."""
+    tags = data.parent.get("tags", {}) or {}
+    if tags.get("until_decided") != "true":
+        return ""
+    info = {k: tags[k] for k in ("stopping_rule", "max_looks", "looks_taken", "alpha_per_look", "max_seeds",
+                                 "target_halfwidth", "adaptive_outcome") if k in tags}
+    runs = data.runs
+    waves = ""
+    if "wave" in runs and len(runs):
+        keys = [k for k in result_keys(data) if k in runs]
+        table = runs.assign(wave=pd.to_numeric(runs["wave"], errors="coerce")).groupby(keys, dropna=False).agg(
+            seeds=("run_id", "size"), waves=("wave", lambda w: ", ".join(str(int(v)) for v in sorted(set(w.dropna())))))
+        waves = H.table_html(table.reset_index())
+    return H.mapping_table(info) + waves
 
 
 def _page(data, spec, results, figures, verdicts, notes) -> str:
@@ -194,10 +226,12 @@ def _page(data, spec, results, figures, verdicts, notes) -> str:
     cols = [c for c in ("run_name",) + tuple(data.swept_keys) + RUN_COLUMNS if c in runs]
     runs_df = runs[list(dict.fromkeys(cols))].copy()
     runs_df.insert(0, "run id", [H.link(r, _run_link(uri, exp_id, r)) for r in runs["run_id"]])
+    from analysis.results import TABLE_NOTE
+
     sections = [
-        ("Hypotheses", H.hypotheses_html(verdicts)),
-        ("Results", "<p class=\"muted\">Completed trials only; mean ± half-width of the 95% t-interval "
-                    "over seeds. Every column: <a href=\"results.csv\">results.csv</a>.</p>"
+        ("Hypotheses", hypotheses_html(verdicts, decision_rule(data)[1])),
+        ("Results", "<p class=\"muted\">Completed trials only; " + H.esc(TABLE_NOTE.strip("()"))
+                    + ". Every column: <a href=\"results.csv\">results.csv</a>.</p>"
                     + H.table_html(display_table(results))),
         ("Figures", figs),
         ("Sweep configuration", H.mapping_table(p.get("params", {})) + H.mapping_table(p.get("tags", {}))
@@ -206,6 +240,9 @@ def _page(data, spec, results, figures, verdicts, notes) -> str:
     ]
     from analysis.confirmation import confirmation_html  # searches: best config per model vs `sweep confirm`
 
+    adaptive = adaptive_html(data)
+    if adaptive:
+        sections.insert(1, ("Adaptive replicates", adaptive))
     best = confirmation_html(data)
     if best:
         sections.insert(1, ("Best configuration per model", best))

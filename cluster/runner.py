@@ -54,6 +54,9 @@ class RunOptions:
     quiet: bool = False
     pack: int = 1  # --pack K: up to K trials trained as one vmapped model per Tune trial (cluster.packing)
     allow_large: bool = False  # --yes: run sweeps above cluster.validate.MAX_TRIALS trials
+    until_decided: bool = False  # --until-decided: seeds added where hypotheses are open (cluster.adaptive)
+    max_seeds: int | None = None
+    target_halfwidth: float | None = None
 
     def __post_init__(self):
         validate.check_options(self)  # non-finite resource values first: the checks below compare them
@@ -119,6 +122,9 @@ def build_plan(opts: RunOptions, definition: Experiment | None = None) -> Plan:
                      precheck=lambda p: validate.check_plan(p, opts))
     validate.check_memory(plan)
     check_search(plan, opts)  # scheduler/searcher problems also fail before Ray or MLflow start
+    from cluster.adaptive import settings_from
+
+    settings_from(opts, plan)  # --until-decided problems too
     return plan
 
 
@@ -179,7 +185,7 @@ def _start_and_fit(plan: Plan, opts: RunOptions, uri: str, storage: str, name: s
             {S.TAG_SWEPT_KEYS: json.dumps(plan.swept_keys), S.TAG_GIT_SHA: sha, S.TAG_SEARCH: search,
              S.TAG_SMOKE: str(plan.smoke).lower(), S.TAG_STORAGE_PATH: storage, S.TAG_N_TRIALS: str(plan.n_trials()),
              S.TAG_SCHEDULER: opts.scheduler or "none", S.TAG_ASHA: json.dumps(asha_settings(plan, opts) or {}),
-             **(tags or {})},
+             **_adaptive_tags(plan, opts), **(tags or {})},
             {**plan.fixed, S.PARAM_SEEDS: plan.seeds, S.PARAM_NUM_SAMPLES: plan.num_samples}, declaration(plan))
         meta = {"name": name, "experiment": plan.experiment.name, "tracking_uri": uri, "experiment_id": exp_id,
                 "parent_run_id": parent, "resources": resources, "storage_path": storage, "git_sha": sha,
@@ -285,6 +291,13 @@ def _interrupted(client, meta: dict, signum: int, folder: Path | None) -> int:
     return 128 + signum
 
 
+def _adaptive_tags(plan: Plan, opts: RunOptions) -> dict[str, str]:
+    from cluster.adaptive import settings_from
+
+    settings = settings_from(opts, plan)
+    return settings.parent_tags() if settings else {}
+
+
 def _trainable(meta: dict, resources: dict):
     from ray import tune
 
@@ -320,6 +333,10 @@ def _make_tuner(plan: Plan, opts: RunOptions, meta: dict, resources: dict):
 
     from cluster.search import make_search, tune_space
 
+    if opts.until_decided:
+        from cluster.adaptive import make_tuner
+
+        return make_tuner(plan, opts, meta, resources, _trainable(meta, resources), _run_config(opts, meta))
     scheduler, search_alg, metric, mode = make_search(plan, opts)
     tune_config = tune.TuneConfig(num_samples=plan.num_samples, max_concurrent_trials=opts.max_concurrent,
                                   reuse_actors=True, scheduler=scheduler, search_alg=search_alg,

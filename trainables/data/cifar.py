@@ -133,6 +133,17 @@ def check_meta(path: Path) -> None:
         raise ValueError(f"{path.name} does not name 10 classes")
 
 
+def _download(root: Path) -> None:
+    """torchvision's downloader (imported only here: reading the files needs no torchvision)."""
+    from torchvision.datasets import CIFAR10
+
+    try:
+        CIFAR10(str(root), train=True, download=True)
+    except Exception as err:  # URLError, md5 mismatch, disk full
+        raise ConfigError(f"download=true but CIFAR-10 could not be downloaded into {shown(root)} "
+                          f"({type(err).__name__}: {err}); copy cifar-10-batches-py there instead") from None
+
+
 def load_cifar10_uint8(data_root: str, train: bool, download: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (N,3,32,32) uint8 and labels (N,) int64 of one CIFAR-10 split, cached per process and on disk.
 
