@@ -370,6 +370,57 @@ def test_fused_packed_optimizer_equals_per_parameter(kind, momentum, wd):
     assert torch.equal(s0["steps"], s1["steps"])
 
 
+class _FakeGraph:
+    """A CUDA graph's semantics on CPU: capturing runs nothing; each replay runs the captured body
+    on the static inputs, gradients starting from None, results written into the static outputs."""
+
+    def __init__(self, step, sx, sy):
+        self.step, self.sx, self.sy = step, sx, sy
+        self.out, self.loss = torch.empty(0), torch.empty(0)
+
+    def replay(self):
+        self.step.opt.zero_grad(set_to_none=True)
+        out, loss = self.step.body(self.sx, self.sy)
+        self.out.resize_as_(out).copy_(out)
+        self.loss.resize_as_(loss).copy_(loss)
+
+
+def _cpu_graph_step(trainer):
+    from trainables.cuda_step import GraphStep
+
+    class CpuGraphStep(GraphStep):
+        captures = 0
+
+        def _warm_step(self, xb, yb):  # no side stream on CPU
+            self.warm += 1
+            return self.eager(xb, yb)
+
+        def _capture(self, xb, yb, key):
+            sx, sy = xb.clone(), yb.clone()
+            self.opt.zero_grad(set_to_none=True)
+            graph = _FakeGraph(self, sx, sy)
+            self.graph, self.key, self.static = graph, key, (sx, sy, graph.out, graph.loss)
+            self.captures += 1
+    return CpuGraphStep(trainer)
+
+
+def test_graph_step_dispatch_equals_eager_with_a_cpu_stand_in_graph():
+    """GraphStep's control flow, with a CPU stand-in for the CUDA graph: warm-up steps, capture then
+    replay of the same batch, eager partial batches, re-capture when a scheduler changes the lr and
+    cloned outputs give bitwise the eager trainer's history and weights."""
+    device = torch.device("cpu")
+    eager = _unpacked("simple_cnn/edges", device, data_per_class=100, optimizer="adam", scheduler="cosine")
+    graphed = _unpacked("simple_cnn/edges", device, data_per_class=100, optimizer="adam", scheduler="cosine")
+    graphed._step = _cpu_graph_step(graphed)
+    for epoch in (1, 2, 3):
+        eager.run_epoch(epoch)
+        graphed.run_epoch(epoch)
+    assert graphed._step.warm == 3 and graphed._step.captures == 3  # one capture per lr
+    assert torch.equal(eager.history, graphed.history)
+    for name, value in eager.model.state_dict().items():
+        assert torch.equal(graphed.model.state_dict()[name], value), name
+
+
 class _ScalarReads(torch.utils._python_dispatch.TorchDispatchMode):
     """Records ops that read a tensor's value on the host (each a device sync on CUDA)."""
 

@@ -121,18 +121,23 @@ class GraphStep:
         self.warm += 1
         return out, loss
 
+    def body(self, sx: torch.Tensor, sy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the graph holds: the eager step on the static batch, gradients starting from None."""
+        with eval_context(self.tc, self.device, cache=False):
+            out = self.model(self.prepare(sx))
+            loss = self.criterion(out, sy)
+        loss.backward()
+        self.opt.step()
+        return out.detach(), loss.detach()
+
     def _capture(self, xb, yb, key) -> None:
         self.graph = None  # free the previous graph's pool before capturing a new one
         sx, sy = xb.clone(), yb.clone()
         self.opt.zero_grad(set_to_none=True)  # gradients are allocated inside the graph's pool
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            with eval_context(self.tc, self.device, cache=False):
-                out = self.model(self.prepare(sx))
-                loss = self.criterion(out, sy)
-            loss.backward()
-            self.opt.step()
-        self.graph, self.key, self.static = graph, key, (sx, sy, out.detach(), loss.detach())
+            out, loss = self.body(sx, sy)
+        self.graph, self.key, self.static = graph, key, (sx, sy, out, loss)
 
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if xb.shape[0] != self.full_batch:
