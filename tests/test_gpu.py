@@ -135,6 +135,40 @@ def test_packed_equals_unpacked_on_cuda(pairing):
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = prev
 
 
+@cuda_only
+def test_packed_trial_on_cuda_logs_every_member_and_resumes(tmp_path):
+    """`sweep run --pack K` on a GPU: run_pack on CUDA logs each member as its own MLflow run (trial id
+    <pack>-m<i>, FINISHED, every epoch once) and resumes from a checkpoint holding CUDA tensors."""
+    pytest.importorskip("mlflow", reason="checks the MLflow runs of a packed trial")
+    from mlflow.tracking import MlflowClient
+
+    from trainables.packed_trainable import run_pack
+    from trainables.tracking import TrackingInfo
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp_id = client.create_experiment("gpu")
+    parent = client.create_run(exp_id, tags={"role": "sweep"}).info.run_id
+    info = TrackingInfo(uri, exp_id, parent, "s1", "gpu", "abc", ("data_per_class",))
+    configs = [{"pairing": "three_layer_mlp/edges", "data_per_class": n, "seed": 10 + i, "epochs": 4,
+                "report_every": 2, "checkpoint_every": 2, "device": DEVICE, "log_artifacts": False}
+               for i, n in enumerate((10, 20, 20))]
+    states = []
+
+    def lose_worker(metrics, state):
+        states.append(state)
+        raise RuntimeError("worker lost")
+    with pytest.raises(RuntimeError, match="worker lost"):
+        run_pack(configs, info, report=lose_worker, trial_id="p1")
+    outs = run_pack(configs, info, report=lambda m, st: None, restore=states[0], trial_id="p1")
+    for i, out in enumerate(outs):
+        run = client.get_run(out["mlflow_run_id"])
+        assert run.info.status == "FINISHED" and run.data.tags["trial_id"] == f"p1-m{i}"
+        assert run.data.tags["pack_size"] == "3"
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss"))
+        assert steps == [1, 2, 3, 4]
+
+
 AUTO_DEVICE_CHILD = r"""
 import json, sys, torch
 from trainables.trainable import pick_device, run_trial
