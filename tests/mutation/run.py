@@ -2,7 +2,7 @@
 only the fast test files mapped to it, and report whether the tests caught it.
 
     python -m tests.mutation.run              # every mutant (make test-mutants)
-    python -m tests.mutation.run -k verdict   # mutants whose name contains "verdict"
+    python -m tests.mutation.run -k verdict,redact   # mutants whose name contains "verdict" or "redact"
     python -m tests.mutation.run --list       # the mutants, no test run
 
 Each mutant is (name, file, exact source snippet, replacement, test targets). Results:
@@ -133,9 +133,12 @@ MUTANTS = [
     Mutant("edge-labels-shifted", "trainables/data/edge_patterns.py",
            "y[c * n_per_class:(c + 1) * n_per_class] = c", "y[c * n_per_class:(c + 1) * n_per_class] = (c + 1) % k",
            (EDGE,)),
-    Mutant("edge-labels-not-grouped", "trainables/data/edge_patterns.py",
-           "x[c * n_per_class:(c + 1) * n_per_class] = block", "x[c * n_per_class:(c + 1) * n_per_class] = block[::-1]",
+    Mutant("edge-classes-reordered", "trainables/data/edge_patterns.py",
+           "for c, kind in enumerate(cfg.class_type):", "for c, kind in enumerate(reversed(cfg.class_type)):",
            (EDGE,)),
+    Mutant("edge-permutation-ignored", "trainables/data/edge_patterns.py",
+           "        if permutation is not None:\n            block = block.reshape",
+           "        if False:\n            block = block.reshape", (EDGE,)),
     # --- the CLI ---
     Mutant("interrupt-exit-code", "cluster/cli.py", "        return 130\n", "        return 1\n",
            ("tests/test_cli.py::test_exit_code_2_for_bad_input_and_130_for_an_interrupt",)),
@@ -188,11 +191,12 @@ def check_snippets(mutants: list[Mutant], root: Path = ROOT) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("-k", dest="select", help="only mutants whose name contains this")
+    ap.add_argument("-k", dest="select", help="only mutants whose name contains this (comma-separated: any of them)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds per mutant (default 300)")
     ap.add_argument("--list", action="store_true", help="list the mutants and whether their snippets exist")
     args = ap.parse_args(argv)
-    mutants = [m for m in MUTANTS if not args.select or args.select in m.name]
+    wanted = [w for w in (args.select or "").split(",") if w]
+    mutants = [m for m in MUTANTS if not wanted or any(w in m.name for w in wanted)]
     stale = check_snippets(mutants)
     if args.list:
         for m in mutants:
