@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO   ?= edge-data-per-class
 PYTEST_ARGS ?=
 
-.PHONY: install demo smoke test test-slow test-all test-mutants ci bench bench-full clean ui
+.PHONY: install demo smoke test test-slow test-all test-mutants ci bench bench-full bench-gpu clean ui
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench: $(STAMP)  ## short benchmark run (< 10 min), prints ratios with targets
 
 bench-full: $(STAMP)
 	$(BIN)/python -m benchmarks.run --full
+
+# Needs only torch + numpy (no install, no .venv): runs as is on a GPU box with torch alone.
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+bench-gpu:  ## GPU benchmark (about 5 min on one GPU): benchmarks/out/gpu.json + benchmarks/results-gpu.md
+	PYTHONPATH=. $(GPU_PYTHON) -m benchmarks.gpu $(BENCH_GPU_ARGS)
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1

@@ -3,11 +3,13 @@ import time
 
 import numpy as np
 import pytest
+
+pytest.importorskip("mlflow", reason="reads and writes MLflow stores")
 from analysis_fakes import EPOCHS, PAIRINGS, SEEDS, accuracy, fake_store, trial_rows
 
 from analysis.load import load_artifacts, load_sweep, parse_value
 from analysis.results import results_table
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

@@ -94,6 +94,9 @@ RUN_FLAGS = {
     "--data-root": ("/tmp/d", "data_root", "/tmp/d"), "--pack": ("4", "pack", 4),
     "--no-ship-code": (None, "ship_code", False),
     "--sample": ("lr=loguniform(1e-3,1e-1)", "samples", {"lr": "loguniform(0.001, 0.1)"}),
+    "--yes": (None, "allow_large", True), "--allow-large": (None, "allow_large", True),
+    "--until-decided": (None, "until_decided", True), "--max-seeds": ("12", "max_seeds", 12),
+    "--target-halfwidth": ("0.05", "target_halfwidth", 0.05),
 }
 CONFIRM_FLAGS = {
     "--seeds": ("7", "seeds", 7), "--top": ("2", "top", 2), "--name": ("c1", "name", "c1"),
@@ -194,8 +197,6 @@ def test_exit_code_2_for_bad_input_and_130_for_an_interrupt(monkeypatch, capsys)
 
 
 
-@pytest.mark.xfail(strict=True, reason="issue: SIGINT ends Tune's run and `sweep run` exits 0 with the parent "
-                   "run FINISHED; the exit-130 handling is being added on the `hostile` branch")
 def test_sigint_to_a_running_sweep_exits_130_and_leaves_no_run_running(tmp_path):
     """Ctrl-C on a running `sweep run`: exit code 130, and the parent run is not left RUNNING."""
     import os

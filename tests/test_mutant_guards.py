@@ -16,7 +16,7 @@ from cluster.plan import make_plan, to_tune_space
 from search_spaces import get_experiment
 from search_spaces.domains import RandInt
 from search_spaces.experiment import Hypothesis
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 CNN, MLP = "simple_cnn/edges", "three_layer_mlp/edges"
 

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainables.config_base import ConfigBase, check
+from core.config_base import ConfigBase, check
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULERS = ("none", "cosine")
 LOSSES = ("cross_entropy", "mse")
 DEVICES = ("auto", "cpu", "cuda")
 EVALUATE_ON = ("heldout", "train")
+AMP_MODES = ("off", "bf16")
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,8 @@ class TrainConfig(ConfigBase):
     """Keys of the flat trial config that drive training (dataset and model keys live elsewhere).
 
     Defaults are the edge protocol (SPEC 3.1); each pairing's protocol overrides them.
+    `cuda_graphs`, `amp` and `channels_last` are opt-in speed settings of an unpacked trial
+    (trainables.cuda_step; their defaults wait for GPU figures from benchmarks/gpu.py).
     `report_every` None means about 20 Tune reports per trial; `checkpoint_every` None means a
     checkpoint every 4th report (about 5 per trial) and always at the last epoch; it is rounded
     up to a multiple of the report interval (checkpoints ride on reports).
@@ -41,6 +44,9 @@ class TrainConfig(ConfigBase):
     report_every: int | None = None
     checkpoint_every: int | None = None
     device: str = "auto"
+    cuda_graphs: bool = False
+    amp: str = "off"
+    channels_last: bool = False
     threads: int | None = None
     log_to_mlflow: bool = True
     log_artifacts: bool = True
@@ -58,6 +64,9 @@ class TrainConfig(ConfigBase):
         check(self.scheduler in SCHEDULERS, f"scheduler={self.scheduler!r} not allowed; use one of {SCHEDULERS}")
         check(self.loss in LOSSES, f"loss={self.loss!r} not allowed; use one of {LOSSES}")
         check(self.device in DEVICES, f"device={self.device!r} not allowed; use one of {DEVICES}")
+        check(self.amp in AMP_MODES, f"amp={self.amp!r} not allowed; use one of {AMP_MODES}")
+        check(not (self.cuda_graphs and self.device == "cpu"),
+              "cuda_graphs=true needs a CUDA device; it cannot be used with device='cpu'")
         check(self.evaluate_on in EVALUATE_ON,
               f"evaluate_on={self.evaluate_on!r} not allowed; use one of {EVALUATE_ON}")
         check(self.t_max is None or self.t_max >= 1, f"t_max must be >= 1, got {self.t_max}")
@@ -66,6 +75,15 @@ class TrainConfig(ConfigBase):
             check(value is None or value >= 1, f"{key} must be >= 1, got {value}")
         check(self.fail_at_epoch is None or 1 <= self.fail_at_epoch <= self.epochs,
               f"fail_at_epoch must be in [1, epochs={self.epochs}], got {self.fail_at_epoch}")
+
+    def inactive_keys(self) -> dict[str, str]:
+        """Keys whose value changes nothing given the others, with why (a trial never logs them)."""
+        out = {}
+        if self.optimizer != "sgd":
+            out["momentum"] = f"momentum needs optimizer='sgd' (this trial uses {self.optimizer!r})"
+        if self.scheduler != "cosine":
+            out["t_max"] = f"t_max needs scheduler='cosine' (this trial uses {self.scheduler!r})"
+        return out
 
     @property
     def report_interval(self) -> int:

@@ -13,11 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.store_schema import EPOCH_METRICS
+from trainables import cuda_step
 from trainables.config import TrainConfig
 from trainables.data.bundle import DataBundle
 
-# Columns of the per-epoch history tensor, in order.
-HISTORY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "train_loss_mean", "val_loss_mean", "lr")
+# Columns of the per-epoch history tensor, in order: the per-epoch metrics of the store schema.
+HISTORY_KEYS = EPOCH_METRICS
 
 
 # Shuffle by gathering the whole training set once per epoch (then every batch is a view) when it
@@ -34,6 +36,7 @@ def make_optimizer(model: nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
     params = list(model.parameters())
     cls, kwargs = ((torch.optim.SGD, dict(lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay))
                    if tc.optimizer == "sgd" else (torch.optim.Adam, dict(lr=tc.lr, weight_decay=tc.weight_decay)))
+    kwargs.update(cuda_step.optimizer_options(tc))  # capturable Adam for CUDA graphs
     try:
         return cls(params, fused=True, **kwargs)
     except (RuntimeError, ValueError):  # a device or dtype the fused kernels do not cover
@@ -58,8 +61,13 @@ class Trainer:
         self.model, self.bundle, self.tc, self.device = model, bundle, tc, device
         self.classify = bundle.task == "classification"
         self.criterion = loss_fn(tc)
+        cuda_step.prepare_model(model, tc)
         self.opt = make_optimizer(model, tc)
         self.sched = make_scheduler(self.opt, tc)
+        # The per-batch step and the eval input transform (trainables.cuda_step: amp, channels_last,
+        # CUDA graphs; with the default settings exactly the plain eager step).
+        self._step = cuda_step.make_step(self)
+        self._input = cuda_step.input_fn(bundle.prepare, tc)
         # Shuffling draws from its own generator so resuming restores exactly the same order.
         self.gen = torch.Generator().manual_seed(tc.seed)
         self.history = torch.zeros(tc.epochs, len(HISTORY_KEYS), dtype=torch.float64, device=device)
@@ -78,7 +86,8 @@ class Trainer:
         self.model.train()
         x, y, bs = self.bundle.x_train, self.bundle.y_train, self.tc.batch_size
         n = x.shape[0]
-        order = torch.randperm(n, generator=self.gen).to(self.device) if self.tc.shuffle else None
+        order = (cuda_step.to_device(torch.randperm(n, generator=self.gen), self.device)
+                 if self.tc.shuffle else None)
         if order is not None and x.element_size() * x.numel() <= EPOCH_GATHER_BYTES:
             x, y, order = x[order], y[order], None
         # Per-step losses and outputs are kept and reduced once per epoch: no per-step metric ops.
@@ -89,14 +98,10 @@ class Trainer:
             else:
                 idx = order[start:start + bs]
                 xb, yb = x[idx], y[idx]
-            out = self.model(self.bundle.prepare(xb))
-            loss = self.criterion(out, yb)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-            losses.append(loss.detach())
+            out, loss = self._step(xb, yb)
+            losses.append(loss)
             if self.classify:
-                outs.append(out.detach())
+                outs.append(out)
                 labels.append(yb)
         losses = torch.stack(losses)
         sizes = torch.full_like(losses, bs)
@@ -122,8 +127,9 @@ class Trainer:
         cm = torch.zeros(k * k, dtype=torch.long, device=self.device) if confusion and self.classify else None
         for start in range(0, x.shape[0], bs):
             xb, yb = x[start:start + bs], y[start:start + bs]
-            out = self.model(self.bundle.prepare(xb))
-            loss = self.criterion(out, yb)
+            with cuda_step.eval_context(self.tc, self.device):
+                out = self.model(self._input(xb))
+                loss = self.criterion(out, yb)
             loss_sum += loss
             sample_loss_sum += loss * yb.shape[0]
             if self.classify:
@@ -140,7 +146,7 @@ class Trainer:
         vl, vls, vc, _ = self.evaluate()
         n_train, n_eval = self.bundle.x_train.shape[0], self.x_eval.shape[0]
         row = torch.stack([tl / n_train, tc_ / n_train, vl / n_eval, vc / n_eval,
-                           tls / n_train, vls / n_eval, torch.tensor(lr, device=self.device)])
+                           tls / n_train, vls / n_eval, torch.full((), lr, device=self.device)])  # no host->device copy
         self.history[epoch - 1] = row.to(self.history.dtype)
         if self.sched is not None:
             self.sched.step()

@@ -24,6 +24,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from trainables.config import TrainConfig
+from trainables.cuda_step import to_device
 from trainables.data.bundle import DataBundle
 from trainables.loop import HISTORY_KEYS
 from trainables.packed_optim import PackedOptimizer
@@ -50,6 +51,8 @@ def why_not_packable(tc: TrainConfig, model: nn.Module, task: str = "classificat
         return f"optimizer={tc.optimizer!r}"
     if tc.fail_at_epoch is not None:
         return "fault injection (fail_at_epoch) is for unpacked trials"
+    if tc.cuda_graphs or tc.amp != "off" or tc.channels_last:
+        return "cuda_graphs, amp and channels_last are settings of unpacked trials (trainables.cuda_step)"
     bad = sorted({type(m).__name__ for m in model.modules() if isinstance(m, UNPACKABLE_MODULES)})
     if bad:
         return f"model has {', '.join(bad)} (state or randomness that vmap cannot reproduce per member)"
@@ -167,11 +170,13 @@ class PackedTrainer:
             flat[i, ni:] = i * n_max
             valid[i, :ni] = True
         first = valid[:, ::bs]
-        active = [None if bool(first[:, j].all()) else first[:, j].to(self.device) for j in range(steps)]
-        flat = flat.view(-1).to(self.device)
+        # Host tensors reach the device through pinned memory: no copy makes the host wait.
+        full = first.all(0).tolist()  # host data: reading it waits for nothing
+        active = [None if full[j] else to_device(first[:, j], self.device) for j in range(steps)]
+        flat = to_device(flat.view(-1), self.device)
         xs = self._gather(x, flat).view(self.K, steps * bs, *x.shape[2:])
         ys = self._gather(y, flat).view(self.K, steps * bs, *y.shape[2:])
-        w = valid.to(self.device, torch.float32)
+        w = to_device(valid.to(torch.float32), self.device)
         return xs, ys, w, w.view(self.K, steps, bs).sum(2), active
 
     def _gather(self, t: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
@@ -219,7 +224,7 @@ class PackedTrainer:
         """
         bs, k = self.tc.eval_batch_size, self.num_classes
         n_max = self.x_eval.shape[1]
-        w = (torch.arange(n_max) < torch.tensor(self.n_eval)[:, None]).to(self.device, torch.float32)
+        w = to_device((torch.arange(n_max) < torch.tensor(self.n_eval)[:, None]).to(torch.float32), self.device)
         starts = range(0, n_max, bs)
         counts = torch.stack([w[:, s:s + bs].sum(1) for s in starts], 1)
         losses, outs = [], []
@@ -240,8 +245,8 @@ class PackedTrainer:
         """Train and evaluate epoch `epoch` (1-based) of every member; fill history[:, epoch-1]."""
         tl, tls, tc_ = self.train_epoch()
         vl, vls, vc, _ = self.evaluate()
-        n_t = torch.tensor(self.n_train, dtype=torch.float32, device=self.device)
-        n_e = torch.tensor(self.n_eval, dtype=torch.float32, device=self.device)
+        n_t = to_device(torch.tensor(self.n_train, dtype=torch.float32), self.device)
+        n_e = to_device(torch.tensor(self.n_eval, dtype=torch.float32), self.device)
         row = torch.stack([tl / n_t, tc_ / n_t, vl / n_e, vc / n_e, tls / n_t, vls / n_e, self.lr], dim=1)
         self.history[:, epoch - 1] = row.to(self.history.dtype)
 
