@@ -501,3 +501,15 @@ def test_generated_images_read_by_the_real_loaders_equal_the_primed_cache(tmp_pa
     assert torch.equal(x, torch.from_numpy(c["x_train"])) and torch.equal(y, torch.from_numpy(c["y_train"]))
     x, y = mnist.load_mnist_uint8(str(tmp_path), train=False)
     assert torch.equal(x, torch.from_numpy(m["x_test"])) and torch.equal(y, torch.from_numpy(m["y_test"]))
+
+
+def test_packing_rule_reads_the_benchmark_figures():
+    """The recommended --pack K: the smallest measured K within 10% of the best ratio, and no packing
+    when even that ratio is under 1.5x (benchmarks.gpu.packing_rule, applied to gpu.json figures)."""
+    from benchmarks.gpu import packing_rule
+
+    figures = {"mlp": {"k": {"1": {"ratio": 1.0}, "8": {"ratio": 6.0}, "32": {"ratio": 14.0}, "64": {"ratio": 15.0}}},
+               "cnn": {"k": {"1": {"ratio": 1.0}, "8": {"ratio": 1.2}, "32": {"ratio": 1.4}, "64": {"ratio": 1.1}}}}
+    rule = packing_rule(figures)
+    assert rule["mlp"] == {"pack": True, "k": 32, "ratio": 14.0, "best_ratio": 15.0}
+    assert rule["cnn"] == {"pack": False, "k": 1, "ratio": 1.4, "best_ratio": 1.4}
