@@ -13,23 +13,33 @@ CREDENTIAL_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLO
                   "SWEEP_DATA_ROOT", "SWEEP_ALLOW_FAULT_INJECTION")
 
 
-def init_ray(address: str | None, num_cpus: int | None = None, ship_code: bool = True) -> None:
-    """`ray.init()` capped to this machine when no address; join a cluster otherwise.
+def init_ray(address: str | None, num_cpus: int | None = None, ship_code: bool = True) -> str:
+    """Join or start Ray; returns how: "head" (the project's `sweep up` head), "local" (started
+    here, capped to this machine, stopped when the sweep ends), "cluster" (--address), "running".
 
-    For a remote cluster the working directory (this project) travels in the runtime
-    environment unless ship_code is False (project installed on every node, e.g. the recipes'
-    images), and MLflow credentials / data root travel as environment variables, never as config.
+    Without an address, the head recorded by `sweep up` is joined when its state file names a live
+    one (cluster.ray_head); otherwise Ray starts here as it always did. It never joins a cluster it
+    was not told about (no address="auto"). For a remote cluster the working directory (this
+    project) travels in the runtime environment unless ship_code is False (project installed on
+    every node, e.g. the recipes' images), and MLflow credentials / data root travel as
+    environment variables, never as config.
     """
     import ray
 
     if ray.is_initialized():
-        return
+        return "running"
     env = {k: os.environ[k] for k in CREDENTIAL_ENV if k in os.environ}
     if address is None:
+        from cluster import ray_head
+
+        head = ray_head.live_head()
+        if head is not None:
+            _join_head(head, {"env_vars": env} if env else None)
+            return "head"
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1",
                  runtime_env={"env_vars": env} if env else None, log_to_driver=True,
                  configure_logging=True, logging_level="WARNING")
-        return
+        return "local"
     runtime_env: dict = {"env_vars": env} if env else {}
     if ship_code:
         runtime_env["working_dir"] = str(Path.cwd())
@@ -38,6 +48,32 @@ def init_ray(address: str | None, num_cpus: int | None = None, ship_code: bool =
         ray.init(address=address, runtime_env=runtime_env or None, logging_level="WARNING")
     except ConnectionError as exc:
         raise ConfigError(f"cannot reach the Ray cluster at --address {address!r}: {exc}") from None
+    return "cluster"
+
+
+def _join_head(head, runtime_env: dict | None) -> None:
+    """Connect this driver to the project's loopback head: same node address (127.0.0.1) and token
+    authentication as the keeper that started it."""
+    import ray
+    from ray._private import ray_constants
+
+    from cluster.ray_head import LOOPBACK_ENV
+
+    os.environ.update(LOOPBACK_ENV)
+    ray_constants.ENABLE_RAY_CLUSTER = False  # read at import; Ray may be imported already
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available)
+
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    except ImportError:  # a Ray without token authentication
+        pass
+    try:
+        ray.init(address=head.address, runtime_env=runtime_env, log_to_driver=True, configure_logging=True,
+                 logging_level="WARNING")
+    except (ConnectionError, RuntimeError) as exc:
+        raise ConfigError(f"cannot join the Ray head of `sweep up` ({head.describe()}): {exc}; "
+                          "`sweep down` and `sweep up` again, or `sweep down` to let each sweep start Ray") from None
 
 
 def cluster_resources() -> tuple[float, float, int]:

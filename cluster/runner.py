@@ -5,12 +5,13 @@ import dataclasses
 import json
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cluster import preflight, ray_setup, tracking
+from cluster import console, preflight, ray_setup, tracking
 from cluster.plan import Plan, make_plan
 from search_spaces import get_experiment
 from search_spaces.experiment import Experiment
@@ -47,6 +48,7 @@ class RunOptions:
     reduction_factor: int | None = None
     ship_code: bool = True
     quiet: bool = False
+    verbose: bool = False  # Ray's, Tune's and MLflow's own logs on the console instead of <storage>/<sweep>/driver.log
     pack: int = 1  # --pack K: up to K trials trained as one vmapped model per Tune trial (cluster.packing)
 
     def __post_init__(self):
@@ -117,11 +119,22 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
     uri = tracking.check_tracking_uri(opts.tracking_uri)
     storage = resolve_storage(opts.storage_path)
     name = opts.name or f"{plan.experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if "://" not in storage and (Path(storage) / name).exists():
+    if "://" not in storage and _sweep_exists(Path(storage) / name):
         raise ConfigError(f"a sweep named {name!r} already exists in {storage}; pick another --name or "
                           f"`sweep resume {name}`")
     preflight.run_checks(plan, opts)  # models built, data decoded, resources fit: before Ray and MLflow
-    ray_setup.init_ray(opts.address, ship_code=opts.ship_code)
+    log_path = console.driver_log_path(storage, name)
+    quiet_libraries(log_path, opts.verbose)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="sweep-mlflow") as pool:
+        # MLflow's import, store and experiment get ready while Ray starts (or joins `sweep up`'s head);
+        # no run is created until Ray is up and the resources are checked.
+        prepared = pool.submit(_prepare_tracking, uri, plan.experiment.name)
+        ray_how = ray_setup.init_ray(opts.address, ship_code=opts.ship_code)
+        if not opts.verbose:
+            console.route_worker_output(log_path)
+        client, exp_id, sha = prepared.result()
     cpus, gpus, nodes = ray_setup.cluster_resources()
     resources = ray_setup.trial_resources(opts.cpus_per_trial, opts.gpus_per_trial, cpus, gpus)
     if nodes > 1 and opts.storage_path is None:
@@ -129,13 +142,8 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
                           "cloud URI (s3://..., gs://...) so every node can write checkpoints")
     plan.fixed["threads"] = int(resources["cpu"])
 
-    from mlflow.tracking import MlflowClient
-
     from cluster.search import asha_settings
 
-    client = MlflowClient(tracking_uri=uri)
-    exp_id = tracking.get_or_create_experiment(client, plan.experiment.name, uri)
-    sha = tracking.git_sha()
     search = "grid" if not plan.sampled else opts.search
     parent = tracking.create_parent_run(
         client, exp_id, name, plan.experiment.name,
@@ -146,16 +154,57 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
         {**plan.fixed, "seeds": plan.seeds, "num_samples": plan.num_samples}, declaration(plan))
     meta = {"name": name, "experiment": plan.experiment.name, "tracking_uri": uri, "experiment_id": exp_id,
             "parent_run_id": parent, "resources": resources, "storage_path": storage, "git_sha": sha,
-            "swept_keys": plan.swept_keys, "n_trials": plan.n_trials(), "options": {k: v for k, v in dataclasses.asdict(opts).items()}}
+            "swept_keys": plan.swept_keys, "n_trials": plan.n_trials(), "options": {k: v for k, v in dataclasses.asdict(opts).items()},
+            "metric": list(_progress_metric(plan)), "driver_log": str(log_path)}
     if "://" not in storage:
         (Path(storage) / name).mkdir(parents=True, exist_ok=True)
         (Path(storage) / name / SWEEP_FILE).write_text(json.dumps(meta, indent=2, default=str))
     if not opts.quiet:
         print(f"sweep {name}: {plan.n_trials()} trials of {plan.experiment.name} "
-              f"({resources['cpu']:g} CPU, {resources['gpu']:g} GPU each); MLflow {uri}, parent run {parent}",
-              flush=True)
+              f"({resources['cpu']:g} CPU, {resources['gpu']:g} GPU each); MLflow {uri}, parent run {parent}; "
+              f"{RAY_HOW.get(ray_how, 'Ray')}", flush=True)
     tuner = _make_tuner(plan, opts, meta, resources)
     return _fit_and_close(tuner, client, meta, opts)
+
+
+RAY_HOW = {"head": "Ray: the head of `sweep up`", "local": "Ray started for this sweep (`sweep up` keeps one)",
+           "cluster": "Ray cluster", "running": "Ray already running in this process"}
+
+
+def _sweep_exists(folder: Path) -> bool:
+    """A sweep folder holds more than the driver.log of a run refused before it started."""
+    return folder.exists() and any(p.name != console.DRIVER_LOG for p in folder.iterdir())
+
+
+def quiet_libraries(log_path: Path, verbose: bool) -> None:
+    """Unless verbose: Ray's, Tune's and MLflow's loggers write to the sweep's driver.log."""
+    if verbose:
+        return
+    import ray  # noqa: F401  (Ray sets up its logger on import; replace it after)
+
+    if "mlflow" not in sys.modules:
+        os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # keep our handler on its logger
+    console.route_library_logs(log_path)
+
+
+def _prepare_tracking(uri: str, experiment: str):
+    """(client, experiment id, git sha): run in a thread while Ray starts."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = tracking.get_or_create_experiment(client, experiment, uri)
+    sha = tracking.git_sha()
+    from ray import tune  # noqa: F401  (the Tuner's import, also off the critical path)
+
+    return client, exp_id, sha
+
+
+def _progress_metric(plan: Plan) -> tuple[str, str]:
+    """The metric the progress display ranks by: the search's, else validation accuracy."""
+    search = plan.experiment.search
+    if search is not None and getattr(search, "metric", None):
+        return search.metric, search.mode
+    return "val_acc", "max"
 
 
 def _trainable(meta: dict, resources: dict):
@@ -174,11 +223,12 @@ def _trainable(meta: dict, resources: dict):
 def _run_config(opts: RunOptions, meta: dict):
     from ray import tune
 
-    from cluster.callbacks import MlflowTrialFinalizer, ProgressPrinter
+    from cluster.callbacks import MlflowTrialFinalizer, ProgressDisplay
 
     callbacks = [MlflowTrialFinalizer(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"])]
     if not opts.quiet:
-        callbacks.append(ProgressPrinter(int(meta.get("n_trials", 0)), meta["swept_keys"]))
+        metric, mode = meta.get("metric") or ("val_acc", "max")
+        callbacks.append(ProgressDisplay(int(meta.get("n_trials", 0)), meta["swept_keys"], metric=metric, mode=mode))
     return tune.RunConfig(
         name=meta["name"], storage_path=meta["storage_path"],
         failure_config=tune.FailureConfig(max_failures=opts.max_failures),
@@ -224,7 +274,9 @@ def print_results(meta: dict) -> None:
     table = results_table(meta["tracking_uri"], sweep=meta["name"])
     print(f"\nResults of {meta['name']} (mean and 95% CI over seeds):")
     print(format_results(table, "table"))
-    print(f"\nBrowse every trial:  mlflow ui --backend-store-uri {meta['tracking_uri']}")
+    print(f"\nBrowse every trial:  {tracking.ui_hint(meta['tracking_uri'], meta.get('experiment_id'))}")
+    if meta.get("driver_log") and not meta.get("options", {}).get("verbose"):
+        print(f"Ray and MLflow logs: {meta['driver_log']}")
 
 
 def load_meta(name: str, storage_path: str | None) -> dict:
@@ -236,7 +288,8 @@ def load_meta(name: str, storage_path: str | None) -> dict:
     return json.loads(path.read_text())
 
 
-def resume_sweep(name: str, storage_path: str | None = None, address: str | None = None) -> int:
+def resume_sweep(name: str, storage_path: str | None = None, address: str | None = None,
+                 verbose: bool = False) -> int:
     """Restore an interrupted sweep with Tuner.restore: unfinished and errored trials continue from
     their checkpoints into the same MLflow runs; finished trials are not rerun."""
     from mlflow.tracking import MlflowClient
@@ -244,10 +297,15 @@ def resume_sweep(name: str, storage_path: str | None = None, address: str | None
 
     meta = load_meta(name, storage_path)
     opts = RunOptions(**{k: v for k, v in meta["options"].items() if k in {f.name for f in dataclasses.fields(RunOptions)}})
+    opts.verbose = verbose
     uri = tracking.check_tracking_uri(meta["tracking_uri"])
     client = MlflowClient(tracking_uri=uri)
     client.update_run(meta["parent_run_id"], status="RUNNING")
+    log_path = console.driver_log_path(meta["storage_path"], name)
+    quiet_libraries(log_path, opts.verbose)
     ray_setup.init_ray(address or opts.address, ship_code=opts.ship_code)
+    if not opts.verbose:
+        console.route_worker_output(log_path)
     path = str(Path(meta["storage_path"]) / name) if "://" not in meta["storage_path"] else f"{meta['storage_path']}/{name}"
     if not tune.Tuner.can_restore(path):
         raise ConfigError(f"sweep {name!r} has no Tune state in {path} to restore")

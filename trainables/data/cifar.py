@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision.datasets import CIFAR10
 
 from trainables.config_base import ConfigBase, check
 from trainables.data.bundle import DataBundle
@@ -79,28 +78,37 @@ def missing_cifar_files(data_root: str) -> None:
             f"{Path(data_root).expanduser().resolve()} (or set data_root / $SWEEP_DATA_ROOT)")
 
 
-class _FilesCIFAR10(CIFAR10):
-    """torchvision's CIFAR10 loader, checking that the files exist rather than their md5.
+def _files_cifar10():
+    """The loader class, built on first use: torchvision (about 1 s of imports) is loaded only by
+    trials and checks that read CIFAR-10."""
+    from torchvision.datasets import CIFAR10
 
-    md5 sums are verified by torchvision when it downloads the archive; skipping them on load
-    lets locally copied (or test stand-in) files in the real pickle format be read by the real
-    loader. Damaged files still fail while unpickling or reshaping.
-    """
+    class _FilesCIFAR10(CIFAR10):
+        """torchvision's CIFAR10 loader, checking that the files exist rather than their md5.
 
-    def _check_integrity(self) -> bool:
-        return all((Path(self.root) / self.base_folder / name).is_file()
-                   for name, _ in self.train_list + self.test_list)
+        md5 sums are verified by torchvision when it downloads the archive; skipping them on load
+        lets locally copied (or test stand-in) files in the real pickle format be read by the real
+        loader. Damaged files still fail while unpickling or reshaping.
+        """
 
-    def _load_meta(self) -> None:
-        import pickle
-        with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
-            data = pickle.load(f, encoding="latin1")
-        self.classes = data[self.meta["key"]]
-        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        def _check_integrity(self) -> bool:
+            return all((Path(self.root) / self.base_folder / name).is_file()
+                       for name, _ in self.train_list + self.test_list)
+
+        def _load_meta(self) -> None:
+            import pickle
+            with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
+                data = pickle.load(f, encoding="latin1")
+            self.classes = data[self.meta["key"]]
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+    return _FilesCIFAR10
 
 
 def _download(root: Path) -> None:
     try:
+        from torchvision.datasets import CIFAR10
+
         CIFAR10(str(root), train=True, download=True)
     except Exception as err:  # URLError, md5 mismatch, disk full
         raise ConfigError(f"download=true but CIFAR-10 could not be downloaded into {root.resolve()} "
@@ -122,7 +130,7 @@ def load_cifar10_uint8(data_root: str, train: bool, download: bool = False) -> t
 
     def load() -> tuple[np.ndarray, np.ndarray]:
         try:
-            ds = _FilesCIFAR10(str(root), train=train, download=False)
+            ds = _files_cifar10()(str(root), train=train, download=False)
             x = np.asarray(ds.data).transpose(0, 3, 1, 2)  # torchvision keeps NHWC
             y = np.asarray(ds.targets, dtype=np.int64)
         except Exception as err:  # truncated pickle, wrong sizes, not a pickle at all

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision.datasets import MNIST
 
 from trainables.config_base import ConfigBase, check
 from trainables.data.bundle import DataBundle
@@ -76,6 +75,8 @@ def load_mnist_uint8(data_root: str, train: bool, download: bool = False) -> tup
     root = Path(data_root).expanduser()
     if download:
         try:
+            from torchvision.datasets import MNIST
+
             MNIST(str(root), train=True, download=True)
         except Exception as err:
             raise ConfigError(f"download=true but MNIST could not be downloaded into {_raw(data_root).resolve()} "
@@ -85,6 +86,8 @@ def load_mnist_uint8(data_root: str, train: bool, download: bool = False) -> tup
 
     def load() -> tuple[np.ndarray, np.ndarray]:
         try:
+            from torchvision.datasets import MNIST
+
             ds = MNIST(str(root), train=train, download=False)
             x, y = ds.data.numpy()[:, None], ds.targets.numpy()
         except Exception as err:  # bad magic number, truncated file

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from torch import nn
-from torchvision.models import resnet18
 
 from trainables.models.cifar import check_positive
 
@@ -50,6 +49,8 @@ class ModifiedResNet18(nn.Module):
     def __init__(self, num_classes: int = 10):
         super().__init__()
         check_positive(num_classes=num_classes)
+        from torchvision.models import resnet18  # lazily: torchvision costs ~1 s of imports
+
         net = resnet18(weights=None)
         net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
         net.fc = nn.Linear(512, num_classes)
