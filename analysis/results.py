@@ -13,6 +13,10 @@ FORMATS = ("table", "csv", "json")
 # Columns shown (when present) in the text table and the HTML report; the CSV has them all.
 HEADLINE = ("val_acc", "best_val_acc", "val_loss", "iou_original", "iou_shifted", "n_params",
             "train_time_s")
+# `val_loss` is on the source notebook's scale (sum of the batches' mean losses / number of samples,
+# about the per-sample loss / batch size); the table shows the per-sample mean where the trials
+# logged it, and says which one a column holds.
+LOSS_LABELS = {"val_loss_mean": "val_loss (per-sample mean)", "val_loss": "val_loss (notebook scale)"}
 
 
 def result_keys(data: SweepData) -> list[str]:
@@ -85,11 +89,13 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """Readable form: cell keys, counts, and "mean ± CI" strings for the headline metrics."""
     means = [c[: -len("_mean")] for c in table.columns if c.endswith("_mean")]
     shown = [m for m in HEADLINE if m in means]
+    if "val_loss" in shown and "val_loss_mean" in means:
+        shown[shown.index("val_loss")] = "val_loss_mean"
     first = [c for c in table.columns if not any(c.startswith(f"{m}_") for m in means)]
     out = table[first].copy()
     for m in shown:
-        out[m] = [fmt_mean_ci(m, r[f"{m}_mean"], r[f"{m}_ci_low"], r[f"{m}_ci_high"])
-                  for _, r in table.iterrows()]
+        out[LOSS_LABELS.get(m, m)] = [fmt_mean_ci(m, r[f"{m}_mean"], r[f"{m}_ci_low"], r[f"{m}_ci_high"])
+                                      for _, r in table.iterrows()]
     return out
 
 

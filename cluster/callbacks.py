@@ -110,7 +110,7 @@ class ProgressDisplay(tune.Callback):
 
         from cluster.console import is_tty
 
-        self.total, self.keys = total, [k for k in swept_keys if k != "pairing"]
+        self.total, self.keys = total, [k for k in swept_keys if k not in ("pairing", "seed")]
         self.metric, self.mode = metric, mode
         self.stream = stream or sys.stdout
         self.tty = is_tty(self.stream) if tty is None else tty
@@ -126,21 +126,23 @@ class ProgressDisplay(tune.Callback):
         parts = [str(cfg.get("pairing", ""))] + [f"{k}={cfg[k]}" for k in self.keys if k in cfg]
         return " ".join(parts + [f"seed={cfg.get('seed')}"])
 
-    def status(self) -> str:
-        """The progress line (without carriage return or newline)."""
+    def status(self, width: int | None = None) -> str:
+        """The progress line (no carriage return or newline); within `width` the best trial's
+        label goes first, then the line is cut."""
         elapsed = self.clock() - self.start
         finished = self.done + self.failed
-        parts = [f"[{_duration(elapsed):>6}] {finished}/{self.total} trials done"]
-        counts = [f"{self.running} running"]
-        if self.stopped:
-            counts.append(f"{self.stopped} stopped early")
-        counts.append(f"{self.failed} failed")
-        parts[0] += " (" + ", ".join(counts) + ")"
+        counts = [f"{self.running} running"] + ([f"{self.stopped} stopped early"] if self.stopped else [])
+        parts = [f"[{_duration(elapsed):>6}] {finished}/{self.total} trials done ("
+                 + ", ".join(counts + [f"{self.failed} failed"]) + ")"]
         if 0 < finished < self.total:
             parts.append(f"ETA {_duration(elapsed / finished * (self.total - finished))}")
         if self.best is not None:
-            parts.append(f"best {self.metric} {self.best[0]:.4g} ({self.best[1]})")
-        return " | ".join(parts)
+            parts.append(f"best {self.metric} {self.best[0]:.4g}")
+        line = " | ".join(parts)
+        full = line + (f" ({self.best[1]})" if self.best is not None else "")
+        if width is None or len(full) <= width:
+            return full
+        return line[:width]
 
     def _show(self, force: bool = False) -> None:
         now = self.clock()
@@ -150,7 +152,7 @@ class ProgressDisplay(tune.Callback):
             import shutil
 
             width = max(shutil.get_terminal_size((100, 20)).columns - 1, 20)
-            line = self.status()[:width]
+            line = self.status(width)
             self.stream.write("\r" + line + " " * max(self._width - len(line), 0))
             self._width = len(line)
         else:
