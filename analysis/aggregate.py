@@ -1,4 +1,8 @@
-"""Statistics over seeds: per-cell mean, std and 95% t-interval; Welch t-tests between models."""
+"""Statistics over seeds: per-cell mean, std, median and 95% interval; Welch t-tests between models.
+
+Accuracies (bounded to [0, 1], often bimodal) get the bootstrap interval of analysis.stats;
+other metrics (loss, time, counts) the t-interval.
+"""
 from __future__ import annotations
 
 import math
@@ -10,9 +14,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
+from core import store_schema as S
 
 CONFIDENCE = 0.95
+STATS = ("mean", "std", "ci_low", "ci_high", "median")
 
 
 def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float, float, float]:
@@ -41,8 +47,21 @@ def group_cells(df: pd.DataFrame, by: Sequence[str]):
     return df.groupby(list(by), dropna=False, sort=False) if by else [((), df)]
 
 
+def interval(values, metric: str) -> tuple[float, float, float, float]:
+    """(mean, std, low, high): bootstrap interval bounded to [0, 1] for accuracies, t-interval else."""
+    from analysis.stats import bootstrap_interval
+    from analysis.style import is_accuracy
+
+    mean, std, low, high = t_interval(values)
+    if is_accuracy(metric):
+        _, low, high = bootstrap_interval(values, (0.0, 1.0))
+    return mean, std, low, high
+
+
 def aggregate(runs: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
-    """One row per cell: the cell's keys, n, and <metric>_{mean,std,ci_low,ci_high}.
+    """One row per cell: the cell's keys, n, and <metric>_{mean,std,ci_low,ci_high,median}.
+
+    The interval is `interval`'s: bootstrap (bounded) for accuracies, t-interval otherwise.
 
     Args:
         runs: one row per trial; only rows with status_reason "completed" count (if the
@@ -56,8 +75,8 @@ def aggregate(runs: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> 
     missing = [k for k in by if k not in runs.columns]
     if missing:
         raise ConfigError(f"cannot group runs by {missing}: not a column; columns: {sorted(runs.columns)}")
-    if "status_reason" in runs:
-        runs = runs[runs["status_reason"] == "completed"]
+    if S.TAG_STATUS_REASON in runs:
+        runs = runs[runs[S.TAG_STATUS_REASON] == S.STATUS_COMPLETED]
     metrics = [m for m in metrics if m in runs.columns]
     rows = []
     for key, group in group_cells(runs, by):
@@ -65,10 +84,12 @@ def aggregate(runs: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> 
         row = dict(zip(by, key))
         row["n"] = len(group)
         for m in metrics:
-            mean, std, low, high = t_interval(pd.to_numeric(group[m], errors="coerce"))
-            row.update({f"{m}_mean": mean, f"{m}_std": std, f"{m}_ci_low": low, f"{m}_ci_high": high})
+            values = pd.to_numeric(group[m], errors="coerce")
+            mean, std, low, high = interval(values, m)
+            row.update({f"{m}_mean": mean, f"{m}_std": std, f"{m}_ci_low": low, f"{m}_ci_high": high,
+                        f"{m}_median": float(values.median()) if values.notna().any() else math.nan})
         rows.append(row)
-    cols = list(by) + ["n"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci_low", "ci_high")]
+    cols = list(by) + ["n"] + [f"{m}_{s}" for m in metrics for s in STATS]
     return sort_cells(pd.DataFrame(rows, columns=cols), by)
 
 
@@ -131,8 +152,8 @@ def compare(runs: pd.DataFrame, a: str, b: str, by: Sequence[str], metric: str =
     Returns:
         one row per cell with both sides: the keys in `by`, mean_a, mean_b, n_a, n_b, t, p.
     """
-    if "status_reason" in runs:
-        runs = runs[runs["status_reason"] == "completed"]
+    if S.TAG_STATUS_REASON in runs:
+        runs = runs[runs[S.TAG_STATUS_REASON] == S.STATUS_COMPLETED]
     by = [k for k in by if k != column]
     rows = []
     for key, group in group_cells(runs, by):

@@ -13,7 +13,8 @@ import pandas as pd
 from analysis.aggregate import aggregate
 from analysis.style import cell_label, fmt_mean_ci, fmt_value
 from analysis.sweep_data import SweepData
-from trainables.errors import ConfigError
+from core.errors import ConfigError
+from core import store_schema as S
 
 COLUMNS = ["model", "rank", "config", "search_best", "confirmed_mean", "confirmed_ci_low", "confirmed_ci_high",
            "n", "seeds", "confirmation"]
@@ -30,7 +31,7 @@ def objective(data: SweepData) -> tuple[str, str]:
 def is_search(data: SweepData) -> bool:
     """A sweep that sampled its configurations (not a grid), or one that has been confirmed."""
     tags = data.parent.get("tags", {})
-    return tags.get("search", "grid") not in ("grid", "") or bool(tags.get("confirmed_by"))
+    return tags.get(S.TAG_SEARCH, "grid") not in ("grid", "") or bool(tags.get(S.TAG_CONFIRMED_BY))
 
 
 def best_per_model(data: SweepData, metric: str | None = None, mode: str | None = None) -> pd.DataFrame:
@@ -60,15 +61,15 @@ def best_per_model(data: SweepData, metric: str | None = None, mode: str | None 
 
 def confirmation_sweeps(tracking_uri: str, data: SweepData) -> list[str]:
     """Names of the sweeps confirming this search: its `confirmed_by` tag, else a tag search."""
-    names = [n for n in data.parent.get("tags", {}).get("confirmed_by", "").split(",") if n]
+    names = [n for n in data.parent.get("tags", {}).get(S.TAG_CONFIRMED_BY, "").split(",") if n]
     if names:
         return names
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
     ids = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(ids, f"tags.role = 'sweep' and tags.confirms = '{data.name}'") if ids else []
-    return sorted({r.data.tags["sweep"] for r in runs})
+    runs = client.search_runs(ids, f"tags.{S.TAG_ROLE} = '{S.ROLE_SWEEP}' and tags.{S.TAG_CONFIRMS} = '{data.name}'") if ids else []
+    return sorted({r.data.tags[S.TAG_SWEEP] for r in runs})
 
 
 def confirmation_table(tracking_uri: str, search: str | SweepData) -> pd.DataFrame:
@@ -92,14 +93,14 @@ def confirmation_table(tracking_uri: str, search: str | SweepData) -> pd.DataFra
         except ConfigError:
             continue  # the tag names a sweep whose runs were deleted
         tags = conf.parent.get("tags", {})
-        m = tags.get("confirm_metric", metric)
-        best = json.loads(tags.get("search_best", "{}"))
+        m = tags.get(S.TAG_CONFIRM_METRIC, metric)
+        best = json.loads(tags.get(S.TAG_SEARCH_BEST, "{}"))
         agg = aggregate(conf.runs, ["pairing"], [m]) if len(conf.runs) else pd.DataFrame()
         done = conf.completed
         for _, r in agg.iterrows():
             b = best.get(r["pairing"], {})
             seeds = sorted(int(s) for s in done.loc[done["pairing"] == r["pairing"], "seed"]) if "seed" in done else []
-            rows.append({"model": r["pairing"], "rank": int(tags.get("confirm_rank", 1)),
+            rows.append({"model": r["pairing"], "rank": int(tags.get(S.TAG_CONFIRM_RANK, 1)),
                          "config": cell_label(b.get("searched") or {}), "search_best": b.get("value", math.nan),
                          "confirmed_mean": r[f"{m}_mean"], "confirmed_ci_low": r[f"{m}_ci_low"],
                          "confirmed_ci_high": r[f"{m}_ci_high"], "n": int(r["n"]),

@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from analysis.sweep_data import HISTORY_KEYS, SweepData
-from trainables.errors import ConfigError
+from analysis.sweep_data import SweepData
+from core import store_schema as S
+from core.errors import ConfigError
 
 PAGE = 1000
 # Tags parsed like params (everything else stays a string: a git sha can look like a number).
-TYPED_TAGS = ("seed", "stopped_epoch")
+TYPED_TAGS = (S.TAG_SEED, S.TAG_STOPPED_EPOCH)
 
 
 def parse_value(text: Any) -> Any:
@@ -88,12 +89,13 @@ def find_parent(client: MlflowClient, experiment: str | None = None, sweep: str 
     if experiment is None and sweep is None:
         raise ConfigError("name an experiment, a sweep or a parent run id to load")
     ids = _experiment_ids(client, experiment)
-    where = "tags.role = 'sweep'" + (f" and tags.sweep = {_quote(sweep)}" if sweep else "")
+    is_sweep = f"tags.{S.TAG_ROLE} = '{S.ROLE_SWEEP}'"
+    where = is_sweep + (f" and tags.{S.TAG_SWEEP} = {_quote(sweep)}" if sweep else "")
     found = _search(client, ids, where, ["attributes.start_time DESC"], max_results=1) if ids else []
     if found:
         return found[0]
-    known = sorted({r.data.tags.get("sweep", r.info.run_name)
-                    for r in _search(client, ids, "tags.role = 'sweep'")}) if ids else []
+    known = sorted({r.data.tags.get(S.TAG_SWEEP, r.info.run_name)
+                    for r in _search(client, ids, is_sweep)}) if ids else []
     what = f"sweep {sweep!r}" if sweep else "sweep"
     scope = f" in experiment {experiment!r}" if experiment else ""
     raise ConfigError(f"no {what}{scope} in this tracking store; sweeps there: "
@@ -101,11 +103,11 @@ def find_parent(client: MlflowClient, experiment: str | None = None, sweep: str 
 
 
 def _declaration(tracking_uri: str, run_id: str) -> dict | None:
-    path = _download(tracking_uri, run_id, "sweep/experiment.json")
+    path = download_artifact(tracking_uri, run_id, S.ART_DECLARATION)
     return json.loads(path.read_text()) if path else None
 
 
-def _download(tracking_uri: str, run_id: str, artifact: str, dst: str | None = None) -> Path | None:
+def download_artifact(tracking_uri: str, run_id: str, artifact: str, dst: str | None = None) -> Path | None:
     import mlflow.artifacts
 
     try:
@@ -137,13 +139,13 @@ def load_sweep(tracking_uri: str, experiment: str | None = None, sweep: str | No
     parent = find_parent(client, experiment, sweep, parent_run_id)
     exp = client.get_experiment(parent.info.experiment_id)
     children = _search(client, [parent.info.experiment_id],
-                       f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+                       S.children_filter(parent.info.run_id))
     rows, history, params, metrics = [], [], set(), set()
     for run in children:
         row = {"run_id": run.info.run_id, "run_name": run.info.run_name,
                "mlflow_status": run.info.status, "start_time": run.info.start_time}
         for key, value in run.data.tags.items():
-            if not key.startswith("mlflow."):
+            if not key.startswith(S.MLFLOW_TAG_PREFIX):
                 row[key] = parse_value(value) if key in TYPED_TAGS else value
         for key, value in run.data.params.items():
             row[key] = parse_value(value)
@@ -152,18 +154,19 @@ def load_sweep(tracking_uri: str, experiment: str | None = None, sweep: str | No
             row[key] = value
             metrics.add(key)
         rows.append(row)
-    wanted = [(r.info.run_id, k) for r in children for k in r.data.metrics if k in HISTORY_KEYS]
+    wanted = [(r.info.run_id, k) for r in children for k in r.data.metrics if k in S.HISTORY_KEYS]
     for run_id, key, points in _histories(client, wanted, tracking_uri):
         history += [(run_id, key, m.step, m.value) for m in points]
     runs = pd.DataFrame(rows)
-    if "status_reason" not in runs and len(runs):  # runs logged without the framework's tag
-        runs["status_reason"] = np.where(runs["mlflow_status"] == "FINISHED", "completed", "failed")
+    reason = S.TAG_STATUS_REASON
+    if reason not in runs and len(runs):  # runs logged without the framework's tag
+        runs[reason] = np.where(runs["mlflow_status"] == "FINISHED", S.STATUS_COMPLETED, S.STATUS_FAILED)
     elif len(runs):  # still running, or killed before the driver tagged it: not a result
-        runs["status_reason"] = runs["status_reason"].fillna(runs["mlflow_status"].str.lower())
-    swept = parent.data.tags.get("swept_keys")
-    info = {"run_id": parent.info.run_id, "name": parent.data.tags.get("sweep", parent.info.run_name),
+        runs[reason] = runs[reason].fillna(runs["mlflow_status"].str.lower())
+    swept = parent.data.tags.get(S.TAG_SWEPT_KEYS)
+    info = {"run_id": parent.info.run_id, "name": parent.data.tags.get(S.TAG_SWEEP, parent.info.run_name),
             "experiment": exp.name, "experiment_id": exp.experiment_id, "tracking_uri": tracking_uri,
-            "tags": {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")},
+            "tags": {k: v for k, v in parent.data.tags.items() if not k.startswith(S.MLFLOW_TAG_PREFIX)},
             "params": {k: parse_value(v) for k, v in parent.data.params.items()},
             "declaration": _declaration(tracking_uri, parent.info.run_id)}
     hist = pd.DataFrame(history, columns=["run_id", "key", "step", "value"])
@@ -188,11 +191,11 @@ def infer_swept_keys(runs: pd.DataFrame, params: set[str]) -> list[str]:
     """Params that differ between trials (seed excluded), for sweeps without the tag."""
     keys = []
     for key in sorted(params):
-        if key in ("seed", "model_seed", "trial_id") or key not in runs:
+        if key in (S.PARAM_SEED, "model_seed", S.TAG_TRIAL_ID) or key not in runs:
             continue
         if runs[key].astype(str).nunique() > 1:
             keys.append(key)
-    return (["pairing"] if "pairing" in keys else []) + [k for k in keys if k != "pairing"]
+    return ([S.PARAM_PAIRING] if S.PARAM_PAIRING in keys else []) + [k for k in keys if k != S.PARAM_PAIRING]
 
 
 def load_artifacts(data: SweepData, kernels: bool = True, confusion: bool = True) -> SweepData:
@@ -204,12 +207,12 @@ def load_artifacts(data: SweepData, kernels: bool = True, confusion: bool = True
         for i, run_id in enumerate(data.runs["run_id"]):
             dst = str(Path(tmp) / str(i))
             if kernels:
-                init = _download(uri, run_id, "kernels/conv1_initial.npy", dst)
-                final = _download(uri, run_id, "kernels/conv1_final.npy", dst)
+                init = download_artifact(uri, run_id, S.ART_KERNELS_INITIAL, dst)
+                final = download_artifact(uri, run_id, S.ART_KERNELS_FINAL, dst)
                 if init and final:
                     k_rows.append((run_id, np.load(init), np.load(final)))
             if confusion:
-                path = _download(uri, run_id, "confusion_matrix.json", dst)
+                path = download_artifact(uri, run_id, S.ART_CONFUSION, dst)
                 if path:
                     doc = json.loads(path.read_text())
                     c_rows.append((run_id, list(doc["labels"]), np.asarray(doc["matrix"], float)))

@@ -10,19 +10,21 @@ from typing import Any
 import pandas as pd
 
 from analysis import html as H
-from analysis.hypotheses import evaluate_all
+from analysis.hypotheses import ALPHA, evaluate_all, hypotheses_html
 from analysis.load import load_artifacts, load_sweep
 from analysis.plots import NEEDS, PLOTS, get_plot
 from analysis.results import display_table, result_keys, sweep_results
+from analysis.samples import load_samples
 from analysis.style import figure_png
 from analysis.sweep_data import SweepData, empty_sweep
-from trainables.errors import ConfigError
+from core.errors import ConfigError
+from core import store_schema as S
 
 log = logging.getLogger(__name__)
 DEFAULT_PLOTS = ("accuracy_vs_data", "accuracy_vs_epochs", "curves", "kernels", "confusion",
                  "params_vs_accuracy", "accuracy_vs_shift", "leaderboard")
 SEARCH_PLOTS = ("search_scatter", "asha_rungs", "best_configs")
-RUN_COLUMNS = ("pairing", "seed", "status_reason", "val_acc", "best_val_acc", "epochs_completed")
+RUN_COLUMNS = (S.TAG_PAIRING, S.TAG_SEED, S.TAG_STATUS_REASON, "val_acc", S.METRIC_BEST_VAL_ACC, S.METRIC_EPOCHS_COMPLETED)
 
 
 @dataclass
@@ -60,7 +62,7 @@ def report_spec(data: SweepData, experiment: str | None = None) -> ReportSpec:
         except (ImportError, ConfigError, TypeError):
             decl = None
     if not decl:
-        search = data.parent.get("tags", {}).get("search", "grid") not in ("grid", "")
+        search = data.parent.get("tags", {}).get(S.TAG_SEARCH, "grid") not in ("grid", "")
         return ReportSpec(DEFAULT_PLOTS + (SEARCH_PLOTS if search else ()), declared=False,
                           notes=["no experiment declaration found: default plots, no hypotheses"])
     plots = tuple(decl.get("plots") or ())
@@ -148,12 +150,13 @@ def write_report(tracking_uri: str, experiment: str | None = None, sweep: str | 
         if name in others:
             plot_data = plot_data.merge(others[name])
     if "samples" in spec.plots and stored and len(data.runs):
-        plot_data.samples = _samples(data, notes)
+        plot_data.samples = load_samples(data, notes)
     figures, plot_notes = render_figures(plot_data, spec)
     notes += plot_notes
     results = sweep_results(data)
     keys = [k for k in result_keys(data) if k != "pairing"]
-    verdicts = evaluate_all(spec.hypotheses, data.runs, keys, {n: o.runs for n, o in others.items()})
+    alpha, rule = decision_rule(data)
+    verdicts = evaluate_all(spec.hypotheses, data.runs, keys, {n: o.runs for n, o in others.items()}, alpha=alpha)
 
     out = Path(out_dir) if out_dir else Path("reports") / data.name
     out.mkdir(parents=True, exist_ok=True)
@@ -169,36 +172,48 @@ def write_report(tracking_uri: str, experiment: str | None = None, sweep: str | 
 
         client = MlflowClient(tracking_uri=tracking_uri)
         for path in written:
-            client.log_artifact(data.parent["run_id"], str(path), "report")
+            client.log_artifact(data.parent["run_id"], str(path), S.ART_REPORT_DIR)
     return out / "index.html"
 
 
-def _samples(data: SweepData, notes: list[str]):
-    from analysis.samples import sample_images
+def decision_rule(data: SweepData) -> tuple[float, str]:
+    """The verdicts' alpha and a sentence on how it was chosen.
 
-    run = data.runs.iloc[0]
-    # Python scalars: config dataclasses type-check and reject numpy's int64.
-    cfg = {k: (run[k].item() if hasattr(run[k], "item") else run[k])
-           for k in data.params if k in run and not _missing(run[k])}
-    dataset = run.get("dataset") if isinstance(run.get("dataset"), str) else str(run["pairing"]).split("/")[-1]
+    A sweep run with --until-decided looked at its results several times; its parent run
+    carries the per-look alpha (cluster.adaptive) and the rule, which the report then uses.
+    """
+    tags = data.parent.get("tags", {}) or {}
     try:
-        return sample_images(dataset, cfg)
-    except Exception as exc:  # data files absent on this machine, an old config, ...: skip the grid
-        notes.append(f"sample grid skipped: could not build dataset {dataset!r}: {type(exc).__name__}: {exc}")
-        return None
+        alpha = float(tags.get("alpha_per_look", ALPHA))
+    except (TypeError, ValueError):
+        alpha = ALPHA
+    return alpha, tags.get("stopping_rule", "")
 
 
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and v != v)
+def adaptive_html(data: SweepData) -> str:
+    """Waves, seeds per cell and the stopping rule of an adaptive (--until-decided) sweep."""
+    tags = data.parent.get("tags", {}) or {}
+    if tags.get("until_decided") != "true":
+        return ""
+    info = {k: tags[k] for k in ("stopping_rule", "max_looks", "looks_taken", "alpha_per_look", "max_seeds",
+                                 "target_halfwidth", "adaptive_outcome") if k in tags}
+    runs = data.runs
+    waves = ""
+    if "wave" in runs and len(runs):
+        keys = [k for k in result_keys(data) if k in runs]
+        table = runs.assign(wave=pd.to_numeric(runs["wave"], errors="coerce")).groupby(keys, dropna=False).agg(
+            seeds=("run_id", "size"), waves=("wave", lambda w: ", ".join(str(int(v)) for v in sorted(set(w.dropna())))))
+        waves = H.table_html(table.reset_index())
+    return H.mapping_table(info) + waves
 
 
 def _page(data, spec, results, figures, verdicts, notes) -> str:
     p, uri = data.parent, data.parent.get("tracking_uri", "")
     exp_id = p.get("experiment_id", "")
-    counts = data.runs["status_reason"].value_counts().to_dict() if "status_reason" in data.runs else {}
+    counts = data.runs[S.TAG_STATUS_REASON].value_counts().to_dict() if S.TAG_STATUS_REASON in data.runs else {}
     meta = {"experiment": p.get("experiment"), "sweep": data.name, "tracking URI": uri,
-            "parent run": p.get("run_id", "—"), "git sha": p.get("tags", {}).get("git_sha", "—"),
-            "search": p.get("tags", {}).get("search", "—"), "smoke": p.get("tags", {}).get("smoke", "—"),
+            "parent run": p.get("run_id", "—"), "git sha": p.get("tags", {}).get(S.TAG_GIT_SHA, "—"),
+            "search": p.get("tags", {}).get(S.TAG_SEARCH, "—"), "smoke": p.get("tags", {}).get(S.TAG_SMOKE, "—"),
             "trials": f"{len(data.runs)} ({', '.join(f'{v} {k}' for k, v in counts.items()) or 'none'})",
             "written": time.strftime("%Y-%m-%d %H:%M:%S")}
     parent_link = _run_link(uri, exp_id, p.get("run_id", "")) if p.get("run_id") else None
@@ -211,10 +226,12 @@ def _page(data, spec, results, figures, verdicts, notes) -> str:
     cols = [c for c in ("run_name",) + tuple(data.swept_keys) + RUN_COLUMNS if c in runs]
     runs_df = runs[list(dict.fromkeys(cols))].copy()
     runs_df.insert(0, "run id", [H.link(r, _run_link(uri, exp_id, r)) for r in runs["run_id"]])
+    from analysis.results import TABLE_NOTE
+
     sections = [
-        ("Hypotheses", H.hypotheses_html(verdicts)),
-        ("Results", "<p class=\"muted\">Completed trials only; mean ± half-width of the 95% t-interval "
-                    "over seeds. Every column: <a href=\"results.csv\">results.csv</a>.</p>"
+        ("Hypotheses", hypotheses_html(verdicts, decision_rule(data)[1])),
+        ("Results", "<p class=\"muted\">Completed trials only; " + H.esc(TABLE_NOTE.strip("()"))
+                    + ". Every column: <a href=\"results.csv\">results.csv</a>.</p>"
                     + H.table_html(display_table(results))),
         ("Figures", figs),
         ("Sweep configuration", H.mapping_table(p.get("params", {})) + H.mapping_table(p.get("tags", {}))
@@ -223,6 +240,9 @@ def _page(data, spec, results, figures, verdicts, notes) -> str:
     ]
     from analysis.confirmation import confirmation_html  # searches: best config per model vs `sweep confirm`
 
+    adaptive = adaptive_html(data)
+    if adaptive:
+        sections.insert(1, ("Adaptive replicates", adaptive))
     best = confirmation_html(data)
     if best:
         sections.insert(1, ("Best configuration per model", best))

@@ -5,11 +5,15 @@ import pandas as pd
 
 from analysis.aggregate import aggregate, group_cells, sort_cells
 from analysis.load import load_sweep
-from analysis.style import fmt_mean_ci
+from analysis.stats import COLLAPSE_MARGIN, INTERVAL_NOTE
+from analysis.style import fmt_mean_ci, fmt_value, is_accuracy
 from analysis.sweep_data import NOT_CELL_KEYS, SweepData
-from trainables.errors import ConfigError
+from core.errors import ConfigError
+from core import store_schema as S
 
 FORMATS = ("table", "csv", "json")
+TABLE_NOTE = (f"(accuracies: mean [{INTERVAL_NOTE}]; other metrics: mean ± half-width of the 95% t-interval; "
+              f"at chance: seeds at most {COLLAPSE_MARGIN * 100:.0f} points above 1/classes)")
 # Columns shown (when present) in the text table and the HTML report; the CSV has them all.
 HEADLINE = ("val_acc", "best_val_acc", "val_loss", "iou_original", "iou_shifted", "n_params",
             "train_time_s")
@@ -36,9 +40,38 @@ def sweep_results(data: SweepData) -> pd.DataFrame:
     keys = result_keys(data)
     table = aggregate(runs, keys, metrics) if len(runs) else pd.DataFrame(columns=keys + ["n"])
     table = _with_empty_cells(table, runs, keys)
-    for i, (reason, col) in enumerate((("stopped_early", "n_stopped"), ("failed", "n_failed"))):
+    for i, (reason, col) in enumerate(((S.STATUS_STOPPED_EARLY, "n_stopped"), (S.STATUS_FAILED, "n_failed"))):
         table.insert(len(keys) + 1 + i, col, [_count(runs, keys, row, reason) for _, row in table.iterrows()])
+    acc = collapse_metric(table)
+    if acc:
+        table.insert(len(keys) + 3, "n_collapsed", [_collapsed(runs, keys, row, acc) for _, row in table.iterrows()])
     return table
+
+
+def collapse_metric(table: pd.DataFrame) -> str | None:
+    """The accuracy whose seeds at chance level are counted: val_acc, else best_val_acc."""
+    return next((m for m in ("val_acc", "best_val_acc") if f"{m}_mean" in table), None)
+
+
+def _collapsed(runs: pd.DataFrame, keys: list[str], row: pd.Series, metric: str) -> float:
+    """Completed seeds of the cell whose `metric` is at chance (analysis.stats.collapsed)."""
+    from analysis.hypotheses import num_classes
+    from analysis.stats import collapsed
+
+    cell = _cell_rows(runs, keys, row)
+    if "status_reason" in cell:
+        cell = cell[cell["status_reason"] == "completed"]
+    if cell.empty:
+        return 0
+    return collapsed(pd.to_numeric(cell[metric], errors="coerce"), num_classes(cell))
+
+
+def _cell_rows(runs: pd.DataFrame, keys: list[str], row: pd.Series) -> pd.DataFrame:
+    mask = pd.Series(True, index=runs.index)
+    for k in keys:
+        v = row[k]
+        mask &= runs[k].isna() if _missing(v) else runs[k].apply(lambda x, v=v: x == v)
+    return runs[mask]
 
 
 def _with_empty_cells(table: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -63,9 +96,9 @@ def _with_empty_cells(table: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) 
 
 
 def _count(runs: pd.DataFrame, keys: list[str], row: pd.Series, reason: str) -> int:
-    if "status_reason" not in runs:
+    if S.TAG_STATUS_REASON not in runs:
         return 0
-    mask = runs["status_reason"] == reason
+    mask = runs[S.TAG_STATUS_REASON] == reason
     for k in keys:
         v = row[k]
         mask &= runs[k].isna() if _missing(v) else runs[k].apply(lambda x, v=v: x == v)
@@ -86,17 +119,34 @@ def results_table(tracking_uri: str, experiment: str | None = None, sweep: str |
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Readable form: cell keys, counts, and "mean ± CI" strings for the headline metrics."""
+    """Readable form: cell keys, counts, "mean [low, high]" for the headline metrics, and the
+    median of the collapse-counted accuracy next to its seeds at chance."""
     means = [c[: -len("_mean")] for c in table.columns if c.endswith("_mean")]
     shown = [m for m in HEADLINE if m in means]
     if "val_loss" in shown and "val_loss_mean" in means:
         shown[shown.index("val_loss")] = "val_loss_mean"
-    first = [c for c in table.columns if not any(c.startswith(f"{m}_") for m in means)]
+    first = [c for c in table.columns if not any(c.startswith(f"{m}_") for m in means) and c != "n_collapsed"]
     out = table[first].copy()
+    acc = collapse_metric(table)
     for m in shown:
-        out[LOSS_LABELS.get(m, m)] = [fmt_mean_ci(m, r[f"{m}_mean"], r[f"{m}_ci_low"], r[f"{m}_ci_high"])
+        out[LOSS_LABELS.get(m, m)] = [fmt_interval(m, r[f"{m}_mean"], r[f"{m}_ci_low"], r[f"{m}_ci_high"])
                                       for _, r in table.iterrows()]
+        if m == acc:
+            out[f"{m} median"] = [fmt_value(m, v) for v in table[f"{m}_median"]]
+            if "n_collapsed" in table:
+                out["at chance"] = [("n/a" if v != v else f"{int(v)}/{n}") for v, n in zip(table["n_collapsed"], table["n"])]
     return out
+
+
+def fmt_interval(metric: str, mean: float, low: float, high: float) -> str:
+    """"92.0% [90.0, 94.0]" for accuracies (bounded bootstrap); "mean ± half" (t) for the rest."""
+    if not is_accuracy(metric):
+        return fmt_mean_ci(metric, mean, low, high)
+    if mean != mean:
+        return "n/a"
+    if low != low:
+        return f"{100 * mean:.1f}% [n/a]"
+    return f"{100 * mean:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
 
 
 def format_results(df: pd.DataFrame, fmt: str = "table") -> str:
@@ -116,5 +166,5 @@ def format_results(df: pd.DataFrame, fmt: str = "table") -> str:
     if fmt == "table":
         if df.empty:
             return "(no trials)"
-        return display_table(df).to_string(index=False) + "\n(mean ± half-width of the 95% t-interval over seeds)"
+        return display_table(df).to_string(index=False) + "\n" + TABLE_NOTE
     raise ConfigError(f"results format {fmt!r} is not known; use one of {', '.join(FORMATS)}")

@@ -1,16 +1,22 @@
-"""Dataset images for the report's sample grid (data only: no model is built)."""
+"""Example inputs for the report's sample grid, read from the store (no dataset is rebuilt).
+
+Every trial that logs artifacts stores the first few training inputs of each class as
+`samples.npz` (core.store_schema.ART_SAMPLES; see trainables.artifacts.sample_inputs).
+"""
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import tempfile
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from analysis.sweep_data import SampleImages
+from analysis.load import download_artifact
+from analysis.sweep_data import SampleImages, SweepData
+from core import store_schema as S
 
-PER_CLASS = 10
-# Only these keys of a run's config are changed: a small training set is enough to show.
-SMALL = {"edges": {"data_per_class": PER_CLASS}}
+# Config keys shown in the grid's title when the run has them.
+TITLE_KEYS = ("class_type", "possible_edge_location_ratio", "use_permutation")
 
 
 def _display(x: np.ndarray) -> np.ndarray:
@@ -21,34 +27,49 @@ def _display(x: np.ndarray) -> np.ndarray:
     return np.moveaxis(x[:, :3], 1, -1)
 
 
-def sample_images(dataset: str, cfg: Mapping[str, Any], per_class: int = PER_CLASS) -> SampleImages | None:
-    """Build the first `per_class` training images of each class for the sample grid.
-
-    Args:
-        dataset: a trainables.data.DATASETS key (e.g. "edges").
-        cfg: a trial's config (its dataset keys are used; the training size is shrunk).
-        per_class: images per class.
-
-    Returns:
-        SampleImages (with the un-permuted view when the data is pixel-permuted), or None when
-        the dataset has no images (cached features) or no class labels (regression).
-    """
-    from trainables.data import build_data
-
-    bundle = build_data(dataset, {**dict(cfg), **SMALL.get(dataset, {})})
-    x = bundle.x_train.detach().cpu().numpy()
-    if x.ndim != 4 or bundle.task != "classification":
-        return None
-    y = bundle.y_train.detach().cpu().numpy().astype(int)
-    idx = np.concatenate([np.flatnonzero(y == c)[:per_class] for c in np.unique(y)])
-    x, y = x[idx], y[idx]
-    unperm = bundle.meta.get("unpermutation")
+def samples_from_npz(path: str | Path, title: str = "") -> SampleImages:
+    """SampleImages from a stored samples.npz (x, y, class_names[, unpermutation])."""
+    with np.load(path, allow_pickle=False) as z:
+        x, y, names = z["x"], z["y"].astype(int), [str(n) for n in z["class_names"]]
+        unperm = z["unpermutation"] if "unpermutation" in z.files else None
     restored = None
     if unperm is not None:
         n, c, h, w = x.shape
-        restored = _display(x.reshape(n, c, h * w)[:, :, np.asarray(unperm)].reshape(n, c, h, w))
-    names = list(bundle.class_names) or [str(i) for i in range(int(y.max()) + 1)]
-    keys = [k for k in ("class_type", "possible_edge_location_ratio", "use_permutation")
-            if k in cfg]
-    title = f"{dataset} (" + ", ".join(f"{k}={cfg[k]}" for k in keys) + ")" if keys else dataset
+        restored = _display(x.reshape(n, c, h * w)[:, :, unperm].reshape(n, c, h, w))
     return SampleImages(images=_display(x), labels=y, class_names=names, unpermuted=restored, title=title)
+
+
+def _title(run: pd.Series) -> str:
+    dataset = run.get(S.TAG_DATASET)
+    if not isinstance(dataset, str):
+        dataset = str(run.get(S.TAG_PAIRING, "")).split("/")[-1]
+    keys = [k for k in TITLE_KEYS if k in run and not _missing(run[k])]
+    return f"{dataset} (" + ", ".join(f"{k}={run[k]}" for k in keys) + ")" if keys else dataset
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
+def load_samples(data: SweepData, notes: list[str] | None = None) -> SampleImages | None:
+    """The example inputs logged by the sweep's first trial that has them, or None.
+
+    Completed trials are tried first, one per pairing (the trials of a pairing all log samples
+    or all do not); a note says why there is no grid when none logged any (trials on cached
+    features or a regression task, or run with log_artifacts=False).
+    """
+    runs = data.runs
+    if S.TAG_STATUS_REASON in runs:
+        runs = runs.sort_values(S.TAG_STATUS_REASON, key=lambda s: s != S.STATUS_COMPLETED, kind="stable")
+    if S.TAG_PAIRING in runs:
+        runs = runs.drop_duplicates(S.TAG_PAIRING)
+    uri = data.parent.get("tracking_uri", "")
+    with tempfile.TemporaryDirectory(prefix="sweep-samples-") as tmp:
+        for i, (_, run) in enumerate(runs.iterrows()):
+            path = download_artifact(uri, run["run_id"], S.ART_SAMPLES, str(Path(tmp) / str(i)))
+            if path is not None:
+                return samples_from_npz(path, _title(run))
+    if notes is not None:
+        notes.append(f"sample grid skipped: no trial of this sweep logged {S.ART_SAMPLES} "
+                     "(trials on cached features, regression tasks or with log_artifacts=False log none)")
+    return None

@@ -7,7 +7,7 @@ from typing import Any
 
 # Figures are drawn on Agg canvases directly (no pyplot), so this works headless and leaves
 # the backend of an importing notebook alone.
-from trainables.figures import figure_png, is_accuracy, new_figure  # re-exported
+from core.figures import figure_png, is_accuracy, new_figure  # re-exported
 
 # Fixed model -> colour map, so a model has the same colour in every plot and every report.
 # CNN family in blues/greens/purples, MLP family in reds/oranges, probes in greys/browns.

@@ -7,10 +7,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-COMPLETED = "completed"
-# Per-epoch (step = epoch) and per-shift (step = pixels) metrics whose full history is loaded.
-HISTORY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "train_loss_mean",
-                "val_loss_mean", "lr", "shift_acc", "shift_confidence")
+from core.store_schema import FINAL_METRICS, HISTORY_KEYS, STATUS_COMPLETED, TAG_STATUS_REASON
+
+COMPLETED = STATUS_COMPLETED
 # Keys that never define a cell: the replicate seed and per-trial bookkeeping.
 NOT_CELL_KEYS = ("seed", "model_seed", "series", "source")
 
@@ -77,7 +76,7 @@ class SweepData:
         if "source" not in runs:
             runs["source"] = self.parent.get("experiment", "")
         if not self.metrics:
-            self.metrics = [c for c in runs.columns if c in HISTORY_KEYS or c in _FINAL_METRICS]
+            self.metrics = [c for c in runs.columns if c in HISTORY_KEYS or c in FINAL_METRICS]
         self.runs = runs.reset_index(drop=True)
 
     @property
@@ -87,9 +86,9 @@ class SweepData:
     @property
     def completed(self) -> pd.DataFrame:
         """Trials that ran to the end: the only ones that count as results."""
-        if "status_reason" not in self.runs:
+        if TAG_STATUS_REASON not in self.runs:
             return self.runs
-        return self.runs[self.runs["status_reason"] == COMPLETED]
+        return self.runs[self.runs[TAG_STATUS_REASON] == COMPLETED]
 
     @property
     def cell_keys(self) -> list[str]:
@@ -101,7 +100,7 @@ class SweepData:
     def history_of(self, key: str) -> pd.DataFrame:
         """History rows of metric `key` joined with the runs' series and cell keys."""
         h = self.history[self.history["key"] == key]
-        cols = ["run_id", "status_reason"] if "status_reason" in self.runs else ["run_id"]
+        cols = ["run_id", TAG_STATUS_REASON] if TAG_STATUS_REASON in self.runs else ["run_id"]
         cols += [c for c in self.cell_keys if c not in cols]
         return h.merge(self.runs[cols], on="run_id", how="inner")
 
@@ -119,11 +118,9 @@ class SweepData:
             params=sorted(set(self.params) | set(other.params)))
 
 
-_FINAL_METRICS = ("best_val_acc", "n_params", "n_trainable_params", "epochs_completed",
-                  "train_time_s", "iou_original", "iou_shifted")
 
 
 def empty_sweep(name: str, experiment: str = "") -> SweepData:
     """A sweep with no trials (analytic experiments have only computed plots)."""
     return SweepData(parent={"name": name, "experiment": experiment, "tags": {}, "params": {}},
-                     runs=pd.DataFrame(columns=["run_id", "pairing", "status_reason"]))
+                     runs=pd.DataFrame(columns=["run_id", "pairing", TAG_STATUS_REASON]))

@@ -5,6 +5,7 @@ import json
 import time
 
 from cluster import tracking
+from core import store_schema as S
 from search_spaces.experiment import Experiment
 
 
@@ -29,8 +30,8 @@ def run_analytic(exp: Experiment, tracking_uri: str, name: str | None = None) ->
     exp_id = tracking.get_or_create_experiment(client, exp.name, uri)
     sweep = name or f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_id = tracking.create_parent_run(client, exp_id, sweep, exp.name,
-                                        {"swept_keys": json.dumps(["image_size"]), "git_sha": tracking.git_sha(),
-                                         "search": "analytic", "smoke": "false"},
+                                        {S.TAG_SWEPT_KEYS: json.dumps(["image_size"]), S.TAG_GIT_SHA: tracking.git_sha(),
+                                         S.TAG_SEARCH: "analytic", S.TAG_SMOKE: "false"},
                                         {"hidden": list(HIDDEN), "outputs": OUTPUTS},
                                         {"name": exp.name, "description": exp.description, "plots": list(exp.plots),
                                          "analytic": True})

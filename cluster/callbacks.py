@@ -5,6 +5,8 @@ import logging
 
 from ray import tune
 
+from core import store_schema as S
+
 log = logging.getLogger(__name__)
 
 
@@ -12,7 +14,7 @@ def _run_id(client, trial, experiment_id: str, parent_run_id: str) -> str | None
     rid = (trial.last_result or {}).get("mlflow_run_id")
     if rid:
         return rid
-    flt = f"tags.trial_id = '{trial.trial_id}' and tags.`mlflow.parentRunId` = '{parent_run_id}'"
+    flt = S.trial_filter(parent_run_id, trial.trial_id)
     runs = client.search_runs([experiment_id], filter_string=flt, max_results=1)
     return runs[0].info.run_id if runs else None
 
@@ -43,7 +45,7 @@ class MlflowTrialFinalizer(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = trial.last_result or {}
-        if "epochs_completed" in last:
+        if S.METRIC_EPOCHS_COMPLETED in last:
             self.completed += 1
             return
         self.stopped += 1
@@ -52,9 +54,9 @@ class MlflowTrialFinalizer(tune.Callback):
             rid = _run_id(client, trial, self.experiment_id, self.parent_run_id)
             if rid:
                 epoch = int(last.get("epoch", 0))
-                client.set_tag(rid, "status_reason", "stopped_early")
-                client.set_tag(rid, "stopped_epoch", str(epoch))
-                client.set_tag(rid, "stop_reason", "scheduler stopped the trial at epoch %d" % epoch)
+                client.set_tag(rid, S.TAG_STATUS_REASON, S.STATUS_STOPPED_EARLY)
+                client.set_tag(rid, S.TAG_STOPPED_EPOCH, str(epoch))
+                client.set_tag(rid, S.TAG_STOP_REASON, "scheduler stopped the trial at epoch %d" % epoch)
                 client.set_terminated(rid, status="KILLED")
         except Exception as exc:  # bookkeeping must never take the sweep down
             log.warning("could not mark trial %s as stopped early in MLflow: %s", trial.trial_id, exc)
@@ -66,9 +68,9 @@ class MlflowTrialFinalizer(tune.Callback):
             rid = _run_id(client, trial, self.experiment_id, self.parent_run_id)
             if rid:
                 text = _error_text(trial)
-                client.set_tag(rid, "status_reason", "failed")
-                client.set_tag(rid, "error", text.strip().splitlines()[-1][:5000] if text.strip() else "failed")
-                client.log_text(rid, text, "error.txt")
+                client.set_tag(rid, S.TAG_STATUS_REASON, S.STATUS_FAILED)
+                client.set_tag(rid, S.TAG_ERROR, text.strip().splitlines()[-1][:5000] if text.strip() else "failed")
+                client.log_text(rid, text, S.ART_ERROR)
                 client.set_terminated(rid, status="FAILED")
         except Exception as exc:
             log.warning("could not mark trial %s as failed in MLflow: %s", trial.trial_id, exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 import os
 
@@ -15,9 +15,12 @@ EPILOG = ("Defaults: local Ray (the head of `sweep up` when one is up, else star
 
 def _float(text: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,10 +58,33 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pack", type=int, default=1, metavar="K",
                      help="train up to K trials of one architecture as one vmapped model per Tune trial "
                           "(README, Performance; conv models stay unpacked on CPU)")
+    run.add_argument("--yes", "--allow-large", dest="allow_large", action="store_true",
+                     help="run a sweep of more than 10,000 trials (refused otherwise)")
+    run.add_argument("--until-decided", action="store_true",
+                     help="add seeds, wave by wave, to cells whose hypotheses are still open (cluster/adaptive.py)")
+    run.add_argument("--max-seeds", type=int, metavar="N", help="--until-decided: at most N seeds per cell (default 12)")
+    run.add_argument("--target-halfwidth", type=_float, metavar="H",
+                     help="--until-decided: also add seeds while a cell's accuracy interval is wider than ±H (e.g. 0.05)")
     run.add_argument("--no-ship-code", action="store_true",
                      help="with --address: use the project installed on the nodes instead of shipping this dir")
     run.add_argument("--verbose", action="store_true",
                      help="Ray's, Tune's and MLflow's own logs on the console (default: <storage>/<sweep>/driver.log)")
+
+    stu = sub.add_parser("study", help="run a named set of experiments as one resumable job, then one study report")
+    stu.add_argument("study", nargs="?", help="study name (see --list)")
+    stu.add_argument("--list", action="store_true", help="list the studies")
+    stu.add_argument("--smoke", action="store_true", help="every experiment with --smoke")
+    stu.add_argument("--only", help="comma-separated experiments of the study to run (default: all)")
+    stu.add_argument("--name", help="study name on disk (default study-NAME[-smoke]); the same name resumes")
+    stu.add_argument("--until-decided", action="store_true", help="adaptive replicates in every experiment with hypotheses")
+    stu.add_argument("--max-seeds", type=int, metavar="N")
+    stu.add_argument("--target-halfwidth", type=_float, metavar="H")
+    stu.add_argument("--storage-path", help="Tune storage and the study state (default ./ray_results)")
+    stu.add_argument("--max-concurrent", type=int)
+    stu.add_argument("--cpus-per-trial", type=_float)
+    stu.add_argument("--data-root")
+    stu.add_argument("--out", help="study report folder (default reports/<study name>)")
+    _add_common(stu)
 
     res = sub.add_parser("resume", help="resume an interrupted sweep (Tuner.restore) into the same MLflow runs")
     res.add_argument("name")
@@ -129,7 +155,9 @@ def cmd_run(args) -> int:
                       storage_path=args.storage_path, data_root=args.data_root, max_failures=args.max_failures,
                       scheduler=args.scheduler, search=args.search, ship_code=not args.no_ship_code,
                       samples=parse_samples(args.samples), grace_period=args.grace_period,
-                      reduction_factor=args.reduction_factor, pack=args.pack, verbose=args.verbose)
+                      reduction_factor=args.reduction_factor, pack=args.pack, allow_large=args.allow_large,
+                      until_decided=args.until_decided, max_seeds=args.max_seeds,
+                      target_halfwidth=args.target_halfwidth, verbose=args.verbose)
     return run_sweep(opts)
 
 
@@ -140,6 +168,20 @@ def cmd_confirm(args) -> int:
                          storage_path=args.storage_path, name=args.name, address=args.address,
                          max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
                          gpus_per_trial=args.gpus_per_trial)
+
+
+def cmd_study(args) -> int:
+    from cluster.study import StudyOptions, list_studies, run_study
+
+    if args.list or not args.study:
+        print(list_studies())
+        return 0
+    only = tuple(x.strip() for x in (args.only or "").split(",") if x.strip())
+    return run_study(StudyOptions(
+        study=args.study, smoke=args.smoke, only=only, name=args.name, until_decided=args.until_decided,
+        max_seeds=args.max_seeds, target_halfwidth=args.target_halfwidth, tracking_uri=args.tracking_uri,
+        storage_path=args.storage_path, address=args.address, max_concurrent=args.max_concurrent,
+        cpus_per_trial=args.cpus_per_trial, data_root=args.data_root, out=args.out))
 
 
 def cmd_resume(args) -> int:
@@ -201,7 +243,7 @@ def _need_target(args) -> None:
         raise ConfigError("name an EXPERIMENT or pass --sweep NAME")
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "resume": cmd_resume, "up": cmd_up, "down": cmd_down, "confirm": cmd_confirm, "results": cmd_results,
+COMMANDS = {"list": cmd_list, "run": cmd_run, "study": cmd_study, "resume": cmd_resume, "up": cmd_up, "down": cmd_down, "confirm": cmd_confirm, "results": cmd_results,
             "report": cmd_report, "server": cmd_server}
 
 
@@ -215,9 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sweep {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # cluster.interrupts.Interrupted carries SIGINT or SIGTERM
         print(f"sweep {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(exc, "signum", 2)
 
 
 if __name__ == "__main__":

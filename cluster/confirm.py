@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
+from core import store_schema as S
 
 # Trial params that are not part of the configuration to rerun: replaced (seed, pairing),
 # set by the runner (threads), or test-only (fail_at_epoch).
@@ -120,8 +121,8 @@ def load_search(tracking_uri: str, search: str) -> dict[str, Any]:
     client = MlflowClient(tracking_uri=tracking_uri)
     parent = find_parent(client, sweep=search)
     tags = parent.data.tags
-    metric, mode = _objective(tracking_uri, parent.info.run_id, tags.get("experiment", ""))
-    flt = f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    metric, mode = _objective(tracking_uri, parent.info.run_id, tags.get(S.TAG_EXPERIMENT, ""))
+    flt = S.children_filter(parent.info.run_id)
     runs, token = [], None
     while True:
         page = client.search_runs([parent.info.experiment_id], flt, max_results=1000, page_token=token)
@@ -131,16 +132,16 @@ def load_search(tracking_uri: str, search: str) -> dict[str, Any]:
             break
     trials = [{"run_id": r.info.run_id, "params": {k: parse_value(v) for k, v in r.data.params.items()},
                "metrics": dict(r.data.metrics)}
-              for r in runs if r.data.tags.get("status_reason") == "completed"]
+              for r in runs if r.data.tags.get(S.TAG_STATUS_REASON) == S.STATUS_COMPLETED]
     if not trials:
         raise ConfigError(f"search {search!r} has no completed trials ({len(runs)} trials in all); "
                           "nothing to confirm")
-    seeds = [int(s) for r in runs for s in [parse_value(r.data.params.get("seed", r.data.tags.get("seed")))]
+    seeds = [int(s) for r in runs for s in [parse_value(r.data.params.get(S.PARAM_SEED, r.data.tags.get(S.TAG_SEED)))]
              if isinstance(s, int)]
     return {"parent": parent, "client": client, "metric": metric, "mode": mode, "trials": trials,
-            "seeds": seeds, "pairings": sorted({r.data.tags.get("pairing", "") for r in runs} - {""}), "experiment": tags.get("experiment") or client.get_experiment(
+            "seeds": seeds, "pairings": sorted({r.data.tags.get(S.TAG_PAIRING, "") for r in runs} - {""}), "experiment": tags.get(S.TAG_EXPERIMENT) or client.get_experiment(
                 parent.info.experiment_id).name,
-            "swept_keys": tuple(json.loads(tags.get("swept_keys", "[]")))}
+            "swept_keys": tuple(json.loads(tags.get(S.TAG_SWEPT_KEYS, "[]")))}
 
 
 def _objective(tracking_uri: str, run_id: str, experiment: str) -> tuple[str, str]:
@@ -150,7 +151,7 @@ def _objective(tracking_uri: str, run_id: str, experiment: str) -> tuple[str, st
     import mlflow.artifacts
 
     try:  # the declaration stored with the sweep says what the search optimised
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="sweep/experiment.json",
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=S.ART_DECLARATION,
                                                    dst_path=tempfile.mkdtemp(prefix="sweep-"),
                                                    tracking_uri=tracking_uri)
         search = json.loads(Path(path).read_text()).get("search") or {}
@@ -211,7 +212,7 @@ def confirm_sweep(search: str, seeds: int = 5, top: int = 1, tracking_uri: str =
         print(f"note: {pairing} has no completed trial in {search}; it is not confirmed", flush=True)
     seed_start = max(s["seeds"], default=9) + 1  # never a seed the search used
     if storage_path is None:
-        stored = parent.data.tags.get("storage_path", "")
+        stored = parent.data.tags.get(S.TAG_STORAGE_PATH, "")
         storage_path = stored if stored and "://" not in stored and Path(stored).is_dir() else None
     storage = resolve_storage(storage_path)
     ranks = sorted({b.rank for b in bests})
@@ -223,9 +224,9 @@ def confirm_sweep(search: str, seeds: int = 5, top: int = 1, tracking_uri: str =
         if name is not None and tracking.find_parent_run(client, sweep) is not None:
             raise ConfigError(f"a sweep named {sweep!r} is already in the tracking store; pick another --name")
         exp = confirmation_experiment(s["experiment"], search, group, seeds, seed_start)
-        tags = {"confirms": search, "confirms_run_id": parent.info.run_id, "confirm_rank": str(rank),
-                "confirm_metric": s["metric"], "confirm_mode": s["mode"], "kind": "confirmation",
-                "search_best": json.dumps({b.pairing: {"value": b.value, "run_id": b.run_id,
+        tags = {S.TAG_CONFIRMS: search, S.TAG_CONFIRMS_RUN_ID: parent.info.run_id, S.TAG_CONFIRM_RANK: str(rank),
+                S.TAG_CONFIRM_METRIC: s["metric"], S.TAG_CONFIRM_MODE: s["mode"], S.TAG_KIND: S.KIND_CONFIRMATION,
+                S.TAG_SEARCH_BEST: json.dumps({b.pairing: {"value": b.value, "run_id": b.run_id,
                                                        "searched": b.searched} for b in group}, default=str)}
         opts = RunOptions(experiment=s["experiment"], name=sweep, tracking_uri=uri, storage_path=storage,
                           num_samples=1, **run_options)
@@ -238,7 +239,7 @@ def confirm_sweep(search: str, seeds: int = 5, top: int = 1, tracking_uri: str =
         finally:
             if tracking.find_parent_run(client, sweep) is not None:  # it started: link it even if interrupted
                 names.append(sweep)
-                client.set_tag(parent.info.run_id, "confirmed_by", ",".join(names))
+                client.set_tag(parent.info.run_id, S.TAG_CONFIRMED_BY, ",".join(names))
     if not run_options.get("quiet"):
         from analysis.confirmation import confirmation_table, format_confirmation
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from search_spaces import EXPERIMENTS
 from trainables.config import TrainConfig
 from trainables.data import DATASETS
-from trainables.models import count_params
+from trainables.models import count_params, model_config_keys
 from trainables.pairings import PAIRINGS
 
 
@@ -22,8 +22,9 @@ def render(what: str) -> str:
     for name, spec in DATASETS.items():
         lines.append(f"dataset {name}: " + ", ".join(sorted(spec.config.keys())))
     for name, p in PAIRINGS.items():
-        if p.model_args:
-            lines.append(f"model args of {name}: " + ", ".join(sorted(p.model_args)))
+        keys = model_config_keys(p.model)
+        if keys:
+            lines.append(f"model args of {name}: " + ", ".join(sorted(keys)))
     return "\n".join(lines)
 
 
@@ -31,14 +32,12 @@ def _models() -> str:
     """Each registered model with its parameter count in its pairing's default configuration."""
     import torch
 
-    from trainables.models import build_model, model_kwargs
+    from trainables.models import build_model
+    from trainables.spec import resolve_config
 
     rows = []
     for name, p in PAIRINGS.items():
-        kwargs = {arg: p.defaults[key] for key, arg in p.model_args.items()
-                  if key in p.defaults and arg in model_kwargs(p.model)}
-        if "hidden_dims" in kwargs:
-            kwargs["hidden_dims"] = tuple(kwargs["hidden_dims"])
+        kwargs = resolve_config({"pairing": name}).model_kwargs
         with torch.device("meta"):
             try:
                 total, trainable = count_params(build_model(p.model, **kwargs))

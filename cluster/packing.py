@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 
 @dataclass
@@ -68,13 +68,14 @@ def _model_check(resolved, device_type: str, cache: dict) -> str | None:
     return cache[key]
 
 
-def make_packs(cells: list[dict[str, Any]], k: int, gpu: bool = False) -> PackPlan:
+def make_packs(cells: list[dict[str, Any]], k: int, gpu: bool = False, specs: list | None = None) -> PackPlan:
     """Group grid cells (flat trial configs) into packs of at most k members.
 
     Args:
         cells: the plan's cells (cluster.plan.Plan.cells()).
         k: the largest pack (k >= 2; k == 1 means no packing).
         gpu: trials run on a GPU (Ray gives them one and device is not "cpu").
+        specs: the cells' resolved specs (cluster.plan.Plan.specs); resolved here when None.
 
     Returns:
         PackPlan; every cell appears in exactly one pack, in a deterministic order.
@@ -83,15 +84,14 @@ def make_packs(cells: list[dict[str, Any]], k: int, gpu: bool = False) -> PackPl
         ConfigError: k < 1.
     """
     from trainables.packing import MIN_PACK, pack_key
-    from trainables.resolve import resolve_config
+    from trainables.spec import resolve_config
 
     if k < 1:
         raise ConfigError(f"--pack must be >= 1, got {k}")
     cache: dict = {}
     groups: dict[tuple, list[tuple[Any, dict]]] = defaultdict(list)
     plan = PackPlan([])
-    for cell in cells:
-        r = resolve_config(cell)
+    for cell, r in zip(cells, specs if specs is not None else map(resolve_config, cells)):
         device_type = "cuda" if gpu and r.train.device != "cpu" else "cpu"
         reason = "--pack 1" if k == 1 else _model_check(r, device_type, cache)
         if reason is not None:
@@ -142,5 +142,5 @@ def packed_space(plan, k: int, gpu: bool = False, scheduler: str | None = None) 
         raise ConfigError("--pack works on grid sweeps; this plan samples values (a search): drop --pack")
     if plan.num_samples != 1:
         raise ConfigError(f"--pack needs --num-samples 1, got {plan.num_samples}; use --seeds for replicates")
-    packs = make_packs(plan.cells(), k, gpu)
+    packs = make_packs(plan.cells(), k, gpu, plan.specs)
     return {"members": tune.grid_search(packs.packs)}, packs

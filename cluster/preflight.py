@@ -1,7 +1,8 @@
 """Driver-side checks after the plan and before Ray or MLflow start: nonsense costs no compute.
 
-`cluster.plan.validate` already resolves every cell and checks that data files exist. This
-module goes further, once per distinct (pairing, model, dataset) combination:
+`cluster.plan.validate` already resolves every cell (and the ends of every sampled domain) into
+specs and checks that data files exist. This module reuses those specs and goes further, once per
+distinct (pairing, model, dataset) combination:
 
 - the search options build (scheduler/searcher) and $SWEEP_MLFLOW_RETRY_S parses, so typos
   fail before a parent run exists;
@@ -21,17 +22,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterator
-from typing import Any
 
-from search_spaces.domains import SAMPLED, Choice
-from trainables.errors import ConfigError
-from trainables.resolve import Resolved, resolve_config
+from trainables.data import get_dataset
+from core.errors import ConfigError
+from trainables.models import model_config_keys
+from trainables.spec import TrialSpec
 
-# Datasets whose tensors are cheap to build in the driver anyway (synthetic, milliseconds).
-SYNTHETIC = ("edges", "localization")
-# Datasets read from files: decoded in the driver only when Ray runs on this machine.
-FILE_BACKED = ("cifar10", "mnist")
 MAX_DRY_RUNS = 64  # distinct combinations tried; a huge search space is sampled, not enumerated
 
 
@@ -67,25 +63,7 @@ def check_local_resources(cpus: float | None, gpus: float | None) -> None:
                               "--address on a cluster with GPUs")
 
 
-def _extremes(domain) -> list[Any]:
-    if isinstance(domain, Choice):
-        return list(domain.values)
-    return [domain.low, domain.high]  # RandInt is inclusive; the float domains' high is the limit
-
-
-def candidate_configs(plan) -> Iterator[dict[str, Any]]:
-    """Every grid cell, and each cell with every sampled key at each end of its domain."""
-    for cfg in plan.cells():
-        yield cfg
-        sampled = {k: v for k, v in plan.axes.items() if isinstance(v, SAMPLED)}
-        sampled.update({k: v for k, v in plan.per_pairing.get(cfg["pairing"], {}).items()
-                        if isinstance(v, SAMPLED)})
-        for key, domain in sampled.items():
-            for value in _extremes(domain):
-                yield {**cfg, key: value}
-
-
-def _signature(r: Resolved) -> str:
+def _signature(r: TrialSpec) -> str:
     """What decides whether a trial can build: pairing, model kwargs and data config, not the seed."""
     kwargs = {k: v for k, v in r.model_kwargs.items() if k != "seed"}
     data = dataclasses.asdict(r.data) if dataclasses.is_dataclass(r.data) else repr(r.data)
@@ -93,22 +71,26 @@ def _signature(r: Resolved) -> str:
 
 
 def dry_run_plan(plan, local: bool) -> None:
-    """Build each distinct combination once (see module docstring); ConfigError on the first failure."""
+    """Build each distinct combination once (see module docstring); ConfigError on the first failure.
+
+    The combinations are the plan's specs (`plan.checked`: cells and sampled extremes). Synthetic
+    datasets are built here anyway; files are decoded only for a local run; features need a
+    backbone pass, too costly here, so only their weights file is checked.
+    """
     seen: set[str] = set()
-    for cfg in candidate_configs(plan):
-        r = resolve_config(cfg)
+    for r in plan.checked:
         sig = _signature(r)
         if sig in seen:
             continue
         seen.add(sig)
         if len(seen) > MAX_DRY_RUNS:
             return
-        dataset = r.pairing.dataset
-        if dataset == "cifar10_features":
+        kind = get_dataset(r.pairing.dataset).kind
+        if kind == "features":
             if local:
                 check_feature_weights(r)
             continue  # features come from a backbone pass: too costly to make here
-        if dataset in SYNTHETIC or (local and dataset in FILE_BACKED):
+        if kind == "synthetic" or (local and kind == "files"):
             dry_run(r)
     if local:
         from trainables.data import image_cache
@@ -116,7 +98,7 @@ def dry_run_plan(plan, local: bool) -> None:
         image_cache.clear_memory_cache()  # the driver keeps no decoded images; the disk cache stays
 
 
-def check_feature_weights(r: Resolved) -> None:
+def check_feature_weights(r: TrialSpec) -> None:
     """Load a local weights file into its backbone (weights_only=True): wrong architecture or junk fails."""
     from trainables.data.features import weights_file
     from trainables.models.probes import build_backbone
@@ -126,7 +108,7 @@ def check_feature_weights(r: Resolved) -> None:
         build_backbone(r.data.backbone, str(path))
 
 
-def dry_run(r: Resolved) -> None:
+def dry_run(r: TrialSpec) -> None:
     """Build the data and the model, run two samples forward and through the loss, on the CPU."""
     import torch
 
@@ -153,6 +135,6 @@ def dry_run(r: Resolved) -> None:
                           f"{str(err)[:300]}); choose model settings that fit this input size") from None
 
 
-def _describe(r: Resolved) -> str:
-    keys = [k for k in r.pairing.model_args if k in r.config]
+def _describe(r: TrialSpec) -> str:
+    keys = [k for k in model_config_keys(r.pairing.model) if k in r.config]
     return ", ".join(f"{k}={r.config[k]!r}" for k in keys) or "its defaults"

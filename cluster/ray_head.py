@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 STATE_NAME = "ray-head.json"
 LOG_NAME = "ray-head.log"
@@ -49,6 +49,7 @@ class HeadState:
     temp_dir: str
     project: str
     started: float
+    env_digest: str = ""  # cluster.ray_setup.credential_digest() of the environment its workers inherit
 
     def describe(self) -> str:
         return f"Ray head at {self.address} ({self.num_cpus} CPUs, keeper pid {self.pid})"
@@ -76,7 +77,7 @@ def read_state(path: Path | None = None) -> HeadState | None:
     path = path or state_file()
     try:
         data = json.loads(path.read_text())
-        return HeadState(**{f.name: data[f.name] for f in dataclasses.fields(HeadState)})
+        return HeadState(**{f.name: data[f.name] for f in dataclasses.fields(HeadState) if f.name in data})
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError):
@@ -113,13 +114,22 @@ def is_alive(state: HeadState) -> bool:
     return bool(state.address) and _pid_is_keeper(state.pid) and _port_open(state.address)
 
 
-def live_head(note=print) -> HeadState | None:
-    """The head recorded in the state file if it is alive; a stale state file is removed, with a note."""
+def live_head(note=print, env_digest: str | None = None) -> HeadState | None:
+    """The head recorded in the state file if it is alive; a stale state file is removed, with a note.
+
+    With `env_digest`, a head whose workers inherited other credentials / data root is not used
+    (noted): they would not reach its workers without a runtime env, which would log them.
+    """
     path = state_file()
     state = read_state(path)
     if state is None:
         return None
     if is_alive(state):
+        if env_digest is not None and state.env_digest != env_digest:
+            note("note: the Ray head of `sweep up` was started with other MLflow credentials or data root "
+                 "($MLFLOW_TRACKING_*, $SWEEP_DATA_ROOT); starting Ray for this sweep. `sweep down` and "
+                 "`sweep up` again in this environment to reuse a head.")
+            return None
         return state
     note(f"note: ignoring a stale Ray head state file {path} (its keeper is gone); starting Ray for this "
          "sweep. `sweep up` starts a head that later sweeps reuse.")
@@ -185,10 +195,13 @@ def serve(state_path: Path, num_cpus: int, temp_dir: str) -> None:
     os.environ.update(KEEPER_ENV)
     import ray
 
+    from cluster.ray_setup import credential_digest
+
     ctx = ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1", _temp_dir=temp_dir,
                    logging_level="WARNING")
     state = HeadState(address=ctx.address_info["gcs_address"], pid=os.getpid(), num_cpus=num_cpus,
-                      temp_dir=temp_dir, project=str(Path.cwd()), started=time.time())
+                      temp_dir=temp_dir, project=str(Path.cwd()), started=time.time(),
+                      env_digest=credential_digest())
     tmp = state_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(dataclasses.asdict(state), indent=2))
     tmp.replace(state_path)

@@ -1,14 +1,17 @@
 """Starting or joining Ray, and the per-trial resource request."""
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 # Files a worker never needs when the driver ships the working directory to a cluster.
 SHIP_EXCLUDES = [".venv/", ".git/", "mlflow.db", "mlartifacts/", "ray_results/", "reports/", "data/",
                  "benchmarks/out/", "**/__pycache__/"]
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 CREDENTIAL_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
                   "SWEEP_DATA_ROOT", "SWEEP_ALLOW_FAULT_INJECTION")
 
@@ -18,28 +21,34 @@ def init_ray(address: str | None, num_cpus: int | None = None, ship_code: bool =
     here, capped to this machine, stopped when the sweep ends), "cluster" (--address), "running".
 
     Without an address, the head recorded by `sweep up` is joined when its state file names a live
-    one (cluster.ray_head); otherwise Ray starts here as it always did. It never joins a cluster it
-    was not told about (no address="auto"). For a remote cluster the working directory (this
-    project) travels in the runtime environment unless ship_code is False (project installed on
-    every node, e.g. the recipes' images), and MLflow credentials / data root travel as
-    environment variables, never as config.
+    one started with this process's credentials and data root (cluster.ray_head); otherwise Ray
+    starts here as it always did. It never joins a cluster it was not told about (no
+    address="auto"). For a remote cluster the working directory (this project) travels in the
+    runtime environment unless ship_code is False (project installed on every node, e.g. the
+    recipes' images), and MLflow credentials / data root travel as environment variables, never
+    as config.
+
+    A local Ray (started here or by `sweep up`) gets no runtime environment at all: its workers
+    inherit the starting process's environment (credentials included), and a runtime env would
+    write them in clear text to Ray's runtime-env agent log. It binds 127.0.0.1 (`loopback_only`).
     """
     import ray
 
     if ray.is_initialized():
         return "running"
-    env = {k: os.environ[k] for k in CREDENTIAL_ENV if k in os.environ}
     if address is None:
         from cluster import ray_head
 
-        head = ray_head.live_head()
+        head = ray_head.live_head(env_digest=credential_digest())
         if head is not None:
-            _join_head(head, {"env_vars": env} if env else None)
+            _join_head(head)
             return "head"
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1",
-                 runtime_env={"env_vars": env} if env else None, log_to_driver=True,
-                 configure_logging=True, logging_level="WARNING")
+        with loopback_only():
+            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1",
+                     log_to_driver=True, configure_logging=True, logging_level="WARNING")
         return "local"
+    check_address(address)
+    env = {k: os.environ[k] for k in CREDENTIAL_ENV if k in os.environ}
     runtime_env: dict = {"env_vars": env} if env else {}
     if ship_code:
         runtime_env["working_dir"] = str(Path.cwd())
@@ -51,16 +60,20 @@ def init_ray(address: str | None, num_cpus: int | None = None, ship_code: bool =
     return "cluster"
 
 
-def _join_head(head, runtime_env: dict | None) -> None:
-    """Connect this driver to the project's loopback head: same node address (127.0.0.1) and token
-    authentication as the keeper that started it."""
+def credential_digest() -> str:
+    """A digest of the credential / data-root environment: a `sweep up` head is joined only by
+    drivers whose values match the ones its workers inherited (none travel in a runtime env)."""
+    import hashlib
+
+    text = "\0".join(f"{k}={os.environ.get(k, '')}" for k in CREDENTIAL_ENV)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _join_head(head) -> None:
+    """Connect this driver to the project's loopback head (node address 127.0.0.1, token
+    authentication with the user's token, as the keeper that started it)."""
     import ray
-    from ray._private import ray_constants
 
-    from cluster.ray_head import LOOPBACK_ENV
-
-    os.environ.update(LOOPBACK_ENV)
-    ray_constants.ENABLE_RAY_CLUSTER = False  # read at import; Ray may be imported already
     try:
         from ray._private.authentication.authentication_token_setup import (
             maybe_enable_token_auth_if_token_available)
@@ -69,11 +82,47 @@ def _join_head(head, runtime_env: dict | None) -> None:
     except ImportError:  # a Ray without token authentication
         pass
     try:
-        ray.init(address=head.address, runtime_env=runtime_env, log_to_driver=True, configure_logging=True,
-                 logging_level="WARNING")
+        with loopback_only():
+            ray.init(address=head.address, log_to_driver=True, configure_logging=True, logging_level="WARNING")
     except (ConnectionError, RuntimeError) as exc:
         raise ConfigError(f"cannot join the Ray head of `sweep up` ({head.describe()}): {exc}; "
                           "`sweep down` and `sweep up` again, or `sweep down` to let each sweep start Ray") from None
+
+
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """While Ray starts: make a local Ray's processes listen on 127.0.0.1 only.
+
+    Ray 2.60 resolves `_node_ip_address="127.0.0.1"` to the machine's routable address unless
+    clusters are disabled (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, Ray's own single-machine mode
+    on macOS/Windows): then the node IP is the loopback address and GCS, raylet, object manager
+    and workers bind it. Set in the environment (read by Ray's child processes) and on the
+    already-imported constant (read by `ray.init`); both are put back once Ray runs, so a later
+    `ray.init(address=...)` in this process is unaffected.
+    """
+    from ray._private import ray_constants
+
+    old_env, old_flag = os.environ.get(LOOPBACK_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[LOOPBACK_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = old_flag
+        if old_env is None:
+            os.environ.pop(LOOPBACK_ENV, None)
+        else:
+            os.environ[LOOPBACK_ENV] = old_env
+
+
+def check_address(address: str) -> None:
+    """`ray://` needs Ray Client (the `ray[client]` extra, i.e. grpcio): say so before connecting."""
+    import importlib.util
+
+    if address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
+        raise ConfigError(f"--address {address} uses Ray Client, which needs the grpcio package: "
+                          "pip install 'ray[client]==<the cluster's Ray version>', or run the driver on the "
+                          "cluster with --address auto")
 
 
 def cluster_resources() -> tuple[float, float, int]:

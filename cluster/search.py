@@ -19,8 +19,8 @@ from cluster.plan import Plan, to_tune_space
 from cluster.values import parse_assignment, parse_value
 from search_spaces.domains import SAMPLED, Choice, LogUniform, RandInt, Uniform
 from search_spaces.experiment import Experiment
-from trainables.errors import ConfigError
-from trainables.resolve import check_keys, resolve_config
+from core.errors import ConfigError
+from trainables.spec import check_keys
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +94,10 @@ def _values(v: Any) -> list[Any]:
 
 
 def max_epochs(plan: Plan) -> int:
-    """The longest epoch budget any trial of the plan can have (ASHA's max_t)."""
+    """The longest epoch budget any trial of the plan can have (ASHA's max_t), from the plan's specs."""
     top = 1
-    for cfg in plan.cells():
-        candidates = [resolve_config(cfg).train.epochs]
+    for cfg, spec in zip(plan.cells(), plan.specs):
+        candidates = [spec.train.epochs]
         candidates += _values(plan.axes.get("epochs", []))
         candidates += _values(plan.per_pairing.get(cfg["pairing"], {}).get("epochs", []))
         top = max([top] + [int(c) for c in candidates if isinstance(c, (int, float))])
@@ -162,6 +162,9 @@ def _check_model_based(plan: Plan, searcher: str) -> None:
     if len(plan.seeds) > 1:
         raise ConfigError(f"--search {searcher} searches with one seed; got --seeds {len(plan.seeds)} "
                           "(replicates belong to `sweep confirm`)")
+    if plan.explicit:
+        raise ConfigError(f"--search {searcher} cannot express a grid axis that only some pairings use "
+                          "(its cells are enumerated); use --search random")
     if searcher == "hyperopt" and plan.per_pairing:
         raise ConfigError(f"--search hyperopt cannot express per-pairing settings ({sorted(plan.per_pairing)}); "
                           "use --search optuna (conditional spaces) or --search random")

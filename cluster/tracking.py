@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
+from core import store_schema as S
 from trainables.tracking import param_value, redact
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -38,14 +39,18 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> str:
         path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
         if not path:
             raise ConfigError(f"sqlite tracking URI must look like sqlite:///path/to/mlflow.db, got {uri!r}")
-        db = Path(path).expanduser().resolve()
+        try:
+            db = Path(path).expanduser().resolve()
+        except (OSError, RuntimeError) as exc:  # a symlink loop
+            raise ConfigError(f"the MLflow database path {path!r} cannot be resolved: {exc}") from None
         if not db.parent.is_dir() or not os.access(db.parent, os.W_OK):
             raise ConfigError(f"cannot write the MLflow database {db}: directory {db.parent} is missing or not writable")
+        check_sqlite_file(db)
         return f"sqlite:///{db}"
     if scheme in ("http", "https"):
         url = uri.rstrip("/") + "/health"
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (user-given server)
+            with urllib.request.urlopen(_request(url), timeout=timeout) as resp:  # noqa: S310 (user-given server)
                 if resp.status != 200:
                     raise ConfigError(f"MLflow server {uri} answered {resp.status} on /health")
         except urllib.error.HTTPError as exc:
@@ -54,7 +59,103 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> str:
         except (urllib.error.URLError, OSError) as exc:
             raise ConfigError(f"MLflow tracking server {uri} is unreachable ({getattr(exc, 'reason', exc)}); "
                               f"start one with `sweep server` or pass another --tracking-uri") from None
+        check_is_mlflow(uri, timeout)
     return uri
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_sqlite_file(db: Path) -> None:
+    """An existing database file must be SQLite and, if it has tables, MLflow's (alembic_version).
+
+    Raises:
+        ConfigError: not SQLite (garbage, truncated header), unreadable, or another program's database.
+    """
+    import sqlite3
+
+    if not db.exists() or db.stat().st_size == 0:
+        return  # MLflow creates it (create_store, under a lock)
+    hint = "move it away or pass another --tracking-uri"
+    try:
+        with open(db, "rb") as f:
+            header = f.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise ConfigError(f"the MLflow database {db} cannot be read ({exc.strerror}); {hint}") from None
+    if header != SQLITE_HEADER:
+        raise ConfigError(f"the MLflow database {db} is not an SQLite file (corrupt or something else); {hint}")
+    try:
+        con = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise ConfigError(f"the MLflow database {db} is corrupt ({exc}); {hint}") from None
+    if tables and not {"alembic_version", "experiments", "runs"} <= tables:
+        raise ConfigError(f"{db} is an SQLite database but not MLflow's (tables: {', '.join(sorted(tables)[:5])}); "
+                          f"{hint}")
+
+
+def _request(url: str) -> urllib.request.Request:
+    """A GET with basic auth from $MLFLOW_TRACKING_USERNAME/PASSWORD when set (never logged)."""
+    import base64
+
+    req = urllib.request.Request(url)
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+    return req
+
+
+def check_is_mlflow(uri: str, timeout: float = 5.0) -> None:
+    """The server must speak MLflow's REST API: a JSON answer to get-by-name (found or not found).
+
+    A server that needs credentials we lack (401/403) is given the benefit of the doubt; the
+    first MLflow call reports it.
+
+    Raises:
+        ConfigError: any other answer (an HTML 404, a plain 200 from another web app).
+    """
+    url = uri.rstrip("/") + "/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
+    try:
+        with urllib.request.urlopen(_request(url), timeout=timeout) as resp:  # noqa: S310
+            body = resp.read(65536)
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            return
+        body = exc.read(65536) if exc.fp is not None else b""
+    except (urllib.error.URLError, OSError) as exc:
+        raise ConfigError(f"MLflow tracking server {uri} stopped answering ({getattr(exc, 'reason', exc)})") from None
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or not ({"experiment", "error_code"} & set(answer)):
+        raise ConfigError(f"{uri} answers /health but is not an MLflow tracking server (its REST API "
+                          f"answered {body[:80]!r}); check --tracking-uri")
+
+
+def create_store(uri: str) -> None:
+    """Create (or migrate) the MLflow store before Ray starts, one process at a time.
+
+    Two sweeps starting at once against a new sqlite file would both run MLflow's schema
+    creation; an exclusive lock on `<db>.lock` beside the database serializes them (the second
+    then finds the tables). Other stores are created by their server.
+    """
+    if not uri.startswith("sqlite:///"):
+        return
+    from cluster.locks import file_lock
+    from mlflow.tracking import MlflowClient
+
+    db = Path(uri[len("sqlite:///"):])
+    with file_lock(db.with_name(db.name + ".lock")):
+        try:
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        except Exception as exc:  # schema creation/migration failing: disk full, locked, newer schema
+            raise ConfigError(f"the MLflow database {db} cannot be opened or created: {type(exc).__name__}: "
+                              f"{str(exc)[:300]}") from None
 
 
 def artifact_root_for(uri: str) -> str | None:
@@ -110,12 +211,12 @@ def create_parent_run(client, experiment_id: str, sweep: str, experiment: str, t
     from mlflow.entities import Param, RunTag
 
     run = client.create_run(experiment_id, run_name=sweep,
-                            tags={"sweep": sweep, "experiment": experiment, "role": "sweep", **tags})
+                            tags={S.TAG_SWEEP: sweep, S.TAG_EXPERIMENT: experiment, S.TAG_ROLE: S.ROLE_SWEEP, **tags})
     items = [Param(k, param_value(v)[:6000]) for k, v in sorted(redact(params).items())]
     for i in range(0, len(items), 100):
         client.log_batch(run.info.run_id, params=items[i:i + 100])
-    client.log_text(run.info.run_id, json.dumps(redact(declaration), indent=2, default=str), "sweep/experiment.json")
-    client.log_batch(run.info.run_id, tags=[RunTag("mlflow.note.content", declaration.get("description", ""))])
+    client.log_text(run.info.run_id, json.dumps(redact(declaration), indent=2, default=str), S.ART_DECLARATION)
+    client.log_batch(run.info.run_id, tags=[RunTag(S.TAG_NOTE, declaration.get("description", ""))])
     return run.info.run_id
 
 
@@ -123,5 +224,5 @@ def find_parent_run(client, sweep: str):
     """The parent run of sweep `sweep` in any experiment, or None."""
     runs = client.search_runs(
         [e.experiment_id for e in client.search_experiments()],
-        filter_string=f"tags.sweep = '{sweep}' and tags.role = 'sweep'", max_results=1)
+        filter_string=f"tags.{S.TAG_SWEEP} = '{sweep}' and tags.{S.TAG_ROLE} = '{S.ROLE_SWEEP}'", max_results=1)
     return runs[0] if runs else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 
 def parse_value(text: str) -> Any:
@@ -29,7 +29,14 @@ def parse_assignment(item: str, flag: str = "--set") -> tuple[str, Any]:
 
 
 def parse_sets(items: list[str] | None) -> dict[str, Any]:
-    return dict(parse_assignment(i) for i in items or [])
+    """'--set a=1 --set b=x' -> {"a": 1, "b": "x"}; the same key twice is refused (which one wins?)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, value = parse_assignment(item)
+        if key in out:
+            raise ConfigError(f"--set {key} is given twice ({out[key]!r} and {value!r}); give it once")
+        out[key] = value
+    return out
 
 
 def parse_grids(items: list[str] | None) -> dict[str, list[Any]]:
@@ -37,6 +44,8 @@ def parse_grids(items: list[str] | None) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {}
     for item in items or []:
         key, value = parse_assignment(item, "--grid")
+        if key in out:
+            raise ConfigError(f"--grid {key} is given twice; give all its values in one --grid {key}=V1,V2,...")
         if isinstance(value, str):
             value = [parse_value(v) for v in value.split(",") if v.strip()]
         elif not isinstance(value, (list, tuple)):

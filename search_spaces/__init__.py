@@ -6,7 +6,7 @@ from search_spaces.edge import EDGE_EXPERIMENTS
 from search_spaces.experiment import Experiment, Hypothesis, Search
 from search_spaces.hpo import HPO_EXPERIMENTS
 from search_spaces.images import IMAGE_EXPERIMENTS
-from trainables.errors import UnknownName
+from core.errors import UnknownName
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [*EDGE_EXPERIMENTS, *IMAGE_EXPERIMENTS, *HPO_EXPERIMENTS]}
 

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 
 @dataclass(frozen=True)

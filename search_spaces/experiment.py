@@ -5,7 +5,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from search_spaces.domains import SAMPLED
-from trainables.errors import ConfigError
+from core.errors import ConfigError, UnknownName
+
+# The plots `sweep report` can draw: the names of analysis.plots.PLOTS, which search_spaces may not
+# import (tests/test_registry.py keeps the two equal). An experiment's `plots` are checked against
+# this at plan time, so a typo stops `sweep run` before any trial.
+PLOT_NAMES = ("accuracy_vs_data", "curves", "kernels", "confusion", "params_vs_accuracy", "lr_kernel_heatmap",
+              "accuracy_vs_epochs", "accuracy_vs_shift", "leaderboard", "param_explosion", "samples", "iou_table",
+              "search_scatter", "asha_rungs", "best_configs")
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,12 @@ class Experiment:
         for extra in self.per_pairing.values():
             keys += [k for k, v in extra.items() if isinstance(v, SAMPLED) and k not in keys]
         return keys
+
+    def check_plots(self) -> None:
+        """Raise ConfigError for a plot name the report does not know (close names suggested)."""
+        for name in self.plots:
+            if name not in PLOT_NAMES:
+                raise ConfigError(f"experiment {self.name!r}: {UnknownName('plot', name, PLOT_NAMES)}")
 
     def seed_values(self, n: int | None = None) -> list[int]:
         return list(range(self.seed_start, self.seed_start + (n or self.seeds)))

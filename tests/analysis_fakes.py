@@ -129,5 +129,9 @@ def fake_store(root: Path, experiment: str = "fake-exp", sweep: str = "fake-swee
                 path = root / f"{name}.npy"
                 np.save(path, arr)
                 client.log_artifact(rid, str(path), "kernels")
+        samples = root / "samples.npz"  # as trainables.artifacts.sample_inputs writes it: 10 per class
+        x = np.random.default_rng(2).uniform(size=(30, 1, 8, 8)).astype(np.float32)
+        np.savez_compressed(samples, x=x, y=np.repeat(np.arange(3), 10), class_names=np.asarray(LABELS))
+        client.log_artifact(rid, str(samples))
         client.set_terminated(rid)
     return uri, pid

@@ -8,9 +8,10 @@ import pytest
 from analysis.aggregate import aggregate, compare, t_interval, welch
 from analysis.hypotheses import evaluate, evaluate_all, verdict
 from analysis.results import format_results, sweep_results
+from analysis.stats import bootstrap_interval
 from analysis.sweep_data import SweepData
 from search_spaces.experiment import Hypothesis
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 CNN, MLP = "simple_cnn/edges", "three_layer_mlp/edges"
 T_975_DF2 = 4.302652729749462  # Student t quantile, 2 degrees of freedom (tables: 4.303)
@@ -55,12 +56,16 @@ def test_aggregate_counts_only_completed_runs():
     assert list(table["data_per_class"]) == [10, 30, 10, 30]
     assert list(table["n"]) == [3, 3, 3, 3]
     row = table.iloc[0]
-    half = T_975_DF2 * 0.02 / math.sqrt(3)
     assert row["val_acc_mean"] == pytest.approx(0.92)
     assert row["val_acc_std"] == pytest.approx(0.02)
-    assert row["val_acc_ci_low"] == pytest.approx(0.92 - half)
-    assert row["val_acc_ci_high"] == pytest.approx(0.92 + half)
+    assert row["val_acc_median"] == pytest.approx(0.92)
+    # Accuracies: the bounded percentile bootstrap (pinned against scipy in test_analysis_stats).
+    assert (row["val_acc_ci_low"], row["val_acc_ci_high"]) == pytest.approx(bootstrap_interval([0.90, 0.92, 0.94])[1:])
+    assert 0.90 <= row["val_acc_ci_low"] < 0.92 < row["val_acc_ci_high"] <= 0.94
     assert row["n_params_mean"] == 606 and row["n_params_ci_low"] == 606
+    mlp30 = table.iloc[3]  # not an accuracy: the t-interval
+    half = T_975_DF2 * mlp30["val_loss_std"] / math.sqrt(3) if "val_loss_std" in table else None
+    assert half is None
     assert "not_logged_mean" not in table
 
 
@@ -104,8 +109,11 @@ def test_hypotheses_per_cell_and_sentences():
     h = Hypothesis("CNN > MLP", better=CNN, worse=MLP)
     results = evaluate(h, frame(), ["data_per_class"])
     assert [r.verdict for r in results] == ["yes", "inconclusive"]
-    assert results[0].sentence == "CNN > MLP at data_per_class=10: yes (92.0% ± 5.0 vs 63.0% ± 7.5, p<0.001, n=3/3)"
-    assert results[1].sentence.startswith("CNN > MLP at data_per_class=30: inconclusive (75.0% ± 12.4 vs")
+    assert results[0].sentence == ("CNN > MLP at data_per_class=10: yes (92.0% [90.0, 94.0], median 92.0% vs "
+                                   "63.0% [60.0, 66.0], median 63.0%; difference +29.0 pts [+25.7, +32.3]; "
+                                   "p<0.001 vs alpha 0.05; n=3/3)")
+    assert results[1].sentence.startswith("CNN > MLP at data_per_class=30: inconclusive (75.0% [70.0, 80.0]")
+    assert results[0].single_seed_sentence == "a single-seed run would have said yes in 3 of 3 seeds, no in 0"
     only10 = evaluate(Hypothesis("MLP > CNN at data_per_class=10", better=MLP, worse=CNN, at={"data_per_class": 10}),
                       frame(), ["data_per_class"])
     assert [r.verdict for r in only10] == ["no"]
@@ -132,7 +140,8 @@ def test_sweep_results_and_formats():
     assert list(table.columns[:5]) == ["pairing", "data_per_class", "n", "n_stopped", "n_failed"]
     assert list(table["n_stopped"]) == [1, 0, 0, 0] and list(table["n_failed"]) == [0, 0, 1, 0]
     text = format_results(table, "table")
-    assert "92.0% ± 5.0" in text and "39,793" in text
+    assert "92.0% [90.0, 94.0]" in text and "39,793" in text and "at chance" in text
+    assert list(table["n_collapsed"]) == [0, 0, 0, 0]
     assert format_results(table, "csv").splitlines()[0].startswith("pairing,data_per_class,n,")
     records = json.loads(format_results(table, "json"))
     assert records[0]["val_acc_mean"] == pytest.approx(0.92)

@@ -7,7 +7,7 @@ from analysis_fakes import EPOCHS, PAIRINGS, SEEDS, accuracy, fake_store, trial_
 
 from analysis.load import load_artifacts, load_sweep, parse_value
 from analysis.results import results_table
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from analysis.param_explosion import explosion_table, mlp_param_count
 from analysis.plots import PLOTS, get_plot
 from analysis.style import MODEL_COLOURS, colour, figure_png
 from analysis.sweep_data import SweepData, empty_sweep
-from trainables.errors import UnknownName
+from core.errors import UnknownName
 
 EXPERIMENT_PLOT_NAMES = ["accuracy_vs_data", "curves", "kernels", "confusion", "params_vs_accuracy",
                          "lr_kernel_heatmap", "accuracy_vs_epochs", "accuracy_vs_shift", "leaderboard",

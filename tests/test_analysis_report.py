@@ -12,7 +12,7 @@ from matplotlib.image import imread
 
 from analysis.report import DEFAULT_PLOTS, _run_link, report_spec, write_report
 from analysis.sweep_data import SweepData
-from trainables.errors import UnknownName
+from core.errors import UnknownName
 
 CHROMIUM = Path("/usr/bin/chromium")
 EXPECTED_IMAGES = ["accuracy_vs_data", "curves_data_per_class_10", "curves_data_per_class_30",
@@ -40,8 +40,11 @@ def test_report_files_and_html(report):
     assert not re.search(r'src="(?!data:)', html)
     results = pd.read_csv(index.parent / "results.csv")
     assert len(results) == 4 and {"val_acc_mean", "val_acc_ci_low", "val_acc_ci_high"} <= set(results.columns)
-    assert "92.0% ± 2.5" in html  # mean ± CI in the results table
-    assert "CNN &gt; MLP at data_per_class=10: yes (92.0% ± 2.5 vs 62.0% ± 2.5, p&lt;0.001, n=3/3)" in html
+    assert "92.0% [91.0, 93.0]" in html  # mean [bounded bootstrap interval] in the results table
+    assert "at chance" in html and "val_acc median" in html
+    assert ("CNN &gt; MLP at data_per_class=10: yes (92.0% [91.0, 93.0], median 92.0% vs 62.0% [61.0, 63.0], "
+            "median 62.0%; difference +30.0 pts [+28.7, +31.3]; p&lt;0.001 vs alpha 0.05; n=3/3)") in html
+    assert "a single-seed run would have said yes in 3 of 3 seeds" in html
     assert "fabricated CNN vs MLP sweep" in html and "0123456" in html
     assert "Notes" not in html  # every declared plot had something to draw
 

@@ -10,7 +10,7 @@ from torchvision.transforms import ToTensor
 
 from trainables.data.edge_patterns import generate_edge_floats, make_permutation, quantise
 from trainables.data.edges import EdgeDataConfig, EdgeDetectionDataset, build_edges
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 FIVE = ["horizontal", "vertical", "diagonal", "both", "none"]
 

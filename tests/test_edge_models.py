@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 from trainables.models import MODELS, build_model, count_params
 from trainables.models import edge
 from trainables.models.edge_init import edge_detector_kernels, sobel

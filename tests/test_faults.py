@@ -351,7 +351,7 @@ def test_long_tracking_outage_fails_the_trial_with_a_clear_message(tmp_path):
 
 
 def test_retry_window_comes_from_the_environment(monkeypatch):
-    from trainables.errors import ConfigError
+    from core.errors import ConfigError
     from trainables.tracking import RETRY_ENV, TrackingInfo, default_retry_s
 
     monkeypatch.setenv(RETRY_ENV, "7.5")

@@ -1,12 +1,12 @@
-"""Per-trial figure renderers: shapes of kernel grids and non-empty PNGs."""
+"""Figure helpers (core.figures, drawn by `sweep report`): kernel grids and non-empty PNGs."""
 import io
 
 import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from trainables.errors import ConfigError
-from trainables.figures import confusion_matrix_png, curves_png, kernel_grid, kernels_png
+from core.errors import ConfigError
+from core.figures import confusion_matrix_png, curves_png, kernel_grid, kernels_png
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -60,3 +60,14 @@ def test_confusion_matrix_png_and_shape_check():
 def test_curves_png_ignores_missing_keys():
     img = _decode(curves_png({"train_loss": [1.0, 0.5], "val_acc": [0.3, 0.6], "lr": [0.1, 0.1]}, "c"))
     assert img.shape[1] > 500
+
+
+@pytest.mark.parametrize("shape", [(16, 1, 5, 5), (1, 1, 3, 3), (10, 3, 3, 3), (7, 2, 3, 3)])
+def test_kernel_grid_matches_torchvision_make_grid(shape):
+    """The NumPy grid (so the report needs no torch) is torchvision's make_grid, pixel for pixel."""
+    torch = pytest.importorskip("torch")
+    make_grid = pytest.importorskip("torchvision.utils").make_grid
+    w = np.random.default_rng(2).normal(size=shape).astype(np.float32)
+    t = torch.from_numpy(w)
+    ref = make_grid(t if shape[1] == 3 else t[:, :1], nrow=8, padding=1, normalize=True).permute(1, 2, 0).numpy()
+    assert np.array_equal(kernel_grid(w), ref)

@@ -16,7 +16,7 @@ from cluster.search import OptunaSpace, asha_settings, check_search, parse_domai
 from search_spaces import EXPERIMENTS, get_experiment
 from search_spaces.domains import Choice, LogUniform, RandInt, Uniform
 from search_spaces.hpo import HPO_EXPERIMENTS
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 CNN, MLP = "simple_cnn/edges", "three_layer_mlp/edges"
 
@@ -94,7 +94,9 @@ def test_impossible_or_malformed_domains_refused(text, fragment):
 
 def test_samples_replace_the_experiment_space_and_are_validated():
     plan = build_plan(RunOptions("edge-hpo", samples=parse_samples(["kernel_size=choice(3, 5)"])))
-    assert plan.axes["kernel_size"] == Choice((3, 5)) and "kernel_size" not in plan.per_pairing[CNN]
+    # The sample replaces the experiment's domain; only the CNN uses kernel_size, so only it samples one.
+    assert plan.per_pairing[CNN]["kernel_size"] == Choice((3, 5)) and "kernel_size" not in plan.axes
+    assert "kernel_size" not in plan.per_pairing[MLP]
     with pytest.raises(ConfigError, match="kernel_size"):  # both ends of every domain are resolved
         build_plan(RunOptions("edge-hpo", samples=parse_samples(["kernel_size=choice(3, 99)"])))
     with pytest.raises(ConfigError, match="unknown config key 'learning_rate'"):

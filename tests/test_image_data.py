@@ -14,7 +14,7 @@ from trainables.data import image_cache
 from trainables.data.cifar import Cifar10Config
 from trainables.data.localization import PROBE_POSITIONS, generate
 from trainables.data.mnist import MnistConfig
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 from trainables.evaluators import EVALUATORS
 from trainables.evaluators.iou import box_iou
 from trainables.evaluators.shift import translate

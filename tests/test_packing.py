@@ -156,7 +156,7 @@ def test_run_pack_logs_one_child_run_per_member(tracking_uri):
         steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss"))
         assert steps == [1, 2, 3, 4] and run.data.metrics["n_params"] == 606
         files = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"config.json", "history.json", "curves.png", "confusion_matrix.json", "kernels"} <= files
+        assert {"config.json", "history.json", "confusion_matrix.json", "samples.npz", "kernels"} <= files
     # Restarted once more after the runs finished (driver lost before Tune recorded it): nothing retrains.
     again = run_pack(configs, info, restore=states[0], trial_id="trial_7")
     for out, first in zip(again, outs):
@@ -170,7 +170,7 @@ def test_run_pack_logs_one_child_run_per_member(tracking_uri):
 
 
 def test_run_pack_rejects_members_of_different_architectures():
-    from trainables.errors import ConfigError
+    from core.errors import ConfigError
 
     configs = [{**BASE, "pairing": CNN, "kernel_size": k} for k in (3, 7)]
     with pytest.raises(ConfigError, match="kernel_size"):
@@ -222,7 +222,7 @@ def test_packed_space_rejects_searches_and_schedulers():
     from cluster.packing import packed_space
     from cluster.plan import make_plan
     from search_spaces import get_experiment
-    from trainables.errors import ConfigError
+    from core.errors import ConfigError
 
     plan = make_plan(get_experiment("edge-data-per-class"), seeds=1, smoke=True)
     space, packs = packed_space(plan, 4)

@@ -9,7 +9,7 @@ from cluster.values import parse_grids, parse_sets, parse_value
 from search_spaces import EXPERIMENTS, get_experiment
 from search_spaces.domains import Choice, LogUniform, RandInt
 from search_spaces.experiment import Experiment
-from trainables.errors import ConfigError, UnknownName
+from core.errors import ConfigError, UnknownName
 
 
 @pytest.mark.parametrize("name", sorted(n for n, e in EXPERIMENTS.items() if not e.analytic))

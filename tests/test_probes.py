@@ -11,7 +11,7 @@ import torch
 from fakedata import fake_cifar, fake_cifar_root, full_backbone_state, weights_dir  # noqa: F401
 
 from trainables.data import build_data, features
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 from trainables.models.probes import BACKBONES, build_backbone
 
 # Small extraction so ResNet-18 runs in about a second on one CPU thread.

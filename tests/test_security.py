@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_DIRS = ("trainables", "cluster", "analysis", "search_spaces", "benchmarks", "tests")
@@ -106,12 +106,21 @@ def test_trial_params_and_config_artifact_redact_credentials(tracking_uri, monke
     """A credential-like config key (were one ever added) reaches MLflow only as '***'."""
     from mlflow.tracking import MlflowClient
 
-    import trainables.resolve as resolve
+    import dataclasses
+
+    from trainables import data as data_registry
+    from trainables.data.edges import EdgeDataConfig
     from trainables.tracking import TrackingInfo
     from trainables.trainable import run_trial
 
-    known = resolve.known_keys()
-    monkeypatch.setattr(resolve, "known_keys", lambda: known | {"mlflow_password", "hub_token"})
+    # Strict keys: a trial takes only keys its pairing uses, so the edge dataset gets two such keys.
+    @dataclasses.dataclass(frozen=True)
+    class WithSecrets(EdgeDataConfig):
+        mlflow_password: str | None = None
+        hub_token: str | None = None
+
+    monkeypatch.setitem(data_registry.DATASETS, "edges",
+                        dataclasses.replace(data_registry.DATASETS["edges"], config=WithSecrets))
     client = MlflowClient(tracking_uri)
     exp_id = client.create_experiment("sec")
     parent = client.create_run(exp_id, tags={"role": "sweep"}).info.run_id

@@ -19,7 +19,7 @@ import pytest
 
 from cluster import server as srv
 from cluster.server import TrackingServer, server_command
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 
 def _opts(argv: list[str]) -> dict[str, str | bool]:

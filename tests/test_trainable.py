@@ -1,14 +1,17 @@
 """The generic trainable without Tune: metrics, reports, checkpoint resume, MLflow logging."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from core import store_schema as S
 from trainables.tracking import TrackingInfo
 from trainables.trainable import run_trial
 
+# kernel_size=7 is simple_cnn's default (the MLPs take no kernel_size: strict keys refuse it).
 BASE = {"pairing": "simple_cnn/edges", "data_per_class": 10, "valid_per_class": 10, "epochs": 4,
-        "kernel_size": 7, "seed": 10, "log_to_mlflow": False}
+        "seed": 10, "log_to_mlflow": False}
 
 
 def test_two_epochs_metrics_in_range():
@@ -75,9 +78,9 @@ def test_logs_child_run_with_history_and_artifacts(tracking_uri):
     assert sorted(m.step for m in hist) == [1, 2, 3, 4, 5]
     assert run.data.metrics["n_params"] == 606
     files = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.json", "confusion_matrix.json", "confusion_matrix.png", "curves.png", "kernels"} <= files
+    assert files == {S.ART_CONFIG, S.ART_HISTORY, S.ART_CONFUSION, S.ART_SAMPLES, "kernels"}  # arrays, no PNG
     kernels = {a.path for a in client.list_artifacts(run.info.run_id, "kernels")}
-    assert kernels == {"kernels/conv1_initial.npy", "kernels/conv1_final.npy", "kernels/conv1.png"}
+    assert kernels == {S.ART_KERNELS_INITIAL, S.ART_KERNELS_FINAL}
 
 
 def test_resumed_attempt_continues_same_run_without_duplicates(tracking_uri, monkeypatch):
@@ -108,3 +111,23 @@ def test_resumed_attempt_continues_same_run_without_duplicates(tracking_uri, mon
 def test_threads_follow_config():
     run_trial({**BASE, "epochs": 1, "threads": 1})
     assert torch.get_num_threads() == 1
+
+
+def test_trial_logs_example_inputs_the_report_draws(tracking_uri, tmp_path):
+    """samples.npz (10 inputs per class, with the un-permutation) is what the report's grid reads."""
+    import mlflow.artifacts
+    from mlflow.tracking import MlflowClient
+
+    from analysis.samples import samples_from_npz
+
+    client = MlflowClient(tracking_uri)
+    exp_id = client.create_experiment("t")
+    parent = client.create_run(exp_id, tags={S.TAG_ROLE: S.ROLE_SWEEP}).info.run_id
+    info = TrackingInfo(tracking_uri, exp_id, parent, "s1", "t")
+    out = run_trial({**BASE, "log_to_mlflow": True, "epochs": 1, "use_permutation": True}, tracking=info)
+    path = mlflow.artifacts.download_artifacts(run_id=out["mlflow_run_id"], artifact_path=S.ART_SAMPLES,
+                                               dst_path=str(tmp_path), tracking_uri=tracking_uri)
+    s = samples_from_npz(path, "edges")
+    assert s.images.shape == (30, 28, 28) and list(s.labels) == [0] * 10 + [1] * 10 + [2] * 10
+    assert s.class_names == ["horizontal", "vertical", "none"]
+    assert s.unpermuted is not None and not np.array_equal(s.unpermuted, s.images)

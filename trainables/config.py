@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainables.config_base import ConfigBase, check
+from core.config_base import ConfigBase, check
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULERS = ("none", "cosine")
@@ -66,6 +66,15 @@ class TrainConfig(ConfigBase):
             check(value is None or value >= 1, f"{key} must be >= 1, got {value}")
         check(self.fail_at_epoch is None or 1 <= self.fail_at_epoch <= self.epochs,
               f"fail_at_epoch must be in [1, epochs={self.epochs}], got {self.fail_at_epoch}")
+
+    def inactive_keys(self) -> dict[str, str]:
+        """Keys whose value changes nothing given the others, with why (a trial never logs them)."""
+        out = {}
+        if self.optimizer != "sgd":
+            out["momentum"] = f"momentum needs optimizer='sgd' (this trial uses {self.optimizer!r})"
+        if self.scheduler != "cosine":
+            out["t_max"] = f"t_max needs scheduler='cosine' (this trial uses {self.scheduler!r})"
+        return out
 
     @property
     def report_interval(self) -> int:

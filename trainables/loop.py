@@ -13,11 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.store_schema import EPOCH_METRICS
 from trainables.config import TrainConfig
 from trainables.data.bundle import DataBundle
 
-# Columns of the per-epoch history tensor, in order.
-HISTORY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "train_loss_mean", "val_loss_mean", "lr")
+# Columns of the per-epoch history tensor, in order: the per-epoch metrics of the store schema.
+HISTORY_KEYS = EPOCH_METRICS
 
 
 # Shuffle by gathering the whole training set once per epoch (then every batch is a view) when it

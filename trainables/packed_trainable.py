@@ -15,9 +15,10 @@ from typing import Any
 
 import torch
 
+from core import store_schema as S
 from trainables.evaluators import get_evaluator
 from trainables.models import count_params
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 from trainables.packing import PACK_VARYING, PackedTrainer, pack_key
 from trainables.resolve import resolve_config
 from trainables.tracking import TrackingInfo, TrialRun
@@ -90,7 +91,7 @@ def run_pack(configs: list[dict[str, Any]], tracking: TrackingInfo | None = None
         for run in runs if not isinstance(exc, SystemExit) else ():
             if run is not None:
                 try:
-                    run.finish("FAILED", {"status_reason": "failed", "error": f"{type(exc).__name__}: {exc}"[:5000]})
+                    run.finish("FAILED", {S.TAG_STATUS_REASON: S.STATUS_FAILED, S.TAG_ERROR: f"{type(exc).__name__}: {exc}"[:5000]})
                 except Exception:
                     pass  # the original error matters more than a failed bookkeeping call
         raise
@@ -157,7 +158,7 @@ def _open_runs(rs, bundles, tracking, trial_id, run_ids, placement) -> list[Tria
         if run.resumed:
             run.set_tags(tags)
         else:
-            run.log_params(r.config)
+            run.log_params(r.applied_params())
         runs.append(run)
     return runs
 
@@ -225,7 +226,7 @@ def _already_done(rs, trainer, runs, n_params, report) -> list[dict[str, Any]]:
         if "val_acc" in rows[-1]:
             m["best_val_acc"] = max(row["val_acc"] for row in rows)
         if run is not None:
-            run.finish("FINISHED", {"status_reason": "completed"})
+            run.finish("FINISHED", {S.TAG_STATUS_REASON: S.STATUS_COMPLETED})
             m["mlflow_run_id"] = run.run_id
         metrics.update(prefixed(m, i))
         if cm is not None:
@@ -275,7 +276,7 @@ def _finish(rs, trainer, bundles, runs, kernels, n_params, members, best, t0) ->
         run.flush()
         for path, content in artifacts.items():
             run.log_artifact_bytes(path, content)
-        run.finish("FINISHED", {"status_reason": "completed"})
+        run.finish("FINISHED", {S.TAG_STATUS_REASON: S.STATUS_COMPLETED})
 
 
 def train_pack(config: dict[str, Any], tracking: TrackingInfo | None = None) -> None:

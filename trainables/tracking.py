@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
+from core import store_schema as S
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +91,11 @@ class TrialRun:
         self.resumed = self.run_id is not None
         self.previous = None  # the mlflow Run as an earlier attempt left it (resumed runs only)
         if self.run_id is None:
-            all_tags = {"mlflow.parentRunId": info.parent_run_id, "role": "trial", "sweep": info.sweep,
-                        "experiment": info.experiment, "git_sha": info.git_sha, **info.extra_tags, **tags}
+            all_tags = {S.TAG_PARENT_RUN_ID: info.parent_run_id, S.TAG_ROLE: S.ROLE_TRIAL, S.TAG_SWEEP: info.sweep,
+                        S.TAG_EXPERIMENT: info.experiment, S.TAG_GIT_SHA: info.git_sha, **info.extra_tags, **tags}
             all_tags = {k: str(v) for k, v in all_tags.items()}  # the REST store takes strings only
             if trial_id:
-                all_tags["trial_id"] = trial_id
+                all_tags[S.TAG_TRIAL_ID] = trial_id
             run = self._retry(lambda: self.client.create_run(info.experiment_id, tags=all_tags, run_name=run_name))
             self.run_id = run.info.run_id
         else:
@@ -106,12 +107,12 @@ class TrialRun:
     def _find(self, trial_id: str | None) -> str | None:
         if not trial_id:
             return None
-        flt = f"tags.trial_id = '{trial_id}' and tags.`mlflow.parentRunId` = '{self.info.parent_run_id}'"
+        flt = S.trial_filter(self.info.parent_run_id, trial_id)
         runs = self._retry(lambda: self.client.search_runs([self.info.experiment_id], filter_string=flt, max_results=1))
         return runs[0].info.run_id if runs else None
 
     def _last_step(self) -> int:
-        hist = self._retry(lambda: self.client.get_metric_history(self.run_id, "train_loss"))
+        hist = self._retry(lambda: self.client.get_metric_history(self.run_id, S.EPOCH_METRICS[0]))
         return max((m.step for m in hist), default=0)
 
     def _retry(self, fn):

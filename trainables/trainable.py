@@ -6,7 +6,6 @@ runs the same code without Tune (tests, benchmarks, notebooks).
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import tempfile
@@ -14,16 +13,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
+from core import store_schema as S
+from trainables.artifacts import trial_artifacts
 from trainables.data import DataBundle, build_data
 from trainables.evaluators import get_evaluator
 from trainables.loop import Trainer
 from trainables.models import build_model, count_params, model_kwargs
 from trainables.resolve import Resolved, resolve_config
-from trainables.tracking import TrackingInfo, TrialRun, redact
+from trainables.tracking import TrackingInfo, TrialRun
 
 CHECKPOINT_FILE = "trial_state.pt"
 _DATA_CACHE: dict[str, DataBundle] = {}  # a reused actor keeps its last datasets (CPU tensors)
@@ -54,7 +54,7 @@ def ray_placement(device: torch.device) -> dict[str, str]:
     if ctx.worker.mode != ray.WORKER_MODE:  # a driver (tests, notebooks) is not a placed trial
         return {}
     gpus = ctx.get_accelerator_ids().get("GPU", [])
-    return {"ray_node_id": ctx.get_node_id(), "gpu_ids": ",".join(map(str, gpus)), "device": device.type}
+    return {S.TAG_RAY_NODE_ID: ctx.get_node_id(), S.TAG_GPU_IDS: ",".join(map(str, gpus)), S.TAG_DEVICE: device.type}
 
 
 def load_data(r: Resolved) -> DataBundle:
@@ -81,12 +81,6 @@ def make_model(r: Resolved, bundle: DataBundle) -> nn.Module:
 
 def first_conv(model: nn.Module) -> nn.Conv2d | None:
     return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-
-
-def _npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array)
-    return buf.getvalue()
 
 
 def run_name(r: Resolved, swept_keys: tuple[str, ...]) -> str:
@@ -130,15 +124,15 @@ def run_trial(config: dict[str, Any], tracking: TrackingInfo | None = None,
 
     run = None
     if tracking is not None and tc.log_to_mlflow:
-        tags = {"pairing": r.pairing.name, "model": r.pairing.model, "dataset": r.pairing.dataset,
-                "seed": tc.seed, "eval_split": "train" if tc.evaluate_on == "train" else bundle.eval_split}
+        tags = {S.TAG_PAIRING: r.pairing.name, S.TAG_MODEL: r.pairing.model, S.TAG_DATASET: r.pairing.dataset,
+                S.TAG_SEED: tc.seed, S.TAG_EVAL_SPLIT: "train" if tc.evaluate_on == "train" else bundle.eval_split}
         if "feature_cache_hit" in bundle.meta:
-            tags["feature_cache_hit"] = str(bundle.meta["feature_cache_hit"]).lower()
-            tags["feature_cache_key"] = bundle.meta.get("feature_cache_key", "")
+            tags[S.TAG_FEATURE_CACHE_HIT] = str(bundle.meta["feature_cache_hit"]).lower()
+            tags[S.TAG_FEATURE_CACHE_KEY] = bundle.meta.get("feature_cache_key", "")
         tags.update(ray_placement(device))
         run = TrialRun(tracking, trial_id, (restore or {}).get("run_id"), run_name(r, tracking.swept_keys), tags)
         if not run.resumed:
-            run.log_params(r.config)
+            run.log_params(r.applied_params())
         else:
             run.set_tags(tags)  # tags are idempotent; a rerun after driver loss re-asserts them
         if run.previous is not None and run.previous.info.status == "FINISHED":
@@ -150,7 +144,7 @@ def run_trial(config: dict[str, Any], tracking: TrackingInfo | None = None,
         # max_t after the run finished): the driver's MlflowTrialFinalizer records that, not us.
         if run is not None and not isinstance(exc, SystemExit):
             try:
-                run.finish("FAILED", {"status_reason": "failed", "error": f"{type(exc).__name__}: {exc}"[:5000]})
+                run.finish("FAILED", {S.TAG_STATUS_REASON: S.STATUS_FAILED, S.TAG_ERROR: f"{type(exc).__name__}: {exc}"[:5000]})
             except Exception:
                 pass  # the original error matters more than a failed bookkeeping call
         raise
@@ -231,7 +225,7 @@ def _already_done(r, trainer, model, run, report) -> dict:
     if cm is not None:
         metrics["confusion_matrix"] = cm.cpu().tolist()
     if run is not None:  # not reached with a FINISHED run (see _finished_earlier)
-        run.finish("FINISHED", {"status_reason": "completed"})
+        run.finish("FINISHED", {S.TAG_STATUS_REASON: S.STATUS_COMPLETED})
         metrics["mlflow_run_id"] = run.run_id
     if report is not None:
         report(metrics, None)
@@ -266,28 +260,14 @@ def _finish(r, trainer, bundle, model, conv, initial_kernels, run, n_params, n_t
         run.flush()
         for path, content in artifacts.items():
             run.log_artifact_bytes(path, content)
-        run.finish("FINISHED", {"status_reason": "completed"})
+        run.finish("FINISHED", {S.TAG_STATUS_REASON: S.STATUS_COMPLETED})
     return out
 
 
 def _trial_artifacts(r, trainer, bundle, model, conv, initial_kernels, out) -> dict[str, bytes | str]:
-    from trainables import figures
-
-    art: dict[str, bytes | str] = {"config.json": json.dumps(redact(r.config), indent=2, default=str, sort_keys=True)}
-    history = trainer.history_rows(1, r.train.epochs)
-    art["history.json"] = json.dumps({k: [row[k] for row in history] for k in history[0]})
-    title = f"{r.pairing.name} seed={r.train.seed}"
-    art["curves.png"] = figures.curves_png({k: [row[k] for row in history] for k in history[0]}, title)
-    if "confusion_matrix" in out:
-        labels = bundle.class_names or [str(i) for i in range(bundle.num_classes)]
-        art["confusion_matrix.json"] = json.dumps({"labels": labels, "matrix": out["confusion_matrix"]})
-        art["confusion_matrix.png"] = figures.confusion_matrix_png(np.array(out["confusion_matrix"]), labels, title)
-    if conv is not None and initial_kernels is not None:
-        final = conv.weight.detach().cpu().numpy()
-        art["kernels/conv1_initial.npy"] = _npy(initial_kernels)
-        art["kernels/conv1_final.npy"] = _npy(final)
-        art["kernels/conv1.png"] = figures.kernels_png(initial_kernels, final, title)
-    return art
+    final = None if conv is None else conv.weight.detach().cpu().numpy()
+    return trial_artifacts(r.config, trainer.history_rows(1, r.train.epochs), bundle, out.get("confusion_matrix"),
+                           initial_kernels, final)
 
 
 def tune_session() -> tuple[dict | None, Callable[[dict, dict | None], None], str]:

@@ -18,7 +18,7 @@ from analysis.plots.search import asha_rungs, search_scatter
 from analysis.plots.shift import accuracy_vs_shift, iou_table
 from analysis.plots.tables import best_configs, leaderboard
 from analysis.sweep_data import SweepData
-from trainables.errors import UnknownName
+from core.errors import UnknownName
 
 PLOTS: dict[str, Callable[[SweepData], Figures]] = {
     "accuracy_vs_data": accuracy_vs_data,
@@ -50,7 +50,7 @@ NEEDS: dict[str, str] = {
     "accuracy_vs_shift": "shift_acc/shift_confidence histories or iou_original/iou_shifted",
     "leaderboard": "completed runs with best_val_acc or val_acc",
     "param_explosion": "nothing (computed)",
-    "samples": "a dataset the report can build (trainables.data)",
+    "samples": "a samples.npz artifact (example inputs) logged by a trial",
     "iou_table": "iou_original and iou_shifted metrics",
     "search_scatter": "numeric swept params that vary between trials",
     "asha_rungs": "epochs_completed or val_acc histories",

@@ -4,16 +4,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.aggregate import aggregate
-from analysis.plots.common import Figures, draw_mean_ci, other_keys, series_colour, series_groups, stats_by
-from analysis.style import clip_percent, fmt_mean_ci, marker, metric_label, new_figure, scale, style_axes
+from analysis.aggregate import aggregate, interval, sort_key
+from analysis.plots.common import Figures, draw_mean_ci, other_keys, series_colour, series_groups
+from analysis.results import fmt_interval
+from analysis.style import clip_percent, marker, metric_label, new_figure, scale, style_axes
 from analysis.sweep_data import SweepData
 
 
 def metric_vs_key(data: SweepData, x: str, metric: str = "val_acc", *, logx: bool = False,
                   xlabel: str | None = None, title: str | None = None) -> Figures:
-    """Mean of `metric` over seeds against `x`, one line (with 95% CI) per series and cell.
+    """Mean of `metric` over seeds against `x`, one line (with its 95% interval) per series and
+    cell, and every seed as a point (a bimodal cell shows as two clusters, not a wide band).
 
+    Accuracies get the bounded bootstrap interval (analysis.stats), other metrics the t-interval.
     Returns {} when `x` or `metric` was not logged.
     """
     runs = data.completed
@@ -22,10 +25,12 @@ def metric_vs_key(data: SweepData, x: str, metric: str = "val_acc", *, logx: boo
     fig = new_figure(7.5, 5)
     ax = fig.subplots()
     factor = scale(metric)
-    for i, (label, cell, g) in enumerate(series_groups(runs, other_keys(data, x))):
-        s = stats_by(g, x, metric, factor)
+    groups = list(series_groups(runs, other_keys(data, x)))
+    for i, (label, cell, g) in enumerate(groups):
+        s = bounded_stats(g, x, metric, factor)
         if len(s):
             draw_mean_ci(ax, s, x, label=label, color=series_colour(cell), marker=marker(i))
+            seed_points(ax, g, x, metric, factor, series_colour(cell), i, len(groups))
     if logx:
         ax.set_xscale("log")
     if factor == 100.0:
@@ -34,7 +39,7 @@ def metric_vs_key(data: SweepData, x: str, metric: str = "val_acc", *, logx: boo
     if xs and len(xs) <= 12:
         ax.set_xticks(xs, [f"{v:g}" for v in xs])
     style_axes(ax, xlabel=xlabel or x.replace("_", " "), ylabel=metric_label(metric),
-               title=title or f"{metric_label(metric)} vs {x.replace('_', ' ')} (mean ± 95% CI)")
+               title=title or f"{metric_label(metric)} vs {x.replace('_', ' ')} (mean, 95% interval, seeds)")
     counts = runs.groupby(other_keys(data, x) + [x], dropna=False).size()
     ax.text(0.99, 0.01, f"{data.name}: " + (f"{counts.min()}" if counts.min() == counts.max()
                                       else f"{counts.min()}–{counts.max()}") + " seeds per point",
@@ -42,18 +47,41 @@ def metric_vs_key(data: SweepData, x: str, metric: str = "val_acc", *, logx: boo
     return {"accuracy_vs_" + x: fig}
 
 
+def bounded_stats(frame: pd.DataFrame, x: str, y: str, factor: float = 1.0) -> pd.DataFrame:
+    """Mean and 95% interval of `y` at each value of `x` (sorted), times `factor`; bounded
+    bootstrap for accuracies (`analysis.aggregate.interval`)."""
+    rows = []
+    for xv, g in frame.groupby(x, dropna=True):
+        mean, _, low, high = interval(pd.to_numeric(g[y], errors="coerce"), y)
+        rows.append((xv, factor * mean, factor * low, factor * high, len(g)))
+    out = pd.DataFrame(rows, columns=[x, "mean", "low", "high", "n"])
+    return out.iloc[sorted(range(len(out)), key=lambda i: sort_key(out[x].iloc[i]))].reset_index(drop=True)
+
+
+def seed_points(ax, frame: pd.DataFrame, x: str, y: str, factor: float, color: str, index: int, count: int) -> None:
+    """One hollow point per seed, nudged sideways per series so overlapping series stay apart."""
+    xs = pd.to_numeric(frame[x], errors="coerce").to_numpy(float)
+    ys = factor * pd.to_numeric(frame[y], errors="coerce").to_numpy(float)
+    ok = ~(np.isnan(xs) | np.isnan(ys))
+    if not ok.any():
+        return
+    offset = 1.0 + 0.03 * (index - (count - 1) / 2)  # multiplicative: works on log and linear axes
+    ax.scatter(xs[ok] * offset, ys[ok], s=14, facecolors="none", edgecolors=color, linewidths=0.9, alpha=0.8,
+               zorder=3)
+
+
 def accuracy_vs_data(data: SweepData) -> Figures:
     """Validation accuracy vs training images per class, one CI band per model (SPEC 4.3)."""
     return {"accuracy_vs_data": f for f in metric_vs_key(
         data, "data_per_class", xlabel="training images per class",
-        title="Validation accuracy vs training images per class (mean ± 95% CI)").values()}
+        title="Validation accuracy vs training images per class (mean, 95% interval, seeds)").values()}
 
 
 def accuracy_vs_epochs(data: SweepData) -> Figures:
     """Validation accuracy vs the epoch budget, one line per model and data size."""
     return {"accuracy_vs_epochs": f for f in metric_vs_key(
         data, "epochs", logx=True, xlabel="epoch budget",
-        title="Validation accuracy vs epoch budget (mean ± 95% CI)").values()}
+        title="Validation accuracy vs epoch budget (mean, 95% interval, seeds)").values()}
 
 
 def params_vs_accuracy(data: SweepData) -> Figures:
@@ -69,12 +97,17 @@ def params_vs_accuracy(data: SweepData) -> Figures:
         y, low, high = (100 * r[f"val_acc_{k}"] for k in ("mean", "ci_low", "ci_high"))
         yerr = None if np.isnan(low) else [[y - low], [high - y]]
         ax.errorbar([r["n_params_mean"]], [y], yerr=yerr, fmt=marker(i), color=series_colour(cell),
-                    capsize=3, markersize=8, label=f"{label}: {fmt_mean_ci('val_acc', *(r[f'val_acc_{k}'] for k in ('mean', 'ci_low', 'ci_high')))}")
+                    capsize=3, markersize=8, label=f"{label}: {fmt_interval('val_acc', *(r[f'val_acc_{k}'] for k in ('mean', 'ci_low', 'ci_high')))}")
+        cell_runs = runs
+        for k in data.cell_keys:
+            cell_runs = cell_runs[cell_runs[k].apply(lambda v, want=r[k]: v == want or (v != v and want != want))]
+        ax.scatter(pd.to_numeric(cell_runs["n_params"], errors="coerce"), 100 * pd.to_numeric(cell_runs["val_acc"], errors="coerce"),
+                   s=14, facecolors="none", edgecolors=series_colour(cell), linewidths=0.9, alpha=0.8, zorder=3)
         ax.annotate(f"{r['n_params_mean']:,.0f}", (r["n_params_mean"], y), textcoords="offset points",
                     xytext=(6, 6), fontsize=8)
     ax.set_xscale("log")
     style_axes(ax, xlabel="parameters (log scale)", ylabel=metric_label("val_acc"),
-               title="Accuracy vs parameter count (mean ± 95% CI)")
+               title="Accuracy vs parameter count (mean, 95% interval, seeds)")
     return {"params_vs_accuracy": fig}
 
 

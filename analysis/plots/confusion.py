@@ -8,7 +8,7 @@ import numpy as np
 from analysis.plots.common import Figures, series_groups
 from analysis.style import cell_label, new_figure
 from analysis.sweep_data import SweepData
-from trainables.figures import draw_confusion
+from core.figures import draw_confusion
 
 MAX_COLS = 4
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from analysis.plots.common import Figures, other_keys, series_colour, series_groups, stats_by
 from analysis.style import cell_label, clip_percent, new_figure, scale, slug
 from analysis.sweep_data import SweepData
-from trainables.figures import format_curve_axes, plot_curve
+from core.figures import format_curve_axes, plot_curve
 
 PANELS = (("train", "loss"), ("val", "loss"), ("train", "acc"), ("val", "acc"))
 

@@ -6,7 +6,7 @@ import numpy as np
 from analysis.plots.common import Figures, other_keys, series_groups
 from analysis.style import cell_label, new_figure, slug
 from analysis.sweep_data import SweepData
-from trainables.figures import draw_kernels
+from core.figures import draw_kernels
 
 MAX_ROWS = 8
 

@@ -11,6 +11,7 @@ from matplotlib.ticker import MaxNLocator
 from analysis.plots.common import Figures
 from analysis.style import colour, metric_label, new_figure, scale, style_axes
 from analysis.sweep_data import SweepData
+from core import store_schema as S
 
 
 def searched_params(data: SweepData) -> list[str]:
@@ -40,7 +41,7 @@ def search_scatter(data: SweepData, metric: str = "val_acc") -> Figures:
     nrows = math.ceil(len(params) / ncols)
     fig = new_figure(5.2 * ncols, 4.2 * nrows)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
-    done = runs.get("status_reason", pd.Series("completed", index=runs.index)) == "completed"
+    done = runs.get(S.TAG_STATUS_REASON, pd.Series(S.STATUS_COMPLETED, index=runs.index)) == S.STATUS_COMPLETED
     for ax, p in zip(axes, params):
         x = pd.to_numeric(runs[p], errors="coerce")
         y = runs[metric] * scale(metric)
@@ -69,7 +70,7 @@ def asha_rungs(data: SweepData) -> Figures:
     # the val_acc history covers runs that have neither. The largest known value wins.
     h = data.history[data.history["key"] == "val_acc"]
     sources = [runs["run_id"].map(h.groupby("run_id")["step"].max())]
-    sources += [pd.to_numeric(runs[c], errors="coerce") for c in ("epochs_completed", "stopped_epoch") if c in runs]
+    sources += [pd.to_numeric(runs[c], errors="coerce") for c in (S.METRIC_EPOCHS_COMPLETED, S.TAG_STOPPED_EPOCH) if c in runs]
     reached = pd.concat(sources, axis=1).max(axis=1)
     if reached.isna().all():
         return {}
@@ -88,7 +89,7 @@ def asha_rungs(data: SweepData) -> Figures:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     search = (data.parent.get("declaration") or {}).get("search") or {}
     try:  # the scheduler that actually ran (CLI overrides included), logged by the runner
-        search = json.loads(data.parent.get("tags", {}).get("asha", "")) or search
+        search = json.loads(data.parent.get("tags", {}).get(S.TAG_ASHA, "")) or search
     except ValueError:
         pass
     if isinstance(search, dict) and search.get("grace_period"):

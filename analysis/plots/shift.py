@@ -7,6 +7,7 @@ import pandas as pd
 from analysis.aggregate import aggregate
 from analysis.plots.common import Figures, draw_mean_ci, series_colour, series_groups, stats_by, table_figure
 from analysis.style import fmt_mean_ci, marker, new_figure, style_axes
+from core import store_schema as S
 from analysis.sweep_data import SweepData
 
 SHIFT_KEYS = (("shift_acc", "accuracy (%)", 100.0), ("shift_confidence", "confidence (%)", 100.0))
@@ -33,8 +34,8 @@ def accuracy_vs_shift(data: SweepData) -> Figures:
     axes = np.atleast_1d(fig.subplots(1, panels))
     for ax, (key, label, factor) in zip(axes, present):
         frame = data.history_of(key)
-        if "status_reason" in frame:
-            frame = frame[frame["status_reason"] == "completed"]
+        if S.TAG_STATUS_REASON in frame:
+            frame = frame[frame[S.TAG_STATUS_REASON] == S.STATUS_COMPLETED]
         for i, (name, cell, g) in enumerate(series_groups(frame, data.cell_keys)):
             draw_mean_ci(ax, stats_by(g, "step", "value", factor), "step", label=name,
                          color=series_colour(cell), marker=marker(i))

@@ -1,4 +1,9 @@
-"""CIFAR-10 (SPEC 1.3) from torchvision's files under data_root, as uint8 tensors normalised on the device."""
+"""CIFAR-10 (SPEC 1.3) from the python batches under data_root, as uint8 tensors normalised on the device.
+
+The batches are pickles; they are read with a restricted unpickler (trainables.data.safe_pickle)
+that builds only the format's dicts, lists, strings and numpy arrays, so a crafted file in a
+data folder cannot run code.
+"""
 from __future__ import annotations
 
 import os
@@ -10,16 +15,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainables.config_base import ConfigBase, check
+from core.config_base import ConfigBase, check
 from trainables.data.bundle import DataBundle
 from trainables.data.image_cache import NORMALIZATIONS, ImageTransform, cached_split, take_first
-from trainables.errors import ConfigError
+from core.errors import ConfigError
+from trainables.data.safe_pickle import UnsafePickle, load_restricted
 
 CLASS_NAMES = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILES = ["test_batch"]
 SPLITS = ("test", "45k5k")
+
+
+def shown(path) -> str:
+    """An absolute path for messages; never fails (Path.resolve raises on a symlink loop)."""
+    return os.path.abspath(os.path.expanduser(str(path)))
 
 
 def default_data_root() -> str:
@@ -60,6 +71,15 @@ class Cifar10Config(ConfigBase):
             value = getattr(self, key)
             check(value is None or value >= 1, f"{key} must be >= 1 or None, got {value}")
 
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        side = self.resize or 32
+        return (3, side, side)
+
+    def inactive_keys(self) -> dict[str, str]:
+        """split_seed only draws the 45k/5k split."""
+        return {} if self.split == "45k5k" else {"split_seed": "split_seed needs split='45k5k'"}
+
     def preflight(self) -> None:
         """Fail before any trial starts when the files are missing and download is off."""
         if not self.download:
@@ -72,47 +92,45 @@ def missing_cifar_files(data_root: str) -> None:
     missing = [f for f in TRAIN_FILES + TEST_FILES + ["batches.meta"] if not (folder / f).is_file()]
     if missing:
         raise ConfigError(
-            f"CIFAR-10 not found: looked in {folder.resolve()} and missing {missing}. Get it with "
+            f"CIFAR-10 not found: looked in {shown(folder)} and missing {missing}. Get it with "
             f"--set download=true (needs internet), or copy the extracted cifar-10-batches-py folder "
             f"from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz into "
-            f"{Path(data_root).expanduser().resolve()} (or set data_root / $SWEEP_DATA_ROOT)")
+            f"{shown(data_root)} (or set data_root / $SWEEP_DATA_ROOT)")
 
 
-def _files_cifar10():
-    """The loader class, built on first use: torchvision (about 1 s of imports) is loaded only by
-    trials and checks that read CIFAR-10."""
-    from torchvision.datasets import CIFAR10
+def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N,3,32,32) uint8 and labels (N,) of one CIFAR-10 batch file, read with the restricted
+    unpickler (trainables.data.safe_pickle): the same arrays torchvision's loader builds, without
+    running whatever a crafted file asks for.
 
-    class _FilesCIFAR10(CIFAR10):
-        """torchvision's CIFAR10 loader, checking that the files exist rather than their md5.
-
-        md5 sums are verified by torchvision when it downloads the archive; skipping them on load
-        lets locally copied (or test stand-in) files in the real pickle format be read by the real
-        loader. Damaged files still fail while unpickling or reshaping.
-        """
-
-        def _check_integrity(self) -> bool:
-            return all((Path(self.root) / self.base_folder / name).is_file()
-                       for name, _ in self.train_list + self.test_list)
-
-        def _load_meta(self) -> None:
-            import pickle
-            with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
-                data = pickle.load(f, encoding="latin1")
-            self.classes = data[self.meta["key"]]
-            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-
-    return _FilesCIFAR10
-
-
-def _download(root: Path) -> None:
+    Raises:
+        ConfigError: the file asks for anything outside the format (named, nothing run), or is not a
+            batch (corrupt, truncated, wrong keys or sizes).
+    """
     try:
-        from torchvision.datasets import CIFAR10
+        entry = load_restricted(path)
+    except UnsafePickle as err:
+        raise ConfigError(f"CIFAR-10 file {path} is not a plain CIFAR-10 batch and was not loaded: {err}. "
+                          "Replace it with the file from the official archive") from None
+    if not isinstance(entry, dict):
+        raise ValueError(f"{path.name} holds a {type(entry).__name__}, not a batch dict")
+    entry = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
+    data = entry.get("data")
+    labels = entry.get("labels", entry.get("fine_labels"))
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or labels is None:
+        raise ValueError(f"{path.name} has no uint8 'data' array and 'labels' list")
+    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
 
-        CIFAR10(str(root), train=True, download=True)
-    except Exception as err:  # URLError, md5 mismatch, disk full
-        raise ConfigError(f"download=true but CIFAR-10 could not be downloaded into {root.resolve()} "
-                          f"({type(err).__name__}: {err}); copy cifar-10-batches-py there instead") from None
+
+def check_meta(path: Path) -> None:
+    """batches.meta, read with the restricted unpickler: a dict naming the 10 classes."""
+    try:
+        meta = load_restricted(path)
+    except UnsafePickle as err:
+        raise ConfigError(f"CIFAR-10 file {path} is not a plain batches.meta and was not loaded: {err}") from None
+    names = meta.get("label_names", meta.get(b"label_names")) if isinstance(meta, dict) else None
+    if not isinstance(names, list) or len(names) != 10:
+        raise ValueError(f"{path.name} does not name 10 classes")
 
 
 def load_cifar10_uint8(data_root: str, train: bool, download: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,15 +148,18 @@ def load_cifar10_uint8(data_root: str, train: bool, download: bool = False) -> t
 
     def load() -> tuple[np.ndarray, np.ndarray]:
         try:
-            ds = _files_cifar10()(str(root), train=train, download=False)
-            x = np.asarray(ds.data).transpose(0, 3, 1, 2)  # torchvision keeps NHWC
-            y = np.asarray(ds.targets, dtype=np.int64)
+            check_meta(folder / "batches.meta")
+            parts = [read_batch(p) for p in sources]
+            x = np.concatenate([p[0] for p in parts])
+            y = np.concatenate([p[1] for p in parts])
+        except ConfigError:
+            raise
         except Exception as err:  # truncated pickle, wrong sizes, not a pickle at all
-            raise ConfigError(f"CIFAR-10 files in {folder.resolve()} are corrupt or truncated "
+            raise ConfigError(f"CIFAR-10 files in {shown(folder)} are corrupt or truncated "
                               f"({type(err).__name__}: {str(err)[:200]}); delete them and copy or "
                               "download them again") from None
         if len(x) != len(y) or x.shape[1:] != (3, 32, 32) or (len(y) and not 0 <= y.min() <= y.max() <= 9):
-            raise ConfigError(f"CIFAR-10 files in {folder.resolve()} are inconsistent: {len(x)} images "
+            raise ConfigError(f"CIFAR-10 files in {shown(folder)} are inconsistent: {len(x)} images "
                               f"of shape {x.shape[1:]} for {len(y)} labels; expected 3x32x32 and labels 0-9")
         return x, y
 

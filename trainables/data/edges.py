@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from trainables.config_base import ConfigBase, check
+from core.config_base import ConfigBase, check
 from trainables.data.bundle import DataBundle
 from trainables.data.edge_patterns import (CLASS_TYPES, MODES, generate_edge_arrays,
                                            make_permutation)
@@ -113,6 +113,41 @@ class EdgeDataConfig(ConfigBase):
     @property
     def num_classes(self) -> int:
         return len(self.class_type)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (1, self.spatial_resolution, self.spatial_resolution)
+
+    def inactive_keys(self) -> dict[str, str]:
+        """Keys whose value changes no image given the others, with why (a trial never logs them)."""
+        classes, out = set(self.class_type), {}
+        vertical_quirk = "vertical" in classes and not self.vertical_intensity_fix
+        if "diagonal" not in classes:
+            out["num_diagonal_edge"] = "num_diagonal_edge needs 'diagonal' in class_type"
+            # Only the diagonal's rotation (spline interpolation) leaves [0, 1]; the other classes
+            # paint intensities inside it, so there is nothing to clip.
+            out["clip_before_quantise"] = "clip_before_quantise needs 'diagonal' in class_type"
+        if not classes & {"vertical", "both"}:
+            out["num_vertical_edge"] = "num_vertical_edge needs 'vertical' or 'both' in class_type"
+        if not classes & {"horizontal", "both"} and not vertical_quirk:
+            out["num_horizontal_edge"] = "num_horizontal_edge needs 'horizontal' or 'both' in class_type"
+        if "vertical" not in classes or self.num_vertical_edge == self.num_horizontal_edge:
+            out["vertical_intensity_fix"] = ("vertical_intensity_fix needs 'vertical' in class_type and "
+                                             "num_vertical_edge != num_horizontal_edge")
+        if "both" not in classes:
+            out["both_independent_locations"] = "both_independent_locations needs 'both' in class_type"
+        if not {"horizontal", "vertical", "both", "diagonal"} & classes:
+            for key in ("min_edge_width", "max_edge_width", "min_edge_intensity", "max_edge_intensity",
+                        "possible_edge_location_ratio"):
+                out[key] = f"{key} needs an edge class in class_type"
+        if self.data_stream == "notebook":
+            out["valid_seed"] = "valid_seed needs data_stream='framework'"
+            out["permutation_seed"] = "permutation_seed needs data_stream='framework'"
+        else:
+            out["notebook_train_sizes"] = "notebook_train_sizes needs data_stream='notebook'"
+        if not self.use_permutation:
+            out["permutation_seed"] = "permutation_seed needs use_permutation=True"
+        return out
 
 
 def _rng(seed: int) -> np.random.RandomState:

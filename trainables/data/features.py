@@ -19,12 +19,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from trainables.config_base import ConfigBase, check
+from core.config_base import ConfigBase, check
 from trainables.data.bundle import DataBundle
 from trainables.data.cifar import CLASS_NAMES, default_data_root, load_cifar10_uint8, missing_cifar_files
 from trainables.data.image_cache import NORMALIZATIONS, ImageTransform, take_first
-from trainables.errors import ConfigError
-from trainables.models.probes import BACKBONES, build_backbone
+from core.errors import ConfigError
+from trainables.models.probes import BACKBONES, build_backbone, get_backbone
 
 CACHE_VERSION = 1
 CROP_PADDING = 14  # RandomCrop(224, padding=14) of the ResNet probe
@@ -91,6 +91,14 @@ class FeatureConfig(ConfigBase):
     @property
     def augmented(self) -> bool:
         return EXTRACTION[self.backbone][1] if self.augment is None else self.augment
+
+    @property
+    def input_shape(self) -> tuple[int]:
+        return (get_backbone(self.backbone).dim,)
+
+    def inactive_keys(self) -> dict[str, str]:
+        """augment_seed only draws the flips and crops of an augmented extraction."""
+        return {} if self.augmented else {"augment_seed": "augment_seed needs augment=True (or resnet18's default)"}
 
     def preflight(self) -> None:
         """Fail before any trial starts: weights file missing, or neither cached features nor CIFAR files."""

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainables.config_base import ConfigBase, check
+from core.config_base import ConfigBase, check
 from trainables.data.bundle import DataBundle
 
 CANVAS, SIDE, RING, SHIFT = 64, 16, 3, 16

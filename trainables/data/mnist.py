@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainables.config_base import ConfigBase, check
+from core.config_base import ConfigBase, check
 from trainables.data.bundle import DataBundle
-from trainables.data.cifar import default_data_root
+from trainables.data.cifar import default_data_root, shown
 from trainables.data.image_cache import NORMALIZATIONS, ImageTransform, cached_split, take_first
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 FILES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
@@ -61,7 +61,7 @@ def missing_mnist_files(data_root: str) -> None:
     missing = [f for pair in FILES.values() for f in pair if not (raw / f).is_file()]
     if missing:
         raise ConfigError(
-            f"MNIST not found: looked in {raw.resolve()} and missing {missing}. Get it with "
+            f"MNIST not found: looked in {shown(raw)} and missing {missing}. Get it with "
             "--set download=true (needs internet), or copy the four uncompressed idx files "
             "(train-images-idx3-ubyte, ...) there (or set data_root / $SWEEP_DATA_ROOT)")
 
@@ -79,7 +79,7 @@ def load_mnist_uint8(data_root: str, train: bool, download: bool = False) -> tup
 
             MNIST(str(root), train=True, download=True)
         except Exception as err:
-            raise ConfigError(f"download=true but MNIST could not be downloaded into {_raw(data_root).resolve()} "
+            raise ConfigError(f"download=true but MNIST could not be downloaded into {shown(_raw(data_root))} "
                               f"({type(err).__name__}: {err}); copy the idx files there instead") from None
     missing_mnist_files(data_root)
     raw = _raw(data_root)
@@ -91,12 +91,15 @@ def load_mnist_uint8(data_root: str, train: bool, download: bool = False) -> tup
             ds = MNIST(str(root), train=train, download=False)
             x, y = ds.data.numpy()[:, None], ds.targets.numpy()
         except Exception as err:  # bad magic number, truncated file
-            raise ConfigError(f"MNIST files in {raw.resolve()} are corrupt or truncated "
+            raise ConfigError(f"MNIST files in {shown(raw)} are corrupt or truncated "
                               f"({type(err).__name__}: {str(err)[:200]}); delete them and copy or "
                               "download them again") from None
         if len(x) != len(y) or x.shape[1:] != (1, 28, 28):
-            raise ConfigError(f"MNIST files in {raw.resolve()} are inconsistent: {len(x)} images of "
+            raise ConfigError(f"MNIST files in {shown(raw)} are inconsistent: {len(x)} images of "
                               f"shape {x.shape[1:]} for {len(y)} labels; expected 1x28x28, one label each")
+        if len(y) and not 0 <= int(y.min()) <= int(y.max()) <= 9:
+            raise ConfigError(f"MNIST labels in {shown(raw / FILES[train][1])} are out of range "
+                              f"({int(y.min())}..{int(y.max())}); expected digits 0-9: the file is corrupt")
         return x, y
 
     return cached_split(f"mnist-{'train' if train else 'test'}", [raw / f for f in FILES[train]],

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from trainables.errors import UnknownName
+from core.errors import UnknownName
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from trainables.data.bundle import DataBundle
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 from trainables.evaluators import EvalOutput  # defined before __init__ imports this module
 
 CANVAS = 64

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from trainables.config_base import ConfigBase, check
+from core.config_base import ConfigBase, check
 from trainables.data.bundle import DataBundle
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 from trainables.evaluators import EvalOutput  # defined before __init__ imports this module
 
 DIRECTIONS = {"right": (1, 0), "down": (0, 1), "diagonal": (1, 1)}

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from trainables.errors import ConfigError, UnknownName
+from core.errors import ConfigError, UnknownName
 from trainables.models.cifar import (BaseCNN, ConvNet, ConvNetSmall, ConvNetTiny, LabCNN, LabMLP,
                                      MLPBaseline, SimpleMLP)
 from trainables.models.detect import CNNDetector, MLPDetector
@@ -45,11 +45,48 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+# Constructor keywords the data decides (shape of one input, number of classes) or the trial's
+# init seed: filled in by trainables.spec from the dataset and TrainConfig, never user keys.
+DERIVED_KWARGS = ("num_classes", "input_dim", "in_channels", "in_features", "seed")
+
+
 def model_kwargs(name: str) -> set[str]:
     """Keyword arguments the constructor of model `name` accepts."""
     if name not in MODELS:
         raise UnknownName("model", name, MODELS)
     return set(inspect.signature(MODELS[name]).parameters)
+
+
+def model_config_keys(name: str) -> dict[str, str]:
+    """Trial-config key -> constructor keyword for the settings a user may give model `name`.
+
+    Read from the constructor's signature: every keyword except the derived ones
+    (DERIVED_KWARGS) and those the class lists in `NOT_CONFIG` (accepted for fidelity with the
+    source but without effect). A class whose keyword differs from the framework's key name
+    maps it in `CONFIG_NAMES` (keyword -> config key), e.g. ThreeLayerCNN's filter_size ->
+    kernel_size.
+    """
+    cls = MODELS[name] if name in MODELS else None
+    if cls is None:
+        raise UnknownName("model", name, MODELS)
+    skip = set(DERIVED_KWARGS) | set(getattr(cls, "NOT_CONFIG", ()))
+    rename = getattr(cls, "CONFIG_NAMES", {})
+    return {rename.get(kw, kw): kw for kw in inspect.signature(cls).parameters if kw not in skip}
+
+
+def inactive_model_keys(name: str, kwargs: dict) -> dict[str, str]:
+    """Constructor keywords that have no effect given `kwargs`, with why, e.g. SimpleCNN's
+    none_kernel without the edge-detector init; the class says so in `inactive_kwargs`."""
+    fn = getattr(MODELS[name], "inactive_kwargs", None)
+    return dict(fn(kwargs)) if fn is not None else {}
+
+
+def check_model_fits(name: str, kwargs: dict, input_shape: tuple[int, ...]) -> None:
+    """Shape rules of the model for one input of `input_shape` (the class's `check_fits`);
+    raises ConfigError, e.g. a kernel larger than the image."""
+    fn = getattr(MODELS[name], "check_fits", None)
+    if fn is not None:
+        fn(kwargs, tuple(input_shape))
 
 
 def build_model(name: str, **kwargs) -> nn.Module:

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 CIFAR_INPUT = 3 * 32 * 32
 

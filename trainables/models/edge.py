@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 from trainables.models.edge_init import NONE_KERNELS, apply_edge_detector_init, freeze_conv_layers
 
 INITS = ("default", "edge_detector")
@@ -32,6 +32,13 @@ def _input_size(input_dim: Sequence[int]) -> int:
         raise ConfigError(f"input_dim={input_dim!r} is not allowed; expected (channels, height, width)")
     _positive(**{f"input_dim[{i}]": d for i, d in enumerate(dims)})
     return math.prod(dims)
+
+
+def _kernel_fits(k: object, input_shape: tuple[int, ...], key: str = "kernel_size") -> None:
+    """A square kernel must be an integer no larger than the image (SPEC 2.6 shape rule)."""
+    size = min(input_shape[1:]) if len(input_shape) == 3 else None
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1 or (size and k > size):
+        raise ConfigError(f"{key} must be an integer in [1, {size or 'image size'}], got {k!r}")
 
 
 def _reflect_conv(c_in: int, c_out: int, k: int) -> nn.Conv2d:
@@ -56,6 +63,17 @@ class SimpleCNN(nn.Module):
     """
 
     pool_cls: type[nn.Module] = nn.MaxPool2d
+
+    @staticmethod
+    def inactive_kwargs(kwargs: dict) -> dict[str, str]:
+        """none_kernel only shapes the k=7 edge-detector init."""
+        if kwargs.get("init", "default") == "edge_detector" and kwargs.get("kernel_size", 2) == 7:
+            return {}
+        return {"none_kernel": "none_kernel needs init='edge_detector' and kernel_size=7"}
+
+    @staticmethod
+    def check_fits(kwargs: dict, input_shape: tuple[int, ...]) -> None:
+        _kernel_fits(kwargs.get("kernel_size", 2), input_shape)
 
     def __init__(self, num_filter: int = 3, kernel_size: int = 2, num_classes: int = 3,
                  init: str = "default", freeze_conv: bool = False, none_kernel: str = "random_copy"):
@@ -110,6 +128,10 @@ class WiderCNN(nn.Module):
         ConfigError: a non-positive size.
     """
 
+    @staticmethod
+    def check_fits(kwargs: dict, input_shape: tuple[int, ...]) -> None:
+        _kernel_fits(kwargs.get("kernel_size", 7), input_shape)
+
     def __init__(self, in_channels: int = 1, num_filter: int = 6, kernel_size: int = 7,
                  num_classes: int = 5):
         super().__init__()
@@ -134,6 +156,10 @@ class DeeperCNN(nn.Module):
     Raises:
         ConfigError: a non-positive size.
     """
+
+    @staticmethod
+    def check_fits(kwargs: dict, input_shape: tuple[int, ...]) -> None:
+        _kernel_fits(kwargs.get("kernel_size", 7), input_shape)
 
     def __init__(self, in_channels: int = 1, num_filter: int = 3, kernel_size: int = 7,
                  num_classes: int = 5):
@@ -165,6 +191,14 @@ class ThreeLayerCNN(nn.Module):
     Raises:
         ConfigError: a non-positive size or a malformed input_dim.
     """
+
+    # The framework's key names for this class's keywords; hidden_dim is accepted but unused.
+    CONFIG_NAMES = {"filter_size": "kernel_size", "num_filters": "num_filter"}
+    NOT_CONFIG = ("hidden_dim",)
+
+    @staticmethod
+    def check_fits(kwargs: dict, input_shape: tuple[int, ...]) -> None:
+        _kernel_fits(kwargs.get("filter_size", 7), input_shape)
 
     def __init__(self, input_dim: Sequence[int] = (1, 28, 28), num_filters: int = 64,
                  filter_size: int = 7, hidden_dim: int = 100, num_classes: int = 4):
@@ -222,6 +256,9 @@ class ThreeLayerMLP(nn.Module):
     Raises:
         ConfigError: malformed input_dim or hidden_dims, a non-positive size, a non-int seed.
     """
+
+    # Same weights either way (only the global RNG state after construction differs): not a setting.
+    NOT_CONFIG = ("notebook_global_seed",)
 
     def __init__(self, input_dim: Sequence[int] = (1, 28, 28), hidden_dims: Sequence[int] = (10, 10),
                  num_classes: int = 3, seed: int = 7, notebook_global_seed: bool = False):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 NONE_KERNELS = ("random_copy", "zeros")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trainables.errors import ConfigError, UnknownName
+from core.errors import ConfigError, UnknownName
 from trainables.models.cifar import check_positive
 
 
@@ -158,6 +158,9 @@ class LinearProbe(nn.Module):
     Raises:
         ConfigError: non-positive sizes, or in_features that contradicts the backbone's width.
     """
+
+    # The backbone is the dataset's setting (cifar10_features); in_features is derived from it.
+    NOT_CONFIG = ("backbone",)
 
     def __init__(self, in_features: int | None = None, num_classes: int = 10,
                  backbone: str | None = None):

@@ -7,7 +7,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 
 def _type_ok(value: Any, hint: Any) -> bool:

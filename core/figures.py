@@ -1,6 +1,7 @@
-"""Per-trial figures as PNG bytes: conv1 kernels, confusion matrix, training curves.
+"""Figure helpers: conv1 kernels, confusion matrix, training curves (NumPy in, PNG bytes out).
 
-NumPy in, PNG bytes out, drawn on `matplotlib.figure.Figure` with the Agg canvas (no pyplot
+Only `sweep report` (analysis) draws: trials log the arrays (kernels .npy, confusion matrix
+JSON, history JSON) and never import matplotlib. Drawn on `matplotlib.figure.Figure` with the Agg canvas (no pyplot
 global state, so it is safe inside Ray workers and threads). The `draw_*` helpers are shared
 with `analysis.plots`, which lays several of them out on one figure.
 """
@@ -10,14 +11,12 @@ import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import torch
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from torchvision.utils import make_grid
 
-from trainables.errors import ConfigError
+from core.errors import ConfigError
 
 DPI = 100
 TRAIN_STYLE = "-"
@@ -46,8 +45,9 @@ def kernel_grid(weights: np.ndarray) -> np.ndarray:
             is shown (greyscale); with C_in == 3 the kernels are drawn as RGB.
 
     Returns:
-        float array (H, W, 3) in [0, 1]: `make_grid(nrow=8, padding=1, normalize=True)`, i.e.
-        min-max scaled over the whole grid, so kernels are comparable with each other.
+        float array (H, W, 3) in [0, 1], laid out as torchvision's
+        `make_grid(nrow=8, padding=1, normalize=True)` (NumPy only, so drawing needs no torch):
+        min-max scaled over all kernels, so kernels are comparable with each other.
 
     Raises:
         ConfigError: `weights` is not 4-D.
@@ -55,11 +55,20 @@ def kernel_grid(weights: np.ndarray) -> np.ndarray:
     w = np.asarray(weights, dtype=np.float32)
     if w.ndim != 4:
         raise ConfigError(f"kernel weights must have shape (F, C_in, k, k), got shape {w.shape}")
-    t = torch.from_numpy(np.ascontiguousarray(w))
-    if t.shape[1] != 3:
-        t = t[:, :1]
-    grid = make_grid(t, nrow=8, padding=1, normalize=True)
-    return grid.permute(1, 2, 0).numpy()
+    if w.shape[1] != 3:
+        w = np.repeat(w[:, :1], 3, axis=1)  # greyscale drawn as RGB, as make_grid does
+    low, high = float(w.min()), float(w.max())
+    w = (np.clip(w, low, high) - low) / max(high - low, 1e-5)
+    n, _, h, wd = w.shape
+    if n == 1:
+        return np.moveaxis(w[0], 0, -1)
+    cols, pad = min(8, n), 1
+    rows = -(-n // cols)
+    grid = np.zeros((3, rows * (h + pad) + pad, cols * (wd + pad) + pad), dtype=np.float32)
+    for i in range(n):
+        y, x = divmod(i, cols)
+        grid[:, y * (h + pad) + pad:y * (h + pad) + pad + h, x * (wd + pad) + pad:x * (wd + pad) + pad + wd] = w[i]
+    return np.moveaxis(grid, 0, -1)
 
 
 def draw_kernels(ax: Axes, weights: np.ndarray, title: str) -> None:

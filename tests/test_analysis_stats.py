@@ -1,0 +1,184 @@
+"""Bounded intervals, effect sizes, Holm, collapse counts and single-seed lines on fabricated results."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from analysis import stats as S
+from analysis.hypotheses import evaluate_all, verdict
+from analysis.results import sweep_results
+from analysis.sweep_data import SweepData
+from search_spaces.experiment import Hypothesis
+
+CNN, MLP = "simple_cnn/edges", "three_layer_mlp/edges"
+# A bimodal cell like the issue's: most seeds learn, two collapse to chance (3 classes).
+BIMODAL = [0.96, 0.98, 0.33, 1.0, 0.95, 0.34, 0.97, 0.99]
+
+
+def scipy_percentile(*samples, statistic=np.mean):
+    res = sps.bootstrap(samples, statistic, n_resamples=S.RESAMPLES, method="percentile",
+                        random_state=np.random.RandomState(S.RANDOM_STATE), vectorized=len(samples) > 1)
+    return res.confidence_interval.low, res.confidence_interval.high
+
+
+def test_bootstrap_interval_is_scipy_percentile_and_bounded():
+    mean, low, high = S.bootstrap_interval(BIMODAL)
+    assert mean == pytest.approx(np.mean(BIMODAL))
+    assert (low, high) == pytest.approx(scipy_percentile(np.array(BIMODAL)))
+    assert 0.0 <= low < mean < high <= 1.0
+    # The t-interval of the same data runs past 100%: the reason for the bootstrap.
+    m, _, t_low, t_high = __import__("analysis.aggregate", fromlist=["t_interval"]).t_interval(BIMODAL[:3])
+    assert t_high > 1.0
+    assert S.bootstrap_interval(BIMODAL[:3])[2] <= 1.0
+
+
+def test_bootstrap_interval_small_and_degenerate_samples():
+    assert all(math.isnan(v) for v in S.bootstrap_interval([]))
+    mean, low, high = S.bootstrap_interval([0.7])
+    assert mean == 0.7 and math.isnan(low) and math.isnan(high)
+    assert S.bootstrap_interval([0.5, 0.5, 0.5]) == (0.5, 0.5, 0.5)
+    # Two seeds: the t-interval (1 dof), clipped to [0, 1].
+    mean, low, high = S.bootstrap_interval([0.9, 1.0])
+    half = sps.t.ppf(0.975, 1) * np.std([0.9, 1.0], ddof=1) / math.sqrt(2)
+    assert low == pytest.approx(0.95 - half) and high == 1.0
+    # NaN (not logged) entries are skipped; unbounded metrics are not clipped.
+    assert S.bootstrap_interval([0.9, float("nan"), 1.0])[1] == pytest.approx(0.95 - half)
+    assert S.bootstrap_interval([0.9, 1.0], bounds=None)[2] == pytest.approx(0.95 + half)
+
+
+def test_diff_interval_is_scipy_two_sample_bootstrap():
+    mlp = [0.60, 0.66, 0.58, 0.62, 0.65, 0.61, 0.63, 0.59]
+    d, low, high = S.diff_interval(BIMODAL, mlp)
+    assert d == pytest.approx(np.mean(BIMODAL) - np.mean(mlp))
+    expected = scipy_percentile(np.array(BIMODAL), np.array(mlp),
+                                statistic=lambda a, b, axis=-1: a.mean(axis) - b.mean(axis))
+    assert (low, high) == pytest.approx(expected)
+    assert -1.0 <= low < d < high <= 1.0
+    assert S.diff_interval([0.9, 0.9, 0.9], [0.6, 0.6, 0.6]) == pytest.approx((0.3, 0.3, 0.3))
+    assert math.isnan(S.diff_interval([0.9], [0.6, 0.7])[1])
+
+
+def test_holm_against_a_hand_computation():
+    # m = 4 finite p-values: sorted 0.01, 0.02, 0.03, 0.04 -> x4, x3, x2, x1 = 0.04, 0.06, 0.06, 0.06
+    # (0.04 * 1 = 0.04 < 0.06 is raised to the running maximum); NaN is not counted.
+    adj = S.holm([0.03, 0.01, float("nan"), 0.04, 0.02])
+    assert adj[0] == pytest.approx(0.06) and adj[1] == pytest.approx(0.04) and math.isnan(adj[2])
+    assert adj[3] == pytest.approx(0.06) and adj[4] == pytest.approx(0.06)
+    assert S.holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert S.holm([0.02]) == [0.02]
+
+
+def test_collapse_counts_at_chance():
+    assert S.collapse_threshold(3) == pytest.approx(1 / 3 + 0.05)
+    assert S.collapsed(BIMODAL, 3) == 2
+    assert S.collapsed([0.38, 0.3833, 0.3834], 3) == 2  # at most chance + 5 points counts
+    assert S.collapsed([0.12, 0.16, 0.9], 10) == 1
+    assert math.isnan(S.collapsed([0.3], None))
+
+
+def test_single_seed_line_pairs_seeds():
+    better = {10: 0.9, 11: 0.33, 12: 0.95, 13: 0.6}
+    worse = {10: 0.6, 11: 0.62, 12: 0.61, 13: 0.6, 14: 0.7}
+    s = S.single_seed(better, worse)
+    assert (s.wins, s.losses, s.ties, s.n) == (2, 1, 1, 4)
+    assert s.sentence == "a single-seed run would have said yes in 2 of 4 seeds, no in 1, a tie in 1"
+    assert S.single_seed(better, worse, mode="min").wins == 1
+    assert "no seed" in S.single_seed({1: 0.5}, {2: 0.5}).sentence
+
+
+@pytest.mark.parametrize("p, expected", [(0.05, "inconclusive"), (0.0499999, "yes"), (0.05000001, "inconclusive")])
+def test_verdict_alpha_edge_is_exact(p, expected):
+    assert verdict(0.9, 0.6, p) == expected
+    assert verdict(0.9, 0.6, p, alpha=0.05) == expected
+
+
+def test_min_mode_verdicts():
+    assert verdict(0.2, 0.5, 0.01, "min") == "yes"
+    assert verdict(0.5, 0.2, 0.01, "min") == "no"
+    assert verdict(0.2, 0.2, 0.0, "min") == "inconclusive"
+
+
+def runs(cells: dict) -> pd.DataFrame:
+    rows = []
+    for (pairing, dpc), values in cells.items():
+        for i, v in enumerate(values):
+            rows.append({"pairing": pairing, "data_per_class": dpc, "seed": 10 + i, "val_acc": v,
+                         "val_loss": 1 - v, "status_reason": "completed"})
+    return pd.DataFrame(rows)
+
+
+def test_holm_decides_the_family_and_keeps_min_mode():
+    # Raw p just under alpha in two cells: each alone would be "yes", Holm over the two is not.
+    a = [0.70, 0.74, 0.80, 0.72]
+    b = [0.64, 0.68, 0.70, 0.65]
+    frame = runs({(CNN, 10): a, (MLP, 10): b, (CNN, 30): a, (MLP, 30): b})
+    h = Hypothesis("CNN > MLP", better=CNN, worse=MLP)
+    lower = Hypothesis("CNN loss < MLP loss", better=CNN, worse=MLP, metric="val_loss", mode="min",
+                       at={"data_per_class": 10})
+    raw = sps.ttest_ind(a, b, equal_var=False).pvalue
+    assert 0.025 < raw < 0.05
+    res = evaluate_all([h], frame, ["data_per_class"])
+    assert [r.p for r in res] == pytest.approx([raw, raw])
+    assert [r.p_adj for r in res] == pytest.approx([2 * raw, 2 * raw])
+    assert [r.verdict for r in res] == ["inconclusive", "inconclusive"]
+    assert "Holm p=" in res[0].sentence
+    three = evaluate_all([h, lower], frame, ["data_per_class"])
+    assert [r.m_tests for r in three] == [3, 3, 3]
+    alone = evaluate_all([lower], frame, ["data_per_class"])
+    assert alone[0].verdict == "yes" and alone[0].mode == "min"  # lower loss is the "better" direction
+    assert alone[0].effect[0] == pytest.approx(np.mean(b) - np.mean(a))
+
+
+def test_results_table_has_median_and_collapses():
+    frame = runs({(CNN, 30): BIMODAL, (MLP, 30): [0.6] * 8})
+    data = SweepData(parent={"name": "s"}, runs=frame, swept_keys=["pairing", "data_per_class"], metrics=["val_acc"])
+    table = sweep_results(data)
+    cnn = table[table["pairing"] == CNN].iloc[0]
+    assert cnn["n_collapsed"] == 2 and cnn["val_acc_median"] == pytest.approx(np.median(BIMODAL))
+    assert cnn["val_acc_ci_high"] <= 1.0
+    assert table[table["pairing"] == MLP].iloc[0]["n_collapsed"] == 0
+    five = frame.assign(class_type=[("h", "v", "d", "b", "n")] * len(frame))
+    five.loc[five["pairing"] == MLP, "val_acc"] = 0.22  # chance 0.2 with five classes
+    t5 = sweep_results(SweepData(parent={"name": "s"}, runs=five, swept_keys=["pairing", "data_per_class"],
+                                 metrics=["val_acc"]))
+    assert list(t5["n_collapsed"]) == [0, 8]  # 33% is above chance + 5 points with five classes
+
+
+def test_accuracy_plot_shows_every_seed_and_a_bounded_band():
+    from matplotlib.collections import PathCollection
+
+    from analysis.plots.accuracy import accuracy_vs_data, params_vs_accuracy
+
+    frame = runs({(CNN, 10): BIMODAL[:3], (CNN, 30): BIMODAL, (MLP, 10): [0.6, 0.62, 0.61], (MLP, 30): [0.7] * 8})
+    frame["n_params"] = [606 if p == CNN else 39793 for p in frame["pairing"]]
+    data = SweepData(parent={"name": "s"}, runs=frame, swept_keys=["pairing", "data_per_class"],
+                     metrics=["val_acc", "n_params"])
+    for fig in (accuracy_vs_data(data)["accuracy_vs_data"], params_vs_accuracy(data)["params_vs_accuracy"]):
+        ax = fig.axes[0]
+        points = [c for c in ax.collections if isinstance(c, PathCollection)]
+        ys = sorted(y for c in points for _, y in c.get_offsets())
+        assert ys == pytest.approx(sorted(100 * frame["val_acc"]))  # one point per seed, at its value
+    bands = [c for c in accuracy_vs_data(data)["accuracy_vs_data"].axes[0].collections
+             if not isinstance(c, PathCollection)]
+    assert bands and max(p.get_extents().y1 for b in bands for p in b.get_paths()) <= 100.0
+
+
+def test_adaptive_sweep_report_uses_the_per_look_alpha_and_lists_waves():
+    from analysis.report import adaptive_html, decision_rule
+
+    a, b = [0.70, 0.74, 0.80, 0.72], [0.64, 0.68, 0.70, 0.65]  # raw Welch p = 0.036
+    frame = runs({(CNN, 10): a, (MLP, 10): b}).assign(wave=[0, 0, 1, 1] * 2, run_id=[f"r{i}" for i in range(8)])
+    tags = {"until_decided": "true", "alpha_per_look": "0.0125", "stopping_rule": "stopping rule: Bonferroni",
+            "max_looks": "4", "looks_taken": "2"}
+    data = SweepData(parent={"name": "s", "tags": tags}, runs=frame, swept_keys=["pairing", "data_per_class"],
+                     metrics=["val_acc"])
+    alpha, rule = decision_rule(data)
+    assert alpha == 0.0125 and "Bonferroni" in rule
+    [r] = evaluate_all([Hypothesis("CNN > MLP", CNN, MLP)], frame, ["data_per_class"], alpha=alpha)
+    assert r.verdict == "inconclusive" and "vs alpha 0.0125" in r.sentence  # 0.036 would pass at 0.05
+    html = adaptive_html(data)
+    assert "0, 1" in html and "Bonferroni" in html
+    assert adaptive_html(SweepData(parent={"name": "s", "tags": {}}, runs=frame)) == ""
+    assert decision_rule(SweepData(parent={"name": "s", "tags": {}}, runs=frame))[0] == 0.05

@@ -1,0 +1,62 @@
+"""The package layering, checked on the import graph (every import statement, lazy ones too).
+
+core <- trainables, search_spaces <- cluster; analysis reads the store and imports only core
+and search_spaces (experiment declarations). See README "Layout".
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("core", "trainables", "search_spaces", "cluster", "analysis")
+# package -> the project packages it may import (besides itself)
+ALLOWED = {
+    "core": set(),
+    "trainables": {"core"},
+    "search_spaces": {"core"},
+    "analysis": {"core", "search_spaces"},
+    "cluster": {"core", "trainables", "search_spaces", "analysis"},
+}
+
+
+def imported_packages(path: Path) -> set[tuple[str, int]]:
+    """(top-level project package, line) of every import in the file at `path`."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        found |= {(n.split(".")[0], node.lineno) for n in names if n.split(".")[0] in PACKAGES}
+    return found
+
+
+def violations(package: str) -> list[str]:
+    bad = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for imported, line in sorted(imported_packages(path)):
+            if imported != package and imported not in ALLOWED[package]:
+                bad.append(f"{path.relative_to(ROOT)}:{line} imports {imported}")
+    return bad
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_package_imports_only_what_its_layer_allows(package):
+    assert violations(package) == []
+
+
+def test_the_check_sees_lazy_imports(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("import os\n\ndef f():\n    from trainables.data import build_data\n    import cluster.cli\n")
+    assert imported_packages(f) == {("trainables", 4), ("cluster", 5)}
+
+
+def test_no_kernel_shims_left_in_trainables():
+    """errors, config_base and figures live in core only (no re-exporting modules)."""
+    assert not [p.name for p in (ROOT / "trainables").glob("*.py")
+                if p.stem in ("errors", "config_base", "figures")]
