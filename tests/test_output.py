@@ -109,7 +109,7 @@ def test_new_experiments_open_on_the_runs_table_and_old_ones_are_tagged(tracking
 def _cells(**metrics) -> pd.DataFrame:
     row = {"pairing": CNN, "n": 3, "n_stopped": 0, "n_failed": 0}
     for m, v in metrics.items():
-        row.update({f"{m}_mean": v, f"{m}_std": 0.0, f"{m}_ci_low": v, f"{m}_ci_high": v})
+        row.update({f"{m}_mean": v, f"{m}_median": v, f"{m}_std": 0.0, f"{m}_ci_low": v, f"{m}_ci_high": v})
     return pd.DataFrame([row])
 
 
