@@ -107,14 +107,13 @@ class ProgressDisplay(tune.Callback):
     def __init__(self, total: int, swept_keys: list[str], metric: str = "val_acc", mode: str = "max",
                  stream=None, tty: bool | None = None, interval_s: float = 15.0, redraw_s: float = 0.5,
                  clock=None):
-        import sys
         import time
 
         from cluster.console import is_tty
 
         self.total, self.keys = total, [k for k in swept_keys if k not in ("pairing", "seed")]
         self.metric, self.mode = metric, mode
-        self.stream = stream or sys.stdout
+        self._stream = stream  # None: sys.stdout at write time (Tune pickles callbacks with its state)
         self.tty = is_tty(self.stream) if tty is None else tty
         self.interval_s, self.redraw_s = interval_s, redraw_s
         self.clock = clock or time.monotonic
@@ -123,6 +122,15 @@ class ProgressDisplay(tune.Callback):
         self.best: tuple[float, str] | None = None
         self._last_print = self.start
         self._width = 0
+
+    @property
+    def stream(self):
+        import sys
+
+        return self._stream or sys.stdout
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_stream": None}
 
     def _label(self, cfg: dict) -> str:
         parts = [str(cfg.get("pairing", ""))] + [f"{k}={cfg[k]}" for k in self.keys if k in cfg]

@@ -146,3 +146,13 @@ def test_smoke_sweep_console_is_quiet_and_ray_logs_go_to_driver_log(tmp_path):
 def test_verbose_sweep_shows_the_libraries_logs(tmp_path):
     out, log = _smoke(tmp_path, "--verbose")
     assert "WARNING" in out and "Token authentication" in out
+
+
+def test_progress_display_pickles_without_its_stream():
+    """Tune pickles callbacks with its experiment state; a captured stream must not travel."""
+    import pickle
+
+    d, clock, out = _display(tty=False)
+    d.best = (0.5, "x")
+    back = pickle.loads(pickle.dumps(d))
+    assert back.best == (0.5, "x") and back.stream is sys.stdout
