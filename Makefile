@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO   ?= edge-data-per-class
 PYTEST_ARGS ?=
 
-.PHONY: install demo smoke test test-slow test-all bench bench-full clean ui
+.PHONY: install demo smoke test test-slow test-all bench bench-full clean ui up down
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,7 @@ install: $(STAMP)
 
 demo: $(STAMP)  ## full edge-data-per-class sweep (SPEC epochs, 3 seeds), results table, HTML report
 	$(BIN)/sweep run $(DEMO)
-	$(BIN)/sweep report $(DEMO)
-	@echo "Browse every trial:  $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db  (then open http://127.0.0.1:5000)"
+	@$(BIN)/sweep report $(DEMO)
 
 smoke: $(STAMP)  ## the same path in well under 2 minutes
 	$(BIN)/sweep run $(DEMO) --smoke
@@ -37,8 +36,14 @@ test-all: $(STAMP)
 bench: $(STAMP)  ## short benchmark run (< 10 min), prints ratios with targets
 	$(BIN)/python -m benchmarks.run --short
 
-bench-full: $(STAMP)
+bench-full: $(STAMP)  ## the issue's sizes plus the whole edge study (about 45 min on 2 cores); writes benchmarks/results.md
 	$(BIN)/python -m benchmarks.run --full
+
+up: $(STAMP)  ## a local Ray head that every later sweep in this folder joins (no Ray start per sweep)
+	$(BIN)/sweep up
+
+down: $(STAMP)
+	$(BIN)/sweep down
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1
