@@ -68,14 +68,21 @@ def test_run_without_up_starts_its_own_local_ray(sweep_home, ray_init_spy):
 
 @pytest.mark.parametrize("kind", ["dead keeper", "live pid that is not a keeper", "unreadable"])
 def test_stale_state_file_is_ignored_with_a_note(sweep_home, ray_init_spy, capsys, kind):
+    listener = socket.socket()  # a port that answers: only the keeper check can call the state stale
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
     if kind == "unreadable":
         sweep_home.mkdir(parents=True)
         (sweep_home / ray_head.STATE_NAME).write_text("{not json")
     else:
         import os
 
-        _write_state(sweep_home, _dead_pid() if kind == "dead keeper" else os.getpid(), _closed_port())
-    assert ray_setup.init_ray(None) == "local"
+        _write_state(sweep_home, _dead_pid() if kind == "dead keeper" else os.getpid(), port)
+    try:
+        assert ray_setup.init_ray(None) == "local"
+    finally:
+        listener.close()
     assert ray_init_spy[0].get("address") is None  # started its own Ray, did not try the stale address
     assert "stale Ray head state file" in capsys.readouterr().out
     assert not (sweep_home / ray_head.STATE_NAME).exists()
