@@ -134,3 +134,32 @@ def test_cli_up_and_down(sweep_home, capsys):
     assert "no Ray head was up" in capsys.readouterr().out
     assert main(["up", "--num-cpus", "0"]) == 2  # bad input: refused before anything starts
     assert not (sweep_home / ray_head.STATE_NAME).exists()
+
+
+@pytest.mark.slow
+def test_sweep_run_joins_the_head_of_sweep_up(tmp_path):
+    """The real commands: `sweep up`, two `sweep run`s that join it, `sweep down`."""
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "SWEEP_HOME": str(tmp_path / "home")}
+
+    def sweep(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "cluster.cli", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    assert ": up." in sweep("up", "--num-cpus", "2")
+    head = ray_head.read_state(tmp_path / "home" / ray_head.STATE_NAME)
+    try:
+        for name in ("one", "two"):
+            out = sweep("run", "edge-data-per-class", "--seeds", "1", "--set", "epochs=1", "--set", "data_per_class=10",
+                        "--name", name, "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
+                        "--storage-path", str(tmp_path / "rr"))
+            assert "Ray: the head of `sweep up`" in out and "2/2 trials done" in out
+            assert ray_head.is_alive(head)
+    finally:
+        out = sweep("down")
+    assert "stopped" in out and not ray_head.is_alive(head)
