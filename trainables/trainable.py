@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from core import store_schema as S
+from trainables.checkpoint import restore_state, tag_fallback
 from trainables.data import DataBundle, build_data
 from trainables.lifecycle import Member, Report, initial_kernels, run_members
 from trainables.loop import Trainer
@@ -151,9 +152,8 @@ def tune_session() -> tuple[dict | None, Report, str]:
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one "checkpoint created" line per report is noise
     restore = None
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            restore = torch.load(os.path.join(d, CHECKPOINT_FILE), weights_only=True)
+    if checkpoint is not None:  # a corrupt one falls back to an older one or none (trainables.checkpoint)
+        restore = restore_state(checkpoint, CHECKPOINT_FILE, tune.get_context().get_trial_id())
 
     def report(metrics: dict, state: dict | None) -> None:
         if state is None:
@@ -169,4 +169,5 @@ def tune_session() -> tuple[dict | None, Report, str]:
 def train(config: dict[str, Any], tracking: TrackingInfo | None = None) -> None:
     """Ray Tune function trainable: resumes from `tune.get_checkpoint()` and reports with checkpoints."""
     restore, report, trial_id = tune_session()
+    tag_fallback(tracking, trial_id)
     run_trial(config, tracking, report, restore, trial_id=trial_id)
