@@ -1,6 +1,6 @@
 """`sweep run --pack K`: group a plan's grid cells into packs trained as one model per Tune trial.
 
-Rules (documented in docs/performance.md):
+Rules (documented in README.md, section Performance):
 - Members of a pack share everything but trainables.packing.PACK_VARYING (seed, model_seed,
   data_seed, lr, data_per_class): same pairing, architecture, batch size, epochs, optimiser.
 - On a GPU, where a step of 1 or 32 members costs about the same, cells are packed in order of
@@ -126,6 +126,30 @@ def _even_packs(cells: list[dict], k: int, smallest: int) -> list[list[dict]]:
     return packs
 
 
+def check_pack(plan, k: int, scheduler: str | None = None, search: str = "random") -> None:
+    """Refuse `--pack K` (K > 1) where packs cannot be built; run by `build_plan`, before Ray or MLflow start.
+
+    Raises:
+        ConfigError: a trial scheduler (ASHA stops whole Tune trials, i.e. every member of a pack),
+            a model-based searcher, sampled values (packs are built from grid cells) or
+            --num-samples > 1.
+    """
+    if k <= 1:
+        return
+    if scheduler not in (None, "none"):
+        raise ConfigError(f"--pack cannot be combined with --scheduler {scheduler}: a scheduler stops whole "
+                          "Tune trials, i.e. every member of a pack; drop one of them"
+                          + (" (this experiment uses ASHA by default: add --scheduler none)"
+                             if plan.experiment.search is not None else ""))
+    if search not in (None, "random"):
+        raise ConfigError(f"--pack cannot be combined with --search {search}: a searcher proposes one "
+                          "config per Tune trial; drop --pack")
+    if plan.sampled:
+        raise ConfigError("--pack works on grid sweeps; this plan samples values (a search): drop --pack")
+    if plan.num_samples != 1:
+        raise ConfigError(f"--pack needs --num-samples 1, got {plan.num_samples}; use --seeds for replicates")
+
+
 def packed_space(plan, k: int, gpu: bool = False, scheduler: str | None = None) -> tuple[dict[str, Any], PackPlan]:
     """The Tune param_space of a packed sweep ({"members": grid over packs}) and its PackPlan.
 
@@ -135,12 +159,6 @@ def packed_space(plan, k: int, gpu: bool = False, scheduler: str | None = None) 
     """
     from ray import tune
 
-    if scheduler not in (None, "none"):
-        raise ConfigError(f"--pack cannot be combined with --scheduler {scheduler}: a scheduler stops whole "
-                          "Tune trials, i.e. every member of a pack; drop one of them")
-    if plan.sampled:
-        raise ConfigError("--pack works on grid sweeps; this plan samples values (a search): drop --pack")
-    if plan.num_samples != 1:
-        raise ConfigError(f"--pack needs --num-samples 1, got {plan.num_samples}; use --seeds for replicates")
+    check_pack(plan, k, scheduler)
     packs = make_packs(plan.cells(), k, gpu, plan.specs)
     return {"members": tune.grid_search(packs.packs)}, packs

@@ -68,7 +68,29 @@ def test_compared_experiment_gets_its_own_series(data):
 def test_colours_are_stable_and_distinct_for_the_compared_models():
     assert colour(PAIRINGS[0]) == MODEL_COLOURS["simple_cnn"] == colour("simple_cnn/edges")
     assert colour(PAIRINGS[0]) != colour(PAIRINGS[1])
-    assert colour("unknown_model/edges") == colour("unknown_model/edges")
+
+
+
+UNKNOWN = ["unknown_model/edges", "other_net/cifar10", "x/y", "simple_cnn/edges · other-exp", "mlp7/mnist"]
+
+
+def test_unknown_models_get_a_fallback_colour_that_survives_a_new_process():
+    """Colours of unknown series come from a stable hash: a process with another PYTHONHASHSEED
+    (Python's hash() would change) picks the same ones."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from analysis.style import FALLBACK
+
+    here = [colour(s) for s in UNKNOWN]
+    assert all(c in FALLBACK for c in here) and len(set(here)) > 1
+    code = f"import json; from analysis.style import colour; print(json.dumps([colour(s) for s in {UNKNOWN!r}]))"
+    seed = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONHASHSEED": seed})
+    assert json.loads(out.stdout) == here
 
 
 def test_param_explosion_counts_match_spec():

@@ -46,3 +46,191 @@ def test_parser_rejects_non_numeric_gpus():
     with pytest.raises(SystemExit) as info:
         build_parser().parse_args(["run", "edge-wider", "--gpus-per-trial", "lots"])
     assert info.value.code == 2
+
+
+# --- --pack refused before Ray or MLflow start ------------------------------------------------------
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["run", "edge-hpo", "--smoke", "--pack", "4"], "--scheduler asha"),  # the experiment's own ASHA
+    (["run", "edge-hpo", "--smoke", "--pack", "4", "--scheduler", "none"], "grid sweeps"),  # sampled values
+    (["run", "edge-data-per-class", "--smoke", "--pack", "4", "--scheduler", "asha"], "--scheduler asha"),
+    (["run", "edge-data-per-class", "--smoke", "--pack", "4", "--search", "optuna"], "--search optuna"),
+    (["run", "edge-data-per-class", "--smoke", "--pack", "4", "--num-samples", "2"], "--num-samples 1"),
+    (["run", "edge-data-per-class", "--smoke", "--pack", "4", "--sample", "lr=loguniform(1e-3,1e-1)"],
+     "grid sweeps"),
+], ids=["edge-hpo-default-asha", "sampled", "asha", "searcher", "num-samples", "sample"])
+def test_pack_refused_before_ray_and_mlflow(argv, fragment, tmp_path, monkeypatch, capsys):
+    import ray
+
+    from cluster import ray_setup
+
+    def no_ray(*a, **kw):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ray_setup, "init_ray", no_ray)
+    code = main(argv + ["--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--storage-path", str(tmp_path / "rr"),
+                        "--name", "packed"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "--pack" in err and fragment in err
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "rr" / "packed").exists()
+    assert not ray.is_initialized()
+
+
+# --- every documented flag reaches the function it configures ------------------------------------------
+
+# flag -> (argv value or None for a switch, keyword/field, expected value)
+RUN_FLAGS = {
+    "--seeds": ("3", "seeds", 3), "--set": ("lr=0.1", "sets", {"lr": 0.1}),
+    "--grid": ("lr=0.1,0.2", "grids", {"lr": [0.1, 0.2]}), "--smoke": (None, "smoke", True),
+    "--num-samples": ("5", "num_samples", 5), "--scheduler": ("asha", "scheduler", "asha"),
+    "--grace-period": ("2", "grace_period", 2), "--reduction-factor": ("3", "reduction_factor", 3),
+    "--search": ("optuna", "search", "optuna"), "--address": ("auto", "address", "auto"),
+    "--tracking-uri": ("sqlite:///x.db", "tracking_uri", "sqlite:///x.db"),
+    "--cpus-per-trial": ("2", "cpus_per_trial", 2.0), "--gpus-per-trial": ("0.5", "gpus_per_trial", 0.5),
+    "--max-concurrent": ("4", "max_concurrent", 4), "--max-failures": ("0", "max_failures", 0),
+    "--name": ("n1", "name", "n1"), "--storage-path": ("/tmp/rr", "storage_path", "/tmp/rr"),
+    "--data-root": ("/tmp/d", "data_root", "/tmp/d"), "--pack": ("4", "pack", 4),
+    "--no-ship-code": (None, "ship_code", False),
+    "--sample": ("lr=loguniform(1e-3,1e-1)", "samples", {"lr": "loguniform(0.001, 0.1)"}),
+    "--yes": (None, "allow_large", True), "--allow-large": (None, "allow_large", True),
+    "--until-decided": (None, "until_decided", True), "--max-seeds": ("12", "max_seeds", 12),
+    "--target-halfwidth": ("0.05", "target_halfwidth", 0.05),
+}
+CONFIRM_FLAGS = {
+    "--seeds": ("7", "seeds", 7), "--top": ("2", "top", 2), "--name": ("c1", "name", "c1"),
+    "--storage-path": ("/tmp/rr", "storage_path", "/tmp/rr"), "--max-concurrent": ("3", "max_concurrent", 3),
+    "--cpus-per-trial": ("2", "cpus_per_trial", 2.0), "--gpus-per-trial": ("0.5", "gpus_per_trial", 0.5),
+    "--address": ("auto", "address", "auto"), "--tracking-uri": ("sqlite:///x.db", "tracking_uri", "sqlite:///x.db"),
+}
+RESUME_FLAGS = {"--storage-path": ("/tmp/rr", "storage_path", "/tmp/rr"), "--address": ("auto", "address", "auto")}
+SERVER_FLAGS = {
+    "--host": ("0.0.0.0", "host", "0.0.0.0"), "--port": ("5001", "port", 5001),
+    "--backend-store-uri": ("sqlite:///s.db", "backend_store_uri", "sqlite:///s.db"),
+    "--artifacts-destination": ("/tmp/a", "artifacts_destination", "/tmp/a"),
+    "--app-name": ("basic-auth", "app_name", "basic-auth"), "--workers": ("3", "workers", 3),
+    "--allowed-hosts": ("a.example,b.example", "allowed_hosts", "a.example,b.example"),
+}
+READ_FLAGS = {"--sweep": ("s1", "sweep", "s1"), "--tracking-uri": ("sqlite:///x.db", "tracking_uri", "sqlite:///x.db")}
+TABLES = {"run": RUN_FLAGS, "confirm": CONFIRM_FLAGS, "resume": RESUME_FLAGS, "server": SERVER_FLAGS,
+          "results": {**READ_FLAGS, "--format": ("csv", "format", "csv")},
+          "report": {**READ_FLAGS, "--out": ("/tmp/out", "out_dir", "/tmp/out")}}
+
+
+def _options(command: str) -> set[str]:
+    import argparse
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    return {o for a in sub._actions for o in a.option_strings if o.startswith("--") and o != "--help"}
+
+
+@pytest.mark.parametrize("command", sorted(TABLES))
+def test_every_flag_of_the_parser_is_in_the_table(command):
+    assert _options(command) == set(TABLES[command])
+
+
+def _capture(monkeypatch, command: str) -> dict:
+    """Replace the function `command` calls with one that records its arguments."""
+    seen: dict = {}
+    if command == "run":
+        import cluster.runner as mod
+
+        monkeypatch.setattr(mod, "run_sweep", lambda opts: seen.update(vars(opts)) or 0)
+    elif command == "resume":
+        import cluster.runner as mod
+
+        monkeypatch.setattr(mod, "resume_sweep", lambda name, storage_path, address:
+                            seen.update(name=name, storage_path=storage_path, address=address) or 0)
+    elif command == "confirm":
+        import cluster.confirm as mod
+
+        monkeypatch.setattr(mod, "confirm_sweep", lambda sweep, **kw: seen.update(sweep=sweep, **kw) or 0)
+    elif command == "server":
+        import cluster.server as mod
+
+        monkeypatch.setattr(mod, "serve", lambda **kw: seen.update(kw) or 0)
+    else:
+        import analysis.report as rep
+        import analysis.results as res
+        import cluster.tracking as trk
+
+        monkeypatch.setattr(trk, "check_tracking_uri", lambda uri: seen.update(tracking_uri=uri) or uri)
+        monkeypatch.setattr(res, "results_table", lambda uri, **kw: seen.update(kw) or [])
+        monkeypatch.setattr(res, "format_results", lambda table, fmt: seen.update(format=fmt) or "")
+        monkeypatch.setattr(rep, "write_report", lambda uri, **kw: seen.update(kw) or "r.html")
+    return seen
+
+
+POSITIONAL = {"run": ["edge-data-per-class"], "confirm": ["s0"], "resume": ["s0"], "server": [],
+              "results": ["edge-data-per-class"], "report": ["edge-data-per-class"]}
+
+
+@pytest.mark.parametrize("command, flag", [(c, f) for c in sorted(TABLES) for f in sorted(TABLES[c])])
+def test_flag_reaches_its_function(command, flag, monkeypatch):
+    value, key, expected = TABLES[command][flag]
+    seen = _capture(monkeypatch, command)
+    argv = [command, *POSITIONAL[command], flag] + ([] if value is None else [value])
+    if command == "run" and flag == "--search":
+        monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: object())
+    assert main(argv) == 0
+    got = seen[key]
+    if key == "samples":
+        got = {k: v.describe() for k, v in got.items()}
+    assert got == expected
+
+
+# --- exit codes: 0 done, 1 some trials failed, 2 bad input, 130 interrupted ------------------------------
+
+def test_exit_code_2_for_bad_input_and_130_for_an_interrupt(monkeypatch, capsys):
+    import cluster.runner as mod
+
+    assert main(["run", "edge-data-per-class", "--set", "lr=0"]) == 2
+    assert "lr must be > 0" in capsys.readouterr().err
+
+    def interrupted(opts):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mod, "run_sweep", interrupted)
+    assert main(["run", "edge-data-per-class"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+
+
+def test_sigint_to_a_running_sweep_exits_130_and_leaves_no_run_running(tmp_path):
+    """Ctrl-C on a running `sweep run`: exit code 130, and the parent run is not left RUNNING."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = {**os.environ, "PYTHONPATH": str(root), "RAY_DEDUP_LOGS": "0", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+    argv = [sys.executable, "-m", "cluster.cli", "run", "edge-data-per-class", "--smoke", "--seeds", "1",
+            "--set", "epochs=2000", "--set", "report_every=50", "--max-concurrent", "1", "--name", "intr",
+            "--tracking-uri", uri, "--storage-path", str(tmp_path / "rr")]
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        deadline, out = time.time() + 120, ""
+        while time.time() < deadline:  # the first line names the sweep once the parent run exists
+            line = proc.stdout.readline()
+            out += line
+            if line.startswith("sweep intr:") or not line:
+                break
+        assert "sweep intr:" in out, out
+        time.sleep(3)  # trials are running
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=90)
+        out += rest
+        assert proc.returncode == 130, out[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    parents, children = mlflow_runs(uri, "edge-data-per-class")
+    assert len(parents) == 1 and parents[0].info.status != "RUNNING"
+    assert all(c.info.status != "RUNNING" for c in children)

@@ -161,6 +161,7 @@ CANDIDATES = {
     "max_edge_width": [6, 3],
     "num_filter": [3, 4],
     "augment": [False],
+    "amp": ["bf16"],
 }
 STRINGS = ["adam", "sgd", "cosine", "none", "mse", "cross_entropy", "train", "heldout", "cpu", "half", "cifar",
            "imagenet", "mnist", "45k5k", "test", "notebook", "framework", "edge_detector", "default", "zeros",

@@ -91,14 +91,27 @@ def test_hostile_weights_file_is_refused_without_running_it(tmp_path):
     assert marker.is_dir()
 
 
-def test_hostile_trial_checkpoint_is_refused(tmp_path):
-    """The Tune trainable loads its checkpoint with weights_only=True: a planted file cannot run code."""
+@pytest.mark.parametrize("which", ["train", "train_pack"])
+def test_hostile_trial_checkpoint_is_refused(which, tmp_path, monkeypatch):
+    """The Tune trainables (single and packed) restore through their own path (tune.get_checkpoint ->
+    tune_session): a planted checkpoint is refused before any training and runs no code."""
     import torch
+    from ray import tune
+
+    from trainables import packed_trainable, trainable
 
     marker = tmp_path / "pwned"
-    torch.save({"epoch": 1, "trainer": _Payload(str(marker))}, tmp_path / "trial_state.pt")
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    torch.save({"epoch": 1, "trainer": _Payload(str(marker))}, ckpt / trainable.CHECKPOINT_FILE)
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: tune.Checkpoint.from_directory(str(ckpt)))
+    monkeypatch.setattr(tune, "get_context", lambda: type("Ctx", (), {"get_trial_id": lambda self: "t0"})())
+    cfg = {**EDGE, "log_to_mlflow": False}
     with pytest.raises(pickle.UnpicklingError):
-        torch.load(tmp_path / "trial_state.pt", weights_only=True)
+        if which == "train":
+            trainable.train(cfg)
+        else:
+            packed_trainable.train_pack({"members": [cfg, {**cfg, "seed": 11}]})
     assert not marker.exists()
 
 
