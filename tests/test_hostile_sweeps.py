@@ -46,7 +46,9 @@ def _wait_mid_sweep(proc: subprocess.Popen, uri: str, tmp_path: Path, timeout: f
         if list((tmp_path / "rr").glob("*/sweep.json")):  # the store exists: reading it creates nothing
             _, children = mlflow_runs(uri, EXPERIMENT)
             states = [c.info.status for c in children]
-            if "FINISHED" in states and "RUNNING" in states and list((tmp_path / "rr").glob("*/*/checkpoint_*")):
+            with_ckpt = {p.parent for p in (tmp_path / "rr").glob("*/*/checkpoint_*")}
+            # a running trial has a checkpoint too: more trial folders with one than finished trials
+            if "FINISHED" in states and "RUNNING" in states and len(with_ckpt) > states.count("FINISHED"):
                 return
         time.sleep(0.3)
     raise AssertionError(f"the sweep never reached mid-sweep (exit {proc.poll()})")
@@ -70,9 +72,15 @@ def _statuses(uri: str) -> tuple[str, dict[str, str]]:
 
 
 def _assert_clean_log(path: Path) -> None:
+    """No C stack dump anywhere, no traceback from the driver itself (lines Ray relays from trial
+    workers, prefixed "(train pid=...)", may show a worker's interpreter shutting down)."""
+    import re
+
     text = path.read_text(errors="replace")
-    for bad in ("Traceback", "Fatal Python error", "Current thread", "*** SIG"):
-        assert bad not in text, f"{bad!r} in the driver's output:\n{text[-3000:]}"
+    for bad in ("Fatal Python error", "*** SIG", "Current thread 0x"):
+        assert bad not in text, f"{bad!r} in the output:\n{text[-3000:]}"
+    driver = [line for line in text.splitlines() if not re.match(r"^(\x1b\[\d+m)?\(\w+ pid=\d+", line)]
+    assert not [line for line in driver if "Traceback" in line], "\n".join(driver[-60:])
 
 
 def _assert_done_exactly_once(uri: str, finished_before: dict) -> None:
@@ -144,8 +152,14 @@ def test_sigterm_exits_143_then_corrupt_checkpoints_in_a_moved_folder_resume_exa
     assert main(["resume", "term", "--storage-path", str(tmp_path / "moved")]) == 0
     _assert_done_exactly_once(uri, before)
     client = MlflowClient(uri)
-    for rid in killed:  # the interrupted trials: checkpoint corrupt, said so, retrained once
-        assert "corrupt checkpoint" in client.get_run(rid).data.tags.get(TAG_CORRUPT, ""), rid
+    garbaged = {f.parent.parent.name.split("_")[1] + "_" + f.parent.parent.name.split("_")[2] for f in ckpts}
+    tagged = 0
+    for rid in killed:  # interrupted trials with a (garbage) checkpoint: said so, retrained once
+        run = client.get_run(rid)
+        if run.data.tags["trial_id"] in garbaged:
+            assert "corrupt checkpoint" in run.data.tags.get(TAG_CORRUPT, ""), rid
+            tagged += 1
+    assert tagged, "no interrupted trial had a checkpoint to corrupt"
     meta = json.loads((tmp_path / "moved" / "term" / "sweep.json").read_text())
     assert meta["tune_state_at_exit"] and meta["tuner_pkl_sha256"]
 
