@@ -458,7 +458,7 @@ def make_tuner(plan, opts, meta: dict, resources: dict, trainable, run_config):
 
     slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(resources.get("cpu", 1), 1)))
     for cb in run_config.callbacks or []:
-        if hasattr(cb, "total"):  # ProgressPrinter: count against the most trials the sweep may run
+        if hasattr(cb, "total"):  # ProgressDisplay: count against the most trials the sweep may run
             cb.total = len(rep.cells) * settings.max_seeds
     run_config.callbacks = list(run_config.callbacks or []) + [
         WaveTagger(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"], plan.seeds, settings)]

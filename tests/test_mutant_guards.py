@@ -131,13 +131,19 @@ def test_grid_overrides_a_per_pairing_value():
     cnn = sorted(c["kernel_size"] for c in plan.cells() if c["pairing"] == CNN)
     assert cnn == [3, 5]
     assert "kernel_size" not in plan.per_pairing[CNN]
-    assert to_tune_space(plan)["kernel_size"] == {"grid_search": [3, 5]}
+    from ray.tune.search.variant_generator import generate_variants
+
+    trials = [cfg for _, cfg in generate_variants(to_tune_space(plan))]  # what Tune's grid turns into
+    assert sorted(c["kernel_size"] for c in trials if c["pairing"] == CNN) == [3, 5]
 
 
 def test_set_overrides_a_per_pairing_value():
     plan = make_plan(get_experiment("edge-hpo"), sets={"kernel_size": 5}, smoke=True, num_samples=2)
     assert {c["kernel_size"] for c in plan.cells() if c["pairing"] == CNN} == {5}
-    assert to_tune_space(plan)["kernel_size"] == 5
+    from ray.tune.search.variant_generator import generate_variants
+
+    trials = [cfg for _, cfg in generate_variants(to_tune_space(plan))]
+    assert {c["kernel_size"] for c in trials if c["pairing"] == CNN} == {5}
 
 
 # --- --cpus-per-trial reaches the trial's torch threads -------------------------------------------
@@ -189,7 +195,7 @@ def test_cpus_per_trial_becomes_the_trials_threads_and_resources(monkeypatch, tm
         return None
 
     monkeypatch.setattr(runner, "_make_tuner", fake_tuner)
-    monkeypatch.setattr(runner, "_fit_and_close", lambda tuner, client, meta, opts: 0)
+    monkeypatch.setattr(runner, "_fit_and_close", lambda *args, **kwargs: 0)
     opts = runner.RunOptions("edge-data-per-class", smoke=True, seeds=1, cpus_per_trial=2, quiet=True,
                              tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", storage_path=str(tmp_path / "rr"))
     assert runner.run_sweep(opts) == 0
@@ -229,3 +235,12 @@ def test_a_bool_is_not_an_int(key):
     """`--set epochs=true` must not become 1 epoch: bool is refused where an int is expected."""
     with pytest.raises(ConfigError, match=f"{key}=True has type bool; expected int"):
         make_plan(get_experiment("edge-data-per-class"), sets={key: True})
+
+
+def test_min_mode_survives_the_holm_correction():
+    """evaluate_all re-decides every verdict after Holm's correction: mode="min" must survive it."""
+    from analysis.hypotheses import evaluate_all
+
+    hs = [Hypothesis("CNN loss < MLP loss", better=CNN, worse=MLP, metric="val_loss", mode="min"),
+          Hypothesis("MLP loss < CNN loss", better=MLP, worse=CNN, metric="val_loss", mode="min")]
+    assert [r.verdict for r in evaluate_all(hs, _loss_frame(), ["data_per_class"])] == ["yes", "no"]

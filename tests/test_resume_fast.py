@@ -21,7 +21,7 @@ from search_spaces.domains import LogUniform
 from search_spaces.experiment import Experiment, Search
 
 MLP = "three_layer_mlp/edges"
-TINY = {"data_per_class": 5, "valid_per_class": 5, "report_every": 10, "checkpoint_every": 10, "log_artifacts": False}
+TINY = {"data_per_class": 5, "valid_per_class": 5, "report_every": 5, "checkpoint_every": 5, "log_artifacts": False}
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_packed_sweep_resumes_every_member(tmp_path, monkeypatch, local_ray):
     """Five MLP seeds packed into one Tune trial; interrupted after its first checkpoint; resumed."""
     name, exp = "pack-resume", "fast-pack"
     monkeypatch.setitem(EXPERIMENTS, exp, Experiment(name=exp, description="tiny packed MLP", pairings=(MLP,),
-                                                     fixed={**TINY, "epochs": 40}, seeds=5))
+                                                     fixed={**TINY, "epochs": 20}, seeds=5))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     storage = tmp_path / "rr"
     argv = ["run", exp, "--pack", "5", "--name", name, "--tracking-uri", uri, "--storage-path", str(storage)]
@@ -91,7 +91,7 @@ def test_packed_sweep_resumes_every_member(tmp_path, monkeypatch, local_ray):
     assert len(children) == 5 and len({c.data.tags["trial_id"] for c in children}) == 5
     assert all(c.info.status == "FINISHED" and c.data.tags["status_reason"] == "completed" for c in children)
     assert {c.data.tags["pack_size"] for c in children} == {"5"}
-    _each_epoch_once(uri, children, 40)
+    _each_epoch_once(uri, children, 20)
 
 
 def test_asha_search_resumes(tmp_path, monkeypatch, local_ray):
@@ -99,9 +99,9 @@ def test_asha_search_resumes(tmp_path, monkeypatch, local_ray):
     ends completed or stopped early by ASHA, none RUNNING, no epoch logged twice."""
     name, exp = "asha-resume", "fast-asha"
     monkeypatch.setitem(EXPERIMENTS, exp, Experiment(
-        name=exp, description="tiny ASHA search", pairings=(MLP,), fixed={**TINY, "epochs": 120},
+        name=exp, description="tiny ASHA search", pairings=(MLP,), fixed={**TINY, "epochs": 30},
         axes={"lr": LogUniform(1e-3, 1e-1)}, seeds=1,
-        search=Search(metric="val_acc", mode="max", scheduler="asha", grace_period=20, reduction_factor=3,
+        search=Search(metric="val_acc", mode="max", scheduler="asha", grace_period=5, reduction_factor=3,
                       num_samples=3)))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     storage = tmp_path / "rr"
@@ -119,4 +119,4 @@ def test_asha_search_resumes(tmp_path, monkeypatch, local_ray):
     assert all(c.info.status != "RUNNING" for c in children)
     assert {c.data.tags["status_reason"] for c in children} <= {"completed", "stopped_early"}
     assert any(c.data.tags["status_reason"] == "completed" for c in children)
-    _each_epoch_once(uri, children, 120)
+    _each_epoch_once(uri, children, 30)

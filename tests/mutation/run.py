@@ -2,7 +2,7 @@
 only the fast test files mapped to it, and report whether the tests caught it.
 
     python -m tests.mutation.run              # every mutant (make test-mutants)
-    python -m tests.mutation.run -k verdict   # mutants whose name contains "verdict"
+    python -m tests.mutation.run -k verdict,redact   # mutants whose name contains "verdict" or "redact"
     python -m tests.mutation.run --list       # the mutants, no test run
 
 Each mutant is (name, file, exact source snippet, replacement, test targets). Results:
@@ -60,22 +60,24 @@ MUTANTS = [
            "stats.t.ppf(confidence, len(x) - 1)", (AGG,)),
     Mutant("ci-no-sqrt-n", "analysis/aggregate.py", "* std / math.sqrt(len(x))", "* std / len(x)", (AGG,)),
     Mutant("aggregate-counts-failed-runs", "analysis/aggregate.py",
-           'runs = runs[runs["status_reason"] == "completed"]\n    metrics = [m for m in metrics',
-           'runs = runs\n    metrics = [m for m in metrics', (AGG,)),
+           "        runs = runs[runs[S.TAG_STATUS_REASON] == S.STATUS_COMPLETED]\n    metrics",
+           "        runs = runs\n    metrics", (AGG,)),
     Mutant("welch-equal-variance", "analysis/aggregate.py", "stats.ttest_ind(x, y, equal_var=False)",
            "stats.ttest_ind(x, y, equal_var=True)", (AGG,)),
     Mutant("welch-one-value-tested", "analysis/aggregate.py", "if len(x) < 2 or len(y) < 2:",
            "if len(x) < 1 or len(y) < 1:", (G, AGG)),
     Mutant("welch-deterministic-separation", "analysis/aggregate.py", "1.0 if same else 0.0", "1.0", (AGG,)),
     # --- verdicts (analysis/hypotheses.py) ---
-    Mutant("verdict-p-gt-alpha", "analysis/hypotheses.py", "p >= ALPHA", "p > ALPHA", (G, AGG)),
-    Mutant("verdict-min-as-max", "analysis/hypotheses.py", "verdict(test.mean_a, test.mean_b, test.p, h.mode)",
-           "verdict(test.mean_a, test.mean_b, test.p)", (G, AGG)),
+    Mutant("verdict-p-gt-alpha", "analysis/hypotheses.py", "p >= alpha or", "p > alpha or", (G, AGG)),
+    Mutant("verdict-min-as-max", "analysis/hypotheses.py", "verdict(test.mean_a, test.mean_b, test.p, h.mode, alpha)",
+           "verdict(test.mean_a, test.mean_b, test.p, \"max\", alpha)", (G, AGG)),
+    Mutant("holm-verdict-min-as-max", "analysis/hypotheses.py", "verdict(r.better[0], r.worse[0], q, r.mode, r.alpha)",
+           "verdict(r.better[0], r.worse[0], q, \"max\", r.alpha)", (G, AGG)),
     Mutant("verdict-min-direction", "analysis/hypotheses.py", "else mean_better < mean_worse",
            "else mean_better > mean_worse", (G, AGG)),
     Mutant("verdict-tie-decided", "analysis/hypotheses.py", " or mean_better == mean_worse:", ":", (G, AGG)),
     Mutant("hypothesis-counts-stopped-runs", "analysis/hypotheses.py",
-           'mask &= runs["status_reason"] == "completed"', "pass", (AGG,)),
+           "mask &= runs[S.TAG_STATUS_REASON] == S.STATUS_COMPLETED", "pass", (AGG,)),
     # --- planning and search-space translation (cluster/plan.py, cluster/search.py, domains) ---
     Mutant("grid-keeps-per-pairing", "cluster/plan.py",
            "        fixed.pop(k, None)\n        for p in per_pairing.values():\n            p.pop(k, None)\n",
@@ -90,7 +92,7 @@ MUTANTS = [
     Mutant("randint-upper-not-validated", "cluster/plan.py",
            "if isinstance(domain, RandInt):\n        return [domain.low, domain.high]",
            "if isinstance(domain, RandInt):\n        return [domain.low]", (G, PLAN)),
-    Mutant("n-trials-ignores-samples", "cluster/plan.py", "return n * self.num_samples", "return n", (G, PLAN)),
+    Mutant("n-trials-ignores-samples", "cluster/plan.py", "return len(self.cells()) * self.num_samples", "return len(self.cells())", (G, PLAN)),
     Mutant("smoke-keeps-all-seeds", "cluster/plan.py", "(min(exp.seeds, 2) if smoke else exp.seeds)",
            "exp.seeds", (PLAN,)),
     Mutant("optuna-randint-exclusive", "cluster/search.py", "trial.suggest_int(name, d.low, d.high)",
@@ -113,14 +115,14 @@ MUTANTS = [
     Mutant("redact-not-nested", "trainables/tracking.py", "else redact(v) if isinstance(v, dict) else v",
            "else v", (G, SEC)),
     # --- resolve / validate (trainables/resolve.py, config_base.py) ---
-    Mutant("unknown-key-accepted", "trainables/resolve.py", "        if key not in known:\n",
-           "        if False:\n", (PLAN,)),
-    Mutant("kernel-above-image-accepted", "trainables/resolve.py", "(size and k > size)", "(size and k > size + 1)",
-           (PLAN, G)),
-    Mutant("bool-accepted-as-int", "trainables/config_base.py",
+    Mutant("unknown-key-accepted", "trainables/spec.py", "if key not in known and key != CELL_KEY:",
+           "if False:", (PLAN,)),
+    Mutant("kernel-above-image-accepted", "trainables/models/edge.py", "(size and k > size)",
+           "(size and k > size + 1)", (PLAN, G)),
+    Mutant("bool-accepted-as-int", "core/config_base.py",
            "return isinstance(value, int) and not isinstance(value, bool)", "return isinstance(value, int)",
            (G, PLAN)),
-    Mutant("fault-injection-ungated", "trainables/resolve.py", 'os.environ.get(FAULT_ENV) != "1"', "False",
+    Mutant("fault-injection-ungated", "trainables/spec.py", 'os.environ.get(FAULT_ENV) != "1"', "False",
            (PLAN, TRAIN)),
     # --- --cpus-per-trial reaches the trial ---
     Mutant("trainable-ignores-threads", "trainables/trainable.py", "        torch.set_num_threads(tc.threads)\n",
@@ -133,11 +135,14 @@ MUTANTS = [
     Mutant("edge-labels-shifted", "trainables/data/edge_patterns.py",
            "y[c * n_per_class:(c + 1) * n_per_class] = c", "y[c * n_per_class:(c + 1) * n_per_class] = (c + 1) % k",
            (EDGE,)),
-    Mutant("edge-labels-not-grouped", "trainables/data/edge_patterns.py",
-           "x[c * n_per_class:(c + 1) * n_per_class] = block", "x[c * n_per_class:(c + 1) * n_per_class] = block[::-1]",
+    Mutant("edge-classes-reordered", "trainables/data/edge_patterns.py",
+           "for c, kind in enumerate(cfg.class_type):", "for c, kind in enumerate(reversed(cfg.class_type)):",
            (EDGE,)),
+    Mutant("edge-permutation-ignored", "trainables/data/edge_patterns.py",
+           "        if permutation is not None:\n            block = block.reshape",
+           "        if False:\n            block = block.reshape", (EDGE,)),
     # --- the CLI ---
-    Mutant("interrupt-exit-code", "cluster/cli.py", "        return 130\n", "        return 1\n",
+    Mutant("interrupt-exit-code", "cluster/cli.py", 'return 128 + getattr(exc, "signum", 2)', "return 1",
            ("tests/test_cli.py::test_exit_code_2_for_bad_input_and_130_for_an_interrupt",)),
 ]
 
@@ -188,11 +193,12 @@ def check_snippets(mutants: list[Mutant], root: Path = ROOT) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("-k", dest="select", help="only mutants whose name contains this")
+    ap.add_argument("-k", dest="select", help="only mutants whose name contains this (comma-separated: any of them)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds per mutant (default 300)")
     ap.add_argument("--list", action="store_true", help="list the mutants and whether their snippets exist")
     args = ap.parse_args(argv)
-    mutants = [m for m in MUTANTS if not args.select or args.select in m.name]
+    wanted = [w for w in (args.select or "").split(",") if w]
+    mutants = [m for m in MUTANTS if not wanted or any(w in m.name for w in wanted)]
     stale = check_snippets(mutants)
     if args.list:
         for m in mutants:
