@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO   ?= edge-data-per-class
 PYTEST_ARGS ?=
 
-.PHONY: install demo smoke test test-slow test-all test-mutants ci bench bench-full bench-gpu clean ui
+.PHONY: install demo smoke test test-slow test-all test-mutants ci bench bench-full bench-gpu clean ui up down
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,7 @@ install: $(STAMP)
 
 demo: $(STAMP)  ## full edge-data-per-class sweep (SPEC epochs, 3 seeds), results table, HTML report
 	$(BIN)/sweep run $(DEMO)
-	$(BIN)/sweep report $(DEMO)
-	@echo "Browse every trial:  $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db  (then open http://127.0.0.1:5000)"
+	@$(BIN)/sweep report $(DEMO)
 
 smoke: $(STAMP)  ## the same path in well under 2 minutes
 	$(BIN)/sweep run $(DEMO) --smoke
@@ -43,13 +42,19 @@ ci:  ## what CI runs: default suite, every slow test, the mutation check; fails 
 bench: $(STAMP)  ## short benchmark run (< 10 min), prints ratios with targets
 	$(BIN)/python -m benchmarks.run --short
 
-bench-full: $(STAMP)
+bench-full: $(STAMP)  ## the issue's sizes plus the whole edge study (about 45 min on 2 cores); writes benchmarks/results.md
 	$(BIN)/python -m benchmarks.run --full
 
 # Needs only torch + numpy (no install, no .venv): runs as is on a GPU box with torch alone.
 GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 bench-gpu:  ## GPU benchmark (about 5 min on one GPU): benchmarks/out/gpu.json + benchmarks/results-gpu.md
 	PYTHONPATH=. $(GPU_PYTHON) -m benchmarks.gpu $(BENCH_GPU_ARGS)
+
+up: $(STAMP)  ## a local Ray head that every later sweep in this folder joins (no Ray start per sweep)
+	$(BIN)/sweep up
+
+down: $(STAMP)
+	$(BIN)/sweep down
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1

@@ -184,24 +184,24 @@ def decision_rule(data: SweepData) -> tuple[float, str]:
     """
     tags = data.parent.get("tags", {}) or {}
     try:
-        alpha = float(tags.get("alpha_per_look", ALPHA))
+        alpha = float(tags.get(S.TAG_ALPHA_PER_LOOK, ALPHA))
     except (TypeError, ValueError):
         alpha = ALPHA
-    return alpha, tags.get("stopping_rule", "")
+    return alpha, tags.get(S.TAG_STOPPING_RULE, "")
 
 
 def adaptive_html(data: SweepData) -> str:
     """Waves, seeds per cell and the stopping rule of an adaptive (--until-decided) sweep."""
     tags = data.parent.get("tags", {}) or {}
-    if tags.get("until_decided") != "true":
+    if tags.get(S.TAG_UNTIL_DECIDED) != "true":
         return ""
-    info = {k: tags[k] for k in ("stopping_rule", "max_looks", "looks_taken", "alpha_per_look", "max_seeds",
-                                 "target_halfwidth", "adaptive_outcome") if k in tags}
+    info = {k: tags[k] for k in (S.TAG_STOPPING_RULE, S.TAG_MAX_LOOKS, S.TAG_LOOKS_TAKEN, S.TAG_ALPHA_PER_LOOK,
+                                 S.TAG_MAX_SEEDS, S.TAG_TARGET_HALFWIDTH, S.TAG_ADAPTIVE_OUTCOME) if k in tags}
     runs = data.runs
     waves = ""
-    if "wave" in runs and len(runs):
+    if S.TAG_WAVE in runs and len(runs):
         keys = [k for k in result_keys(data) if k in runs]
-        table = runs.assign(wave=pd.to_numeric(runs["wave"], errors="coerce")).groupby(keys, dropna=False).agg(
+        table = runs.assign(wave=pd.to_numeric(runs[S.TAG_WAVE], errors="coerce")).groupby(keys, dropna=False).agg(
             seeds=("run_id", "size"), waves=("wave", lambda w: ", ".join(str(int(v)) for v in sorted(set(w.dropna())))))
         waves = H.table_html(table.reset_index())
     return H.mapping_table(info) + waves

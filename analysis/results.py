@@ -17,6 +17,10 @@ TABLE_NOTE = (f"(accuracies: mean [{INTERVAL_NOTE}]; other metrics: mean ± half
 # Columns shown (when present) in the text table and the HTML report; the CSV has them all.
 HEADLINE = ("val_acc", "best_val_acc", "val_loss", "iou_original", "iou_shifted", "n_params",
             "train_time_s")
+# `val_loss` is on the source notebook's scale (sum of the batches' mean losses / number of samples,
+# about the per-sample loss / batch size); the table shows the per-sample mean where the trials
+# logged it, and says which one a column holds.
+LOSS_LABELS = {"val_loss_mean": "val_loss (per-sample mean)", "val_loss": "val_loss (notebook scale)"}
 
 
 def result_keys(data: SweepData) -> list[str]:
@@ -55,8 +59,8 @@ def _collapsed(runs: pd.DataFrame, keys: list[str], row: pd.Series, metric: str)
     from analysis.stats import collapsed
 
     cell = _cell_rows(runs, keys, row)
-    if "status_reason" in cell:
-        cell = cell[cell["status_reason"] == "completed"]
+    if S.TAG_STATUS_REASON in cell:
+        cell = cell[cell[S.TAG_STATUS_REASON] == S.STATUS_COMPLETED]
     if cell.empty:
         return 0
     return collapsed(pd.to_numeric(cell[metric], errors="coerce"), num_classes(cell))
@@ -119,11 +123,14 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     median of the collapse-counted accuracy next to its seeds at chance."""
     means = [c[: -len("_mean")] for c in table.columns if c.endswith("_mean")]
     shown = [m for m in HEADLINE if m in means]
+    if "val_loss" in shown and "val_loss_mean" in means:
+        shown[shown.index("val_loss")] = "val_loss_mean"
     first = [c for c in table.columns if not any(c.startswith(f"{m}_") for m in means) and c != "n_collapsed"]
     out = table[first].copy()
     acc = collapse_metric(table)
     for m in shown:
-        out[m] = [fmt_interval(m, r[f"{m}_mean"], r[f"{m}_ci_low"], r[f"{m}_ci_high"]) for _, r in table.iterrows()]
+        out[LOSS_LABELS.get(m, m)] = [fmt_interval(m, r[f"{m}_mean"], r[f"{m}_ci_low"], r[f"{m}_ci_high"])
+                                      for _, r in table.iterrows()]
         if m == acc:
             out[f"{m} median"] = [fmt_value(m, v) for v in table[f"{m}_median"]]
             if "n_collapsed" in table:

@@ -20,6 +20,7 @@ import pandas as pd
 from analysis import html as H
 from analysis.hypotheses import VERDICTS, HypothesisResult, evaluate_all, hypotheses_html
 from analysis.sweep_data import SweepData
+from core import store_schema as S
 from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -82,11 +83,11 @@ def cost_table(entries: list[StudyEntry], sweeps: dict[str, SweepData]) -> pd.Da
     for e in entries:
         data = sweeps.get(e.experiment)
         runs = data.runs if data is not None else pd.DataFrame()
-        counts = Counter(runs["status_reason"]) if "status_reason" in runs else Counter()
+        counts = Counter(runs[S.TAG_STATUS_REASON]) if S.TAG_STATUS_REASON in runs else Counter()
         n = len(runs)
         rows.append({"experiment": e.experiment, "sweep": e.sweep, "status": e.status, "trials": n,
-                     "completed": counts.get("completed", 0), "stopped": counts.get("stopped_early", 0),
-                     "failed": counts.get("failed", 0), "wall time": fmt_duration(e.wall_s),
+                     "completed": counts.get(S.STATUS_COMPLETED, 0),
+                     "stopped": counts.get(S.STATUS_STOPPED_EARLY, 0), "failed": counts.get(S.STATUS_FAILED, 0), "wall time": fmt_duration(e.wall_s),
                      "s per trial": f"{e.wall_s / n:.1f}" if n and e.wall_s else "—", "note": e.note})
     total = sum(e.wall_s for e in entries)
     rows.append({"experiment": "total", "sweep": "", "status": "", "trials": sum(r["trials"] for r in rows),

@@ -4,7 +4,7 @@ to a sqlite store and to a local `mlflow server` (cluster.server.TrackingServer)
 "Off" still creates the sweep's parent run (a fixed cost of both); "on" adds every trial's child
 run, per-epoch metrics (buffered, written with log_batch) and artifacts (figures, histories).
 Overhead = (on - off) / on of the sweep's wall time; the two alternate to share the machine's
-drift.
+drift. Both join one `sweep up` head (no Ray start in either wall, so the share is not diluted).
 
 Run alone: `python -m benchmarks.bench_logging [--full]`.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import benchmark_main, Result, alternate, median, run_command, sweep_argv
+from benchmarks.common import benchmark_main, ray_head, Result, alternate, median, run_command, sweep_argv
 
 
 def _sweep(work: Path, name: str, epochs: int, uri: str | None, log: bool) -> float:
@@ -42,7 +42,7 @@ def run(short: bool = True) -> list[Result]:
     from cluster.server import TrackingServer
 
     epochs, repeats = (60, 1) if short else (200, 2)
-    with tempfile.TemporaryDirectory(prefix="bench-logging-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-logging-") as tmp, ray_head():  # sweeps as users run many
         work = Path(tmp)
         results = [measure(work, "sqlite", None, epochs, repeats)]
         (work / "server").mkdir()

@@ -6,6 +6,7 @@ fresh subprocess (`run_isolated` / `run_command`), which also gives its peak RSS
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -23,6 +24,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 OUT = ROOT / "benchmarks" / "out"
+SWEEP = str(Path(PYTHON).with_name("sweep"))
+# The `sweep up` head that `sweep run` commands join while `ray_head()` is active (its $SWEEP_HOME).
+HEAD: dict[str, str | None] = {"home": None}
 
 
 @dataclass
@@ -114,7 +118,37 @@ def _env() -> dict[str, str]:
     env.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     env.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    env.pop("SWEEP_HOME", None)
+    if HEAD["home"]:
+        env["SWEEP_HOME"] = HEAD["home"]
     return env
+
+
+@contextlib.contextmanager
+def ray_head(num_cpus: int | None = None):
+    """A `sweep up` head (in its own $SWEEP_HOME) that every `sweep run` of the block joins; the
+    seconds `sweep up` took are yielded. Outside the block sweeps start their own Ray."""
+    home = tempfile.mkdtemp(prefix="bench-head-")
+    env = {**_env(), "SWEEP_HOME": home}
+    t0 = time.perf_counter()
+    subprocess.run([SWEEP, "up"] + (["--num-cpus", str(num_cpus)] if num_cpus else []), env=env, check=True,
+                   capture_output=True, text=True, timeout=600)
+    HEAD["home"] = home
+    try:
+        yield time.perf_counter() - t0
+    finally:
+        HEAD["home"] = None
+        subprocess.run([SWEEP, "down"], env=env, capture_output=True, text=True, timeout=300)
+
+
+@contextlib.contextmanager
+def no_head():
+    """Sweeps in this block start their own Ray even inside `ray_head()` (the first-time path)."""
+    saved, HEAD["home"] = HEAD["home"], None
+    try:
+        yield
+    finally:
+        HEAD["home"] = saved
 
 
 def run_isolated(target: str, timeout: float = 900, **kwargs) -> dict[str, Any]:
@@ -158,8 +192,7 @@ def run_command(argv: list[str], cwd: Path, timeout: float = 1800, env: dict | N
 def sweep_argv(name: str, work: Path, *extra: str, experiment: str = "edge-data-per-class",
                tracking_uri: str | None = None) -> list[str]:
     """`sweep run` in `work` with its own MLflow store and Tune storage."""
-    sweep = str(Path(PYTHON).with_name("sweep"))
-    return [sweep, "run", experiment, "--name", name, "--tracking-uri",
+    return [SWEEP, "run", experiment, "--name", name, "--tracking-uri",
             tracking_uri or f"sqlite:///{work}/mlflow.db", "--storage-path", str(work / "ray_results"), *extra]
 
 

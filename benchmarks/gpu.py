@@ -214,7 +214,7 @@ class TrialProcesses:
         self.plan = plan
 
     def _gather(self, n: int) -> list[tuple]:
-        got = [self.outbox.get(timeout=900) for _ in range(n)]
+        got = [self.outbox.get(timeout=300) for _ in range(n)]
         errors = [m[4] for m in got if m[0] == "error"]
         if errors:
             raise RuntimeError(f"a trial process failed: {errors[0]}")
@@ -433,10 +433,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--json", type=Path, default=OUT_JSON)
     p.add_argument("--md", type=Path, default=OUT_MD)
     args = p.parse_args(argv)
-    name = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-    device = torch.device("cpu" if name == "auto" else name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda: no CUDA device is visible")
+    if args.device != "cpu" and not torch.cuda.is_available():
+        p.error("no CUDA device is visible; `--device cpu --quick` dry-runs every code path on the CPU")
+    device = torch.device("cpu" if args.device == "cpu" else "cuda")
     torch.set_num_threads(1 if device.type == "cuda" else max(1, min(4, os.cpu_count() or 1)))
     plan, t_start = Plan(args.quick), time.perf_counter()
     doc: dict[str, Any] = {"machine": machine(device, args.quick), "results": [], "raw": {}, "skipped": {}}

@@ -2,8 +2,9 @@
 
 The files are written in the real on-disk formats (CIFAR-10 python pickle batches, MNIST idx),
 then the project's own uint8 cache (`trainables.data.image_cache.cached_split`) is primed with
-the arrays written, so the real dataset builders (`build_data("cifar10", ...)`) read them without
-torchvision (which only decodes the originals on a cache miss). Images are noise plus a
+the arrays written, so the real dataset builders (`build_data("mnist", ...)`, `"cifar10"`) read
+them without torchvision (MNIST's decoder, used only on a cache miss; tests/test_gpu.py checks
+that the decoders give exactly the primed arrays). Images are noise plus a
 class-dependent bright band, so a model learns something within an epoch.
 """
 from __future__ import annotations

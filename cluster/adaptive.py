@@ -14,8 +14,8 @@ union bound; it holds for any dependence between looks, at the price of some pow
 report uses the same per-look alpha.
 
 Ray Tune-native: `AdaptiveSearcher` is a `ray.tune.search.Searcher`. Tune asks it for trials
-(`suggest`) and tells it results (`on_trial_complete`); the Tuner runs with num_samples=-1 until
-the searcher says FINISHED, with reused actors, one Ray session and one parent run. Its state
+(`suggest`) and tells it results (`on_trial_complete`); the Tuner's num_samples is only a bound
+(every cell at --max-seeds) and the run ends when the searcher says FINISHED, with reused actors, one Ray session and one parent run. Its state
 is saved with the experiment (`save`/`restore`), so `sweep resume` continues without duplicates.
 Each replicate is its own child run, tagged `wave` (0 = the first) by `WaveTagger`.
 """
@@ -31,6 +31,7 @@ from typing import Any
 
 import pandas as pd
 
+from core import store_schema as SS
 from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -96,10 +97,10 @@ class AdaptiveSettings:
                 f"up to {self.max_seeds} per cell")
 
     def parent_tags(self) -> dict[str, str]:
-        return {"until_decided": "true", "stopping_rule": self.rule, "max_looks": str(self.max_looks),
-                "alpha_per_look": repr(self.alpha_per_look), "max_seeds": str(self.max_seeds),
+        return {SS.TAG_UNTIL_DECIDED: "true", SS.TAG_STOPPING_RULE: self.rule, SS.TAG_MAX_LOOKS: str(self.max_looks),
+                SS.TAG_ALPHA_PER_LOOK: repr(self.alpha_per_look), SS.TAG_MAX_SEEDS: str(self.max_seeds),
                 "wave_step": str(self.wave_step), "first_wave_seeds": str(self.first),
-                "target_halfwidth": "none" if self.target_halfwidth is None else repr(self.target_halfwidth)}
+                SS.TAG_TARGET_HALFWIDTH: "none" if self.target_halfwidth is None else repr(self.target_halfwidth)}
 
 
 @dataclass
@@ -161,7 +162,7 @@ class Replicates:
     def complete(self, trial_id: str, result: dict | None, error: bool = False) -> None:
         if trial_id not in self.issued:
             return
-        ok = not error and result is not None and "epochs_completed" in result
+        ok = not error and result is not None and SS.METRIC_EPOCHS_COMPLETED in result
         self.results[trial_id] = {k: v for k, v in result.items() if isinstance(v, (int, float))} if ok else None
 
     def pending(self) -> int:
@@ -175,8 +176,8 @@ class Replicates:
             res = self.results.get(tid, False)
             if res is False:
                 continue
-            row = {**self.cells[cell], "seed": seed, "wave": wave, "cell": cell,
-                   "status_reason": "completed" if res else "failed", **(res or {})}
+            row = {**self.cells[cell], SS.PARAM_SEED: seed, SS.TAG_WAVE: wave, "cell": cell,
+                   SS.TAG_STATUS_REASON: SS.STATUS_COMPLETED if res else SS.STATUS_FAILED, **(res or {})}
             rows.append({k: (tuple(v) if isinstance(v, list) else v) for k, v in row.items()})
         return pd.DataFrame(rows)
 
@@ -208,14 +209,17 @@ class Replicates:
         return out
 
     def wide(self, runs: pd.DataFrame) -> set[int]:
-        """Cells whose accuracy interval is wider than the target half-width (or has no interval yet)."""
+        """Cells whose accuracy interval (the first accuracy a hypothesis uses, else val_acc) is wider
+        than the target half-width, or has no interval yet."""
         from analysis.stats import bootstrap_interval
 
         h = self.settings.target_halfwidth
         if h is None or runs.empty:
             return set()
-        metric = next((x.metric for x in self.hypotheses), "val_acc")
-        done = runs[runs["status_reason"] == "completed"]
+        from analysis.style import is_accuracy
+
+        metric = next((x.metric for x in self.hypotheses if is_accuracy(x.metric)), "val_acc")
+        done = runs[runs[SS.TAG_STATUS_REASON] == SS.STATUS_COMPLETED]
         out = set()
         for cell in range(len(self.cells)):
             values = pd.to_numeric(done.loc[done["cell"] == cell, metric], errors="coerce") if metric in done else []
@@ -337,12 +341,12 @@ class AdaptiveSearcher(_searcher_base()):
 
             client = MlflowClient(tracking_uri=self.uri)
             s = self.rep.summary()
-            client.set_tag(self.parent, "looks_taken", str(s["looks_taken"]))
+            client.set_tag(self.parent, SS.TAG_LOOKS_TAKEN, str(s["looks_taken"]))
             outcome = "every hypothesis decided" if not s["open"] else (
                 "open: " + "; ".join(s["open"]))
             if self.rep.finished:
-                client.set_tag(self.parent, "adaptive_outcome", outcome[:5000])
-            client.log_text(self.parent, json.dumps([vars(x) for x in self.rep.looks], indent=2), "adaptive/looks.json")
+                client.set_tag(self.parent, SS.TAG_ADAPTIVE_OUTCOME, outcome[:5000])
+            client.log_text(self.parent, json.dumps([vars(x) for x in self.rep.looks], indent=2), SS.ART_LOOKS)
         except Exception as exc:  # bookkeeping must never take the sweep down
             log.warning("could not log the adaptive look to the parent run: %s", exc)
 
@@ -386,7 +390,7 @@ class WaveTagger(_callback_base()):
             rid = _run_id(client, trial, self.experiment_id, self.parent)
             seed = trial.config.get("seed")
             if rid and isinstance(seed, int):
-                client.set_tag(rid, "wave", str(self.settings.wave_of(seed - self.first_seed)))
+                client.set_tag(rid, SS.TAG_WAVE, str(self.settings.wave_of(seed - self.first_seed)))
         except Exception as exc:
             log.warning("could not tag the wave of trial %s: %s", trial.trial_id, exc)
 
@@ -442,7 +446,7 @@ def grid_cells(plan) -> list[dict[str, Any]]:
 
 
 def make_tuner(plan, opts, meta: dict, resources: dict, trainable, run_config):
-    """The Tuner of an adaptive sweep: AdaptiveSearcher, num_samples=-1, reused actors."""
+    """The Tuner of an adaptive sweep: AdaptiveSearcher, num_samples = the most trials possible, reused actors."""
     from ray import tune
 
     settings = settings_from(opts, plan)
@@ -454,11 +458,13 @@ def make_tuner(plan, opts, meta: dict, resources: dict, trainable, run_config):
 
     slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(resources.get("cpu", 1), 1)))
     for cb in run_config.callbacks or []:
-        if hasattr(cb, "total"):  # ProgressPrinter: count against the most trials the sweep may run
+        if hasattr(cb, "total"):  # ProgressDisplay: count against the most trials the sweep may run
             cb.total = len(rep.cells) * settings.max_seeds
     run_config.callbacks = list(run_config.callbacks or []) + [
         WaveTagger(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"], plan.seeds, settings)]
-    tune_config = tune.TuneConfig(num_samples=-1, search_alg=searcher, reuse_actors=True,
+    # num_samples is the bound the searcher can never exceed (every cell at --max-seeds); it
+    # stops earlier by returning FINISHED.
+    tune_config = tune.TuneConfig(num_samples=len(rep.cells) * settings.max_seeds, search_alg=searcher, reuse_actors=True,
                                   max_concurrent_trials=opts.max_concurrent or slots)
     if not opts.quiet:
         print(f"until decided: {settings.rule}", flush=True)

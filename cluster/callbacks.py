@@ -76,51 +76,143 @@ class MlflowTrialFinalizer(tune.Callback):
             log.warning("could not mark trial %s as failed in MLflow: %s", trial.trial_id, exc)
 
 
-class ProgressPrinter(tune.Callback):
-    """One line per finished, stopped or failed trial (Tune's own tables are off: they print a
-    config box and a result box for every trial, hundreds of lines per sweep)."""
+def _members(trial) -> list[tuple[dict, dict]]:
+    """(config, last metrics) of each cell a Tune trial trains: one, or a pack's members ("m{i}/" keys)."""
+    cfg, last = getattr(trial, "config", {}) or {}, getattr(trial, "last_result", None) or {}
+    members = cfg.get("members")
+    if not members:
+        return [(cfg, last)]
+    return [(m, {k.split("/", 1)[1]: v for k, v in last.items() if k.startswith(f"m{i}/")})
+            for i, m in enumerate(members)]
 
-    def __init__(self, total: int, swept_keys: list[str]):
-        self.total, self.keys, self.done = total, [k for k in swept_keys if k != "pairing"], 0
-        self.start = None
 
-    def _label(self, trial) -> str:
-        cfg = getattr(trial, "config", trial)  # a Trial or a config dict
-        if "members" in cfg:  # a packed trial (sweep run --pack): its members' cells
-            return " + ".join(self._label(m) for m in cfg["members"])
+def _duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class ProgressDisplay(tune.Callback):
+    """The sweep's one progress display: trials done / running / failed, ETA and the best so far.
+
+    On a terminal it is a single line redrawn in place (at most every `redraw_s`); elsewhere (CI
+    logs, pipes) a plain line every `interval_s` and at the end. A failed trial or a retry also
+    prints a line of its own. Tune's tables are off (they print a config and a result box per
+    trial, hundreds of lines per sweep).
+    """
+
+    def __init__(self, total: int, swept_keys: list[str], metric: str = "val_acc", mode: str = "max",
+                 stream=None, tty: bool | None = None, interval_s: float = 15.0, redraw_s: float = 0.5,
+                 clock=None):
+        import time
+
+        from cluster.console import is_tty
+
+        self.total, self.keys = total, [k for k in swept_keys if k not in ("pairing", "seed")]
+        self.metric, self.mode = metric, mode
+        self._stream = stream  # None: sys.stdout at write time (Tune pickles callbacks with its state)
+        self.tty = is_tty(self.stream) if tty is None else tty
+        self.interval_s, self.redraw_s = interval_s, redraw_s
+        self.clock = clock or time.monotonic
+        self.start = self.clock()
+        self.done = self.stopped = self.failed = self.running = 0
+        self.best: tuple[float, str] | None = None
+        self._last_print = self.start
+        self._width = 0
+
+    @property
+    def stream(self):
+        import sys
+
+        return self._stream or sys.stdout
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_stream": None}
+
+    def _label(self, cfg: dict) -> str:
         parts = [str(cfg.get("pairing", ""))] + [f"{k}={cfg[k]}" for k in self.keys if k in cfg]
         return " ".join(parts + [f"seed={cfg.get('seed')}"])
 
-    def _elapsed(self) -> str:
-        import time
+    def status(self, width: int | None = None) -> str:
+        """The progress line (no carriage return or newline); within `width` the best trial's
+        label goes first, then the line is cut."""
+        elapsed = self.clock() - self.start
+        finished = self.done + self.failed
+        counts = [f"{self.running} running"] + ([f"{self.stopped} stopped early"] if self.stopped else [])
+        parts = [f"[{_duration(elapsed):>6}] {finished}/{self.total} trials done ("
+                 + ", ".join(counts + [f"{self.failed} failed"]) + ")"]
+        if 0 < finished < self.total:
+            parts.append(f"ETA {_duration(elapsed / finished * (self.total - finished))}")
+        if self.best is not None:
+            parts.append(f"best {self.metric} {self.best[0]:.4g}")
+        line = " | ".join(parts)
+        full = line + (f" ({self.best[1]})" if self.best is not None else "")
+        if width is None or len(full) <= width:
+            return full
+        return line[:width]
 
-        if self.start is None:
-            self.start = time.monotonic()
-        return f"{time.monotonic() - self.start:6.0f}s"
+    def _show(self, force: bool = False) -> None:
+        now = self.clock()
+        if self.tty:
+            if not force and now - self._last_print < self.redraw_s:
+                return
+            import shutil
 
-    def setup(self, **info):
-        self._elapsed()
+            width = max(shutil.get_terminal_size((100, 20)).columns - 1, 20)
+            line = self.status(width)
+            self.stream.write("\r" + line + " " * max(self._width - len(line), 0))
+            self._width = len(line)
+        else:
+            if not force and now - self._last_print < self.interval_s:
+                return
+            self.stream.write(self.status() + "\n")
+        self.stream.flush()
+        self._last_print = now
+
+    def _message(self, text: str) -> None:
+        """A line of its own (a failure, a retry), above the progress line on a terminal."""
+        if self.tty and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self._width = 0
+        self.stream.write(f"[{_duration(self.clock() - self.start):>6}] {text}\n")
+        self.stream.flush()
+        if self.tty:
+            self._show(force=True)
+
+    def _better(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value > self.best[0] if self.mode == "max" else value < self.best[0]
+
+    def on_step_end(self, iteration, trials, **info):
+        self.running = sum(len(_members(t)) for t in trials if getattr(t, "status", None) == "RUNNING")
+        self._show()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        members = trial.config.get("members")
-        if members:  # a packed trial: one line per member, whose metrics are under "m{i}/"
-            last = trial.last_result or {}
-            for i, cfg in enumerate(members):
-                own = {k.split("/", 1)[1]: v for k, v in last.items() if k.startswith(f"m{i}/")}
-                self._complete(cfg, own)
-            return
-        self._complete(trial.config, trial.last_result or {})
-
-    def _complete(self, cfg: dict, last: dict) -> None:
-        self.done += 1
-        status = "done" if "epochs_completed" in last else f"stopped early at epoch {last.get('epoch', '?')}"
-        metric = f"val_acc {last['val_acc']:.3f}" if "val_acc" in last else f"val_loss {last.get('val_loss', float('nan')):.4g}"
-        print(f"[{self._elapsed()}] {self.done:>4}/{self.total} {self._label(cfg)}: {metric} ({status})", flush=True)
+        for cfg, last in _members(trial):
+            self.done += 1
+            if "epochs_completed" not in last:
+                self.stopped += 1
+            value = last.get(self.metric)
+            if isinstance(value, (int, float)) and value == value and self._better(float(value)):
+                self.best = (float(value), self._label(cfg))
+        self._show(force=self.tty)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.done += len(trial.config.get("members") or [None])
-        print(f"[{self._elapsed()}] {self.done:>4}/{self.total} {self._label(trial)}: FAILED "
-              f"(see error.txt of its MLflow run)", flush=True)
+        members = _members(trial)
+        self.failed += len(members)
+        self._message(" + ".join(self._label(c) for c, _ in members) + ": FAILED (see error.txt of its MLflow run)")
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        print(f"[{self._elapsed()}]      {self._label(trial)}: failed, retrying from its last checkpoint", flush=True)
+        self._message(" + ".join(self._label(c) for c, _ in _members(trial))
+                      + ": failed, retrying from its last checkpoint")
+
+    def on_experiment_end(self, trials, **info):
+        self.running = 0
+        self._show(force=True)
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -9,7 +9,8 @@ from core.errors import ConfigError
 import os
 
 DEFAULT_URI = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
-EPILOG = "Defaults: local Ray, MLflow at sqlite:///mlflow.db. A cluster is one flag away: --address, --tracking-uri."
+EPILOG = ("Defaults: local Ray (the head of `sweep up` when one is up, else started per sweep), MLflow at "
+          "sqlite:///mlflow.db. A cluster is one flag away: --address, --tracking-uri.")
 
 
 def _float(text: str) -> float:
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", help="where CIFAR-10/MNIST files live (config key data_root)")
     run.add_argument("--pack", type=int, default=1, metavar="K",
                      help="train up to K trials of one architecture as one vmapped model per Tune trial "
-                          "(docs/performance.md; conv models stay unpacked on CPU)")
+                          "(README, Performance; conv models stay unpacked on CPU)")
     run.add_argument("--yes", "--allow-large", dest="allow_large", action="store_true",
                      help="run a sweep of more than 10,000 trials (refused otherwise)")
     run.add_argument("--until-decided", action="store_true",
@@ -66,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="--until-decided: also add seeds while a cell's accuracy interval is wider than ±H (e.g. 0.05)")
     run.add_argument("--no-ship-code", action="store_true",
                      help="with --address: use the project installed on the nodes instead of shipping this dir")
+    run.add_argument("--verbose", action="store_true",
+                     help="Ray's, Tune's and MLflow's own logs on the console (default: <storage>/<sweep>/driver.log)")
 
     stu = sub.add_parser("study", help="run a named set of experiments as one resumable job, then one study report")
     stu.add_argument("study", nargs="?", help="study name (see --list)")
@@ -87,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("name")
     res.add_argument("--storage-path")
     res.add_argument("--address")
+    res.add_argument("--verbose", action="store_true", help="Ray's and MLflow's logs on the console")
+
+    up = sub.add_parser("up", help="start a local Ray head that later `sweep run`s reuse (no Ray start per sweep)")
+    up.add_argument("--num-cpus", type=int, help="CPUs the head offers (default: all of this machine's)")
+    sub.add_parser("down", help="stop the Ray head of `sweep up`")
 
     out = sub.add_parser("results", help="per-cell mean and 95%% CI over seeds, read back from MLflow")
     out.add_argument("experiment", nargs="?")
@@ -149,7 +157,7 @@ def cmd_run(args) -> int:
                       samples=parse_samples(args.samples), grace_period=args.grace_period,
                       reduction_factor=args.reduction_factor, pack=args.pack, allow_large=args.allow_large,
                       until_decided=args.until_decided, max_seeds=args.max_seeds,
-                      target_halfwidth=args.target_halfwidth)
+                      target_halfwidth=args.target_halfwidth, verbose=args.verbose)
     return run_sweep(opts)
 
 
@@ -179,7 +187,26 @@ def cmd_study(args) -> int:
 def cmd_resume(args) -> int:
     from cluster.runner import resume_sweep
 
-    return resume_sweep(args.name, args.storage_path, args.address)
+    return resume_sweep(args.name, args.storage_path, args.address, verbose=args.verbose)
+
+
+def cmd_up(args) -> int:
+    from cluster import ray_head
+
+    if args.num_cpus is not None and args.num_cpus < 1:
+        raise ConfigError(f"--num-cpus must be >= 1, got {args.num_cpus}")
+    before = ray_head.live_head()
+    head = ray_head.up(args.num_cpus)
+    verb = "already up" if before is not None else "up"
+    print(f"{head.describe()}: {verb}. `sweep run` uses it; `sweep down` stops it (state: {ray_head.state_file()})")
+    return 0
+
+
+def cmd_down(args) -> int:
+    from cluster import ray_head
+
+    print("Ray head stopped" if ray_head.down() else "no Ray head was up")
+    return 0
 
 
 def cmd_results(args) -> int:
@@ -216,7 +243,7 @@ def _need_target(args) -> None:
         raise ConfigError("name an EXPERIMENT or pass --sweep NAME")
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "study": cmd_study, "resume": cmd_resume, "confirm": cmd_confirm, "results": cmd_results,
+COMMANDS = {"list": cmd_list, "run": cmd_run, "study": cmd_study, "resume": cmd_resume, "up": cmd_up, "down": cmd_down, "confirm": cmd_confirm, "results": cmd_results,
             "report": cmd_report, "server": cmd_server}
 
 

@@ -1,6 +1,6 @@
 """`sweep run --pack K`: group a plan's grid cells into packs trained as one model per Tune trial.
 
-Rules (documented in docs/performance.md):
+Rules (documented in README.md, section Performance):
 - Members of a pack share everything but trainables.packing.PACK_VARYING (seed, model_seed,
   data_seed, lr, data_per_class): same pairing, architecture, batch size, epochs, optimiser.
 - On a GPU, where a step of 1 or 32 members costs about the same, cells are packed in order of

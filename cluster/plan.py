@@ -25,6 +25,11 @@ from trainables.pairings import get_pairing
 from trainables.spec import CELL_KEY, TrialSpec, check_keys, pairing_keys, resolve_config, unused_key_message
 
 
+# Routing resolves every cell of the cross product (about 0.5 ms each); a larger product is
+# prechecked (its size against the sweep limit) before that, on the product's size.
+PRECHECK_BEFORE_ROUTING = 50_000
+
+
 @dataclass
 class Plan:
     """What a sweep will run.
@@ -73,7 +78,12 @@ class Plan:
         return list(dict.fromkeys(keys))
 
     def n_trials(self) -> int:
-        return len(self.cells()) * self.num_samples
+        if self.cell_vars is None:  # before routing: the full cross product (an upper bound)
+            n = 1
+            for v in self.grid_axes.values():
+                n *= len(v)
+            return n * self.num_samples
+        return len(self.cell_vars) * self.num_samples
 
     def cells(self) -> list[dict[str, Any]]:
         """Every grid cell as a flat trial config (sampled axes at a representative value), each
@@ -177,6 +187,8 @@ def make_plan(exp: Experiment, sets: dict[str, Any] | None = None, grids: dict[s
     absolute_paths(fixed, {get_pairing(p).dataset for p in exp.pairings})
     plan = Plan(exp, fixed, {"pairing": list(exp.pairings), **axes, "seed": exp.seed_values(n_seeds)},
                 per_pairing, num_samples, smoke)
+    if precheck is not None and plan.n_trials() > PRECHECK_BEFORE_ROUTING:
+        precheck(plan)  # an absurd sweep size fails before its cells are enumerated and resolved
     route_keys(plan, user_keys - {"pairing", "seed"})
     if precheck is not None:
         precheck(plan)

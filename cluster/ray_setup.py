@@ -16,26 +16,37 @@ CREDENTIAL_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLO
                   "SWEEP_DATA_ROOT", "SWEEP_ALLOW_FAULT_INJECTION")
 
 
-def init_ray(address: str | None, num_cpus: int | None = None, ship_code: bool = True) -> None:
-    """`ray.init()` capped to this machine when no address; join a cluster otherwise.
+def init_ray(address: str | None, num_cpus: int | None = None, ship_code: bool = True) -> str:
+    """Join or start Ray; returns how: "head" (the project's `sweep up` head), "local" (started
+    here, capped to this machine, stopped when the sweep ends), "cluster" (--address), "running".
 
-    For a remote cluster the working directory (this project) travels in the runtime
-    environment unless ship_code is False (project installed on every node, e.g. the recipes'
-    images), and MLflow credentials / data root travel as environment variables, never as config.
+    Without an address, the head recorded by `sweep up` is joined when its state file names a live
+    one started with this process's credentials and data root (cluster.ray_head); otherwise Ray
+    starts here as it always did. It never joins a cluster it was not told about (no
+    address="auto"). For a remote cluster the working directory (this project) travels in the
+    runtime environment unless ship_code is False (project installed on every node, e.g. the
+    recipes' images), and MLflow credentials / data root travel as environment variables, never
+    as config.
 
-    A local Ray gets no runtime environment at all: its workers inherit this process's
-    environment (credentials included), and a runtime env would write them in clear text to
-    Ray's runtime-env agent log. It binds 127.0.0.1 (`loopback_only`).
+    A local Ray (started here or by `sweep up`) gets no runtime environment at all: its workers
+    inherit the starting process's environment (credentials included), and a runtime env would
+    write them in clear text to Ray's runtime-env agent log. It binds 127.0.0.1 (`loopback_only`).
     """
     import ray
 
     if ray.is_initialized():
-        return
+        return "running"
     if address is None:
+        from cluster import ray_head
+
+        head = ray_head.live_head(env_digest=credential_digest())
+        if head is not None:
+            _join_head(head)
+            return "head"
         with loopback_only():
             ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1",
                      log_to_driver=True, configure_logging=True, logging_level="WARNING")
-        return
+        return "local"
     check_address(address)
     env = {k: os.environ[k] for k in CREDENTIAL_ENV if k in os.environ}
     runtime_env: dict = {"env_vars": env} if env else {}
@@ -46,6 +57,36 @@ def init_ray(address: str | None, num_cpus: int | None = None, ship_code: bool =
         ray.init(address=address, runtime_env=runtime_env or None, logging_level="WARNING")
     except ConnectionError as exc:
         raise ConfigError(f"cannot reach the Ray cluster at --address {address!r}: {exc}") from None
+    return "cluster"
+
+
+def credential_digest() -> str:
+    """A digest of the credential / data-root environment: a `sweep up` head is joined only by
+    drivers whose values match the ones its workers inherited (none travel in a runtime env)."""
+    import hashlib
+
+    text = "\0".join(f"{k}={os.environ.get(k, '')}" for k in CREDENTIAL_ENV)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _join_head(head) -> None:
+    """Connect this driver to the project's loopback head (node address 127.0.0.1, token
+    authentication with the user's token, as the keeper that started it)."""
+    import ray
+
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available)
+
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    except ImportError:  # a Ray without token authentication
+        pass
+    try:
+        with loopback_only():
+            ray.init(address=head.address, log_to_driver=True, configure_logging=True, logging_level="WARNING")
+    except (ConnectionError, RuntimeError) as exc:
+        raise ConfigError(f"cannot join the Ray head of `sweep up` ({head.describe()}): {exc}; "
+                          "`sweep down` and `sweep up` again, or `sweep down` to let each sweep start Ray") from None
 
 
 @contextlib.contextmanager

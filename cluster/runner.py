@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cluster import interrupts, preflight, ray_setup, tracking, tune_state, validate
+from cluster import console, interrupts, preflight, ray_setup, tracking, tune_state, validate
 from cluster.locks import LOCK_FILE, SweepLock
 from cluster.plan import Plan, make_plan
 from search_spaces import get_experiment
@@ -52,6 +52,7 @@ class RunOptions:
     reduction_factor: int | None = None
     ship_code: bool = True
     quiet: bool = False
+    verbose: bool = False  # Ray's, Tune's and MLflow's own logs on the console instead of <storage>/<sweep>/driver.log
     pack: int = 1  # --pack K: up to K trials trained as one vmapped model per Tune trial (cluster.packing)
     allow_large: bool = False  # --yes: run sweeps above cluster.validate.MAX_TRIALS trials
     until_decided: bool = False  # --until-decided: seeds added where hypotheses are open (cluster.adaptive)
@@ -151,9 +152,19 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
                           f"`sweep resume {opts.name}`")
     preflight.run_checks(plan, opts)  # models built, data decoded, resources fit: before Ray and MLflow
     name, lock = claim_sweep(storage, opts.name, plan.experiment.name)
+    log_path = console.driver_log_path(storage, name)
     try:
-        tracking.create_store(uri)  # schema creation serialized with other sweeps, before Ray
-        ray_setup.init_ray(opts.address, ship_code=opts.ship_code)
+        quiet_libraries(log_path, opts.verbose)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1, thread_name_prefix="sweep-mlflow") as pool:
+            # MLflow's store (schema creation serialized with other sweeps), experiment and imports get
+            # ready while Ray starts or joins `sweep up`'s head; no run exists until the resources fit.
+            prepared = pool.submit(_prepare_tracking, uri, plan.experiment.name)
+            ray_how = ray_setup.init_ray(opts.address, ship_code=opts.ship_code)
+            if not opts.verbose:
+                console.route_worker_output(log_path)
+            tracking_ready = prepared.result()
         cpus, gpus, nodes = ray_setup.cluster_resources()
         resources = ray_setup.trial_resources(opts.cpus_per_trial, opts.gpus_per_trial, cpus, gpus)
         if nodes > 1 and opts.storage_path is None:
@@ -165,22 +176,19 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
         release_claim(storage, name, lock, remove=True)
         raise
     try:
-        return _start_and_fit(plan, opts, uri, storage, name, resources, tags)
+        return _start_and_fit(plan, opts, uri, storage, name, resources, tags, tracking_ready,
+                              {"ray": ray_how, "driver_log": str(log_path)})
     finally:
         release_claim(storage, name, lock)
 
 
 def _start_and_fit(plan: Plan, opts: RunOptions, uri: str, storage: str, name: str, resources: dict,
-                   tags: dict[str, str] | None) -> int:
+                   tags: dict[str, str] | None, tracking_ready: tuple, started: dict) -> int:
     """Parent run, sweep.json, Tuner, fit; signals handled from the moment the parent run exists."""
-    from mlflow.tracking import MlflowClient
-
     from cluster.search import asha_settings
 
     plan.fixed["threads"] = int(resources["cpu"])
-    client = MlflowClient(tracking_uri=uri)
-    exp_id = tracking.get_or_create_experiment(client, plan.experiment.name, uri)
-    sha = tracking.git_sha()
+    client, exp_id, sha = tracking_ready
     search = "grid" if not plan.sampled else opts.search
     with interrupts.SignalGuard() as guard:
         parent = tracking.create_parent_run(
@@ -193,14 +201,15 @@ def _start_and_fit(plan: Plan, opts: RunOptions, uri: str, storage: str, name: s
         meta = {"name": name, "experiment": plan.experiment.name, "tracking_uri": uri, "experiment_id": exp_id,
                 "parent_run_id": parent, "resources": resources, "storage_path": storage, "git_sha": sha,
                 "swept_keys": plan.swept_keys, "n_trials": plan.n_trials(),
-                "options": {k: v for k, v in dataclasses.asdict(opts).items()}}
+                "options": {k: v for k, v in dataclasses.asdict(opts).items()},
+                "metric": list(_progress_metric(plan)), "driver_log": started["driver_log"]}
         folder = None if "://" in storage else Path(storage) / name
         try:
             write_meta(folder, meta)
             if not opts.quiet:
                 print(f"sweep {name}: {plan.n_trials()} trials of {plan.experiment.name} "
-                      f"({resources['cpu']:g} CPU, {resources['gpu']:g} GPU each); MLflow {uri}, parent run {parent}",
-                      flush=True)
+                      f"({resources['cpu']:g} CPU, {resources['gpu']:g} GPU each); MLflow {uri}, parent run {parent}; "
+                      f"{RAY_HOW.get(started['ray'], 'Ray')}", flush=True)
             tuner = _make_tuner(plan, opts, meta, resources)
             record_tuner_hash(client, folder, meta)
             return _fit_and_close(tuner, client, meta, opts, guard, folder)
@@ -236,13 +245,15 @@ def claim_sweep(storage: str, name: str | None, experiment: str) -> tuple[str, S
 
 
 def release_claim(storage: str, name: str, lock: SweepLock | None, remove: bool = False) -> None:
-    """Drop the lock; with `remove`, also the folder if nothing but the lock is in it (a failed start)."""
+    """Drop the lock; with `remove`, also the folder if nothing but the lock (and the driver.log of
+    the failed start) is in it."""
     if lock is None:
         return
     lock.release()
     folder = Path(storage) / name
-    if remove and {p.name for p in folder.iterdir()} <= {LOCK_FILE}:
+    if remove and {p.name for p in folder.iterdir()} <= {LOCK_FILE, console.DRIVER_LOG}:
         (folder / LOCK_FILE).unlink(missing_ok=True)
+        (folder / console.DRIVER_LOG).unlink(missing_ok=True)
         folder.rmdir()
 
 
@@ -301,6 +312,42 @@ def _adaptive_tags(plan: Plan, opts: RunOptions) -> dict[str, str]:
     return settings.parent_tags() if settings else {}
 
 
+RAY_HOW = {"head": "Ray: the head of `sweep up`", "local": "Ray started for this sweep (`sweep up` keeps one)",
+           "cluster": "Ray cluster", "running": "Ray already running in this process"}
+
+
+def quiet_libraries(log_path: Path, verbose: bool) -> None:
+    """Unless verbose: Ray's, Tune's and MLflow's loggers write to the sweep's driver.log."""
+    if verbose:
+        return
+    import ray  # noqa: F401  (Ray sets up its logger on import; replace it after)
+
+    if "mlflow" not in sys.modules:
+        os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # keep our handler on its logger
+    console.route_library_logs(log_path)
+
+
+def _prepare_tracking(uri: str, experiment: str):
+    """(client, experiment id, git sha): run in a thread while Ray starts."""
+    from mlflow.tracking import MlflowClient
+
+    tracking.create_store(uri)
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = tracking.get_or_create_experiment(client, experiment, uri)
+    sha = tracking.git_sha()
+    from ray import tune  # noqa: F401  (the Tuner's import, also off the critical path)
+
+    return client, exp_id, sha
+
+
+def _progress_metric(plan: Plan) -> tuple[str, str]:
+    """The metric the progress display ranks by: the search's, else validation accuracy."""
+    search = plan.experiment.search
+    if search is not None and getattr(search, "metric", None):
+        return search.metric, search.mode
+    return "val_acc", "max"
+
+
 def _trainable(meta: dict, resources: dict):
     from ray import tune
 
@@ -317,11 +364,12 @@ def _trainable(meta: dict, resources: dict):
 def _run_config(opts: RunOptions, meta: dict):
     from ray import tune
 
-    from cluster.callbacks import MlflowTrialFinalizer, ProgressPrinter
+    from cluster.callbacks import MlflowTrialFinalizer, ProgressDisplay
 
     callbacks = [MlflowTrialFinalizer(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"])]
     if not opts.quiet:
-        callbacks.append(ProgressPrinter(int(meta.get("n_trials", 0)), meta["swept_keys"]))
+        metric, mode = meta.get("metric") or ("val_acc", "max")
+        callbacks.append(ProgressDisplay(int(meta.get("n_trials", 0)), meta["swept_keys"], metric=metric, mode=mode))
     return tune.RunConfig(
         name=meta["name"], storage_path=meta["storage_path"],
         failure_config=tune.FailureConfig(max_failures=opts.max_failures),
@@ -375,7 +423,9 @@ def print_results(meta: dict) -> None:
     table = results_table(meta["tracking_uri"], sweep=meta["name"])
     print(f"\nResults of {meta['name']} (mean and 95% CI over seeds):")
     print(format_results(table, "table"))
-    print(f"\nBrowse every trial:  mlflow ui --backend-store-uri {meta['tracking_uri']}")
+    print(f"\nBrowse every trial:  {tracking.ui_hint(meta['tracking_uri'], meta.get('experiment_id'))}")
+    if meta.get("driver_log") and not meta.get("options", {}).get("verbose"):
+        print(f"Ray and MLflow logs: {meta['driver_log']}")
 
 
 def load_meta(name: str, storage_path: str | None) -> dict:
@@ -403,7 +453,8 @@ def _find_sweep(name: str, storage_path: str | None) -> tuple[dict, Path]:
     return meta, path.parent
 
 
-def resume_sweep(name: str, storage_path: str | None = None, address: str | None = None) -> int:
+def resume_sweep(name: str, storage_path: str | None = None, address: str | None = None,
+                 verbose: bool = False) -> int:
     """Restore an interrupted sweep with Tuner.restore: unfinished and errored trials continue from
     their checkpoints into the same MLflow runs; finished trials are not rerun.
 
@@ -418,6 +469,7 @@ def resume_sweep(name: str, storage_path: str | None = None, address: str | None
         print(f"sweep {name}: using the sweep folder {folder} (recorded: {meta['storage_path']}/{name})", flush=True)
         meta["storage_path"] = str(folder.parent)
     opts = RunOptions(**{k: v for k, v in meta["options"].items() if k in {f.name for f in dataclasses.fields(RunOptions)}})
+    opts.verbose = verbose
     uri = tracking.check_tracking_uri(meta["tracking_uri"])
     with SweepLock(folder, name):
         client = MlflowClient(tracking_uri=uri)
@@ -434,7 +486,11 @@ def _restore_and_fit(client, meta: dict, opts: RunOptions, folder: Path, address
     from ray import tune
 
     name = meta["name"]
+    log_path = console.driver_log_path(meta["storage_path"], name)
+    quiet_libraries(log_path, opts.verbose)
     ray_setup.init_ray(address or opts.address, ship_code=opts.ship_code)
+    if not opts.verbose:
+        console.route_worker_output(log_path)
     if not tune.Tuner.can_restore(str(folder)):
         raise ConfigError(f"sweep {name!r} has no Tune state in {folder} to restore")
     with interrupts.SignalGuard() as guard:

@@ -174,13 +174,35 @@ def git_sha() -> str:
         return "unknown"
 
 
+# The MLflow 3 UI opens an experiment on the page its kind names; without the tag it shows the GenAI
+# "Overview / Traces" page, empty for these experiments. Tag and value as the UI (3.x) writes them.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
 def get_or_create_experiment(client, name: str, uri: str) -> str:
+    """The experiment's id, created if missing; either way tagged to open on the runs table."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp.experiment_id)
+        if EXPERIMENT_KIND_TAG not in (exp.tags or {}):  # a kind chosen in the UI is kept
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_root_for(uri))
+    return client.create_experiment(name, artifact_location=artifact_root_for(uri),
+                                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+
+
+def ui_url(experiment_id: str | None, base: str = "http://127.0.0.1:5000") -> str:
+    """The MLflow UI's page of an experiment's runs table (the UI routes with a #/ hash)."""
+    return f"{base}/#/experiments/{experiment_id}/runs" if experiment_id else base
+
+
+def ui_hint(uri: str, experiment_id: str | None) -> str:
+    """How to browse a sweep's runs: the server's runs page, or `mlflow ui` on a local store first."""
+    if uri.startswith(("http://", "https://")):
+        return ui_url(experiment_id, uri.rstrip("/"))
+    return f"mlflow ui --backend-store-uri {uri}  (then open {ui_url(experiment_id)})"
 
 
 def create_parent_run(client, experiment_id: str, sweep: str, experiment: str, tags: dict[str, str],

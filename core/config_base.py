@@ -39,6 +39,17 @@ def _type_name(hint: Any) -> str:
     return str(hint).replace("typing.", "") if not isinstance(hint, type) else hint.__name__
 
 
+# Per-class caches: resolving a cell builds several configs, and a sweep resolves every cell.
+_HINTS: dict[type, dict[str, Any]] = {}
+_KEYS: dict[type, frozenset[str]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
 class ConfigBase:
     """Mixin for frozen dataclasses: `from_config` picks its own keys and checks types.
 
@@ -47,7 +58,7 @@ class ConfigBase:
     """
 
     def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
+        hints = _hints(type(self))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             hint = hints.get(f.name, Any)
@@ -63,7 +74,9 @@ class ConfigBase:
     @classmethod
     def keys(cls) -> set[str]:
         """Config keys this class reads."""
-        return {f.name for f in dataclasses.fields(cls)}
+        if cls not in _KEYS:
+            _KEYS[cls] = frozenset(f.name for f in dataclasses.fields(cls))
+        return set(_KEYS[cls])
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]):

@@ -108,3 +108,16 @@ def trial_filter(parent_run_id: str, trial_id: str) -> str:
 def children_filter(parent_run_id: str) -> str:
     """MLflow search filter for every child run of `parent_run_id`."""
     return f"tags.`{TAG_PARENT_RUN_ID}` = '{parent_run_id}'"
+
+
+# --- Adaptive replicates (`sweep run --until-decided`, cluster/adaptive.py) ---------------------
+TAG_WAVE = "wave"                         # on a trial: 0 = the first wave of seeds, 1, 2, ... added ones
+TAG_UNTIL_DECIDED = "until_decided"       # on the parent: "true"
+TAG_STOPPING_RULE = "stopping_rule"       # the rule in words
+TAG_MAX_LOOKS = "max_looks"
+TAG_ALPHA_PER_LOOK = "alpha_per_look"     # the alpha every verdict of the sweep uses
+TAG_LOOKS_TAKEN = "looks_taken"
+TAG_ADAPTIVE_OUTCOME = "adaptive_outcome"  # "every hypothesis decided" or what is still open, and why
+TAG_MAX_SEEDS = "max_seeds"
+TAG_TARGET_HALFWIDTH = "target_halfwidth"
+ART_LOOKS = "adaptive/looks.json"         # every look: decided, open, cells given more seeds

@@ -183,3 +183,18 @@ def test_bad_adaptive_options_exit_2_before_ray_or_mlflow(argv, message, tmp_pat
     assert main(["run", *argv, "--tracking-uri", f"sqlite:///{db}", "--storage-path", str(tmp_path / "rr")]) == 2
     assert message in capsys.readouterr().err
     assert not db.exists()
+
+
+def test_each_look_tests_at_the_bonferroni_alpha():
+    """Raw p = 0.020 after the first wave: significant at 0.05, not at 0.05 / 4 looks -> more seeds."""
+    values = {CNN: [0.74, 0.76, 0.80], MLP: [0.64, 0.68, 0.70]}
+    cells = [{"pairing": CNN}, {"pairing": MLP}]
+    rep = Replicates(cells, [10, 11, 12], (Hypothesis("CNN > MLP", CNN, MLP),), [],
+                     AdaptiveSettings(first=3, max_seeds=12))
+    for i, (cell, seed) in enumerate([(c, s) for s in (10, 11, 12) for c in (0, 1)]):
+        assert rep.next(f"t{i}") == {**cells[cell], "seed": seed}
+        rep.complete(f"t{i}", {"val_acc": values[cells[cell]["pairing"]][seed - 10], "epochs_completed": 5})
+    nxt = rep.next("t6")
+    look = rep.looks[0]
+    assert look.decided == [] and "adjusted p=0.0201 >= 0.0125" in look.open[0]
+    assert nxt == {"pairing": CNN, "seed": 13} and look.cells_next == 2

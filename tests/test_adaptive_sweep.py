@@ -45,3 +45,48 @@ def test_adaptive_sweep_one_parent_waves_and_the_maximum(adaptive_sweep):
     waves = {c.data.tags["wave"] for c in children}
     assert "0" in waves and waves <= {"0", "1"}
     assert all(c.info.status == "FINISHED" for c in children)
+
+
+def test_interrupted_adaptive_sweep_resumes_without_duplicates(tmp_path):
+    """Ctrl+C in the second wave, then `sweep resume`: every (cell, seed) once, all finished."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import ray
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    storage = str(tmp_path / "rr")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.Popen([sys.executable, "-m", "cluster.cli", "run", EXP, "--smoke", "--until-decided",
+                             "--max-seeds", "6", "--name", "intr", "--tracking-uri", uri, "--storage-path", storage],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and proc.poll() is None:
+            _, children = mlflow_runs(uri, EXP)
+            if sum(c.info.status == "FINISHED" for c in children) >= 9:  # the first wave is 8 trials
+                break
+            time.sleep(1)
+        assert proc.poll() is None, "the sweep ended before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _, before = mlflow_runs(uri, EXP)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    try:
+        assert main(["resume", "intr", "--storage-path", storage]) == 0
+    finally:
+        ray.shutdown()
+    parents, children = mlflow_runs(uri, EXP)
+    seeds = Counter((c.data.tags["pairing"], c.data.params["data_per_class"], c.data.tags["seed"]) for c in children)
+    assert max(seeds.values()) == 1 and len(children) >= len(before)
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert parents[0].data.tags.get("adaptive_outcome")
+    per_cell = Counter((p, d) for p, d, _ in seeds)
+    assert max(per_cell.values()) <= 6 and all(n == 2 for (p, d), n in per_cell.items() if d == "30")

@@ -44,9 +44,10 @@ sys.meta_path[:] = [_Hidden(f) for f in sys.meta_path]
 GPU_BOX_MISSING = "ray,mlflow,pandas,torchvision,timm,yaml,hyperopt,optuna"
 
 
-def run_blocked(tmp_path: Path, blocked: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_blocked(tmp_path: Path, blocked: str, *args: str, timeout: float = 300,
+                extra_env: dict | None = None) -> subprocess.CompletedProcess:
     (tmp_path / "sitecustomize.py").write_text(BLOCKER)
-    env = {**os.environ, "SWEEP_TEST_BLOCK_IMPORTS": blocked,
+    env = {**os.environ, **(extra_env or {}), "SWEEP_TEST_BLOCK_IMPORTS": blocked,
            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
@@ -76,6 +77,17 @@ def test_gpu_tests_run_with_torch_alone(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert " error" not in out.lower(), out[-4000:]
+
+
+@pytest.mark.slow
+def test_gpu_tests_dry_run_on_cpu_with_torch_alone(tmp_path):
+    """The GPU tests' code paths, run on the CPU (SWEEP_GPU_TEST_DEVICE=cpu) without Ray, MLflow,
+    pandas or torchvision: they pass, and what needs torchvision skips with its reason."""
+    proc = run_blocked(tmp_path, GPU_BOX_MISSING, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
+                       "tests/test_gpu.py", timeout=600, extra_env={"SWEEP_GPU_TEST_DEVICE": "cpu"})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert " passed" in out and "ModifiedResNet18 is torchvision's ResNet-18" in out, out[-4000:]
 
 
 @pytest.mark.slow

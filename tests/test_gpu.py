@@ -2,7 +2,8 @@
 checks of the same code paths that any machine can run.
 
 Needs torch, numpy and pytest only (no Ray, MLflow, pandas or torchvision): run on a GPU machine
-with `python -m pytest -m gpu tests/test_gpu.py`. CIFAR-10 and MNIST are generated in their real
+with `python -m pytest -m gpu tests/test_gpu.py`. `SWEEP_GPU_TEST_DEVICE=cpu` dry-runs the same
+tests on the CPU (what needs CUDA by nature, sync debug mode and CUDA graphs, is then skipped). CIFAR-10 and MNIST are generated in their real
 file formats by benchmarks/gpu_data.py; the feature-cache test also needs torchvision (a random
 ResNet-18 is saved to a file; nothing is downloaded) and skips without it.
 """
@@ -31,8 +32,12 @@ from trainables.resolve import resolve_config  # noqa: E402
 from trainables.trainable import load_data, make_model, run_trial  # noqa: E402
 
 HAS_CUDA = torch.cuda.is_available()
-NO_CUDA = "needs a CUDA device: torch.cuda.is_available() is False on this machine"
-gpu = [pytest.mark.gpu, pytest.mark.skipif(not HAS_CUDA, reason=NO_CUDA)]
+DEVICE = os.environ.get("SWEEP_GPU_TEST_DEVICE", "cuda")  # "cpu": a dry run of these tests
+ON_CUDA = DEVICE == "cuda"
+NO_CUDA = ("needs a CUDA device: torch.cuda.is_available() is False on this machine "
+           "(SWEEP_GPU_TEST_DEVICE=cpu dry-runs these tests on the CPU)")
+gpu = [pytest.mark.gpu, pytest.mark.skipif(ON_CUDA and not HAS_CUDA, reason=NO_CUDA)]
+needs_cuda = pytest.mark.skipif(not ON_CUDA, reason="CUDA only (CPU dry run)")
 
 
 def cuda_only(fn):
@@ -79,11 +84,12 @@ def test_every_pairing_trains_one_epoch_on_cuda(pairing, image_root):
         pytest.importorskip("torchvision", reason=NEEDS_TORCHVISION[pairing])
     if PAIRINGS[pairing].dataset == "cifar10_features":
         pytest.skip("covered by test_feature_cache_built_on_cuda (needs a backbone checkpoint)")
-    torch.cuda.reset_peak_memory_stats()
-    metrics = run_trial(tiny_config(pairing, image_root, device="cuda"))
+    if ON_CUDA:
+        torch.cuda.reset_peak_memory_stats()
+    metrics = run_trial(tiny_config(pairing, image_root, device=DEVICE))
     assert metrics["epoch"] == 1 and metrics["epochs_completed"] == 1
     assert torch.isfinite(torch.tensor(metrics["train_loss"])), metrics
-    assert torch.cuda.max_memory_allocated() > 0  # the trial's tensors lived on the GPU
+    assert not ON_CUDA or torch.cuda.max_memory_allocated() > 0  # the trial's tensors lived on the GPU
 
 
 def _members(pairing: str, k: int, epochs: int, device: torch.device):
@@ -103,14 +109,14 @@ def test_packed_equals_unpacked_on_cuda(pairing):
     TF32 off (packed convolutions run as grouped convolutions and packed linears as batched
     matmuls: other kernels, so equal up to float32 rounding, not bitwise).
     """
-    device = torch.device("cuda")
+    device = torch.device(DEVICE)
     epochs = 3
     prev = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
         rs, bundles, models = _members(pairing, 3, epochs, device)
         packed = PackedTrainer(models, bundles, [r.train for r in rs], device)
-        assert packed.opt.fused  # the flat optimiser is the CUDA default
+        assert packed.opt.fused == ON_CUDA  # the flat optimiser is the CUDA default
         for epoch in range(1, epochs + 1):
             packed.run_epoch(epoch)
         for i, r in enumerate(rs):
@@ -129,15 +135,51 @@ def test_packed_equals_unpacked_on_cuda(pairing):
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = prev
 
 
+@cuda_only
+def test_packed_trial_on_cuda_logs_every_member_and_resumes(tmp_path):
+    """`sweep run --pack K` on a GPU: run_pack on CUDA logs each member as its own MLflow run (trial id
+    <pack>-m<i>, FINISHED, every epoch once) and resumes from a checkpoint holding CUDA tensors."""
+    pytest.importorskip("mlflow", reason="checks the MLflow runs of a packed trial")
+    from mlflow.tracking import MlflowClient
+
+    from trainables.packed_trainable import run_pack
+    from trainables.tracking import TrackingInfo
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp_id = client.create_experiment("gpu")
+    parent = client.create_run(exp_id, tags={"role": "sweep"}).info.run_id
+    info = TrackingInfo(uri, exp_id, parent, "s1", "gpu", "abc", ("data_per_class",))
+    configs = [{"pairing": "three_layer_mlp/edges", "data_per_class": n, "seed": 10 + i, "epochs": 4,
+                "report_every": 2, "checkpoint_every": 2, "device": DEVICE, "log_artifacts": False}
+               for i, n in enumerate((10, 20, 20))]
+    states = []
+
+    def lose_worker(metrics, state):
+        states.append(state)
+        raise RuntimeError("worker lost")
+    with pytest.raises(RuntimeError, match="worker lost"):
+        run_pack(configs, info, report=lose_worker, trial_id="p1")
+    outs = run_pack(configs, info, report=lambda m, st: None, restore=states[0], trial_id="p1")
+    for i, out in enumerate(outs):
+        run = client.get_run(out["mlflow_run_id"])
+        assert run.info.status == "FINISHED" and run.data.tags["trial_id"] == f"p1-m{i}"
+        assert run.data.tags["pack_size"] == "3"
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss"))
+        assert steps == [1, 2, 3, 4]
+
+
 AUTO_DEVICE_CHILD = r"""
 import json, sys, torch
 from trainables.trainable import pick_device, run_trial
 device = pick_device("auto")
 metrics = run_trial({"pairing": "simple_cnn/edges", "data_per_class": 10, "epochs": 1, "device": "auto",
                      "log_to_mlflow": False})
+cuda = torch.cuda.is_available()
 print(json.dumps({"device": str(device), "count": torch.cuda.device_count(),
-                  "uuid": str(torch.cuda.get_device_properties(0).uuid), "epochs": metrics["epochs_completed"],
-                  "allocated_on_0": torch.cuda.max_memory_allocated(0)}))
+                  "uuid": str(torch.cuda.get_device_properties(0).uuid) if cuda else None,
+                  "epochs": metrics["epochs_completed"],
+                  "allocated_on_0": torch.cuda.max_memory_allocated(0) if cuda else 0}))
 """
 
 
@@ -145,15 +187,18 @@ print(json.dumps({"device": str(device), "count": torch.cuda.device_count(),
 def test_device_auto_picks_the_gpu_ray_assigns():
     """A fractional trial (e.g. --gpus-per-trial 0.25) gets CUDA_VISIBLE_DEVICES=<its GPU id> from Ray;
     device='auto' must then train on exactly that GPU, seen as cuda:0."""
-    gpu_id = torch.cuda.device_count() - 1  # the last GPU: on multi-GPU machines not the default one
-    want = str(torch.cuda.get_device_properties(gpu_id).uuid)
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(gpu_id), "PYTHONPATH": str(ROOT)}
+    if ON_CUDA:
+        gpu_id = torch.cuda.device_count() - 1  # the last GPU: on multi-GPU machines not the default one
+        want, visible = str(torch.cuda.get_device_properties(gpu_id).uuid), str(gpu_id)
+    else:  # CPU dry run: Ray's CUDA_VISIBLE_DEVICES="" for a trial without a GPU
+        want, visible = None, ""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", AUTO_DEVICE_CHILD], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert seen["device"] == "cuda" and seen["count"] == 1 and seen["uuid"] == want, seen
-    assert seen["epochs"] == 1 and seen["allocated_on_0"] > 0
+    assert seen["device"] == DEVICE and seen["count"] == int(ON_CUDA) and seen["uuid"] == want, seen
+    assert seen["epochs"] == 1 and (seen["allocated_on_0"] > 0) == ON_CUDA
 
 
 @cuda_only
@@ -173,7 +218,7 @@ def test_feature_cache_built_on_cuda(tmp_path):
     torch.backends.cudnn.allow_tf32 = False
     try:
         features.clear_memory_cache()
-        on_gpu = features.build_cifar10_features({**base, "feature_device": "cuda",
+        on_gpu = features.build_cifar10_features({**base, "feature_device": DEVICE,
                                                   "feature_cache_dir": str(tmp_path / "gpu")})
         features.clear_memory_cache()
         on_cpu = features.build_cifar10_features({**base, "feature_device": "cpu",
@@ -189,7 +234,10 @@ def test_feature_cache_built_on_cuda(tmp_path):
 
 
 def _unpacked(pairing: str, dev: torch.device, **extra) -> Trainer:
-    r = resolve_config({"pairing": pairing, "data_per_class": 20, "epochs": 3, "log_to_mlflow": False, **extra})
+    # CUDA graphs capture after WARMUP_STEPS full batches: 300 images (9 full batches of 32 and a
+    # partial one) capture and replay within epoch 1.
+    size = 100 if extra.get("cuda_graphs") else 20
+    r = resolve_config({"pairing": pairing, "data_per_class": size, "epochs": 3, "log_to_mlflow": False, **extra})
     b = load_data(r).to(dev)
     return Trainer(make_model(r, b).to(dev), b, r.train, dev)
 
@@ -215,21 +263,28 @@ def test_no_host_sync_inside_an_epoch(kind, pairing, extra):
     """An epoch (train + evaluate + history row) never makes the host wait for the GPU: with
     torch.cuda.set_sync_debug_mode("error") any synchronising call (.item(), a blocking copy,
     nonzero, ...) raises. Epoch 1 is warm-up (lazy optimiser state, graph capture)."""
-    device = torch.device("cuda")
+    if not ON_CUDA and extra.get("cuda_graphs"):
+        pytest.skip("CUDA graphs need CUDA (CPU dry run)")
+    device = torch.device(DEVICE)
     trainer = _unpacked(pairing, device, **extra) if kind == "unpacked" else _packed(pairing, device)
     trainer.run_epoch(1)
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
+    if ON_CUDA:
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
     try:
         trainer.run_epoch(2)
         trainer.run_epoch(3)
     finally:
-        torch.cuda.set_sync_debug_mode("default")
+        if ON_CUDA:
+            torch.cuda.set_sync_debug_mode("default")
+    if extra.get("cuda_graphs"):
+        assert trainer._step.graph is not None  # captured in epoch 1, replayed in epochs 2-3
     rows = trainer.history_rows(1, 3) if kind == "unpacked" else trainer.history_rows(0, 1, 3)
     assert all(torch.isfinite(torch.tensor(row["train_loss"])) for row in rows)
 
 
 @cuda_only
+@needs_cuda
 @pytest.mark.parametrize("extra", [{"cuda_graphs": True}, {"cuda_graphs": True, "optimizer": "adam",
                                                             "scheduler": "cosine"}])
 def test_cuda_graph_step_trains_like_the_eager_step(extra):
@@ -238,12 +293,14 @@ def test_cuda_graph_step_trains_like_the_eager_step(extra):
     prev = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False
     try:
-        eager, graphed = (_unpacked("simple_cnn/edges", device, **{**extra, "cuda_graphs": g}) for g in (False, True))
+        eager, graphed = (_unpacked("simple_cnn/edges", device, **{**extra, "cuda_graphs": g, "data_per_class": 100})
+                          for g in (False, True))
         for epoch in (1, 2, 3):
             eager.run_epoch(epoch)
             graphed.run_epoch(epoch)
     finally:
         torch.backends.cudnn.allow_tf32 = prev
+    assert graphed._step.graph is not None and graphed._step.warm == 3
     for a, b in zip(eager.history_rows(1, 3), graphed.history_rows(1, 3)):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4, abs=1e-5)
     for name, value in eager.model.state_dict().items():
@@ -347,6 +404,57 @@ def test_fused_packed_optimizer_equals_per_parameter(kind, momentum, wd):
     assert torch.equal(s0["steps"], s1["steps"])
 
 
+class _FakeGraph:
+    """A CUDA graph's semantics on CPU: capturing runs nothing; each replay runs the captured body
+    on the static inputs, gradients starting from None, results written into the static outputs."""
+
+    def __init__(self, step, sx, sy):
+        self.step, self.sx, self.sy = step, sx, sy
+        self.out, self.loss = torch.empty(0), torch.empty(0)
+
+    def replay(self):
+        self.step.opt.zero_grad(set_to_none=True)
+        out, loss = self.step.body(self.sx, self.sy)
+        self.out.resize_as_(out).copy_(out)
+        self.loss.resize_as_(loss).copy_(loss)
+
+
+def _cpu_graph_step(trainer):
+    from trainables.cuda_step import GraphStep
+
+    class CpuGraphStep(GraphStep):
+        captures = 0
+
+        def _warm_step(self, xb, yb):  # no side stream on CPU
+            self.warm += 1
+            return self.eager(xb, yb)
+
+        def _capture(self, xb, yb, key):
+            sx, sy = xb.clone(), yb.clone()
+            self.opt.zero_grad(set_to_none=True)
+            graph = _FakeGraph(self, sx, sy)
+            self.graph, self.key, self.static = graph, key, (sx, sy, graph.out, graph.loss)
+            self.captures += 1
+    return CpuGraphStep(trainer)
+
+
+def test_graph_step_dispatch_equals_eager_with_a_cpu_stand_in_graph():
+    """GraphStep's control flow, with a CPU stand-in for the CUDA graph: warm-up steps, capture then
+    replay of the same batch, eager partial batches, re-capture when a scheduler changes the lr and
+    cloned outputs give bitwise the eager trainer's history and weights."""
+    device = torch.device("cpu")
+    eager = _unpacked("simple_cnn/edges", device, data_per_class=100, optimizer="adam", scheduler="cosine")
+    graphed = _unpacked("simple_cnn/edges", device, data_per_class=100, optimizer="adam", scheduler="cosine")
+    graphed._step = _cpu_graph_step(graphed)
+    for epoch in (1, 2, 3):
+        eager.run_epoch(epoch)
+        graphed.run_epoch(epoch)
+    assert graphed._step.warm == 3 and graphed._step.captures == 3  # one capture per lr
+    assert torch.equal(eager.history, graphed.history)
+    for name, value in eager.model.state_dict().items():
+        assert torch.equal(graphed.model.state_dict()[name], value), name
+
+
 class _ScalarReads(torch.utils._python_dispatch.TorchDispatchMode):
     """Records ops that read a tensor's value on the host (each a device sync on CUDA)."""
 
@@ -393,3 +501,15 @@ def test_generated_images_read_by_the_real_loaders_equal_the_primed_cache(tmp_pa
     assert torch.equal(x, torch.from_numpy(c["x_train"])) and torch.equal(y, torch.from_numpy(c["y_train"]))
     x, y = mnist.load_mnist_uint8(str(tmp_path), train=False)
     assert torch.equal(x, torch.from_numpy(m["x_test"])) and torch.equal(y, torch.from_numpy(m["y_test"]))
+
+
+def test_packing_rule_reads_the_benchmark_figures():
+    """The recommended --pack K: the smallest measured K within 10% of the best ratio, and no packing
+    when even that ratio is under 1.5x (benchmarks.gpu.packing_rule, applied to gpu.json figures)."""
+    from benchmarks.gpu import packing_rule
+
+    figures = {"mlp": {"k": {"1": {"ratio": 1.0}, "8": {"ratio": 6.0}, "32": {"ratio": 14.0}, "64": {"ratio": 15.0}}},
+               "cnn": {"k": {"1": {"ratio": 1.0}, "8": {"ratio": 1.2}, "32": {"ratio": 1.4}, "64": {"ratio": 1.1}}}}
+    rule = packing_rule(figures)
+    assert rule["mlp"] == {"pack": True, "k": 32, "ratio": 14.0, "best_ratio": 15.0}
+    assert rule["cnn"] == {"pack": False, "k": 1, "ratio": 1.4, "best_ratio": 1.4}

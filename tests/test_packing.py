@@ -183,7 +183,7 @@ def test_pack_of_one_is_an_unpacked_trial():
     (out,) = run_pack([cfg], report=lambda m, s: reports.append((m, s)), trial_id="t")
     assert out["val_acc"] == pytest.approx(run_trial(cfg)["val_acc"])
     metrics, state = reports[-1]
-    assert metrics["pack_size"] == 1 and metrics["m0/val_acc"] == out["val_acc"] and "single" in state
+    assert metrics["pack_size"] == 1 and metrics["m0/val_acc"] == out["val_acc"] and state["run_ids"] == [None]
 
 
 def test_make_packs_groups_equal_sizes_and_keeps_cnn_unpacked_on_cpu():

@@ -15,11 +15,8 @@ from core.errors import ConfigError, UnknownName
 @pytest.mark.parametrize("name", sorted(n for n, e in EXPERIMENTS.items() if not e.analytic))
 def test_every_experiment_plans_and_validates(name, fake_data_root, weights_dir):
     exp = EXPERIMENTS[name]
-    extra = {}
-    if any(not p.endswith("/edges") for p in exp.pairings):
-        extra["data_root"] = str(fake_data_root)
-    if any(p.endswith("/cifar10_features") for p in exp.pairings):
-        extra["weights"] = str(weights_dir)
+    # Locations, as --data-root passes them: applied where a pairing's dataset reads them.
+    extra = {"data_root": str(fake_data_root), "weights": str(weights_dir)}
     plan = make_plan(exp, extra_fixed=extra)
     assert plan.seeds == exp.seed_values()
     assert len(plan.cells()) * plan.num_samples == plan.n_trials()

@@ -161,10 +161,11 @@ CANDIDATES = {
     "max_edge_width": [6, 3],
     "num_filter": [3, 4],
     "augment": [False],
+    "amp": ["bf16"],
 }
 STRINGS = ["adam", "sgd", "cosine", "none", "mse", "cross_entropy", "train", "heldout", "cpu", "half", "cifar",
            "imagenet", "mnist", "45k5k", "test", "notebook", "framework", "edge_detector", "default", "zeros",
-           "random_copy", "corrected", "faithful", "vit_s16", "resnet18", "left", "right", "down", "up"]
+           "random_copy", "corrected", "faithful", "vit_s16", "resnet18", "left", "right", "down", "up", "bf16"]
 TRAIN_KEYS = set(TrainConfig.keys())
 
 
@@ -281,3 +282,42 @@ def test_every_accepted_key_changes_the_trial(pairing, key, roots):
             assert _optimiser_fingerprint(changed) != _optimiser_fingerprint(spec), f"{key}: same optimiser"
     else:
         assert changed.evaluators != spec.evaluators, f"{key} changed no evaluator setting"
+
+
+# ---------------------------------------------------------------- the README's worked example
+
+def test_readme_extending_example_works(monkeypatch, tmp_path):
+    """The README's new model (class + MODELS line) and new experiment (one value) plan, train and
+    are strict, exactly as written there."""
+    import re
+    import textwrap
+    from pathlib import Path
+
+    import search_spaces.edge as edge
+    from cluster.plan import make_plan
+    from trainables import pairings
+    from core.errors import ConfigError
+    from trainables.trainable import run_trial
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = re.search(r"^## Extending\n(.*?)(?=^## )", text, flags=re.S | re.M).group(1)
+    model_code, experiment_code = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    namespace: dict = {}
+    exec(model_code, namespace)  # noqa: S102 - our own README
+    monkeypatch.setitem(MODELS, "tiny_cnn", namespace["TinyCNN"])
+    for name, pairing in pairings.declared_pairings({"tiny_cnn": namespace["TinyCNN"]}).items():
+        monkeypatch.setitem(PAIRINGS, name, pairing)
+    exp = eval(textwrap.dedent(experiment_code), vars(edge))[0]  # noqa: S307
+
+    plan = make_plan(exp, smoke=True, seeds=1)
+    tiny = [c for c in plan.cells() if c["pairing"] == "tiny_cnn/edges"]
+    assert len(tiny) == 2 * 2 and all(c["num_filter"] in (2, 4) for c in tiny)
+    spec = resolve_config(tiny[0])
+    assert spec.model_kwargs == {"num_filter": tiny[0]["num_filter"], "kernel_size": 5, "num_classes": 3}
+    out = run_trial({**tiny[0], "epochs": 1, "log_to_mlflow": False})
+    assert out["epochs_completed"] == 1
+    assert make_plan(exp, smoke=True, seeds=1, grids={"kernel_size": [3, 5]}).n_trials() == 2 * plan.n_trials()
+    with pytest.raises(ConfigError, match="'hidden_dims' is not used by any pairing of edge-tiny-cnn"):
+        make_plan(exp, smoke=True, sets={"hidden_dims": (5, 5)})
+    with pytest.raises(ConfigError, match="kernel_size must be in"):
+        make_plan(exp, smoke=True, sets={"kernel_size": 29})

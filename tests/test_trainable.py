@@ -1,6 +1,8 @@
 """The generic trainable without Tune: metrics, reports, checkpoint resume, MLflow logging."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -140,3 +142,87 @@ def test_trial_logs_example_inputs_the_report_draws(tracking_uri, tmp_path):
     assert s.images.shape == (30, 28, 28) and list(s.labels) == [0] * 10 + [1] * 10 + [2] * 10
     assert s.class_names == ["horizontal", "vertical", "none"]
     assert s.unpermuted is not None and not np.array_equal(s.unpermuted, s.images)
+
+
+LAZY_IMPORTS = """
+import sys
+from mlflow.tracking import MlflowClient
+from trainables.tracking import TrackingInfo
+from trainables.trainable import run_trial
+
+uri = sys.argv[1]
+client = MlflowClient(uri)
+exp_id = client.create_experiment("lazy")
+parent = client.create_run(exp_id).info.run_id
+out = run_trial({"pairing": "simple_cnn/edges", "data_per_class": 5, "valid_per_class": 5, "epochs": 2,
+                 "log_to_mlflow": True}, tracking=TrackingInfo(uri, exp_id, parent, "s", "lazy"))
+assert client.get_run(out["mlflow_run_id"]).info.status == "FINISHED"
+print(sorted(m for m in ("matplotlib", "torchvision") if m in sys.modules))
+"""
+
+
+def test_edge_trial_imports_neither_matplotlib_nor_torchvision(tmp_path):
+    """Trials draw no figure (the report does) and edge data needs no torchvision: neither is imported."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.run([sys.executable, "-c", LAZY_IMPORTS, f"sqlite:///{tmp_path}/mlflow.db"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _batches(monkeypatch) -> list[int]:
+    """Record the number of metrics of every log_batch call that writes metrics."""
+    from mlflow.tracking import MlflowClient
+
+    calls, real = [], MlflowClient.log_batch
+
+    def spy(self, run_id, metrics=(), *args, **kwargs):
+        if metrics:
+            calls.append(len(metrics))
+        return real(self, run_id, metrics, *args, **kwargs)
+    monkeypatch.setattr(MlflowClient, "log_batch", spy)
+    return calls
+
+
+@pytest.mark.parametrize("flush_s, writes", [(3600.0, 1), (0.0, 6)])
+def test_metric_writes_are_bounded_in_time_not_per_report(tracking_uri, monkeypatch, flush_s, writes):
+    """report_every=1 over 6 epochs: with a long flush interval everything goes in the final write;
+    with none, one write per report. Either way each epoch is stored once."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    exp_id = client.create_experiment("t")
+    parent = client.create_run(exp_id).info.run_id
+    info = TrackingInfo(tracking_uri, exp_id, parent, "s", "t", flush_s=flush_s)
+    calls = _batches(monkeypatch)
+    out = run_trial({**BASE, "log_to_mlflow": True, "epochs": 6, "report_every": 1, "checkpoint_every": 6},
+                    tracking=info, report=lambda m, s: None)
+    assert len(calls) == writes
+    steps = sorted(m.step for m in client.get_metric_history(out["mlflow_run_id"], "val_acc"))
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_trial_stopped_by_the_scheduler_keeps_every_reported_epoch(tracking_uri):
+    """Tune stops a trial by raising SystemExit inside tune.report: what was buffered is written
+    first, the run is left for the driver to mark stopped (not FAILED)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    exp_id = client.create_experiment("t")
+    parent = client.create_run(exp_id).info.run_id
+    info = TrackingInfo(tracking_uri, exp_id, parent, "s", "t", flush_s=3600.0)
+
+    def stop_at_3(metrics, state):
+        if metrics["epoch"] == 3:
+            raise SystemExit(0)
+    with pytest.raises(SystemExit):
+        run_trial({**BASE, "log_to_mlflow": True, "epochs": 6, "report_every": 1, "checkpoint_every": 6},
+                  tracking=info, report=stop_at_3, trial_id="t_stop")
+    (run,) = client.search_runs([exp_id], S.trial_filter(parent, "t_stop"))
+    assert run.info.status == "RUNNING" and S.TAG_STATUS_REASON not in run.data.tags
+    for key in ("train_loss", "val_acc"):
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, key)) == [1, 2, 3]

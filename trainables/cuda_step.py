@@ -15,7 +15,9 @@ exactly the ops the loop always ran, in the same order, so CPU results are bitwi
   dozens, which is what tiny launch-bound models need. The first WARMUP_STEPS batches run eagerly
   (on a side stream, as torch's whole-network capture recipe asks) and train like any step; a
   batch of another shape (the last, partial one) runs eagerly; a changed learning rate (a
-  scheduler) re-captures. Adam is built with capturable=True for it.
+  scheduler) re-captures (a capture synchronises with the device once). Adam is built with
+  capturable=True for it. The graph's input, output and gradient buffers are fixed, so nothing
+  else may hold on to them: the step returns clones of the output and loss.
 
 Which of them a GPU sweep should turn on is decided from `python -m benchmarks.gpu` figures
 (benchmarks/results-gpu.md); until such figures exist they stay off by default.
@@ -119,18 +121,23 @@ class GraphStep:
         self.warm += 1
         return out, loss
 
+    def body(self, sx: torch.Tensor, sy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the graph holds: the eager step on the static batch, gradients starting from None."""
+        with eval_context(self.tc, self.device, cache=False):
+            out = self.model(self.prepare(sx))
+            loss = self.criterion(out, sy)
+        loss.backward()
+        self.opt.step()
+        return out.detach(), loss.detach()
+
     def _capture(self, xb, yb, key) -> None:
         self.graph = None  # free the previous graph's pool before capturing a new one
         sx, sy = xb.clone(), yb.clone()
         self.opt.zero_grad(set_to_none=True)  # gradients are allocated inside the graph's pool
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            with eval_context(self.tc, self.device, cache=False):
-                out = self.model(self.prepare(sx))
-                loss = self.criterion(out, sy)
-            loss.backward()
-            self.opt.step()
-        self.graph, self.key, self.static = graph, key, (sx, sy, out.detach(), loss.detach())
+            out, loss = self.body(sx, sy)
+        self.graph, self.key, self.static = graph, key, (sx, sy, out, loss)
 
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if xb.shape[0] != self.full_batch:

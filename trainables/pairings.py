@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import UnknownName
+from trainables.models import MODELS
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,11 @@ def _p(model: str, dataset: str, **defaults) -> Pairing:
     return Pairing(model, dataset, defaults)
 
 
+# The standard protocol of each dataset, for models that declare their own pairings (below).
+DATASET_PROTOCOLS: dict[str, dict[str, Any]] = {
+    "edges": EDGE, "localization": DETECT, "cifar10": LAB, "mnist": MNIST, "cifar10_features": PROBE,
+}
+
 PAIRINGS: dict[str, Pairing] = {p.name: p for p in [
     _p("simple_cnn", "edges", **EDGE, kernel_size=7, num_filter=3),
     _p("simple_cnn_avgpool", "edges", **EDGE, kernel_size=7, num_filter=3),
@@ -80,6 +86,18 @@ PAIRINGS: dict[str, Pairing] = {p.name: p for p in [
     _p("cnn_detector", "localization", **DETECT),
     _p("linear_probe", "cifar10_features", **PROBE),
 ]}
+# A model class may declare where it trains instead: `PAIRS_WITH = {"edges": {"lr": 0.05}}` gives
+# the pairing "<model>/edges" with the edge protocol plus those defaults. A new model is then its
+# class plus its MODELS line (README "Extending").
+
+
+def declared_pairings(models: dict[str, type]) -> dict[str, Pairing]:
+    """The pairings the model classes declare in `PAIRS_WITH` (dataset -> extra defaults)."""
+    return {f"{name}/{dataset}": Pairing(name, dataset, {**DATASET_PROTOCOLS[dataset], **extra})
+            for name, cls in models.items() for dataset, extra in getattr(cls, "PAIRS_WITH", {}).items()}
+
+
+PAIRINGS.update(declared_pairings(MODELS))
 
 
 def get_pairing(name: str) -> Pairing:
@@ -90,7 +108,6 @@ def get_pairing(name: str) -> Pairing:
         pass
     # Name the part that is wrong, so a typo in the model or dataset gets its own suggestion.
     from trainables.data import DATASETS
-    from trainables.models import MODELS
 
     model, _, dataset = str(name).partition("/")
     if model not in MODELS:

@@ -24,7 +24,7 @@ from trainables.config import TrainConfig
 from trainables.data import DATASETS, get_dataset
 from core.errors import ConfigError
 from trainables.evaluators import EVALUATOR_CONFIGS, get_evaluator
-from trainables.models import (check_model_fits, inactive_model_keys, model_config_keys,
+from trainables.models import (MODELS, check_model_fits, inactive_model_keys, model_config_keys,
                                model_kwargs)
 from trainables.pairings import PAIRINGS, Pairing, get_pairing
 
@@ -49,8 +49,20 @@ def pairing_keys(name: str) -> set[str]:
             | _evaluator_keys())
 
 
+_KNOWN: dict[tuple, frozenset[str]] = {}
+
+
 def known_keys() -> set[str]:
-    """Every key some pairing can use."""
+    """Every key some pairing can use (cached per state of the registries)."""
+    state = (tuple(PAIRINGS.items()), tuple(MODELS.items()), tuple((k, d.config) for k, d in DATASETS.items()))
+    state = tuple(id(x) for part in state for item in part for x in item)
+    if state not in _KNOWN:
+        _KNOWN.clear()
+        _KNOWN[state] = frozenset(_known_keys())
+    return set(_KNOWN[state])
+
+
+def _known_keys() -> set[str]:
     keys: set[str] = set()
     for name in PAIRINGS:
         keys |= pairing_keys(name)

@@ -2,7 +2,9 @@
 
 Measured here: one `log_metric` call per value costs ~3.5 s per 1000 values on sqlite and ~55 s
 against a local `mlflow server`; `log_batch` costs ~0.35 s per 1000. So the trial buffers and
-flushes at reports, checkpoints and the end. A flush that fails is retried with backoff (a short
+flushes at most every `FLUSH_S` seconds (time-bounded, not per report), at checkpoints (a
+checkpoint never runs ahead of what MLflow holds), at the end, and when the trial fails or a
+scheduler stops it. A flush that fails is retried with backoff (a short
 tracking-server outage loses nothing) until `retry_s` runs out, then the trial fails with a
 clear message instead of hanging.
 """
@@ -23,6 +25,9 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
 SECRET_MARKERS = ("password", "token", "secret", "credential", "api_key")
 RETRY_ENV = "SWEEP_MLFLOW_RETRY_S"  # how long a trial keeps retrying an unreachable tracking server
+# Buffered metrics are written at most this many seconds after the previous write, and always at
+# checkpoints, at the end, and when the trial fails or is stopped.
+FLUSH_S = 5.0
 
 
 def redact(config: dict[str, Any]) -> dict[str, Any]:
@@ -73,6 +78,7 @@ class TrackingInfo:
     git_sha: str = "unknown"
     swept_keys: tuple[str, ...] = ()
     retry_s: float = field(default_factory=default_retry_s)
+    flush_s: float = FLUSH_S
     extra_tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -87,6 +93,7 @@ class TrialRun:
         self.info = info
         self.client = MlflowClient(tracking_uri=info.tracking_uri)
         self.buffer: list[tuple[str, float, int]] = []
+        self.flushed_at = time.monotonic()
         self.run_id = run_id or self._find(trial_id)
         self.resumed = self.run_id is not None
         self.previous = None  # the mlflow Run as an earlier attempt left it (resumed runs only)
@@ -147,11 +154,26 @@ class TrialRun:
         items = [RunTag(k, str(v)) for k, v in tags.items()]
         self._retry(lambda: self.client.log_batch(self.run_id, tags=items))
 
+    @property
+    def finished_earlier(self) -> bool:
+        """An earlier attempt of this trial already completed the run (status FINISHED)."""
+        return self.previous is not None and self.previous.info.status == "FINISHED"
+
+    def restore_finished(self) -> None:
+        """Give a run completed by an earlier attempt its FINISHED status and original end time back
+        (opening it again for this attempt set it RUNNING)."""
+        end = self.previous.info.end_time
+        self._retry(lambda: self.client.set_terminated(self.run_id, status="FINISHED", end_time=end))
+
     def add(self, step: int, metrics: dict[str, float]) -> None:
         """Buffer metrics of one step; steps already stored by an earlier attempt are skipped."""
         if step <= self.logged_step and step > 0:
             return
         self.buffer.extend((k, float(v), step) for k, v in metrics.items())
+
+    def add_history(self, key: str, points) -> None:
+        """Buffer one metric's (step, value) points, e.g. an evaluator's accuracy per shift."""
+        self.buffer.extend((key, float(value), int(step)) for step, value in points)
 
     def add_final(self, metrics: dict[str, float]) -> None:
         """Buffer scalar metrics logged once (step 0), e.g. n_params, best_val_acc."""
@@ -167,6 +189,12 @@ class TrialRun:
             metrics = [Metric(k, v, now, s) for k, v, s in chunk]
             self._retry(lambda: self.client.log_batch(self.run_id, metrics=metrics))
             del self.buffer[:len(chunk)]
+        self.flushed_at = time.monotonic()
+
+    def flush_if_due(self) -> None:
+        """Flush when the oldest write is `info.flush_s` seconds old (bounded in time, not per report)."""
+        if self.buffer and time.monotonic() - self.flushed_at >= self.info.flush_s:
+            self.flush()
 
     def log_artifact_bytes(self, path: str, content: bytes | str) -> None:
         data = content.encode() if isinstance(content, str) else content
@@ -189,3 +217,12 @@ class TrialRun:
         if tags:
             self.set_tags(tags)
         self._retry(lambda: self.client.set_terminated(self.run_id, status=status))
+
+    def complete(self) -> None:
+        """Close the run of a trial that trained every epoch."""
+        self.finish("FINISHED", {S.TAG_STATUS_REASON: S.STATUS_COMPLETED})
+
+    def fail(self, exc: BaseException) -> None:
+        """Close the run of a trial that raised `exc` (FAILED, the error as a tag)."""
+        self.finish("FAILED", {S.TAG_STATUS_REASON: S.STATUS_FAILED,
+                               S.TAG_ERROR: f"{type(exc).__name__}: {exc}"[:5000]})

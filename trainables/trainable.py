@@ -1,7 +1,9 @@
-"""The one generic trainable: builds the pairing named in its config, trains, reports, logs.
+"""The one generic trainable: builds the pairing named in its config and runs the trial lifecycle.
 
 Used by Tune through `tune.with_parameters(train, tracking=TrackingInfo(...))`; `run_trial`
-runs the same code without Tune (tests, benchmarks, notebooks).
+runs the same code without Tune (tests, benchmarks, notebooks). The lifecycle (restore, MLflow
+runs, reports, checkpoints, finish, failure) is trainables.lifecycle, shared with packed trials;
+this module holds the builders and the unpacked inner step, `SingleStep` (the plain loop).
 """
 from __future__ import annotations
 
@@ -10,20 +12,19 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
 from core import store_schema as S
-from trainables.artifacts import trial_artifacts
+from trainables.checkpoint import restore_state, tag_fallback
 from trainables.data import DataBundle, build_data
-from trainables.evaluators import get_evaluator
+from trainables.lifecycle import Member, Report, initial_kernels, run_members
 from trainables.loop import Trainer
 from trainables.models import build_model, count_params, model_kwargs
 from trainables.resolve import Resolved, resolve_config
-from trainables.tracking import TrackingInfo, TrialRun
+from trainables.tracking import TrackingInfo
 
 CHECKPOINT_FILE = "trial_state.pt"
 _DATA_CACHE: dict[str, DataBundle] = {}  # a reused actor keeps its last datasets (CPU tensors)
@@ -79,17 +80,42 @@ def make_model(r: Resolved, bundle: DataBundle) -> nn.Module:
     return build_model(r.pairing.model, **kwargs)
 
 
-def first_conv(model: nn.Module) -> nn.Conv2d | None:
-    return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+class SingleStep:
+    """The unpacked inner step: one model trained by the plain loop (trainables.loop.Trainer).
+
+    The data bundle and the model live on `device`; the lifecycle sees one member.
+    """
+
+    size = 1
+
+    def __init__(self, r: Resolved, device: torch.device):
+        self.device = device
+        self.bundle = load_data(r).to(device)
+        self.model = make_model(r, self.bundle).to(device)
+        self.initial_kernels = initial_kernels(self.model)
+        self.trainer = Trainer(self.model, self.bundle, r.train, device)
+        self.n_params = count_params(self.model)
+
+    def run_epoch(self, epoch: int) -> None:
+        self.trainer.run_epoch(epoch)
+
+    def history_rows(self, member: int, first: int, last: int) -> list[dict[str, float]]:
+        return self.trainer.history_rows(first, last)
+
+    def confusion(self) -> list[torch.Tensor | None]:
+        return [self.trainer.evaluate(confusion=True)[3]]
+
+    def eval_inputs(self, member: int) -> tuple[nn.Module, DataBundle]:
+        return self.model, self.bundle
+
+    def state_dict(self) -> dict:
+        return self.trainer.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.trainer.load_state_dict(state)
 
 
-def run_name(r: Resolved, swept_keys: tuple[str, ...]) -> str:
-    parts = [r.pairing.name] + [f"{k}={r.config[k]}" for k in swept_keys if k != "pairing" and k in r.config]
-    return " ".join(parts + [f"seed={r.train.seed}"])
-
-
-def run_trial(config: dict[str, Any], tracking: TrackingInfo | None = None,
-              report: Callable[[dict, dict | None], None] | None = None,
+def run_trial(config: dict[str, Any], tracking: TrackingInfo | None = None, report: Report | None = None,
               restore: dict | None = None, trial_id: str | None = None) -> dict[str, Any]:
     """Train one trial end to end.
 
@@ -105,172 +131,17 @@ def run_trial(config: dict[str, Any], tracking: TrackingInfo | None = None,
         The final metrics (last epoch's values, best_val_acc, n_params, confusion_matrix, ...).
     """
     r = resolve_config(config)
-    tc = r.train
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
-    device = pick_device(tc.device)
+    if r.train.threads:
+        torch.set_num_threads(r.train.threads)
+    device = pick_device(r.train.device)
     t0 = time.perf_counter()
-    bundle = load_data(r).to(device)
-    model = make_model(r, bundle).to(device)
-    conv = first_conv(model)
-    initial_kernels = None if conv is None else conv.weight.detach().cpu().numpy().copy()
-    trainer = Trainer(model, bundle, tc, device)
-    start = 1
-    if restore is not None:
-        trainer.load_state_dict(restore["trainer"])
-        if restore.get("initial_kernels") is not None:
-            initial_kernels = restore["initial_kernels"].numpy()
-        start = restore["epoch"] + 1
-
-    run = None
-    if tracking is not None and tc.log_to_mlflow:
-        tags = {S.TAG_PAIRING: r.pairing.name, S.TAG_MODEL: r.pairing.model, S.TAG_DATASET: r.pairing.dataset,
-                S.TAG_SEED: tc.seed, S.TAG_EVAL_SPLIT: "train" if tc.evaluate_on == "train" else bundle.eval_split}
-        if "feature_cache_hit" in bundle.meta:
-            tags[S.TAG_FEATURE_CACHE_HIT] = str(bundle.meta["feature_cache_hit"]).lower()
-            tags[S.TAG_FEATURE_CACHE_KEY] = bundle.meta.get("feature_cache_key", "")
-        tags.update(ray_placement(device))
-        run = TrialRun(tracking, trial_id, (restore or {}).get("run_id"), run_name(r, tracking.swept_keys), tags)
-        if not run.resumed:
-            run.log_params(r.applied_params())
-        else:
-            run.set_tags(tags)  # tags are idempotent; a rerun after driver loss re-asserts them
-        if run.previous is not None and run.previous.info.status == "FINISHED":
-            return _finished_earlier(r, run, report)
-    try:
-        result = _train(r, trainer, bundle, model, conv, initial_kernels, run, report, start, restore is not None, t0)
-    except BaseException as exc:
-        # SystemExit is Tune stopping the trial inside tune.report (a scheduler's STOP, also at
-        # max_t after the run finished): the driver's MlflowTrialFinalizer records that, not us.
-        if run is not None and not isinstance(exc, SystemExit):
-            try:
-                run.finish("FAILED", {S.TAG_STATUS_REASON: S.STATUS_FAILED, S.TAG_ERROR: f"{type(exc).__name__}: {exc}"[:5000]})
-            except Exception:
-                pass  # the original error matters more than a failed bookkeeping call
-        raise
-    return result
+    step = SingleStep(r, device)
+    member = Member(r, step.bundle, step.initial_kernels)
+    return run_members(step, [member], tracking=tracking, report=report, restore=restore, trial_id=trial_id,
+                       packed=False, t0=t0, placement=ray_placement(device))[0]
 
 
-def _train(r, trainer, bundle, model, conv, initial_kernels, run, report, start, restored, t0):
-    tc = r.train
-    n_params, n_trainable = count_params(model)
-    best = float("-inf")
-    if restored:
-        prev = trainer.history_rows(1, start - 1) if start > 1 else []
-        best = max((row.get("val_acc", float("-inf")) for row in prev), default=float("-inf"))
-    last_flushed = start - 1
-    if start > tc.epochs:  # an earlier attempt finished; the driver died before Tune recorded it
-        return _already_done(r, trainer, model, run, report)
-    for epoch in range(start, tc.epochs + 1):
-        if tc.fail_at_epoch == epoch and not restored:
-            raise RuntimeError(f"injected failure at epoch {epoch} (fail_at_epoch)")
-        trainer.run_epoch(epoch)
-        final = epoch == tc.epochs
-        if epoch % tc.report_interval and not final:
-            continue
-        rows = trainer.history_rows(last_flushed + 1, epoch)
-        for i, row in enumerate(rows, start=last_flushed + 1):
-            best = max(best, row.get("val_acc", float("-inf")))
-            if run is not None:
-                run.add(i, row)
-        last_flushed = epoch
-        metrics = {"epoch": epoch, **rows[-1]}
-        if "val_acc" in metrics:
-            metrics["best_val_acc"] = best
-        if final:
-            metrics.update(_finish(r, trainer, bundle, model, conv, initial_kernels, run, n_params, n_trainable,
-                                   best, t0))
-        if run is not None:
-            run.flush()  # before the report: a checkpoint never runs ahead of what MLflow holds
-            metrics["mlflow_run_id"] = run.run_id
-        if report is not None:
-            due = final or epoch % tc.checkpoint_interval == 0
-            state = None
-            if due:
-                kernels = None if initial_kernels is None else torch.from_numpy(initial_kernels)
-                state = {"epoch": epoch, "trainer": trainer.state_dict(), "initial_kernels": kernels,
-                         "run_id": None if run is None else run.run_id}
-            report(metrics, state)
-        if final:
-            return metrics
-    raise AssertionError("unreachable: the loop returns at the final epoch")
-
-
-def _finished_earlier(r: Resolved, run: TrialRun, report) -> dict:
-    """An earlier attempt completed this trial (its MLflow run is FINISHED), but the driver died
-    before Tune recorded it, so Tune restarted it from its last checkpoint Tune knew of.
-
-    Nothing is trained or logged again: the logged final metrics are reported back to Tune and
-    the run gets its FINISHED status and original end time back.
-    """
-    prev = run.previous
-    run._retry(lambda: run.client.set_terminated(run.run_id, status="FINISHED", end_time=prev.info.end_time))
-    metrics = {**prev.data.metrics, "epoch": r.train.epochs, "mlflow_run_id": run.run_id}
-    if report is not None:
-        report(metrics, None)
-    return metrics
-
-
-def _already_done(r, trainer, model, run, report) -> dict:
-    """Restored from the final checkpoint without an MLflow run to read: report the final metrics
-    from the restored history again; train and log nothing."""
-    tc = r.train
-    rows = trainer.history_rows(1, tc.epochs)
-    n_params, n_trainable = count_params(model)
-    metrics = {"epoch": tc.epochs, **rows[-1], "n_params": n_params, "n_trainable_params": n_trainable,
-               "epochs_completed": tc.epochs}
-    if "val_acc" in rows[-1]:
-        metrics["best_val_acc"] = max(row["val_acc"] for row in rows)
-    _, _, _, cm = trainer.evaluate(confusion=True)
-    if cm is not None:
-        metrics["confusion_matrix"] = cm.cpu().tolist()
-    if run is not None:  # not reached with a FINISHED run (see _finished_earlier)
-        run.finish("FINISHED", {S.TAG_STATUS_REASON: S.STATUS_COMPLETED})
-        metrics["mlflow_run_id"] = run.run_id
-    if report is not None:
-        report(metrics, None)
-    return metrics
-
-
-def _finish(r, trainer, bundle, model, conv, initial_kernels, run, n_params, n_trainable, best, t0) -> dict:
-    """Final evaluation, evaluators, artifacts; returns the extra final metrics."""
-    tc = r.train
-    out: dict[str, Any] = {"n_params": n_params, "n_trainable_params": n_trainable,
-                           "epochs_completed": tc.epochs, "train_time_s": time.perf_counter() - t0}
-    _, _, _, cm = trainer.evaluate(confusion=True)
-    final_scalars = {k: out[k] for k in ("n_params", "n_trainable_params", "epochs_completed", "train_time_s")}
-    if best != float("-inf"):
-        final_scalars["best_val_acc"] = best
-    artifacts: dict[str, bytes | str] = {}
-    for name in tc.evaluators:
-        result = get_evaluator(name)(model, bundle, r.config, trainer.device)
-        out.update(result.metrics)
-        final_scalars.update(result.metrics)
-        artifacts.update(result.artifacts)
-        if run is not None:
-            for key, points in result.histories.items():
-                for step, value in points:
-                    run.buffer.append((key, float(value), int(step)))
-    if cm is not None:
-        out["confusion_matrix"] = cm.cpu().tolist()
-    if run is not None:
-        run.add_final(final_scalars)
-        if tc.log_artifacts:
-            artifacts.update(_trial_artifacts(r, trainer, bundle, model, conv, initial_kernels, out))
-        run.flush()
-        for path, content in artifacts.items():
-            run.log_artifact_bytes(path, content)
-        run.finish("FINISHED", {S.TAG_STATUS_REASON: S.STATUS_COMPLETED})
-    return out
-
-
-def _trial_artifacts(r, trainer, bundle, model, conv, initial_kernels, out) -> dict[str, bytes | str]:
-    final = None if conv is None else conv.weight.detach().cpu().numpy()
-    return trial_artifacts(r.config, trainer.history_rows(1, r.train.epochs), bundle, out.get("confusion_matrix"),
-                           initial_kernels, final)
-
-
-def tune_session() -> tuple[dict | None, Callable[[dict, dict | None], None], str]:
+def tune_session() -> tuple[dict | None, Report, str]:
     """Inside a Tune trial: (state restored from tune.get_checkpoint() or None, a report function
     that saves a state dict as the checkpoint, the trial id)."""
     import logging
@@ -280,9 +151,8 @@ def tune_session() -> tuple[dict | None, Callable[[dict, dict | None], None], st
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one "checkpoint created" line per report is noise
     restore = None
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            restore = torch.load(os.path.join(d, CHECKPOINT_FILE), weights_only=True)
+    if checkpoint is not None:  # a corrupt one falls back to an older one or none (trainables.checkpoint)
+        restore = restore_state(checkpoint, CHECKPOINT_FILE, tune.get_context().get_trial_id())
 
     def report(metrics: dict, state: dict | None) -> None:
         if state is None:
@@ -298,4 +168,5 @@ def tune_session() -> tuple[dict | None, Callable[[dict, dict | None], None], st
 def train(config: dict[str, Any], tracking: TrackingInfo | None = None) -> None:
     """Ray Tune function trainable: resumes from `tune.get_checkpoint()` and reports with checkpoints."""
     restore, report, trial_id = tune_session()
+    tag_fallback(tracking, trial_id)
     run_trial(config, tracking, report, restore, trial_id=trial_id)

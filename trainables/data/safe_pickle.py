@@ -39,6 +39,8 @@ class RestrictedUnpickler(pickle.Unpickler):
     """pickle.Unpickler whose find_class only returns ALLOWED_GLOBALS."""
 
     def find_class(self, module: str, name: str) -> Any:
+        if module == "__builtin__":  # Python 2's name (protocol <= 2 pickles)
+            module = "builtins"
         target = ALLOWED_GLOBALS.get((module, name))
         if target is None:
             raise UnsafePickle(f"refused to load global {module}.{name}: not part of the CIFAR-10 batch format")

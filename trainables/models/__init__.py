@@ -1,6 +1,7 @@
 """Model registry: one explicit dict from name to constructor. `build_model` is the only entry point."""
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 
@@ -54,7 +55,12 @@ def model_kwargs(name: str) -> set[str]:
     """Keyword arguments the constructor of model `name` accepts."""
     if name not in MODELS:
         raise UnknownName("model", name, MODELS)
-    return set(inspect.signature(MODELS[name]).parameters)
+    return set(_params(MODELS[name]))
+
+
+@functools.lru_cache(maxsize=None)
+def _params(cls: type) -> tuple[str, ...]:
+    return tuple(inspect.signature(cls).parameters)
 
 
 def model_config_keys(name: str) -> dict[str, str]:
@@ -69,9 +75,14 @@ def model_config_keys(name: str) -> dict[str, str]:
     cls = MODELS[name] if name in MODELS else None
     if cls is None:
         raise UnknownName("model", name, MODELS)
+    return dict(_config_keys(cls))
+
+
+@functools.lru_cache(maxsize=None)
+def _config_keys(cls: type) -> tuple[tuple[str, str], ...]:
     skip = set(DERIVED_KWARGS) | set(getattr(cls, "NOT_CONFIG", ()))
     rename = getattr(cls, "CONFIG_NAMES", {})
-    return {rename.get(kw, kw): kw for kw in inspect.signature(cls).parameters if kw not in skip}
+    return tuple((rename.get(kw, kw), kw) for kw in _params(cls) if kw not in skip)
 
 
 def inactive_model_keys(name: str, kwargs: dict) -> dict[str, str]:

@@ -1,0 +1,593 @@
+"""Issue 16's defences one by one, without Ray: the safe CIFAR-10 reader, the validation layer's
+edges, sweep names and locks, the store lock, Tune-state checks on resume, the parent run a
+failed resume leaves, corrupt checkpoints, interrupt bookkeeping and the local Ray settings."""
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from fakedata import fake_cifar, write_fake_cifar10  # noqa: F401
+from core.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---- the CIFAR-10 reader ----------------------------------------------------------------------
+
+def test_safe_reader_gives_the_arrays_written_and_the_same_45k5k_split(fake_cifar):  # noqa: F811
+    from trainables.data.cifar import build_cifar10, load_cifar10_uint8, split_45k5k
+
+    root, written = fake_cifar
+    x, y = load_cifar10_uint8(str(root), train=True)
+    assert np.array_equal(np.asarray(x), written["x_train"]) and np.array_equal(np.asarray(y), written["y_train"])
+    xt, yt = load_cifar10_uint8(str(root), train=False)
+    assert np.array_equal(np.asarray(xt), written["x_test"]) and np.array_equal(np.asarray(yt), written["y_test"])
+    b = build_cifar10({"data_root": str(root), "split": "45k5k"})
+    tr, va = split_45k5k(len(written["y_train"]), 42)
+    assert np.array_equal(np.asarray(b.y_train), written["y_train"][tr.numpy()])
+    assert np.array_equal(np.asarray(b.x_val), written["x_train"][va.numpy()])
+
+
+def test_safe_reader_matches_torchvision_on_the_same_files(fake_cifar):  # noqa: F811
+    from torchvision.datasets import CIFAR10
+
+    from trainables.data.cifar import FOLDER, read_batch
+
+    root, _ = fake_cifar
+
+    class Files(CIFAR10):  # the files are ours (trusted): skip torchvision's md5 check
+        def _check_integrity(self):
+            return True
+
+        def _load_meta(self):
+            self.classes = []
+
+    ds = Files(str(root), train=True, download=False)
+    ours = [read_batch(root / FOLDER / f"data_batch_{i}") for i in range(1, 6)]
+    assert np.array_equal(np.concatenate([x for x, _ in ours]), ds.data.transpose(0, 3, 1, 2))
+    assert np.concatenate([y for _, y in ours]).tolist() == list(ds.targets)
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_restricted_unpickler_reads_every_protocol_of_the_format(tmp_path, protocol):
+    from trainables.data.safe_pickle import load_restricted
+
+    batch = {b"batch_label": b"x", "labels": [1, 2], "data": np.arange(6, dtype=np.uint8).reshape(2, 3),
+             "filenames": ["a.png", "b.png"], "ba": bytearray(b"12")}
+    (tmp_path / "b").write_bytes(pickle.dumps(batch, protocol=protocol))
+    out = load_restricted(tmp_path / "b")
+    assert out["labels"] == [1, 2] and np.array_equal(out["data"], batch["data"])
+
+
+class _Mkdir:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return os.mkdir, (self.path,)
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_restricted_unpickler_runs_nothing(tmp_path, protocol):
+    from trainables.data.safe_pickle import UnsafePickle, load_restricted
+
+    marker = tmp_path / "pwned"
+    (tmp_path / "b").write_bytes(pickle.dumps({"data": [_Mkdir(str(marker))]}, protocol=protocol))
+    with pytest.raises(UnsafePickle, match=r"posix\.mkdir"):
+        load_restricted(tmp_path / "b")
+    assert not marker.exists()
+    pickle.loads((tmp_path / "b").read_bytes())  # proof the file is hostile
+    assert marker.is_dir()
+
+
+# ---- the validation layer's edges --------------------------------------------------------------
+
+def test_sweep_size_limit_and_yes():
+    from cluster.validate import MAX_TRIALS, check_sweep_size
+
+    check_sweep_size(MAX_TRIALS, False)
+    check_sweep_size(MAX_TRIALS * 8, True)
+    with pytest.raises(ConfigError, match="--yes"):
+        check_sweep_size(MAX_TRIALS + 1, False)
+
+
+def test_yes_flag_reaches_the_options():
+    from cluster.cli import build_parser
+
+    assert build_parser().parse_args(["run", "x", "--yes"]).allow_large
+    assert build_parser().parse_args(["run", "x", "--allow-large"]).allow_large
+    assert not build_parser().parse_args(["run", "x"]).allow_large
+
+
+def test_every_dataset_has_a_memory_estimate():
+    from cluster.validate import MEMORY_ESTIMATES
+    from trainables.data import DATASETS
+
+    assert set(DATASETS) == set(MEMORY_ESTIMATES)
+
+
+def test_memory_estimate_tracks_what_edges_really_allocate():
+    """The estimate is an upper bound of the tensors built (generation overhead included) and not absurd."""
+    from cluster.validate import _edges_bytes
+    from trainables.data import build_data
+    from trainables.data.edges import EdgeDataConfig
+
+    cfg = {"data_per_class": 200, "valid_per_class": 50}
+    b = build_data("edges", cfg)
+    tensors = sum(t.element_size() * t.nelement() for t in (b.x_train, b.y_train, b.x_val, b.y_val))
+    est = _edges_bytes(EdgeDataConfig.from_config(cfg))
+    assert tensors < est < 20 * tensors
+
+
+def test_resources_must_be_finite_also_without_the_cli():
+    from cluster.runner import RunOptions
+
+    for field in ("gpus_per_trial", "cpus_per_trial"):
+        for bad in (float("nan"), float("inf"), -float("inf"), "2"):
+            with pytest.raises(ConfigError, match="finite number"):
+                RunOptions(experiment="edge-data-per-class", **{field: bad})
+
+
+def test_device_cuda_on_a_cluster_without_gpus():
+    from cluster.plan import make_plan
+    from cluster.validate import check_device_cluster
+    from search_spaces import get_experiment
+
+    plan = make_plan(get_experiment("edge-data-per-class"), {"device": "cuda"}, smoke=True)
+    with pytest.raises(ConfigError, match="Ray cluster has no GPUs"):
+        check_device_cluster(plan, 0.0)
+    check_device_cluster(plan, 4.0)
+    check_device_cluster(make_plan(get_experiment("edge-data-per-class"), smoke=True), 0.0)
+
+
+# ---- names and locks ---------------------------------------------------------------------------
+
+def test_default_names_are_unique_within_one_second(tmp_path):
+    from cluster.runner import claim_sweep
+
+    names = set()
+    for _ in range(30):
+        name, lock = claim_sweep(str(tmp_path), None, "edge-data-per-class")
+        lock.release()
+        names.add(name)
+    assert len(names) == 30 and len(list(tmp_path.iterdir())) == 30
+
+
+def test_explicit_name_taken_is_refused(tmp_path):
+    from cluster.runner import claim_sweep
+
+    _, lock = claim_sweep(str(tmp_path), "mine", "x")
+    with pytest.raises(ConfigError, match="already exists"):
+        claim_sweep(str(tmp_path), "mine", "x")
+    lock.release()
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {root!r})
+    from pathlib import Path
+    from cluster.locks import SweepLock
+    SweepLock(Path({folder!r}), "s").acquire()
+    print("locked", flush=True)
+    time.sleep(120)
+""")
+
+
+def _hold_lock(folder: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER.format(root=str(ROOT), folder=str(folder))],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_lock_names_the_running_pid_and_a_dead_holder_is_taken_over(tmp_path):
+    from cluster.locks import SweepLock
+
+    proc = _hold_lock(tmp_path)
+    try:
+        with pytest.raises(ConfigError, match=rf"sweep s is running \(pid {proc.pid} on "):
+            SweepLock(tmp_path, "s").acquire()
+    finally:
+        proc.kill()
+        proc.wait()
+    lock = SweepLock(tmp_path, "s").acquire()  # the stale lock of a SIGKILLed holder
+    assert f"pid {os.getpid()}" in (tmp_path / "sweep.lock").read_text()
+    lock.release()
+
+
+STORE = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    from cluster import tracking
+    tracking.create_store({uri!r})
+""")
+
+
+@pytest.mark.slow  # ~30 s: two fresh interpreters importing MLflow on 2 cores
+def test_two_processes_creating_one_new_sqlite_store(tmp_path):
+    """Schema creation serialized by the lock beside the database: every process succeeds."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    procs = [subprocess.Popen([sys.executable, "-c", STORE.format(root=str(ROOT), uri=uri)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    from mlflow.tracking import MlflowClient
+
+    assert MlflowClient(uri).get_experiment_by_name("Default") is not None
+
+
+# ---- resume: Tune state, lock, parent status ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory) -> Path:
+    """An MLflow sqlite store with its tables (creating one takes seconds: copied per test)."""
+    from cluster.tracking import create_store
+
+    db = tmp_path_factory.mktemp("store") / "mlflow.db"
+    create_store(f"sqlite:///{db}")
+    return db
+
+
+@pytest.fixture
+def fake_sweep(tmp_path, empty_store):
+    """A sweep folder as `sweep run` leaves it (sweep.json, tuner.pkl, experiment state), with its
+    parent run FINISHED in a real sqlite store; no Ray."""
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    shutil.copy(empty_store, tmp_path / "mlflow.db")
+    tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
+
+    from cluster import tune_state
+    from cluster.runner import SWEEP_FILE, write_meta
+
+    client = MlflowClient(tracking_uri)
+    exp_id = client.create_experiment("edge-data-per-class")
+    parent = client.create_run(exp_id, tags={"role": "sweep", "sweep": "fs"}).info.run_id
+    client.set_terminated(parent, "FINISHED")
+    storage = tmp_path / "rr"
+    folder = storage / "fs"
+    folder.mkdir(parents=True)
+    (folder / "tuner.pkl").write_bytes(pickle.dumps({"harmless": 1}))
+    (folder / "experiment_state-x.json").write_text("{}")
+    meta = {"name": "fs", "experiment": "edge-data-per-class", "tracking_uri": tracking_uri, "experiment_id": exp_id,
+            "parent_run_id": parent, "resources": {"cpu": 1, "gpu": 0}, "storage_path": str(storage),
+            "git_sha": "x", "swept_keys": [], "n_trials": 1, "options": {"experiment": "edge-data-per-class"}}
+    digest = tune_state.tuner_hash(folder)
+    meta[tune_state.TAG_TUNER_SHA] = digest
+    meta["tune_state_at_exit"] = tune_state.state_hashes(folder)
+    write_meta(folder, meta)
+    client.set_tag(parent, tune_state.TAG_TUNER_SHA, digest)
+    assert (folder / SWEEP_FILE).exists()
+    return SimpleNamespace(folder=folder, storage=storage, client=client, parent=parent, meta=meta)
+
+
+def _resume(fs, capsys, *extra) -> tuple[int, str]:
+    from cluster.cli import main
+
+    code = main(["resume", "fs", "--storage-path", str(fs.storage), *extra])
+    return code, capsys.readouterr().err
+
+
+def _payload(path: Path, marker: Path) -> None:
+    path.write_bytes(pickle.dumps(_Mkdir(str(marker))))
+
+
+@pytest.mark.parametrize("tamper, message", [
+    ("tuner-replaced", "tuner.pkl changed since the sweep started"),
+    ("state-replaced", "experiment_state-x.json changed after the sweep's driver exited"),
+    ("state-added", "searcher-state.pkl appeared after the sweep's driver exited"),
+    ("group-writable", "writable by group or others"),
+    ("other-owner", "belongs to another user"),
+    ("symlinked-tuner", "is a symbolic link"),
+    ("hash-record-edited", "differs from the one in the MLflow parent run"),
+])
+def test_resume_refuses_tampered_tune_state(fake_sweep, tamper, message, capsys, tmp_path, ray_shutdown):
+    import ray
+
+    from cluster.runner import write_meta
+
+    fs, marker = fake_sweep, tmp_path / "pwned"
+    if tamper == "tuner-replaced":
+        _payload(fs.folder / "tuner.pkl", marker)
+    elif tamper == "state-replaced":
+        (fs.folder / "experiment_state-x.json").write_text('{"trial_data": []}')
+    elif tamper == "state-added":
+        _payload(fs.folder / "searcher-state.pkl", marker)
+    elif tamper == "group-writable":
+        os.chmod(fs.folder / "tuner.pkl", 0o664)
+    elif tamper == "other-owner":
+        if os.getuid() != 0:
+            pytest.skip("only root can give a file away")
+        os.chown(fs.folder / "experiment_state-x.json", 12345, 12345)
+    elif tamper == "symlinked-tuner":
+        _payload(tmp_path / "elsewhere.pkl", marker)
+        (fs.folder / "tuner.pkl").unlink()
+        (fs.folder / "tuner.pkl").symlink_to(tmp_path / "elsewhere.pkl")
+    elif tamper == "hash-record-edited":
+        _payload(fs.folder / "tuner.pkl", marker)
+        from cluster import tune_state
+
+        write_meta(fs.folder, {**fs.meta, tune_state.TAG_TUNER_SHA: tune_state.tuner_hash(fs.folder),
+                               "tune_state_at_exit": None})
+    code, err = _resume(fs, capsys)
+    assert code == 2 and message in err, err
+    assert "Traceback" not in err and not marker.exists()
+    assert not ray.is_initialized()
+    assert fs.client.get_run(fs.parent).info.status == "FINISHED"
+
+
+def test_resume_while_the_sweep_runs_is_refused(fake_sweep, capsys, ray_shutdown):
+    import ray
+
+    proc = _hold_lock(fake_sweep.folder)
+    try:
+        code, err = _resume(fake_sweep, capsys)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert code == 2 and f"sweep fs is running (pid {proc.pid}" in err, err
+    assert not ray.is_initialized()
+    assert fake_sweep.client.get_run(fake_sweep.parent).info.status == "FINISHED"
+
+
+@pytest.mark.parametrize("before", ["FINISHED", "KILLED", "FAILED"])
+def test_failed_resume_gives_the_parent_its_status_back(fake_sweep, monkeypatch, before):
+    from ray import tune
+
+    from cluster import ray_setup, runner
+
+    fs = fake_sweep
+    fs.client.set_terminated(fs.parent, before)
+    seen = []
+
+    def fit(tuner, client, meta, opts, guard, folder):
+        seen.append(client.get_run(meta["parent_run_id"]).info.status)
+        raise RuntimeError("the cluster went away")
+
+    monkeypatch.setattr(ray_setup, "init_ray", lambda *a, **k: None)
+    monkeypatch.setattr(tune.Tuner, "can_restore", staticmethod(lambda path: True))
+    monkeypatch.setattr(tune.Tuner, "restore", staticmethod(lambda *a, **k: object()))
+    monkeypatch.setattr(runner, "_fit_and_close", fit)
+    with pytest.raises(RuntimeError, match="went away"):
+        runner.resume_sweep("fs", str(fs.storage))
+    assert seen == ["RUNNING"]  # RUNNING only once the resume really started
+    assert fs.client.get_run(fs.parent).info.status == before
+
+
+def test_resume_refused_before_restore_leaves_the_parent_alone(fake_sweep, monkeypatch):
+    from ray import tune
+
+    from cluster import ray_setup, runner
+
+    monkeypatch.setattr(ray_setup, "init_ray", lambda *a, **k: None)
+    monkeypatch.setattr(tune.Tuner, "can_restore", staticmethod(lambda path: False))
+    with pytest.raises(ConfigError, match="no Tune state"):
+        runner.resume_sweep("fs", str(fake_sweep.storage))
+    assert fake_sweep.client.get_run(fake_sweep.parent).info.status == "FINISHED"
+
+
+def test_resume_honours_storage_path_of_a_moved_sweep(fake_sweep, tmp_path):
+    import shutil
+
+    from cluster.runner import _find_sweep
+
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.move(str(fake_sweep.folder), moved / "fs")
+    meta, folder = _find_sweep("fs", str(moved))
+    assert folder == moved / "fs" and meta["parent_run_id"] == fake_sweep.parent
+    with pytest.raises(ConfigError, match="no sweep named 'fs'"):
+        _find_sweep("fs", str(fake_sweep.storage))
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "is damaged"), ('{"name": "fs"}', "is damaged"), ("", "is damaged")])
+def test_damaged_sweep_json_is_a_message(tmp_path, content, message):
+    from cluster.runner import _find_sweep
+
+    (tmp_path / "fs").mkdir()
+    (tmp_path / "fs" / "sweep.json").write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        _find_sweep("fs", str(tmp_path))
+
+
+# ---- corrupt checkpoints -----------------------------------------------------------------------
+
+def _checkpoints(trial_dir: Path, states: dict[int, object]) -> None:
+    import torch
+
+    for i, state in states.items():
+        d = trial_dir / f"checkpoint_{i:06d}"
+        d.mkdir(parents=True)
+        if isinstance(state, bytes):
+            (d / "trial_state.pt").write_bytes(state)
+        else:
+            torch.save(state, d / "trial_state.pt")
+
+
+@pytest.mark.parametrize("garbage", [b"", b"garbage" * 100, b"PK\x03\x04" + b"\x00" * 60])
+def test_corrupt_latest_checkpoint_falls_back_to_an_older_one(tmp_path, garbage, capsys):
+    from trainables.checkpoint import _NOTES, restore_state
+
+    trial = tmp_path / "trial"
+    _checkpoints(trial, {0: {"epoch": 3, "trainer": {}}, 1: {"epoch": 6, "trainer": {}}, 2: garbage})
+    state = restore_state(SimpleNamespace(path=str(trial / "checkpoint_000002"), filesystem=None),
+                          "trial_state.pt", "t1")
+    assert state["epoch"] == 6
+    assert "older checkpoint checkpoint_000001 (epoch 6)" in _NOTES.pop("t1")
+    assert "corrupt checkpoint" in capsys.readouterr().err
+
+
+def test_all_checkpoints_corrupt_or_hostile_start_over_without_running_anything(tmp_path):
+    import torch
+
+    from trainables.checkpoint import _NOTES, restore_state
+
+    marker = tmp_path / "pwned"
+    trial = tmp_path / "trial"
+    _checkpoints(trial, {0: b"junk", 1: [1, 2, 3]})
+    d = trial / "checkpoint_000002"
+    d.mkdir()
+    torch.save({"epoch": 1, "trainer": _Mkdir(str(marker))}, d / "trial_state.pt")
+    assert restore_state(SimpleNamespace(path=str(d), filesystem=None), "trial_state.pt", "t2") is None
+    assert not marker.exists()
+    assert "no checkpoint" in _NOTES.pop("t2")
+
+
+def test_fallback_is_tagged_on_the_trials_run(tracking_uri, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from trainables.checkpoint import TAG_CORRUPT, restore_state, tag_fallback
+    from trainables.tracking import TrackingInfo
+
+    client = MlflowClient(tracking_uri)
+    exp_id = client.create_experiment("c")
+    parent = client.create_run(exp_id).info.run_id
+    child = client.create_run(exp_id, tags={"trial_id": "t3", "mlflow.parentRunId": parent}).info.run_id
+    _checkpoints(tmp_path / "trial", {0: b"junk"})
+    restore_state(SimpleNamespace(path=str(tmp_path / "trial" / "checkpoint_000000"), filesystem=None),
+                  "trial_state.pt", "t3")
+    tag_fallback(TrackingInfo(tracking_uri, exp_id, parent, "s", "c"), "t3")
+    assert "corrupt checkpoint" in client.get_run(child).data.tags[TAG_CORRUPT]
+
+
+# ---- interrupts --------------------------------------------------------------------------------
+
+def test_mark_killed_leaves_no_run_running(tracking_uri):
+    from mlflow.tracking import MlflowClient
+
+    from cluster.interrupts import mark_killed
+
+    client = MlflowClient(tracking_uri)
+    exp_id = client.create_experiment("k")
+    parent = client.create_run(exp_id).info.run_id
+    runs = {}
+    for name, status, error in [("a", "RUNNING", None), ("b", "FINISHED", None), ("c", "FAILED", "KeyboardInterrupt"),
+                                ("d", "FAILED", "RuntimeError: real"), ("e", "RUNNING", None)]:
+        rid = client.create_run(exp_id, tags={"mlflow.parentRunId": parent, **({"error": error} if error else {})}).info.run_id
+        if status != "RUNNING":
+            client.set_terminated(rid, status)
+        runs[name] = rid
+    assert mark_killed(client, exp_id, parent, signal.SIGTERM) == 3
+    status = {k: client.get_run(r).info.status for k, r in runs.items()}
+    assert status == {"a": "KILLED", "b": "FINISHED", "c": "KILLED", "d": "FAILED", "e": "KILLED"}
+    p = client.get_run(parent)
+    assert p.info.status == "KILLED" and p.data.tags["stop_reason"] == "interrupted by SIGTERM"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_outside_fit_raises_with_its_number(sig):
+    from cluster.interrupts import Interrupted, SignalGuard
+
+    with pytest.raises(Interrupted) as info, SignalGuard() as guard:
+        os.kill(os.getpid(), sig)
+        time.sleep(1)
+    assert info.value.signum == sig and guard.exit_code == 128 + sig
+    assert os.environ.get("TUNE_DISABLE_SIGINT_HANDLER") is None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_first_signal_during_fit_asks_tune_to_stop_the_second_aborts(sig):
+    from cluster.interrupts import Interrupted, SignalGuard
+
+    asked = []
+
+    def signal_interrupt_tune_run(signum, frame):  # the name Tune's handler has
+        asked.append(signum)
+
+    old = signal.signal(signal.SIGUSR1, signal_interrupt_tune_run)
+    try:
+        with SignalGuard() as guard:
+            os.kill(os.getpid(), sig)
+            time.sleep(0.5)
+            assert asked == [signal.SIGUSR1] and guard.signum == sig
+            assert os.environ["TUNE_DISABLE_SIGINT_HANDLER"] == "1"
+            with pytest.raises(Interrupted):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)
+        assert guard.exit_code == 128 + sig
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+
+
+# ---- local Ray settings ------------------------------------------------------------------------
+
+def test_local_ray_gets_no_runtime_env_and_binds_loopback(monkeypatch):
+    import ray
+    from ray._private import ray_constants
+
+    from cluster import ray_setup
+
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw-123")
+    calls = []
+
+    def init(*a, **kw):
+        calls.append((kw, ray_constants.ENABLE_RAY_CLUSTER, os.environ.get(ray_setup.LOOPBACK_ENV)))
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_setup.init_ray(None)
+    kw, enabled, env = calls[0]
+    assert kw.get("runtime_env") is None and "pw-123" not in repr(kw)
+    assert enabled is False and env == "0"
+    assert ray_constants.ENABLE_RAY_CLUSTER == before and os.environ.get(ray_setup.LOOPBACK_ENV) is None
+
+
+def test_remote_cluster_still_gets_credentials_as_env_vars(monkeypatch):
+    import ray
+
+    from cluster import ray_setup
+
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw-123")
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda *a, **kw: calls.append(kw))
+    ray_setup.init_ray("10.0.0.1:6379", ship_code=False)
+    assert calls[0]["runtime_env"] == {"env_vars": {"MLFLOW_TRACKING_PASSWORD": "pw-123"}}
+
+
+def test_a_real_mlflow_server_is_recognised(tmp_path):
+    """The not-MLflow check accepts MLflow's own answers (found, not found, auth required)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cluster.tracking import check_tracking_uri
+
+    answers = iter([(200, {"experiment": {"name": "Default"}}), (404, {"error_code": "RESOURCE_DOES_NOT_EXIST"}),
+                    (401, {"error_code": "UNAUTHENTICATED"})])
+
+    class Mlflowish(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            code, body = (200, "OK") if self.path == "/health" else next(answers)
+            raw = (body if isinstance(body, str) else json.dumps(body)).encode()
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Mlflowish)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_address[1]}"
+        for _ in range(3):
+            assert check_tracking_uri(uri) == uri
+    finally:
+        server.shutdown()
+        server.server_close()
