@@ -143,7 +143,8 @@ def test_results_table_says_which_loss_it_shows():
 
 def _smoke(tmp_path: Path, *extra: str) -> tuple[str, Path]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SWEEP_HOME": str(tmp_path / "home")}
-    env.pop("MLFLOW_CONFIGURE_LOGGING", None)
+    for leaked in ("MLFLOW_CONFIGURE_LOGGING", "RAY_AUTH_MODE"):  # set by in-process sweeps of other tests
+        env.pop(leaked, None)
     argv = [sys.executable, "-m", "cluster.cli", "run", "edge-data-per-class", "--seeds", "1", "--set", "epochs=1",
             "--set", "data_per_class=10", "--name", "quiet", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
             "--storage-path", str(tmp_path / "rr"), "--cpus-per-trial", "1", *extra]

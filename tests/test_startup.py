@@ -96,6 +96,7 @@ def test_up_run_down_cycle_reuses_the_head(sweep_home, ray_shutdown, monkeypatch
     """`sweep up` starts one head; two drivers join it (no Ray start of their own); `sweep down` stops it."""
     import ray
 
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)  # joining sets it; undone after the test
     head = ray_head.up(num_cpus=1)
     try:
         assert head.address.startswith("127.0.0.1:") and ray_head.is_alive(head)
