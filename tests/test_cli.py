@@ -96,7 +96,7 @@ RUN_FLAGS = {
     "--sample": ("lr=loguniform(1e-3,1e-1)", "samples", {"lr": "loguniform(0.001, 0.1)"}),
     "--yes": (None, "allow_large", True), "--allow-large": (None, "allow_large", True),
     "--until-decided": (None, "until_decided", True), "--max-seeds": ("12", "max_seeds", 12),
-    "--target-halfwidth": ("0.05", "target_halfwidth", 0.05),
+    "--target-halfwidth": ("0.05", "target_halfwidth", 0.05), "--verbose": (None, "verbose", True),
 }
 CONFIRM_FLAGS = {
     "--seeds": ("7", "seeds", 7), "--top": ("2", "top", 2), "--name": ("c1", "name", "c1"),
@@ -104,7 +104,9 @@ CONFIRM_FLAGS = {
     "--cpus-per-trial": ("2", "cpus_per_trial", 2.0), "--gpus-per-trial": ("0.5", "gpus_per_trial", 0.5),
     "--address": ("auto", "address", "auto"), "--tracking-uri": ("sqlite:///x.db", "tracking_uri", "sqlite:///x.db"),
 }
-RESUME_FLAGS = {"--storage-path": ("/tmp/rr", "storage_path", "/tmp/rr"), "--address": ("auto", "address", "auto")}
+RESUME_FLAGS = {"--storage-path": ("/tmp/rr", "storage_path", "/tmp/rr"), "--address": ("auto", "address", "auto"),
+                "--verbose": (None, "verbose", True)}
+UP_FLAGS = {"--num-cpus": ("2", "num_cpus", 2)}
 SERVER_FLAGS = {
     "--host": ("0.0.0.0", "host", "0.0.0.0"), "--port": ("5001", "port", 5001),
     "--backend-store-uri": ("sqlite:///s.db", "backend_store_uri", "sqlite:///s.db"),
@@ -113,7 +115,7 @@ SERVER_FLAGS = {
     "--allowed-hosts": ("a.example,b.example", "allowed_hosts", "a.example,b.example"),
 }
 READ_FLAGS = {"--sweep": ("s1", "sweep", "s1"), "--tracking-uri": ("sqlite:///x.db", "tracking_uri", "sqlite:///x.db")}
-TABLES = {"run": RUN_FLAGS, "confirm": CONFIRM_FLAGS, "resume": RESUME_FLAGS, "server": SERVER_FLAGS,
+TABLES = {"run": RUN_FLAGS, "confirm": CONFIRM_FLAGS, "resume": RESUME_FLAGS, "server": SERVER_FLAGS, "up": UP_FLAGS,
           "results": {**READ_FLAGS, "--format": ("csv", "format", "csv")},
           "report": {**READ_FLAGS, "--out": ("/tmp/out", "out_dir", "/tmp/out")}}
 
@@ -140,8 +142,15 @@ def _capture(monkeypatch, command: str) -> dict:
     elif command == "resume":
         import cluster.runner as mod
 
-        monkeypatch.setattr(mod, "resume_sweep", lambda name, storage_path, address:
-                            seen.update(name=name, storage_path=storage_path, address=address) or 0)
+        monkeypatch.setattr(mod, "resume_sweep", lambda name, storage_path, address, verbose=False:
+                            seen.update(name=name, storage_path=storage_path, address=address, verbose=verbose) or 0)
+    elif command == "up":
+        import cluster.ray_head as mod
+        from cluster.ray_head import HeadState
+
+        monkeypatch.setattr(mod, "live_head", lambda **kw: None)
+        monkeypatch.setattr(mod, "up", lambda num_cpus=None: seen.update(num_cpus=num_cpus)
+                            or HeadState("127.0.0.1:1", 1, num_cpus or 1, "/tmp/x", "/tmp", 0.0))
     elif command == "confirm":
         import cluster.confirm as mod
 
@@ -162,7 +171,7 @@ def _capture(monkeypatch, command: str) -> dict:
     return seen
 
 
-POSITIONAL = {"run": ["edge-data-per-class"], "confirm": ["s0"], "resume": ["s0"], "server": [],
+POSITIONAL = {"run": ["edge-data-per-class"], "confirm": ["s0"], "resume": ["s0"], "server": [], "up": [],
               "results": ["edge-data-per-class"], "report": ["edge-data-per-class"]}
 
 
