@@ -18,12 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCE_DIRS = ("trainables", "cluster", "analysis", "search_spaces", "benchmarks", "tests")
 # Deliberate unpickling, each with its reason; anything else fails the scan.
 ALLOWED = {
-    # The CIFAR-10 python batches *are* pickles (the published format), read from the data_root
-    # the user points at (torchvision's own loader does the same), never from configs or checkpoints.
-    ("trainables/data/cifar.py", "pickle.load"): "CIFAR-10 format",
+    # CIFAR-10 batches are pickles but are read with trainables.data.safe_pickle's restricted
+    # unpickler (no pickle.load anywhere under trainables/data).
     # Tune's scheduler save/restore protocol, in the sweep's own storage folder, where Tune itself
-    # keeps its cloudpickled experiment state: the same trust as Tune's resume.
+    # keeps its cloudpickled experiment state: `sweep resume` checks that folder first
+    # (cluster.tune_state: owner, permissions, hashes).
     ("cluster/schedulers.py", "pickle.load"): "Tune scheduler state",
+    # Proof that the restricted unpickler's test payload really is hostile.
+    ("tests/test_hostile_units.py", "pickle.loads"): "test payload",
     # This file's proof that the hostile test payload really is hostile.
     ("tests/test_security.py", "torch.load"): "test payload",
 }
@@ -92,27 +94,34 @@ def test_hostile_weights_file_is_refused_without_running_it(tmp_path):
 
 
 @pytest.mark.parametrize("which", ["train", "train_pack"])
-def test_hostile_trial_checkpoint_is_refused(which, tmp_path, monkeypatch):
+def test_hostile_trial_checkpoint_is_refused(which, tmp_path, monkeypatch, capsys):
     """The Tune trainables (single and packed) restore through their own path (tune.get_checkpoint ->
-    tune_session): a planted checkpoint is refused before any training and runs no code."""
+    tune_session -> trainables.checkpoint): a planted checkpoint runs no code; it is reported as
+    corrupt and the trial starts over (its MLflow run decides whether anything is retrained)."""
     import torch
     from ray import tune
 
     from trainables import packed_trainable, trainable
 
     marker = tmp_path / "pwned"
-    ckpt = tmp_path / "ckpt"
+    ckpt = tmp_path / "checkpoint_000000"
     ckpt.mkdir()
     torch.save({"epoch": 1, "trainer": _Payload(str(marker))}, ckpt / trainable.CHECKPOINT_FILE)
     monkeypatch.setattr(tune, "get_checkpoint", lambda: tune.Checkpoint.from_directory(str(ckpt)))
     monkeypatch.setattr(tune, "get_context", lambda: type("Ctx", (), {"get_trial_id": lambda self: "t0"})())
+    restored = []
     cfg = {**EDGE, "log_to_mlflow": False}
-    with pytest.raises(pickle.UnpicklingError):
-        if which == "train":
-            trainable.train(cfg)
-        else:
-            packed_trainable.train_pack({"members": [cfg, {**cfg, "seed": 11}]})
+    if which == "train":
+        monkeypatch.setattr(trainable, "run_trial", lambda c, t, rep, restore, trial_id: restored.append(restore))
+        trainable.train(cfg)
+    else:
+        monkeypatch.setattr(packed_trainable, "run_pack", lambda c, t, rep, restore, trial_id: restored.append(restore))
+        packed_trainable.train_pack({"members": [cfg, {**cfg, "seed": 11}]})
+    assert restored == [None]
     assert not marker.exists()
+    assert "corrupt checkpoint" in capsys.readouterr().err
+    with pytest.raises(pickle.UnpicklingError):  # what a plain weights_only load says about this file
+        torch.load(ckpt / trainable.CHECKPOINT_FILE, weights_only=True)
 
 
 def test_trial_params_and_config_artifact_redact_credentials(tracking_uri, monkeypatch, tmp_path):
