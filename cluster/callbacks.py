@@ -99,13 +99,15 @@ class ProgressDisplay(tune.Callback):
     """The sweep's one progress display: trials done / running / failed, ETA and the best so far.
 
     On a terminal it is a single line redrawn in place (at most every `redraw_s`); elsewhere (CI
-    logs, pipes) a plain line every `interval_s` and at the end. A failed trial or a retry also
-    prints a line of its own. Tune's tables are off (they print a config and a result box per
+    logs, pipes) a plain line at each tenth of the trials finished, a heartbeat when no trial
+    finished for `interval_s` (or a tenth of the time so far, if longer), and the end: a dozen or
+    two lines however long the sweep. A failed trial or
+    a retry also prints a line of its own. Tune's tables are off (they print a config and a result box per
     trial, hundreds of lines per sweep).
     """
 
     def __init__(self, total: int, swept_keys: list[str], metric: str = "val_acc", mode: str = "max",
-                 stream=None, tty: bool | None = None, interval_s: float = 15.0, redraw_s: float = 0.5,
+                 stream=None, tty: bool | None = None, interval_s: float = 60.0, redraw_s: float = 0.5,
                  clock=None):
         import time
 
@@ -122,6 +124,9 @@ class ProgressDisplay(tune.Callback):
         self.best: tuple[float, str] | None = None
         self._last_print = self.start
         self._width = 0
+        self._step = max(1, -(-total // 10))  # plain lines: one per tenth of the trials finished
+        self._milestone = self._step
+        self._last_finished = -1
 
     @property
     def stream(self):
@@ -166,8 +171,18 @@ class ProgressDisplay(tune.Callback):
             self.stream.write("\r" + line + " " * max(self._width - len(line), 0))
             self._width = len(line)
         else:
-            if not force and now - self._last_print < self.interval_s:
+            finished = self.done + self.failed
+            quiet_for = now - self._last_print
+            heartbeat = (finished == self._last_finished
+                         and quiet_for >= max(self.interval_s, (now - self.start) / 10))
+            if force:
+                if finished == self._last_finished:
+                    return  # the end, already shown
+            elif finished < self._milestone and not heartbeat:
                 return
+            while self._milestone <= finished:
+                self._milestone += self._step
+            self._last_finished = finished
             self.stream.write(self.status() + "\n")
         self.stream.flush()
         self._last_print = now
@@ -194,6 +209,7 @@ class ProgressDisplay(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         for cfg, last in _members(trial):
             self.done += 1
+            self.running = max(self.running - 1, 0)
             if "epochs_completed" not in last:
                 self.stopped += 1
             value = last.get(self.metric)
@@ -204,6 +220,7 @@ class ProgressDisplay(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         members = _members(trial)
         self.failed += len(members)
+        self.running = max(self.running - len(members), 0)
         self._message(" + ".join(self._label(c) for c, _ in members) + ": FAILED (see error.txt of its MLflow run)")
 
     def on_trial_recover(self, iteration, trials, trial, **info):

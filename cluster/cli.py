@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--gpus-per-trial", type=_float, help="fractional GPUs per trial (default 0.25 if GPUs)")
     run.add_argument("--max-concurrent", type=int)
     run.add_argument("--max-failures", type=int, default=2, help="retries per trial (FailureConfig)")
-    run.add_argument("--name", help="sweep name (default EXPERIMENT-YYYYmmdd-HHMMSS)")
+    run.add_argument("--name", help="sweep name (default EXPERIMENT-YYYYmmdd-HHMMSS-xxxx, xxxx random)")
     run.add_argument("--storage-path", help="Tune storage: local/shared path or cloud URI (default ./ray_results)")
     run.add_argument("--data-root", help="where CIFAR-10/MNIST files live (config key data_root)")
     run.add_argument("--pack", type=int, default=1, metavar="K",

@@ -71,7 +71,7 @@ def pick_best(trials: list[dict[str, Any]], metric: str, mode: str, top: int = 1
     seen: dict[str, list[dict]] = {}
     for t in scored:
         pairing = t["params"]["pairing"]
-        config = {k: v for k, v in t["params"].items() if k not in NOT_CONFIG}
+        config = _applied({k: v for k, v in t["params"].items() if k not in NOT_CONFIG}, pairing)
         taken = seen.setdefault(pairing, [])
         if len(taken) >= top or config in taken:
             continue
@@ -79,6 +79,18 @@ def pick_best(trials: list[dict[str, Any]], metric: str, mode: str, top: int = 1
         searched = {k: t["params"][k] for k in swept_keys if k != "pairing" and k in t["params"]}
         out.append(Best(pairing, len(taken), t["run_id"], float(t["metrics"][metric]), config, searched))
     return out
+
+
+def _applied(config: dict[str, Any], pairing: str) -> dict[str, Any]:
+    """The keys of a logged config that its pairing uses: stores written before strict keys also
+    logged settings a pairing ignored (e.g. kernel_size on an MLP), which a rerun would refuse."""
+    from trainables.spec import resolve_config
+
+    try:
+        unused = resolve_config({**config, "pairing": pairing}, strict=False).unused
+    except Exception:  # an invalid old value: let the confirmation's own plan report it
+        return config
+    return {k: v for k, v in config.items() if k not in unused}
 
 
 def _finite(v) -> bool:

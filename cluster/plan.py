@@ -25,11 +25,6 @@ from trainables.pairings import get_pairing
 from trainables.spec import CELL_KEY, TrialSpec, check_keys, pairing_keys, resolve_config, unused_key_message
 
 
-# Routing resolves every cell of the cross product (about 0.5 ms each); a larger product is
-# prechecked (its size against the sweep limit) before that, on the product's size.
-PRECHECK_BEFORE_ROUTING = 50_000
-
-
 @dataclass
 class Plan:
     """What a sweep will run.
@@ -147,8 +142,8 @@ def make_plan(exp: Experiment, sets: dict[str, Any] | None = None, grids: dict[s
               extra_fixed: dict[str, Any] | None = None, precheck: Callable[[Plan], None] | None = None) -> Plan:
     """Combine an experiment with overrides; route keys to the pairings that use them; resolve
     and validate every cell. `extra_fixed` (e.g. --data-root) applies where a pairing uses it
-    and is no error elsewhere. `precheck(plan)` runs after routing and before the cells are
-    resolved (cheap whole-plan checks: cluster.validate). Raises ConfigError."""
+    and is no error elsewhere. `precheck(plan)` runs before the cells are routed and resolved
+    (cheap whole-plan checks on the values as given: cluster.validate). Raises ConfigError."""
     if exp.analytic:
         raise ConfigError(f"experiment {exp.name!r} is analytic (no trials); `sweep run` computes it directly")
     if seeds is not None and seeds < 1:
@@ -187,11 +182,11 @@ def make_plan(exp: Experiment, sets: dict[str, Any] | None = None, grids: dict[s
     absolute_paths(fixed, {get_pairing(p).dataset for p in exp.pairings})
     plan = Plan(exp, fixed, {"pairing": list(exp.pairings), **axes, "seed": exp.seed_values(n_seeds)},
                 per_pairing, num_samples, smoke)
-    if precheck is not None and plan.n_trials() > PRECHECK_BEFORE_ROUTING:
-        precheck(plan)  # an absurd sweep size fails before its cells are enumerated and resolved
-    route_keys(plan, user_keys - {"pairing", "seed"})
     if precheck is not None:
+        # The values as given (finite, in range) and the size of the cross product, before its
+        # cells are enumerated and resolved; routing only ever removes cells.
         precheck(plan)
+    route_keys(plan, user_keys - {"pairing", "seed"})
     validate(plan)
     return plan
 

@@ -154,13 +154,16 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
     name, lock = claim_sweep(storage, opts.name, plan.experiment.name)
     log_path = console.driver_log_path(storage, name)
     try:
-        quiet_libraries(log_path, opts.verbose)
         from concurrent.futures import ThreadPoolExecutor
 
+        if not opts.verbose and "mlflow" not in sys.modules:
+            os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # our driver.log handler stays on its logger
         with ThreadPoolExecutor(1, thread_name_prefix="sweep-mlflow") as pool:
             # MLflow's store (schema creation serialized with other sweeps), experiment and imports get
-            # ready while Ray starts or joins `sweep up`'s head; no run exists until the resources fit.
+            # ready while Ray is imported and starts or joins `sweep up`'s head; no run exists until the
+            # resources fit.
             prepared = pool.submit(_prepare_tracking, uri, plan.experiment.name)
+            quiet_libraries(log_path, opts.verbose)
             ray_how = ray_setup.init_ray(opts.address, ship_code=opts.ship_code)
             if not opts.verbose:
                 console.route_worker_output(log_path)

@@ -195,12 +195,13 @@ def run_study(opts: StudyOptions) -> int:
         entry.wall_s += time.monotonic() - t0
         entry.exit_code = rc
         analytic = get_experiment(entry.experiment).analytic
-        if rc in (0, 1) and not analytic and not sweep_finished(storage / entry.sweep):
+        # 130/143: the sweep caught SIGINT/SIGTERM itself (cluster.interrupts) and marked its runs KILLED.
+        if rc >= 128 or (rc in (0, 1) and not analytic and not sweep_finished(storage / entry.sweep)):
             entry.status, entry.note = "running", "interrupted: `sweep study` again resumes here"
             save_state(path, study, opts, entries)
             print(f"study {opts.study_name}: interrupted during {entry.experiment}; run the same command to "
                   "resume", flush=True)
-            return 130
+            return rc if rc >= 128 else 130
         entry.status = "finished" if rc in (0, 1) else "failed"
         if rc == 1:
             entry.note = "some trials failed"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -151,11 +152,16 @@ def create_store(uri: str) -> None:
 
     db = Path(uri[len("sqlite:///"):])
     with file_lock(db.with_name(db.name + ".lock")):
-        try:
-            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
-        except Exception as exc:  # schema creation/migration failing: disk full, locked, newer schema
-            raise ConfigError(f"the MLflow database {db} cannot be opened or created: {type(exc).__name__}: "
-                              f"{str(exc)[:300]}") from None
+        for attempt in range(3):
+            try:
+                MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+                return
+            except Exception as exc:  # schema creation/migration failing: disk full, locked, newer schema
+                if "already exists" in str(exc) and attempt < 2:
+                    time.sleep(1.0)  # a process not taking the lock (mlflow ui, a script) created it meanwhile
+                    continue
+                raise ConfigError(f"the MLflow database {db} cannot be opened or created: {type(exc).__name__}: "
+                                  f"{str(exc)[:300]}") from None
 
 
 def artifact_root_for(uri: str) -> str | None:

@@ -1,14 +1,14 @@
-"""Figure helpers: conv1 kernels, confusion matrix, training curves (NumPy in, PNG bytes out).
+"""Figure helpers for `sweep report`: conv1 kernel grids, confusion matrices, training curves.
 
-Only `sweep report` (analysis) draws: trials log the arrays (kernels .npy, confusion matrix
-JSON, history JSON) and never import matplotlib. Drawn on `matplotlib.figure.Figure` with the Agg canvas (no pyplot
-global state, so it is safe inside Ray workers and threads). The `draw_*` helpers are shared
-with `analysis.plots`, which lays several of them out on one figure.
+Only the analysis draws: trials log the arrays (kernels .npy, confusion matrix JSON, history
+JSON) and never import matplotlib. Figures are `matplotlib.figure.Figure`s on the Agg canvas
+(no pyplot global state: headless, thread-safe, and an importing notebook's backend is left
+alone); `analysis.plots` lays the `draw_*` helpers out and `figure_png` renders the result.
 """
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -19,8 +19,6 @@ from matplotlib.ticker import MaxNLocator
 from core.errors import ConfigError
 
 DPI = 100
-TRAIN_STYLE = "-"
-VAL_STYLE = "--"
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -78,17 +76,6 @@ def draw_kernels(ax: Axes, weights: np.ndarray, title: str) -> None:
     ax.axis("off")
 
 
-def kernels_png(initial: np.ndarray, final: np.ndarray, title: str) -> bytes:
-    """Untrained (left) beside trained (right) conv1 kernels, as PNG bytes."""
-    rows = min(int(np.shape(final)[0]) // 8 + 1, 64)
-    fig = new_figure(8, rows + 1)
-    ax0, ax1 = fig.subplots(1, 2)
-    draw_kernels(ax0, initial, "untrained (initial)")
-    draw_kernels(ax1, final, "trained (final)")
-    fig.suptitle(title)
-    return figure_png(fig)
-
-
 def draw_confusion(ax: Axes, matrix: np.ndarray, labels: Sequence[str], title: str) -> None:
     """Confusion matrix in the SPEC 4.3 style: Blues, colour bar, counts with one decimal.
 
@@ -116,14 +103,6 @@ def draw_confusion(ax: Axes, matrix: np.ndarray, labels: Sequence[str], title: s
     ax.set_title(title, fontsize=10, pad=8)
 
 
-def confusion_matrix_png(matrix: np.ndarray, labels: list[str], title: str) -> bytes:
-    """One confusion matrix (rows true, columns predicted) as PNG bytes."""
-    n = len(labels)
-    fig = new_figure(max(4.0, 1.1 * n + 2), max(3.5, 1.1 * n + 1.5))
-    draw_confusion(fig.subplots(), matrix, labels, title)
-    return figure_png(fig)
-
-
 def is_accuracy(key: str) -> bool:
     """Accuracy metrics are logged as fractions and drawn in percent."""
     return "acc" in key
@@ -149,25 +128,3 @@ def format_curve_axes(ax_loss: Axes, ax_acc: Axes) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.lines:
             ax.legend(fontsize=8)
-
-
-def curves_png(history: Mapping[str, Sequence[float]], title: str) -> bytes:
-    """Loss and accuracy (%) against epoch, train (solid) and validation (dashed).
-
-    Args:
-        history: metric name -> per-epoch values (epoch 1 first); reads train_loss, val_loss,
-            train_acc, val_acc (fractions) when present, and ignores other keys.
-        title: figure title.
-    """
-    fig = new_figure(10, 4)
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    for split, style in (("train", TRAIN_STYLE), ("val", VAL_STYLE)):
-        for ax, kind in ((ax_loss, "loss"), (ax_acc, "acc")):
-            values = history.get(f"{split}_{kind}")
-            if values is None or len(values) == 0:
-                continue
-            y = np.asarray(values, dtype=float) * (100 if kind == "acc" else 1)
-            plot_curve(ax, np.arange(1, len(y) + 1), y, label=split, linestyle=style)
-    format_curve_axes(ax_loss, ax_acc)
-    fig.suptitle(title)
-    return figure_png(fig)

@@ -61,6 +61,7 @@ STATUS_STOPPED_EARLY = "stopped_early"    # a scheduler (ASHA) stopped it
 TAG_ERROR = "error"                       # last line of the error of a failed trial
 TAG_STOPPED_EPOCH = "stopped_epoch"
 TAG_STOP_REASON = "stop_reason"
+TAG_CHECKPOINT_CORRUPT = "checkpoint_corrupt"  # the trial resumed from an older checkpoint, or none
 
 # --- Params ------------------------------------------------------------------------------------
 # A trial logs its whole flat config as params (one param per config key); the parent logs the

@@ -6,7 +6,8 @@ import pytest
 from matplotlib.image import imread
 
 from core.errors import ConfigError
-from core.figures import confusion_matrix_png, curves_png, kernel_grid, kernels_png
+from core.figures import (draw_confusion, draw_kernels, figure_png, format_curve_axes, is_accuracy,
+                          kernel_grid, new_figure, plot_curve)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -42,24 +43,36 @@ def _decode(png: bytes) -> np.ndarray:
     return imread(io.BytesIO(png))
 
 
-def test_kernels_png():
+def test_kernels_drawn_and_rendered():
+    fig = new_figure(6, 3)
+    ax0, ax1 = fig.subplots(1, 2)
     rng = np.random.default_rng(1)
-    img = _decode(kernels_png(rng.normal(size=(3, 1, 7, 7)), rng.normal(size=(3, 1, 7, 7)), "k"))
+    draw_kernels(ax0, rng.normal(size=(3, 1, 7, 7)), "untrained")
+    draw_kernels(ax1, rng.normal(size=(3, 1, 7, 7)), "trained")
+    img = _decode(figure_png(fig))
     assert img.shape[0] > 50 and img.shape[1] > 200
     assert img[..., :3].std() > 0.05  # something was drawn
 
 
-def test_confusion_matrix_png_and_shape_check():
-    img = _decode(confusion_matrix_png(np.array([[5, 1, 0], [0, 6, 0], [1, 0, 4.5]]),
-                                       ["horizontal", "vertical", "none"], "cm"))
-    assert img.shape[0] > 200
+def test_confusion_drawn_with_counts_and_shape_check():
+    fig = new_figure(5, 4)
+    ax = fig.subplots()
+    draw_confusion(ax, np.array([[5, 1, 0], [0, 6, 0], [1, 0, 4.5]]), ["horizontal", "vertical", "none"], "cm")
+    assert {t.get_text() for t in ax.texts} >= {"5.0", "6.0", "4.5"}
+    assert _decode(figure_png(fig)).shape[0] > 200
     with pytest.raises(ConfigError, match="square"):
-        confusion_matrix_png(np.ones((2, 3)), ["a", "b"], "bad")
+        draw_confusion(new_figure(4, 4).subplots(), np.ones((2, 3)), ["a", "b"], "bad")
 
 
-def test_curves_png_ignores_missing_keys():
-    img = _decode(curves_png({"train_loss": [1.0, 0.5], "val_acc": [0.3, 0.6], "lr": [0.1, 0.1]}, "c"))
-    assert img.shape[1] > 500
+def test_curve_axes_in_percent_with_integer_epochs():
+    fig = new_figure(8, 3)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    plot_curve(ax_loss, [1, 2, 3], [1.0, 0.6, 0.4], label="train", low=[0.9, 0.5, 0.3], high=[1.1, 0.7, 0.5])
+    plot_curve(ax_acc, [1, 2, 3], [30.0, 60.0, 80.0], label="val", linestyle="--")
+    format_curve_axes(ax_loss, ax_acc)
+    assert ax_acc.get_ylabel() == "accuracy (%)" and ax_loss.get_legend() is not None
+    assert is_accuracy("val_acc") and not is_accuracy("val_loss")
+    assert _decode(figure_png(fig)).shape[1] > 500
 
 
 @pytest.mark.parametrize("shape", [(16, 1, 5, 5), (1, 1, 3, 3), (10, 3, 3, 3), (7, 2, 3, 3)])

@@ -38,28 +38,45 @@ def _display(tty: bool, total: int = 4, **kw):
                            interval_s=10, **kw), clock, out
 
 
-def test_plain_progress_lines_are_periodic_and_count_done_running_failed():
+def test_plain_progress_lines_at_each_tenth_with_a_heartbeat():
     d, clock, out = _display(tty=False)
     trials = [_trial(CNN, 1), _trial(MLP, 1), _trial(CNN, 2, "PENDING")]
     d.on_step_end(0, trials)
-    assert out.getvalue() == ""  # not every step: every interval_s
+    assert out.getvalue() == ""  # not every step
     clock.t = 4
     d.on_trial_complete(0, trials, _trial(CNN, 1, "TERMINATED", val_acc=0.75, epochs_completed=3))
     clock.t = 11
-    d.on_step_end(0, trials)
-    clock.t = 12
+    d.on_step_end(0, trials)  # 7 s since the last line, nothing new: quiet
+    clock.t = 15
+    d.on_step_end(0, trials)  # 11 s: a heartbeat
+    clock.t = 16
     d.on_trial_error(0, trials, _trial(MLP, 1, "ERROR"))
     d.on_trial_complete(0, trials, _trial(MLP, 2, "TERMINATED", val_acc=0.9, epochs_completed=3))
     d.on_trial_complete(0, trials, _trial(CNN, 2, "TERMINATED", val_acc=0.5, epoch=1))  # stopped early
     d.on_experiment_end(trials)
     lines = out.getvalue().splitlines()
-    assert "1/4 trials done (2 running, 0 failed)" in lines[0] and "ETA 33s" in lines[0]
+    assert "1/4 trials done (1 running, 0 failed)" in lines[0] and "ETA 12s" in lines[0]
     assert "best val_acc 0.75 (simple_cnn/edges data_per_class=10 seed=1)" in lines[0]
-    assert "FAILED" in lines[1] and "three_layer_mlp/edges" in lines[1]
+    assert lines[1].startswith("[   15s] 1/4 trials done")
+    assert "FAILED" in lines[2] and "three_layer_mlp/edges" in lines[2]
+    assert "3/4 trials done" in lines[3]
     assert "4/4 trials done (0 running, 1 stopped early, 1 failed)" in lines[-1]
     assert "best val_acc 0.9 (three_layer_mlp/edges data_per_class=10 seed=2)" in lines[-1]
-    assert "ETA" not in lines[-1] and len(lines) == 3
+    assert "ETA" not in lines[-1] and len(lines) == 5  # the end is not repeated
     assert "\r" not in out.getvalue()
+
+
+def test_plain_progress_stays_short_for_long_sweeps():
+    d, clock, out = _display(tty=False, total=200)
+    d.interval_s = 60
+    trials = [_trial(CNN, 1)]
+    for i in range(200):  # a trial every 5 s for 1000 s, a step every second
+        for _ in range(5):
+            clock.t += 1
+            d.on_step_end(0, trials)
+        d.on_trial_complete(0, trials, _trial(CNN, i, "TERMINATED", val_acc=0.5, epochs_completed=1))
+    d.on_experiment_end(trials)
+    assert len(out.getvalue().splitlines()) <= 12
 
 
 def test_tty_progress_is_one_line_redrawn_in_place_within_the_terminal(monkeypatch):

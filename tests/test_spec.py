@@ -197,3 +197,19 @@ def test_every_logged_param_was_applied(tracking_uri):
         assert ("kernel_size" in params) == (cell["pairing"] == CNN)
         assert ("hidden_dims" in params) == (cell["pairing"] == MLP)
     assert seen == {CNN, MLP}
+
+
+def test_confirm_drops_settings_an_old_store_logged_but_never_applied():
+    """Stores written before strict keys logged kernel_size on the MLP: a confirmation reruns
+    only what each pairing uses, so its plan is not refused."""
+    from cluster.confirm import confirmation_experiment, pick_best
+
+    trials = [{"run_id": "a", "params": {"pairing": MLP, "kernel_size": 7, "hidden_dims": (50, 10), "lr": 0.1,
+                                         "seed": 1}, "metrics": {"val_acc": 0.5}},
+              {"run_id": "b", "params": {"pairing": CNN, "kernel_size": 5, "hidden_dims": (50, 10), "lr": 0.1,
+                                         "seed": 1}, "metrics": {"val_acc": 0.6}}]
+    bests = {b.pairing: b for b in pick_best(trials, "val_acc", "max")}
+    assert bests[MLP].config == {"hidden_dims": (50, 10), "lr": 0.1}
+    assert bests[CNN].config == {"kernel_size": 5, "lr": 0.1}
+    plan = make_plan(confirmation_experiment("edge-hpo", "s", list(bests.values()), seeds=2, seed_start=100))
+    assert plan.n_trials() == 4

@@ -226,3 +226,23 @@ def test_trial_stopped_by_the_scheduler_keeps_every_reported_epoch(tracking_uri)
     assert run.info.status == "RUNNING" and S.TAG_STATUS_REASON not in run.data.tags
     for key in ("train_loss", "val_acc"):
         assert sorted(m.step for m in client.get_metric_history(run.info.run_id, key)) == [1, 2, 3]
+
+
+def test_a_checkpoint_never_runs_ahead_of_what_mlflow_holds(tracking_uri):
+    """A worker killed right after a checkpoint resumes from it: MLflow must already hold every epoch
+    up to it (later ones are retrained and logged then), even with a long flush interval."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    exp_id = client.create_experiment("t")
+    parent = client.create_run(exp_id).info.run_id
+    info = TrackingInfo(tracking_uri, exp_id, parent, "s", "t", flush_s=3600.0)
+    seen = {}
+
+    def report(metrics, state):
+        if state is not None:
+            hist = client.get_metric_history(metrics["mlflow_run_id"], "train_loss")
+            seen[metrics["epoch"]] = sorted(m.step for m in hist)
+    run_trial({**BASE, "log_to_mlflow": True, "epochs": 6, "report_every": 1, "checkpoint_every": 2},
+              tracking=info, report=report)
+    assert seen == {e: list(range(1, e + 1)) for e in (2, 4, 6)}

@@ -7,7 +7,7 @@ failing the trial on every retry, `restore_state` falls back, in order, to:
 
 1. the newest older checkpoint of the same trial that loads (Tune keeps a few: num_to_keep);
 2. no checkpoint at all: the trial starts from epoch 1, and its MLflow run decides the rest
-   (a FINISHED run is reported back without retraining: trainables.trainable._finished_earlier;
+   (a FINISHED run is reported back without retraining: trainables.lifecycle._finished_earlier;
    an unfinished one is retrained, steps already in MLflow are not logged twice).
 
 Either way the fallback is printed to the trial's log and, through `tag_fallback`, recorded on
@@ -22,8 +22,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core import store_schema as S
+
 log = logging.getLogger(__name__)
-TAG_CORRUPT = "checkpoint_corrupt"
+TAG_CORRUPT = S.TAG_CHECKPOINT_CORRUPT
 _NOTES: dict[str, str] = {}  # trial id -> what was corrupt and what was used instead (this process)
 
 
@@ -116,7 +118,7 @@ def tag_fallback(tracking, trial_id: str | None) -> None:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=tracking.tracking_uri)
-        flt = f"tags.trial_id = '{trial_id}' and tags.`mlflow.parentRunId` = '{tracking.parent_run_id}'"
+        flt = S.trial_filter(tracking.parent_run_id, trial_id)
         for run in client.search_runs([tracking.experiment_id], filter_string=flt, max_results=1):
             client.set_tag(run.info.run_id, TAG_CORRUPT, note[:5000])
     except Exception as exc:  # the note is also in the trial's log; never fail the trial over it

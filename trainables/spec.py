@@ -49,17 +49,18 @@ def pairing_keys(name: str) -> set[str]:
             | _evaluator_keys())
 
 
-_KNOWN: dict[tuple, frozenset[str]] = {}
+_KNOWN: dict[tuple, tuple[frozenset[str], tuple]] = {}
 
 
 def known_keys() -> set[str]:
     """Every key some pairing can use (cached per state of the registries)."""
-    state = (tuple(PAIRINGS.items()), tuple(MODELS.items()), tuple((k, d.config) for k, d in DATASETS.items()))
-    state = tuple(id(x) for part in state for item in part for x in item)
+    objects = tuple(x for part in (PAIRINGS.items(), MODELS.items(), ((k, d.config) for k, d in DATASETS.items()))
+                    for item in part for x in item)
+    state = tuple(map(id, objects))  # the cache holds `objects`, so no id is reused while it is cached
     if state not in _KNOWN:
         _KNOWN.clear()
-        _KNOWN[state] = frozenset(_known_keys())
-    return set(_KNOWN[state])
+        _KNOWN[state] = (frozenset(_known_keys()), objects)
+    return set(_KNOWN[state][0])
 
 
 def _known_keys() -> set[str]:

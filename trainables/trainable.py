@@ -131,9 +131,10 @@ def run_trial(config: dict[str, Any], tracking: TrackingInfo | None = None, repo
         The final metrics (last epoch's values, best_val_acc, n_params, confusion_matrix, ...).
     """
     r = resolve_config(config)
-    if r.train.threads:
-        torch.set_num_threads(r.train.threads)
-    device = pick_device(r.train.device)
+    tc = r.train
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    device = pick_device(tc.device)
     t0 = time.perf_counter()
     step = SingleStep(r, device)
     member = Member(r, step.bundle, step.initial_kernels)

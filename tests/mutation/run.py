@@ -135,6 +135,17 @@ MUTANTS = [
            "pass", (G,)),
     Mutant("resources-ignore-cpus-per-trial", "cluster/ray_setup.py", "cpus = 1.0 if cpus is None else float(cpus)",
            "cpus = 1.0", (G,)),
+    # --- the trial lifecycle and its MLflow writes (trainables/lifecycle.py) ---
+    Mutant("flush-every-report", "trainables/lifecycle.py", "m.run.flush_if_due()", "m.run.flush()",
+           (TRAIN + "::test_metric_writes_are_bounded_in_time_not_per_report",)),
+    Mutant("stopped-trial-drops-buffer", "trainables/lifecycle.py",
+           "                    run.flush()\n                else:\n", "                    pass\n                else:\n",
+           (TRAIN + "::test_trial_stopped_by_the_scheduler_keeps_every_reported_epoch",)),
+    Mutant("no-flush-before-checkpoint", "trainables/lifecycle.py",
+           "                if checkpoint:\n                    m.run.flush()", "                if False:\n                    m.run.flush()",
+           (TRAIN + "::test_a_checkpoint_never_runs_ahead_of_what_mlflow_holds",)),
+    Mutant("analysis-imports-trainables", "analysis/samples.py", "from analysis.load import download_artifact\n",
+           "from analysis.load import download_artifact\nimport trainables.data  # noqa\n", ("tests/test_layering.py",)),
     # --- the edge data labels (trainables/data/edge_patterns.py) ---
     Mutant("edge-labels-shifted", "trainables/data/edge_patterns.py",
            "y[c * n_per_class:(c + 1) * n_per_class] = c", "y[c * n_per_class:(c + 1) * n_per_class] = (c + 1) % k",
