@@ -96,7 +96,7 @@ RUN_FLAGS = {
     "--sample": ("lr=loguniform(1e-3,1e-1)", "samples", {"lr": "loguniform(0.001, 0.1)"}),
     "--yes": (None, "allow_large", True), "--allow-large": (None, "allow_large", True),
     "--until-decided": (None, "until_decided", True), "--max-seeds": ("12", "max_seeds", 12),
-    "--target-halfwidth": ("0.05", "target_halfwidth", 0.05),
+    "--target-halfwidth": ("0.05", "target_halfwidth", 0.05), "--verbose": (None, "verbose", True),
 }
 CONFIRM_FLAGS = {
     "--seeds": ("7", "seeds", 7), "--top": ("2", "top", 2), "--name": ("c1", "name", "c1"),
@@ -104,7 +104,8 @@ CONFIRM_FLAGS = {
     "--cpus-per-trial": ("2", "cpus_per_trial", 2.0), "--gpus-per-trial": ("0.5", "gpus_per_trial", 0.5),
     "--address": ("auto", "address", "auto"), "--tracking-uri": ("sqlite:///x.db", "tracking_uri", "sqlite:///x.db"),
 }
-RESUME_FLAGS = {"--storage-path": ("/tmp/rr", "storage_path", "/tmp/rr"), "--address": ("auto", "address", "auto")}
+RESUME_FLAGS = {"--storage-path": ("/tmp/rr", "storage_path", "/tmp/rr"), "--address": ("auto", "address", "auto"),
+                "--verbose": (None, "verbose", True)}
 SERVER_FLAGS = {
     "--host": ("0.0.0.0", "host", "0.0.0.0"), "--port": ("5001", "port", 5001),
     "--backend-store-uri": ("sqlite:///s.db", "backend_store_uri", "sqlite:///s.db"),
@@ -140,8 +141,8 @@ def _capture(monkeypatch, command: str) -> dict:
     elif command == "resume":
         import cluster.runner as mod
 
-        monkeypatch.setattr(mod, "resume_sweep", lambda name, storage_path, address:
-                            seen.update(name=name, storage_path=storage_path, address=address) or 0)
+        monkeypatch.setattr(mod, "resume_sweep", lambda name, storage_path, address, **kw:
+                            seen.update(name=name, storage_path=storage_path, address=address, **kw) or 0)
     elif command == "confirm":
         import cluster.confirm as mod
 
