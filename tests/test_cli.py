@@ -142,8 +142,8 @@ def _capture(monkeypatch, command: str) -> dict:
     elif command == "resume":
         import cluster.runner as mod
 
-        monkeypatch.setattr(mod, "resume_sweep", lambda name, storage_path, address, verbose=False:
-                            seen.update(name=name, storage_path=storage_path, address=address, verbose=verbose) or 0)
+        monkeypatch.setattr(mod, "resume_sweep", lambda name, storage_path, address, **kw:
+                            seen.update(name=name, storage_path=storage_path, address=address, **kw) or 0)
     elif command == "up":
         import cluster.ray_head as mod
         from cluster.ray_head import HeadState

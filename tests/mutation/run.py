@@ -45,7 +45,8 @@ G = "tests/test_mutant_guards.py"
 AGG = "tests/test_analysis_aggregate.py"
 PLAN = "tests/test_plan.py"
 HPO = "tests/test_hpo.py"
-SEC = "tests/test_security.py"
+SEC = "tests/test_security.py::test_trial_params_and_config_artifact_redact_credentials"
+SEC_CKPT = "tests/test_security.py::test_hostile_trial_checkpoint_is_refused"
 CLI = "tests/test_cli.py::test_pack_refused_before_ray_and_mlflow"
 EDGE = "tests/test_edge_data.py"
 PACK = "tests/test_packing.py::test_packed_space_rejects_searches_and_schedulers"
@@ -92,7 +93,7 @@ MUTANTS = [
     Mutant("randint-upper-not-validated", "cluster/plan.py",
            "if isinstance(domain, RandInt):\n        return [domain.low, domain.high]",
            "if isinstance(domain, RandInt):\n        return [domain.low]", (G, PLAN)),
-    Mutant("n-trials-ignores-samples", "cluster/plan.py", "return len(self.cells()) * self.num_samples", "return len(self.cells())", (G, PLAN)),
+    Mutant("n-trials-ignores-samples", "cluster/plan.py", "return len(self.cell_vars) * self.num_samples", "return len(self.cell_vars)", (G, PLAN)),
     Mutant("smoke-keeps-all-seeds", "cluster/plan.py", "(min(exp.seeds, 2) if smoke else exp.seeds)",
            "exp.seeds", (PLAN,)),
     Mutant("optuna-randint-exclusive", "cluster/search.py", "trial.suggest_int(name, d.low, d.high)",
@@ -125,8 +126,13 @@ MUTANTS = [
     Mutant("fault-injection-ungated", "trainables/spec.py", 'os.environ.get(FAULT_ENV) != "1"', "False",
            (PLAN, TRAIN)),
     # --- --cpus-per-trial reaches the trial ---
-    Mutant("trainable-ignores-threads", "trainables/trainable.py", "        torch.set_num_threads(tc.threads)\n",
-           "        pass\n", (G, TRAIN)),
+    # (lambda n: None)(...) drops the call whatever its argument is named
+    Mutant("trainable-ignores-threads", "trainables/trainable.py", "torch.set_num_threads(",
+           "(lambda n: None)(", (G, TRAIN)),
+    Mutant("packed-trainable-ignores-threads", "trainables/packed_trainable.py", "torch.set_num_threads(",
+           "(lambda n: None)(", (G,)),
+    Mutant("checkpoint-unpickles", "trainables/checkpoint.py", "torch.load(path, weights_only=True,",
+           "torch.load(path, weights_only=False,", (SEC_CKPT,)),
     Mutant("runner-ignores-cpus-per-trial", "cluster/runner.py", 'plan.fixed["threads"] = int(resources["cpu"])',
            "pass", (G,)),
     Mutant("resources-ignore-cpus-per-trial", "cluster/ray_setup.py", "cpus = 1.0 if cpus is None else float(cpus)",
