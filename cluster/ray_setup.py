@@ -10,7 +10,7 @@ from core.errors import ConfigError
 
 # Files a worker never needs when the driver ships the working directory to a cluster.
 SHIP_EXCLUDES = [".venv/", ".git/", "mlflow.db", "mlartifacts/", "ray_results/", "reports/", "data/",
-                 "benchmarks/out/", "**/__pycache__/"]
+                 "benchmarks/out/", "**/__pycache__/", ".sweep/"]
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 CREDENTIAL_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
                   "SWEEP_DATA_ROOT", "SWEEP_ALLOW_FAULT_INJECTION")
