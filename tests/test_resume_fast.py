@@ -99,7 +99,7 @@ def test_asha_search_resumes(tmp_path, monkeypatch, local_ray):
     ends completed or stopped early by ASHA, none RUNNING, no epoch logged twice."""
     name, exp = "asha-resume", "fast-asha"
     monkeypatch.setitem(EXPERIMENTS, exp, Experiment(
-        name=exp, description="tiny ASHA search", pairings=(MLP,), fixed={**TINY, "epochs": 30},
+        name=exp, description="tiny ASHA search", pairings=(MLP,), fixed={**TINY, "epochs": 20},
         axes={"lr": LogUniform(1e-3, 1e-1)}, seeds=1,
         search=Search(metric="val_acc", mode="max", scheduler="asha", grace_period=5, reduction_factor=3,
                       num_samples=3)))
@@ -119,4 +119,4 @@ def test_asha_search_resumes(tmp_path, monkeypatch, local_ray):
     assert all(c.info.status != "RUNNING" for c in children)
     assert {c.data.tags["status_reason"] for c in children} <= {"completed", "stopped_early"}
     assert any(c.data.tags["status_reason"] == "completed" for c in children)
-    _each_epoch_once(uri, children, 30)
+    _each_epoch_once(uri, children, 20)
