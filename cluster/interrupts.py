@@ -9,6 +9,7 @@ run and every child run still RUNNING as KILLED and exits 128 + signal (130, 143
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -33,6 +34,21 @@ class SignalGuard:
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
         self._env: str | None = None
+        self._in_fit = False
+
+    @contextlib.contextmanager
+    def fitting(self):
+        """Marks `Tuner.fit` as running: only then is a first signal handed to Tune's graceful stop.
+
+        Tune leaves its SIGUSR1 handler installed after a fit returns, so the handler alone cannot
+        tell whether a fit is running (a signal after it, e.g. while the results print or between
+        a study's sweeps, must raise at once).
+        """
+        self._in_fit = True
+        try:
+            yield self
+        finally:
+            self._in_fit = False
 
     def __enter__(self) -> SignalGuard:
         self._env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
@@ -54,7 +70,8 @@ class SignalGuard:
         if first:
             self.signum = signum
         tune_stop = signal.getsignal(signal.SIGUSR1) if hasattr(signal, "SIGUSR1") else None
-        if first and callable(tune_stop) and getattr(tune_stop, "__name__", "") == "signal_interrupt_tune_run":
+        if (first and self._in_fit and callable(tune_stop)
+                and getattr(tune_stop, "__name__", "") == "signal_interrupt_tune_run"):
             print(f"\n{signal.Signals(signum).name}: stopping the sweep (Tune saves its state; "
                   "send the signal again to stop at once)", flush=True)
             tune_stop(signal.SIGUSR1, frame)  # Tune's own graceful stop

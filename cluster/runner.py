@@ -408,7 +408,8 @@ def _make_tuner(plan: Plan, opts: RunOptions, meta: dict, resources: dict):
 
 def _fit_and_close(tuner, client, meta: dict, opts: RunOptions, guard: interrupts.SignalGuard,
                    folder: Path | None) -> int:
-    results = tuner.fit()
+    with guard.fitting():
+        results = tuner.fit()
     if guard.signum is not None:  # Tune stopped gracefully on our SIGINT/SIGTERM
         return _interrupted(client, meta, guard.signum, folder)
     record_exit_state(folder, meta)

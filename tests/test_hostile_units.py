@@ -491,9 +491,16 @@ def test_mark_killed_leaves_no_run_running(tracking_uri):
 def test_signal_outside_fit_raises_with_its_number(sig):
     from cluster.interrupts import Interrupted, SignalGuard
 
-    with pytest.raises(Interrupted) as info, SignalGuard() as guard:
-        os.kill(os.getpid(), sig)
-        time.sleep(1)
+    def signal_interrupt_tune_run(signum, frame):  # Tune leaves its handler installed after a fit
+        raise AssertionError("a signal outside fit must not go to Tune's stop")
+
+    old = signal.signal(signal.SIGUSR1, signal_interrupt_tune_run)
+    try:
+        with pytest.raises(Interrupted) as info, SignalGuard() as guard:
+            os.kill(os.getpid(), sig)
+            time.sleep(1)
+    finally:
+        signal.signal(signal.SIGUSR1, old)
     assert info.value.signum == sig and guard.exit_code == 128 + sig
     assert os.environ.get("TUNE_DISABLE_SIGINT_HANDLER") is None
 
@@ -509,7 +516,7 @@ def test_first_signal_during_fit_asks_tune_to_stop_the_second_aborts(sig):
 
     old = signal.signal(signal.SIGUSR1, signal_interrupt_tune_run)
     try:
-        with SignalGuard() as guard:
+        with SignalGuard() as guard, guard.fitting():
             os.kill(os.getpid(), sig)
             time.sleep(0.5)
             assert asked == [signal.SIGUSR1] and guard.signum == sig

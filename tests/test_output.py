@@ -142,8 +142,12 @@ def test_results_table_says_which_loss_it_shows():
 
 
 def _smoke(tmp_path: Path, *extra: str) -> tuple[str, Path]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SWEEP_HOME": str(tmp_path / "home")}
-    for leaked in ("MLFLOW_CONFIGURE_LOGGING", "RAY_AUTH_MODE"):  # set by in-process sweeps of other tests
+    # A fresh HOME (no ~/.ray token) and no auth/address variables: Ray then always logs its
+    # token-authentication warning at start, whatever earlier tests or `sweep up` left behind.
+    (tmp_path / "userhome").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SWEEP_HOME": str(tmp_path / "home"),
+           "HOME": str(tmp_path / "userhome")}
+    for leaked in ("MLFLOW_CONFIGURE_LOGGING", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS"):
         env.pop(leaked, None)
     argv = [sys.executable, "-m", "cluster.cli", "run", "edge-data-per-class", "--seeds", "1", "--set", "epochs=1",
             "--set", "data_per_class=10", "--name", "quiet", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
