@@ -231,25 +231,37 @@ def plan_devices(plan) -> set[str]:
     return devices
 
 
+def cuda_setting(plan) -> str | None:
+    """The setting that makes a trial need a GPU ("device='cuda'" or "cuda_graphs=true"), or None."""
+    if "cuda" in plan_devices(plan):
+        return "device='cuda'"
+    if any(k == "cuda_graphs" and v is True for k, v in plan_values(plan)):
+        return "cuda_graphs=true"
+    return None
+
+
 def check_device_local(plan, gpus_per_trial: float | None, local: bool) -> None:
-    """device=cuda needs a GPU for the trial: on this machine when local; never with --gpus-per-trial 0."""
-    if "cuda" not in plan_devices(plan):
+    """device=cuda or cuda_graphs=true needs a GPU for the trial: on this machine when local; never
+    with --gpus-per-trial 0."""
+    setting = cuda_setting(plan)
+    if setting is None:
         return
     if gpus_per_trial is not None and gpus_per_trial == 0:
-        raise ConfigError("device='cuda' with --gpus-per-trial 0: the trial would see no GPU; "
+        raise ConfigError(f"{setting} with --gpus-per-trial 0: the trial would see no GPU; "
                           "give --gpus-per-trial > 0 or device=auto/cpu")
     if local:
         import torch
 
         if not torch.cuda.is_available():
-            raise ConfigError("device='cuda' but this machine has no CUDA device; use device=auto or cpu, "
-                              "or --address a Ray cluster with GPUs")
+            raise ConfigError(f"{setting} but this machine has no CUDA device; use device=auto or cpu "
+                              "(and cuda_graphs=false), or --address a Ray cluster with GPUs")
 
 
 def check_device_cluster(plan, cluster_gpus: float) -> None:
-    """After joining a cluster: device=cuda needs Ray to see at least one GPU."""
-    if "cuda" in plan_devices(plan) and cluster_gpus <= 0:
-        raise ConfigError("device='cuda' but the Ray cluster has no GPUs; use device=auto or cpu")
+    """After joining a cluster: device=cuda or cuda_graphs=true needs Ray to see at least one GPU."""
+    setting = cuda_setting(plan)
+    if setting is not None and cluster_gpus <= 0:
+        raise ConfigError(f"{setting} but the Ray cluster has no GPUs; use device=auto or cpu")
 
 
 # ---- memory ------------------------------------------------------------------------------------

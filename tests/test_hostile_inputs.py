@@ -96,6 +96,9 @@ DEVICE = [
     ("device-mps", EDGE + ["--set", "device=mps"], ["device='mps' not allowed"]),
     ("device-number", EDGE + ["--set", "device=1"], ["device=1", "expected str"]),
     ("device-empty", EDGE + ["--set", "device="], ["device=''", "not allowed"]),
+    ("cuda-graphs-without-cuda", EDGE + ["--set", "cuda_graphs=true"], ["cuda_graphs=true", "no CUDA device"]),
+    ("cuda-graphs-zero-gpus", EDGE + ["--set", "cuda_graphs=true", "--gpus-per-trial", "0"],
+     ["cuda_graphs=true with --gpus-per-trial 0"]),
 ]
 
 MEMORY = [
