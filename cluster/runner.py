@@ -376,9 +376,13 @@ def _run_config(opts: RunOptions, meta: dict):
     return tune.RunConfig(
         name=meta["name"], storage_path=meta["storage_path"],
         failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-        # num_to_keep forces an experiment snapshot whenever a trial saved that many checkpoints
-        # since the last one; with ~5 checkpoints per trial, 3 keeps that rare and disk small.
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
+        # Every checkpoint is kept (about 5 per trial: one per 4th report, plus the last epoch).
+        # With num_to_keep=K, Tune deletes a trial's oldest checkpoint in the same step in which it
+        # asks for a forced experiment snapshot; a driver killed in between leaves a snapshot that
+        # names a deleted checkpoint, and `sweep resume` then fails that trial ("does not exist on
+        # storage anymore"; seen in tests/test_faults.py's SIGKILL test). Keeping all costs < 2x
+        # the disk of K=3 at the default intervals.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         callbacks=callbacks, verbose=0)
 
 
