@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.cli import main
 from fakedata import fake_cifar, fake_mnist, weights_dir  # noqa: F401
+from refusal import assert_refused
 from search_spaces import EXPERIMENTS
 from search_spaces.experiment import Experiment
 
@@ -132,28 +132,8 @@ AS_ROOT = pytest.mark.skipif(os.geteuid() == 0, reason="root can write to a 0o50
 @pytest.mark.parametrize("argv, fragments, damage", [
     pytest.param(a, f, d, id=i, marks=[AS_ROOT] if d == "read-only" else []) for i, a, f, d in CASES])
 def test_bad_input_refused_cleanly(argv, fragments, damage, setup, tmp_path, capsys):
-    import ray
-
     _damage(Path(setup["data"]), damage)
     argv = [a.format(**setup) for a in argv]
     fragments = [f.format(**setup) for f in fragments]
-    db = tmp_path / "mlflow.db"
-    if "--tracking-uri" not in argv:
-        argv += ["--tracking-uri", f"sqlite:///{db}"]
-    if "--storage-path" not in argv:
-        argv += ["--storage-path", str(tmp_path / "ray_results")]
-    if "--name" not in argv:
-        argv += ["--name", "bad"]
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse refuses malformed flags itself, also with code 2
-        code = exc.code
-    err = capsys.readouterr().err
-    assert code == 2, err
-    for fragment in fragments:
-        assert fragment in err, f"{fragment!r} not in: {err}"
-    assert "Traceback" not in err
-    assert not db.exists(), "an MLflow database was created for refused input"
-    assert not ray.is_initialized(), "Ray was started for refused input"
-    assert not (tmp_path / "ray_results" / "bad").exists()
+    assert_refused(argv, fragments, tmp_path, capsys)
 
