@@ -52,7 +52,7 @@ def run(short: bool = True) -> list[Result]:
         marginal = (big - small) / (n - 2)
         overhead = marginal - own / concurrency
         # The target is for the framework's own cost (logging off); with logging on the figure also
-        # holds each trial's MLflow child run (params, per-epoch metrics, PNG/JSON artifacts): recorded.
+        # holds each trial's MLflow child run (params, per-epoch metrics, JSON/npy artifacts): recorded.
         results.append(Result(
             "5 Tune overhead", f"per-trial overhead, {n} one-epoch trials, MLflow logging {logging}", overhead,
             unit="s", target=0.1 if logging == "off" else None, higher_is_better=False,
