@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cluster import console, interrupts, preflight, ray_setup, tracking, tune_state, validate
-from cluster.locks import LOCK_FILE, SweepLock
-from cluster.plan import Plan, make_plan
+from cluster.folder import tune_state
+from cluster.folder.locks import LOCK_FILE, SweepLock
+from cluster.infra import console, interrupts, ray_setup, tracking
+from cluster.planning import preflight, validate
+from cluster.planning.plan import Plan, make_plan
 from search_spaces import get_experiment
 from search_spaces.experiment import Experiment
 from core.errors import ConfigError
@@ -47,15 +49,15 @@ class RunOptions:
     max_failures: int = 2
     scheduler: str | None = None
     search: str = "random"
-    samples: dict[str, Any] = field(default_factory=dict)  # --sample KEY=DOMAIN (cluster.search)
+    samples: dict[str, Any] = field(default_factory=dict)  # --sample KEY=DOMAIN (cluster.tuner.search)
     grace_period: int | None = None
     reduction_factor: int | None = None
     ship_code: bool = True
     quiet: bool = False
     verbose: bool = False  # Ray's, Tune's and MLflow's own logs on the console instead of <storage>/<sweep>/driver.log
-    pack: int = 1  # --pack K: up to K trials trained as one vmapped model per Tune trial (cluster.packing)
-    allow_large: bool = False  # --yes: run sweeps above cluster.validate.MAX_TRIALS trials
-    until_decided: bool = False  # --until-decided: seeds added where hypotheses are open (cluster.adaptive)
+    pack: int = 1  # --pack K: up to K trials trained as one vmapped model per Tune trial (cluster.tuner.packing)
+    allow_large: bool = False  # --yes: run sweeps above cluster.planning.validate.MAX_TRIALS trials
+    until_decided: bool = False  # --until-decided: seeds added where hypotheses are open (cluster.flow.adaptive)
     max_seeds: int | None = None
     target_halfwidth: float | None = None
 
@@ -109,7 +111,7 @@ def declaration(plan: Plan) -> dict[str, Any]:
 
 def build_plan(opts: RunOptions, definition: Experiment | None = None) -> Plan:
     """The checked plan of `opts`; `definition` replaces the registry lookup (e.g. `sweep confirm`)."""
-    from cluster.search import apply_samples, check_search
+    from cluster.tuner.search import apply_samples, check_search
 
     exp = apply_samples(definition or get_experiment(opts.experiment), opts.samples)
     extra = {"data_root": opts.data_root} if opts.data_root else {}
@@ -122,11 +124,11 @@ def build_plan(opts: RunOptions, definition: Experiment | None = None) -> Plan:
     plan = make_plan(exp, opts.sets, opts.grids, opts.seeds, opts.smoke, num_samples, extra_fixed=extra,
                      precheck=lambda p: validate.check_plan(p, opts))
     validate.check_memory(plan)
-    from cluster.packing import check_pack
+    from cluster.tuner.packing import check_pack
 
     check_pack(plan, opts.pack, opts.scheduler, opts.search)  # --pack with ASHA/a searcher/samples: exit 2 here
     check_search(plan, opts)  # scheduler/searcher problems also fail before Ray or MLflow start
-    from cluster.adaptive import settings_from
+    from cluster.flow.adaptive import settings_from
 
     settings_from(opts, plan)  # --until-decided problems too
     return plan
@@ -141,7 +143,7 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
     """
     exp = definition or get_experiment(opts.experiment)
     if exp.analytic:
-        from cluster.analytic import run_analytic
+        from cluster.flow.analytic import run_analytic
 
         return run_analytic(exp, opts.tracking_uri, opts.name)
     plan = build_plan(opts, definition)  # every cell validated here
@@ -188,7 +190,7 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
 def _start_and_fit(plan: Plan, opts: RunOptions, uri: str, storage: str, name: str, resources: dict,
                    tags: dict[str, str] | None, tracking_ready: tuple, started: dict) -> int:
     """Parent run, sweep.json, Tuner, fit; signals handled from the moment the parent run exists."""
-    from cluster.search import asha_settings
+    from cluster.tuner.search import asha_settings
 
     plan.fixed["threads"] = int(resources["cpu"])
     client, exp_id, sha = tracking_ready
@@ -309,7 +311,7 @@ def _interrupted(client, meta: dict, signum: int, folder: Path | None) -> int:
 
 
 def _adaptive_tags(plan: Plan, opts: RunOptions) -> dict[str, str]:
-    from cluster.adaptive import settings_from
+    from cluster.flow.adaptive import settings_from
 
     settings = settings_from(opts, plan)
     return settings.parent_tags() if settings else {}
@@ -367,7 +369,7 @@ def _trainable(meta: dict, resources: dict):
 def _run_config(opts: RunOptions, meta: dict):
     from ray import tune
 
-    from cluster.callbacks import MlflowTrialFinalizer, ProgressDisplay
+    from cluster.tuner.callbacks import MlflowTrialFinalizer, ProgressDisplay
 
     callbacks = [MlflowTrialFinalizer(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"])]
     if not opts.quiet:
@@ -389,10 +391,10 @@ def _run_config(opts: RunOptions, meta: dict):
 def _make_tuner(plan: Plan, opts: RunOptions, meta: dict, resources: dict):
     from ray import tune
 
-    from cluster.search import make_search, tune_space
+    from cluster.tuner.search import make_search, tune_space
 
     if opts.until_decided:
-        from cluster.adaptive import make_tuner
+        from cluster.flow.adaptive import make_tuner
 
         return make_tuner(plan, opts, meta, resources, _trainable(meta, resources), _run_config(opts, meta))
     scheduler, search_alg, metric, mode = make_search(plan, opts)
@@ -401,7 +403,7 @@ def _make_tuner(plan: Plan, opts: RunOptions, meta: dict, resources: dict):
                                   metric=metric, mode=mode)
     space = tune_space(plan, opts)
     if opts.pack > 1:
-        from cluster.packing import packed_space
+        from cluster.tuner.packing import packed_space
 
         space, packs = packed_space(plan, opts.pack, resources["gpu"] > 0, opts.scheduler)
         if not opts.quiet:
@@ -467,7 +469,7 @@ def resume_sweep(name: str, storage_path: str | None = None, address: str | None
     their checkpoints into the same MLflow runs; finished trials are not rerun.
 
     Refused (exit 2, before Ray starts) while another driver holds the sweep's lock, or when the
-    Tune state was changed by someone else (cluster.tune_state). The parent run becomes RUNNING
+    Tune state was changed by someone else (cluster.folder.tune_state). The parent run becomes RUNNING
     only once Tune has restored; if the resume fails it gets its previous status back.
     """
     from mlflow.tracking import MlflowClient

@@ -3,7 +3,7 @@
 Unless `--verbose`, `route_library_logs(path)` sends the Python loggers of Ray, Tune, MLflow,
 alembic and Python warnings to `<storage>/<sweep>/driver.log`, and `route_worker_output(path)`
 (after `ray.init`) sends the trials' forwarded stdout/stderr there too. Tune's own console
-tables are off (RAY_AIR_NEW_OUTPUT=0 with verbose=0); `cluster.callbacks.ProgressDisplay` is
+tables are off (RAY_AIR_NEW_OUTPUT=0 with verbose=0); `cluster.tuner.callbacks.ProgressDisplay` is
 the one progress display.
 """
 from __future__ import annotations

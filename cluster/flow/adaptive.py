@@ -381,7 +381,7 @@ class WaveTagger(_callback_base()):
         self.first_seed, self.settings = seeds[0], settings
 
     def _tag(self, trial) -> None:
-        from cluster.callbacks import _run_id
+        from cluster.tuner.callbacks import _run_id
 
         try:
             from mlflow.tracking import MlflowClient
@@ -401,7 +401,7 @@ class WaveTagger(_callback_base()):
         self._tag(trial)
 
 
-# -- hooks used by cluster.runner ------------------------------------------------------------
+# -- hooks used by cluster.flow.run ------------------------------------------------------------
 def settings_from(opts, plan) -> AdaptiveSettings | None:
     """The adaptive settings of a run, checked against its plan; None without --until-decided."""
     if not getattr(opts, "until_decided", False):
