@@ -144,7 +144,8 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from cluster.flow.run import RunOptions, run_sweep
+    from cluster.flow.options import RunOptions
+    from cluster.flow.run import run_sweep
     from cluster.tuner.search import parse_samples
     from cluster.planning.values import parse_grids, parse_sets
 
@@ -185,7 +186,7 @@ def cmd_study(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from cluster.flow.run import resume_sweep
+    from cluster.flow.resume import resume_sweep
 
     return resume_sweep(args.name, args.storage_path, args.address, verbose=args.verbose)
 

@@ -140,7 +140,7 @@ def _capture(monkeypatch, command: str) -> dict:
 
         monkeypatch.setattr(mod, "run_sweep", lambda opts: seen.update(vars(opts)) or 0)
     elif command == "resume":
-        import cluster.flow.run as mod
+        import cluster.flow.resume as mod
 
         monkeypatch.setattr(mod, "resume_sweep", lambda name, storage_path, address, **kw:
                             seen.update(name=name, storage_path=storage_path, address=address, **kw) or 0)

@@ -130,7 +130,7 @@ def test_memory_estimate_tracks_what_edges_really_allocate():
 
 
 def test_resources_must_be_finite_also_without_the_cli():
-    from cluster.flow.run import RunOptions
+    from cluster.flow.options import RunOptions
 
     for field in ("gpus_per_trial", "cpus_per_trial"):
         for bad in (float("nan"), float("inf"), -float("inf"), "2"):
@@ -153,7 +153,7 @@ def test_device_cuda_on_a_cluster_without_gpus():
 # ---- names and locks ---------------------------------------------------------------------------
 
 def test_default_names_are_unique_within_one_second(tmp_path):
-    from cluster.flow.run import claim_sweep
+    from cluster.folder.record import claim_sweep
 
     names = set()
     for _ in range(30):
@@ -164,7 +164,7 @@ def test_default_names_are_unique_within_one_second(tmp_path):
 
 
 def test_explicit_name_taken_is_refused(tmp_path):
-    from cluster.flow.run import claim_sweep
+    from cluster.folder.record import claim_sweep
 
     _, lock = claim_sweep(str(tmp_path), "mine", "x")
     with pytest.raises(ConfigError, match="already exists"):
@@ -250,7 +250,7 @@ def fake_sweep(tmp_path, empty_store):
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
 
     from cluster.folder import tune_state
-    from cluster.flow.run import SWEEP_FILE, write_meta
+    from cluster.folder.record import SWEEP_FILE, write_meta
 
     client = MlflowClient(tracking_uri)
     exp_id = client.create_experiment("edge-data-per-class")
@@ -296,7 +296,7 @@ def _payload(path: Path, marker: Path) -> None:
 def test_resume_refuses_tampered_tune_state(fake_sweep, tamper, message, capsys, tmp_path, ray_shutdown):
     import ray
 
-    from cluster.flow.run import write_meta
+    from cluster.folder.record import write_meta
 
     fs, marker = fake_sweep, tmp_path / "pwned"
     if tamper == "tuner-replaced":
@@ -346,7 +346,7 @@ def test_resume_while_the_sweep_runs_is_refused(fake_sweep, capsys, ray_shutdown
 def test_failed_resume_gives_the_parent_its_status_back(fake_sweep, monkeypatch, before):
     from ray import tune
 
-    from cluster.flow import run as runner
+    from cluster.flow import resume
     from cluster.infra import ray_setup
 
     fs = fake_sweep
@@ -360,9 +360,9 @@ def test_failed_resume_gives_the_parent_its_status_back(fake_sweep, monkeypatch,
     monkeypatch.setattr(ray_setup, "init_ray", lambda *a, **k: None)
     monkeypatch.setattr(tune.Tuner, "can_restore", staticmethod(lambda path: True))
     monkeypatch.setattr(tune.Tuner, "restore", staticmethod(lambda *a, **k: object()))
-    monkeypatch.setattr(runner, "_fit_and_close", fit)
+    monkeypatch.setattr(resume, "fit_and_close", fit)
     with pytest.raises(RuntimeError, match="went away"):
-        runner.resume_sweep("fs", str(fs.storage))
+        resume.resume_sweep("fs", str(fs.storage))
     assert seen == ["RUNNING"]  # RUNNING only once the resume really started
     assert fs.client.get_run(fs.parent).info.status == before
 
@@ -370,39 +370,39 @@ def test_failed_resume_gives_the_parent_its_status_back(fake_sweep, monkeypatch,
 def test_resume_refused_before_restore_leaves_the_parent_alone(fake_sweep, monkeypatch):
     from ray import tune
 
-    from cluster.flow import run as runner
+    from cluster.flow import resume
     from cluster.infra import ray_setup
 
     monkeypatch.setattr(ray_setup, "init_ray", lambda *a, **k: None)
     monkeypatch.setattr(tune.Tuner, "can_restore", staticmethod(lambda path: False))
     with pytest.raises(ConfigError, match="no Tune state"):
-        runner.resume_sweep("fs", str(fake_sweep.storage))
+        resume.resume_sweep("fs", str(fake_sweep.storage))
     assert fake_sweep.client.get_run(fake_sweep.parent).info.status == "FINISHED"
 
 
 def test_resume_honours_storage_path_of_a_moved_sweep(fake_sweep, tmp_path):
     import shutil
 
-    from cluster.flow.run import _find_sweep
+    from cluster.folder.record import find_sweep
 
     moved = tmp_path / "moved"
     moved.mkdir()
     shutil.move(str(fake_sweep.folder), moved / "fs")
-    meta, folder = _find_sweep("fs", str(moved))
+    meta, folder = find_sweep("fs", str(moved))
     assert folder == moved / "fs" and meta["parent_run_id"] == fake_sweep.parent
     with pytest.raises(ConfigError, match="no sweep named 'fs'"):
-        _find_sweep("fs", str(fake_sweep.storage))
+        find_sweep("fs", str(fake_sweep.storage))
 
 
 @pytest.mark.parametrize("content, message", [
     ("{not json", "is damaged"), ('{"name": "fs"}', "is damaged"), ("", "is damaged")])
 def test_damaged_sweep_json_is_a_message(tmp_path, content, message):
-    from cluster.flow.run import _find_sweep
+    from cluster.folder.record import find_sweep
 
     (tmp_path / "fs").mkdir()
     (tmp_path / "fs" / "sweep.json").write_text(content)
     with pytest.raises(ConfigError, match=message):
-        _find_sweep("fs", str(tmp_path))
+        find_sweep("fs", str(tmp_path))
 
 
 # ---- corrupt checkpoints -----------------------------------------------------------------------

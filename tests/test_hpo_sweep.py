@@ -10,7 +10,8 @@ import pytest
 
 from cluster.cli import main
 from cluster.flow.confirm import NOT_CONFIG
-from cluster.flow.run import RunOptions, run_sweep
+from cluster.flow.options import RunOptions
+from cluster.flow.run import run_sweep
 from conftest import mlflow_runs
 from search_spaces import get_experiment
 

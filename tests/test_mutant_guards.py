@@ -183,6 +183,7 @@ def test_cpus_per_trial_becomes_the_trials_threads_and_resources(monkeypatch, tm
     from cluster.planning import preflight
     from cluster.infra import ray_setup
     from cluster.flow import run as runner
+    from cluster.tuner import assemble
 
     captured = {}
     monkeypatch.chdir(tmp_path)
@@ -196,8 +197,8 @@ def test_cpus_per_trial_becomes_the_trials_threads_and_resources(monkeypatch, tm
         captured.update(resources=resources, space=tune_space(plan, opts))
         return None
 
-    monkeypatch.setattr(runner, "_make_tuner", fake_tuner)
-    monkeypatch.setattr(runner, "_fit_and_close", lambda *args, **kwargs: 0)
+    monkeypatch.setattr(assemble, "make_tuner", fake_tuner)
+    monkeypatch.setattr(runner, "fit_and_close", lambda *args, **kwargs: 0)
     opts = runner.RunOptions("edge-data-per-class", smoke=True, seeds=1, cpus_per_trial=2, quiet=True,
                              tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", storage_path=str(tmp_path / "rr"))
     assert runner.run_sweep(opts) == 0
@@ -223,7 +224,8 @@ def test_n_trials_counts_every_sample():
 
 def test_asha_grace_period_equal_to_the_budget_shrinks():
     """A grace period that reaches max_t would never stop a trial: it shrinks to a quarter of the budget."""
-    from cluster.flow.run import RunOptions, build_plan
+    from cluster.flow.options import RunOptions
+    from cluster.flow.run import build_plan
     from cluster.tuner.search import asha_settings
 
     opts = RunOptions("edge-hpo", sets={"epochs": 8}, grace_period=8)

@@ -210,7 +210,9 @@ def confirm_sweep(search: str, seeds: int = 5, top: int = 1, tracking_uri: str =
         ConfigError: bad --seeds/--top, unknown search, or no completed trial.
     """
     from cluster.infra import tracking
-    from cluster.flow.run import RunOptions, resolve_storage, run_sweep
+    from cluster.flow.options import RunOptions
+    from cluster.flow.run import run_sweep
+    from cluster.folder.storage import resolve_storage
 
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")

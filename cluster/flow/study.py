@@ -43,7 +43,7 @@ class StudyOptions:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        from cluster.flow.run import NAME_RE
+        from cluster.folder.storage import NAME_RE
 
         study = get_study(self.study)
         unknown = [e for e in self.only if e not in study.experiments]
@@ -61,7 +61,7 @@ class StudyOptions:
 
 
 def _storage(opts: StudyOptions) -> Path:
-    from cluster.flow.run import resolve_storage
+    from cluster.folder.storage import resolve_storage
 
     storage = resolve_storage(opts.storage_path)
     if "://" in storage:
@@ -97,7 +97,7 @@ def save_state(path: Path, study: Study, opts: StudyOptions, entries: list[Study
 
 
 def _run_options(opts: StudyOptions, exp_name: str, sweep: str):
-    from cluster.flow.run import RunOptions
+    from cluster.flow.options import RunOptions
     from search_spaces import get_experiment
 
     exp = get_experiment(exp_name)
@@ -111,7 +111,9 @@ def _run_options(opts: StudyOptions, exp_name: str, sweep: str):
 
 def _run_one(opts: StudyOptions, entry: StudyEntry, storage: Path) -> int:
     """Start, or resume, one experiment's sweep; returns its exit code."""
-    from cluster.flow.run import SWEEP_FILE, resume_sweep, run_sweep
+    from cluster.flow.resume import resume_sweep
+    from cluster.flow.run import run_sweep
+    from cluster.folder.record import SWEEP_FILE
 
     if (storage / entry.sweep / SWEEP_FILE).exists():
         from ray import tune
@@ -128,7 +130,7 @@ def sweep_finished(path: Path) -> bool:
     code alone cannot tell.) Every trial in Tune's newest experiment state must be TERMINATED or
     ERROR, and every planned trial must exist: for --until-decided the searcher said FINISHED,
     else the trial count reaches the plan's."""
-    from cluster.flow.run import SWEEP_FILE
+    from cluster.folder.record import SWEEP_FILE
 
     states = sorted(path.glob("experiment_state-*.json"))
     if not states:

@@ -65,3 +65,14 @@ def is_tty(stream=None) -> bool:
         return stream.isatty() and os.environ.get("TERM") != "dumb"
     except (AttributeError, ValueError):
         return False
+
+
+def quiet_libraries(log_path: Path, verbose: bool) -> None:
+    """Unless verbose: Ray's, Tune's and MLflow's loggers write to the sweep's driver.log."""
+    if verbose:
+        return
+    import ray  # noqa: F401  (Ray sets up its logger on import; replace it after)
+
+    if "mlflow" not in sys.modules:
+        os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # keep our handler on its logger
+    route_library_logs(log_path)

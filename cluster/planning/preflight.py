@@ -36,7 +36,7 @@ def run_checks(plan, opts) -> None:
 
     Args:
         plan: the validated cluster.planning.plan.Plan.
-        opts: cluster.flow.run.RunOptions (address, cpus/gpus per trial, search options).
+        opts: cluster.flow.options.RunOptions (address, cpus/gpus per trial, search options).
     """
     from cluster.tuner.search import make_search
     from trainables.tracking import default_retry_s
