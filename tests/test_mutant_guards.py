@@ -191,10 +191,10 @@ def test_cpus_per_trial_becomes_the_trials_threads_and_resources(monkeypatch, tm
     monkeypatch.setattr(ray_setup, "init_ray", lambda *a, **kw: None)
     monkeypatch.setattr(ray_setup, "cluster_resources", lambda: (4.0, 0.0, 1))
 
-    def fake_tuner(plan, opts, meta, resources):
+    def fake_tuner(plan, opts, record):
         from cluster.tuner.search import tune_space
 
-        captured.update(resources=resources, space=tune_space(plan, opts))
+        captured.update(resources=record.resources, space=tune_space(plan, opts))
         return None
 
     monkeypatch.setattr(assemble, "make_tuner", fake_tuner)
