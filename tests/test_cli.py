@@ -37,6 +37,17 @@ def test_analytic_experiment_prints_and_logs(tracking_uri, capsys):
     assert parents[0].data.metrics["mlp_params"] == 6_370_133_642
 
 
+@pytest.mark.parametrize("flags, named", [(["--set", "lr=0.1"], "--set"), (["--seeds", "3"], "--seeds"),
+                                          (["--grid", "epochs=1,2", "--pack", "2"], "--grid, --pack")])
+def test_analytic_experiment_refuses_settings_it_cannot_apply(flags, named, tmp_path, capsys):
+    """mlp-param-explosion trains nothing: a --set (or any trial setting) would be logged as applied but not be."""
+    db = tmp_path / "mlflow.db"
+    assert main(["run", "mlp-param-explosion", "--tracking-uri", f"sqlite:///{db}", *flags]) == 2
+    err = capsys.readouterr().err
+    assert "is analytic" in err and named in err
+    assert not db.exists()
+
+
 def test_results_without_target_is_refused(tracking_uri, capsys):
     assert main(["results", "--tracking-uri", tracking_uri]) == 2
     assert "EXPERIMENT" in capsys.readouterr().err

@@ -62,6 +62,13 @@ def test_no_kernel_shims_left_in_trainables():
                 if p.stem in ("errors", "config_base", "figures")]
 
 
+def test_no_compatibility_aliases_left():
+    """One resolver (trainables/spec.py, TrialSpec): the old `trainables/resolve.py` alias is gone; the driver
+    keeps no modules at its pre-split paths (cluster/runner.py, ...)."""
+    assert not (ROOT / "trainables" / "resolve.py").exists()
+    assert sorted(p.name for p in (ROOT / "cluster").glob("*.py")) == ["__init__.py", "cli.py"]
+
+
 DRIVER_MAX_LINES = 400
 
 

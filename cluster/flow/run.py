@@ -41,8 +41,9 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
     """
     exp = definition or get_experiment(opts.experiment)
     if exp.analytic:
-        from cluster.flow.analytic import run_analytic
+        from cluster.flow.analytic import check_analytic_options, run_analytic
 
+        check_analytic_options(exp, opts)
         return run_analytic(exp, opts.tracking_uri, opts.name)
     sweep = plan_sweep(opts, definition)  # every cell validated here
     plan, opts = sweep.plan, sweep.options

@@ -115,7 +115,7 @@ MUTANTS = [
     Mutant("redact-no-credential", "trainables/tracking.py", '"credential", ', "", (G, SEC)),
     Mutant("redact-not-nested", "trainables/tracking.py", "else redact(v) if isinstance(v, dict) else v",
            "else v", (G, SEC)),
-    # --- resolve / validate (trainables/resolve.py, config_base.py) ---
+    # --- resolve / validate (trainables/spec.py, core/config_base.py) ---
     Mutant("unknown-key-accepted", "trainables/spec.py", "if key not in known and key != CELL_KEY:",
            "if False:", (PLAN,)),
     Mutant("kernel-above-image-accepted", "trainables/models/edge.py", "(size and k > size)",
