@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cluster.flow.options import RunOptions, StudyOptions, add_flags, finite_float, from_args
 from core.errors import ConfigError
 
 import os
@@ -13,14 +14,7 @@ EPILOG = ("Defaults: local Ray (the head of `sweep up` when one is up, else star
           "sqlite:///mlflow.db. A cluster is one flag away: --address, --tracking-uri.")
 
 
-def _float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
+_float = finite_float
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,57 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run an experiment as a Ray Tune sweep logged to MLflow")
     run.add_argument("experiment")
-    run.add_argument("--seeds", type=int, help="replicates per cell (default: the experiment's, 3 for most)")
-    run.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
-    run.add_argument("--grid", dest="grids", action="append", metavar="KEY=V1,V2",
-                     help="sweep a key over values (repeatable)")
-    run.add_argument("--smoke", action="store_true", help="tiny epochs/data: any experiment in < 2 min on 2 cores")
-    run.add_argument("--num-samples", type=int,
-                     help="Tune num_samples: samples of a search (default: the experiment's, else 1)")
-    run.add_argument("--sample", dest="samples", action="append", metavar="KEY=DOMAIN",
-                     help="search a key: loguniform(LO,HI), uniform(LO,HI), randint(LO,HI), choice(V1,V2,...)")
-    run.add_argument("--scheduler", choices=["asha", "none"], help="trial scheduler (default: the experiment's)")
-    run.add_argument("--grace-period", type=int, help="ASHA: epochs before the first stop (default: the experiment's)")
-    run.add_argument("--reduction-factor", type=int, help="ASHA: keep 1/N of the trials at each rung")
-    run.add_argument("--search", default="random", help="search algorithm: random (Tune's), hyperopt, optuna")
-    _add_common(run)
-    run.add_argument("--cpus-per-trial", type=_float)
-    run.add_argument("--gpus-per-trial", type=_float, help="fractional GPUs per trial (default 0.25 if GPUs)")
-    run.add_argument("--max-concurrent", type=int)
-    run.add_argument("--max-failures", type=int, default=2, help="retries per trial (FailureConfig)")
-    run.add_argument("--name", help="sweep name (default EXPERIMENT-YYYYmmdd-HHMMSS-xxxx, xxxx random)")
-    run.add_argument("--storage-path", help="Tune storage: local/shared path or cloud URI (default ./ray_results)")
-    run.add_argument("--data-root", help="where CIFAR-10/MNIST files live (config key data_root)")
-    run.add_argument("--pack", type=int, default=1, metavar="K",
-                     help="train up to K trials of one architecture as one vmapped model per Tune trial "
-                          "(README, Performance; conv models stay unpacked on CPU)")
-    run.add_argument("--yes", "--allow-large", dest="allow_large", action="store_true",
-                     help="run a sweep of more than 10,000 trials (refused otherwise)")
-    run.add_argument("--until-decided", action="store_true",
-                     help="add seeds, wave by wave, to cells whose hypotheses are still open (cluster/flow/adaptive.py)")
-    run.add_argument("--max-seeds", type=int, metavar="N", help="--until-decided: at most N seeds per cell (default 12)")
-    run.add_argument("--target-halfwidth", type=_float, metavar="H",
-                     help="--until-decided: also add seeds while a cell's accuracy interval is wider than ±H (e.g. 0.05)")
-    run.add_argument("--no-ship-code", action="store_true",
-                     help="with --address: use the project installed on the nodes instead of shipping this dir")
-    run.add_argument("--verbose", action="store_true",
-                     help="Ray's, Tune's and MLflow's own logs on the console (default: <storage>/<sweep>/driver.log)")
+    add_flags(run, RunOptions)  # every flag from RunOptions' one declaration
+    run.set_defaults(tracking_uri=DEFAULT_URI)
 
     stu = sub.add_parser("study", help="run a named set of experiments as one resumable job, then one study report")
     stu.add_argument("study", nargs="?", help="study name (see --list)")
     stu.add_argument("--list", action="store_true", help="list the studies")
-    stu.add_argument("--smoke", action="store_true", help="every experiment with --smoke")
-    stu.add_argument("--only", help="comma-separated experiments of the study to run (default: all)")
-    stu.add_argument("--name", help="study name on disk (default study-NAME[-smoke]); the same name resumes")
-    stu.add_argument("--until-decided", action="store_true", help="adaptive replicates in every experiment with hypotheses")
-    stu.add_argument("--max-seeds", type=int, metavar="N")
-    stu.add_argument("--target-halfwidth", type=_float, metavar="H")
-    stu.add_argument("--storage-path", help="Tune storage and the study state (default ./ray_results)")
-    stu.add_argument("--max-concurrent", type=int)
-    stu.add_argument("--cpus-per-trial", type=_float)
-    stu.add_argument("--data-root")
-    stu.add_argument("--out", help="study report folder (default reports/<study name>)")
-    _add_common(stu)
+    add_flags(stu, StudyOptions)  # the flags it shares with `run` come from the same declaration
+    stu.set_defaults(tracking_uri=DEFAULT_URI)
 
     res = sub.add_parser("resume", help="resume an interrupted sweep (Tuner.restore) into the same MLflow runs")
     res.add_argument("name")
@@ -144,22 +95,9 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from cluster.flow.options import RunOptions
     from cluster.flow.run import run_sweep
-    from cluster.tuner.search import parse_samples
-    from cluster.planning.values import parse_grids, parse_sets
 
-    opts = RunOptions(experiment=args.experiment, seeds=args.seeds, sets=parse_sets(args.sets),
-                      grids=parse_grids(args.grids), smoke=args.smoke, num_samples=args.num_samples,
-                      address=args.address, tracking_uri=args.tracking_uri, cpus_per_trial=args.cpus_per_trial,
-                      gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, name=args.name,
-                      storage_path=args.storage_path, data_root=args.data_root, max_failures=args.max_failures,
-                      scheduler=args.scheduler, search=args.search, ship_code=not args.no_ship_code,
-                      samples=parse_samples(args.samples), grace_period=args.grace_period,
-                      reduction_factor=args.reduction_factor, pack=args.pack, allow_large=args.allow_large,
-                      until_decided=args.until_decided, max_seeds=args.max_seeds,
-                      target_halfwidth=args.target_halfwidth, verbose=args.verbose)
-    return run_sweep(opts)
+    return run_sweep(from_args(RunOptions, args, experiment=args.experiment))
 
 
 def cmd_confirm(args) -> int:
@@ -172,17 +110,12 @@ def cmd_confirm(args) -> int:
 
 
 def cmd_study(args) -> int:
-    from cluster.flow.study import StudyOptions, list_studies, run_study
+    from cluster.flow.study import list_studies, run_study
 
     if args.list or not args.study:
         print(list_studies())
         return 0
-    only = tuple(x.strip() for x in (args.only or "").split(",") if x.strip())
-    return run_study(StudyOptions(
-        study=args.study, smoke=args.smoke, only=only, name=args.name, until_decided=args.until_decided,
-        max_seeds=args.max_seeds, target_halfwidth=args.target_halfwidth, tracking_uri=args.tracking_uri,
-        storage_path=args.storage_path, address=args.address, max_concurrent=args.max_concurrent,
-        cpus_per_trial=args.cpus_per_trial, data_root=args.data_root, out=args.out))
+    return run_study(from_args(StudyOptions, args, study=args.study))
 
 
 def cmd_resume(args) -> int:

@@ -254,3 +254,24 @@ def test_sigint_to_a_running_sweep_exits_130_and_leaves_no_run_running(tmp_path)
     parents, children = mlflow_runs(uri, "edge-data-per-class")
     assert len(parents) == 1 and parents[0].info.status != "RUNNING"
     assert all(c.info.status != "RUNNING" for c in children)
+
+
+def test_run_and_study_flags_come_from_one_declaration():
+    """Each option is declared once (a RunOptions field with its flag); `sweep run` and `sweep study` flags
+    are generated from it, so a flag they share has the same spelling, help and default in both."""
+    import argparse
+    import dataclasses
+
+    from cluster.flow.options import RunOptions, StudyOptions, cli_fields
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    actions = {cmd: {a.dest: a for a in sub[cmd]._actions} for cmd in ("run", "study")}
+    declared = {f.name: spec for f, spec in cli_fields(RunOptions)}
+    assert set(declared) == {f.name for f in dataclasses.fields(RunOptions)} - {"experiment", "quiet"}
+    for name, spec in declared.items():
+        assert tuple(actions["run"][name].option_strings) == spec["names"]
+    shared = {f.name for f in dataclasses.fields(StudyOptions)} & set(declared) - {"name"}
+    assert len(shared) >= 9
+    for name in shared:
+        run, study = actions["run"][name], actions["study"][name]
+        assert (run.option_strings, run.help, run.default) == (study.option_strings, study.help, study.default)

@@ -10,54 +10,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from analysis.study import StudyEntry
+from cluster.flow.options import StudyOptions
 from cluster.infra import tracking
 from search_spaces.studies import Study, check_studies, get_study
 from core.errors import ConfigError
 
 STATE_FILE = "study.json"
-
-
-@dataclass
-class StudyOptions:
-    """Everything `sweep study` accepts, checked before Ray or MLflow start."""
-
-    study: str
-    smoke: bool = False
-    only: tuple[str, ...] = ()
-    name: str | None = None
-    until_decided: bool = False
-    max_seeds: int | None = None
-    target_halfwidth: float | None = None
-    tracking_uri: str = tracking.DEFAULT_TRACKING_URI
-    storage_path: str | None = None
-    address: str | None = None
-    max_concurrent: int | None = None
-    cpus_per_trial: float | None = None
-    data_root: str | None = None
-    out: str | None = None
-    quiet: bool = False
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        from cluster.folder.storage import NAME_RE
-
-        study = get_study(self.study)
-        unknown = [e for e in self.only if e not in study.experiments]
-        if unknown:
-            raise ConfigError(f"--only names experiments not in study {study.name!r}: {unknown}; "
-                              f"the study has {', '.join(study.experiments)}")
-        if self.name is not None and not NAME_RE.match(self.name):
-            raise ConfigError(f"--name {self.name!r} must be letters, digits, '_', '.', '-' (max 128 chars)")
-        if not self.until_decided and (self.max_seeds is not None or self.target_halfwidth is not None):
-            raise ConfigError("--max-seeds and --target-halfwidth apply to --until-decided only")
-
-    @property
-    def study_name(self) -> str:
-        return self.name or f"study-{self.study}" + ("-smoke" if self.smoke else "")
 
 
 def _storage(opts: StudyOptions) -> Path:
