@@ -122,12 +122,13 @@ def trials(side: Path) -> dict[tuple, dict[str, list[tuple[int, float]]]]:
             if r.data.tags.get("role") != "trial":
                 continue
             key = (r.data.tags.get("sweep"), tuple(sorted(r.data.params.items())))
-            if key in out:
-                raise SystemExit(f"two trials with the same params in {side}: {key}")
-            out[key] = {m: [(h.step, h.value) for h in sorted(client.get_metric_history(r.info.run_id, m),
-                                                               key=lambda h: (h.step, h.timestamp))]
-                        for m in sorted(r.data.metrics) if m not in VOLATILE_METRICS}
-    return out
+            # Trials with the same params (a search's samples with every sampled key fixed) are one
+            # key holding each of their histories; histories are compared as sorted lists.
+            out.setdefault(key, []).append(
+                {m: [(h.step, h.value) for h in sorted(client.get_metric_history(r.info.run_id, m),
+                                                       key=lambda h: (h.step, h.timestamp))]
+                 for m in sorted(r.data.metrics) if m not in VOLATILE_METRICS})
+    return {k: sorted(v, key=repr) for k, v in out.items()}
 
 
 def compare(a: Path, b: Path) -> int:
@@ -135,17 +136,21 @@ def compare(a: Path, b: Path) -> int:
     problems = [f"only in {a.name}: {k}" for k in ta.keys() - tb.keys()]
     problems += [f"only in {b.name}: {k}" for k in tb.keys() - ta.keys()]
     values = 0
+    trials_compared = 0
     for key in sorted(ta.keys() & tb.keys()):
-        ma, mb = ta[key], tb[key]
-        if ma.keys() != mb.keys():
-            problems.append(f"{key}: metrics {sorted(ma.keys() ^ mb.keys())} differ")
-        for m in sorted(ma.keys() & mb.keys()):
-            values += len(ma[m])
-            if ma[m] != mb[m]:
-                problems.append(f"{key[0]} {dict(key[1]).get('pairing')} seed {dict(key[1]).get('seed')}: {m} "
-                                f"{ma[m][:3]}... != {mb[m][:3]}...")
+        if len(ta[key]) != len(tb[key]):
+            problems.append(f"{key}: {len(ta[key])} trial(s) in {a.name}, {len(tb[key])} in {b.name}")
+        for ma, mb in zip(ta[key], tb[key]):
+            trials_compared += 1
+            if ma.keys() != mb.keys():
+                problems.append(f"{key}: metrics {sorted(ma.keys() ^ mb.keys())} differ")
+            for m in sorted(ma.keys() & mb.keys()):
+                values += len(ma[m])
+                if ma[m] != mb[m]:
+                    problems.append(f"{key[0]} {dict(key[1]).get('pairing')} seed {dict(key[1]).get('seed')}: {m} "
+                                    f"{ma[m][:3]}... != {mb[m][:3]}...")
     sweeps = sorted({k[0] for k in ta})
-    print(f"{len(ta.keys() & tb.keys())} trials in both ({len(sweeps)} sweeps), {values} metric values compared; "
+    print(f"{trials_compared} trials in both ({len(sweeps)} sweeps), {values} metric values compared; "
           f"{len(problems)} difference(s)")
     for p in problems[:50]:
         print("  " + p)
