@@ -146,7 +146,10 @@ def test_sweep_finished_reads_tune_state(tmp_path):
     from cluster.flow.study import sweep_finished
 
     def state(statuses, n_trials=2, until=False):
-        (tmp_path / "sweep.json").write_text(json.dumps({"n_trials": n_trials, "options": {"until_decided": until}}))
+        record = {"name": tmp_path.name, "tracking_uri": "sqlite:///m.db", "parent_run_id": "p", "experiment_id": "1",
+                  "resources": {"cpu": 1}, "storage_path": str(tmp_path.parent)}  # a whole sweep.json (SweepRecord)
+        (tmp_path / "sweep.json").write_text(json.dumps({**record, "n_trials": n_trials,
+                                                         "options": {"until_decided": until}}))
         data = {"trial_data": [[json.dumps({"status": s}), "{}"] for s in statuses]}
         (tmp_path / "experiment_state-1.json").write_text(json.dumps(data))
 
