@@ -99,14 +99,14 @@ class HypothesisResult:
         if self.verdict == "not tested":
             return f"{self.text}{self.where}: not tested ({self.note})"
         b, w = self.sides
-        level = f"{100 * self.confidence:.2f}".rstrip("0").rstrip(".")
+        level = Q.fmt_confidence(self.confidence)
         if self.kind in ("threshold", "chance"):
             parts = [b.text(self.metric), f"median {fmt_effect(self.metric, self.effect, signed=False)} "
-                     f"({level}% interval)"]
+                     f"({level} interval)"]
         else:
             name = "difference of gaps" if self.kind == "interaction" else "learned-seed shift"
             parts = [f"{b.text(self.metric)} vs {w.text(self.metric)}",
-                     f"{name} {fmt_effect(self.metric, self.effect)} ({level}% interval)", fmt_p(self.p)]
+                     f"{name} {fmt_effect(self.metric, self.effect)} ({level} interval)", fmt_p(self.p)]
         if self.look:
             parts.append(self.look + (", stopped early: the estimate is biased away from 0" if self.early_stop else ""))
         if self.verdict == "inconclusive" and self.seeds_needed:

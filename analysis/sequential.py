@@ -138,9 +138,18 @@ class Design:
         if self.k == 1:
             return f"one look, two-sided alpha {self.alpha:g} ({100 * (1 - self.alpha):g}% intervals)"
         name = {"obf": "O'Brien-Fleming", "pocock": "Pocock"}[self.spending]
-        lv = ", ".join(f"n={n}: {100 * (1 - 2 * a):.2f}%" for n, a in zip(self.looks, self.levels))
+        lv = ", ".join(f"n={n}: {fmt_confidence(1 - a)}" for n, a in zip(self.looks, self.levels))
         return (f"group-sequential, {name}-type alpha spending (two-sided {self.alpha:g}) over {self.k} looks; "
-                f"interval level per look: {lv}")
+                f"learned-seed interval per look: {lv}")
+
+
+def fmt_confidence(c: float) -> str:
+    """"97.5%", "99.99%": as many decimals as it takes not to print 100%."""
+    for digits in range(1, 6):
+        text = f"{100 * c:.{digits}f}"
+        if float(text) < 100 or c >= 1:
+            return text.rstrip("0").rstrip(".") + "%"
+    return f"{100 * c:.6f}%"
 
 
 # -- exact rank statistics --------------------------------------------------------------------

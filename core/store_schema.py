@@ -116,7 +116,10 @@ TAG_WAVE = "wave"                         # on a trial: 0 = the first wave of se
 TAG_UNTIL_DECIDED = "until_decided"       # on the parent: "true"
 TAG_STOPPING_RULE = "stopping_rule"       # the rule in words
 TAG_MAX_LOOKS = "max_looks"
-TAG_ALPHA_PER_LOOK = "alpha_per_look"     # the alpha every verdict of the sweep uses
+TAG_ALPHA_PER_LOOK = "alpha_per_look"     # sweeps before the group-sequential design: Bonferroni alpha per look
+TAG_LOOK_SEEDS = "look_seeds"             # JSON list: seeds per side at each look of the design
+TAG_SPENDING = "alpha_spending"           # "obf" or "pocock"
+TAG_ALPHA = "alpha"                       # two-sided error rate of each claim over all looks
 TAG_LOOKS_TAKEN = "looks_taken"
 TAG_ADAPTIVE_OUTCOME = "adaptive_outcome"  # "every hypothesis decided" or what is still open, and why
 TAG_MAX_SEEDS = "max_seeds"
