@@ -1,4 +1,4 @@
-"""Answer an experiment's claims from the data: a two-part exact test per cell, three outcomes.
+"""Answer an experiment's claims from the data: a two-part test per cell, three outcomes.
 
 Every claim x cell is decided by `analysis.sequential` at the level of the look it was reached
 at (one look for a fixed sweep: two-sided alpha 0.05; the group-sequential levels for a sweep
@@ -14,8 +14,8 @@ run with --until-decided). Verdicts:
 Each claim has its own error rate (a reproduction table answers each claim on its own); the
 family-wise Holm correction of earlier versions is gone (`p_adj` equals `p`).
 Beside the verdict: each side's mean, how many seeds learned every class (k/n with a
-Clopper-Pearson interval) and the median accuracy of those that learned; the learned-seed
-shift (Hodges-Lehmann) with its interval at the verdict's level; power-based seeds needed.
+Clopper-Pearson interval) and the median accuracy of those that learned; the difference of the
+learned seeds' means with its interval at the verdict's level; power-based seeds needed.
 """
 from __future__ import annotations
 
@@ -47,9 +47,9 @@ class HypothesisResult:
     """The answer for one claim in one cell.
 
     `better`/`worse`: (mean, low, high, n) of each side; `sides` the full summaries; `effect` the
-    estimate with its interval at the verdict's level (`confidence`): the learned-seed shift
+    estimate with its interval at the verdict's level (`confidence`): the learned-seed difference
     better - worse for two-sided claims, the median for threshold/chance claims, the difference of
-    gaps for interactions. `p` is the two-part exact p-value (p_adj = p).
+    gaps for interactions. `p` is the two-part p-value (p_adj = p).
     """
 
     text: str
@@ -104,7 +104,7 @@ class HypothesisResult:
             parts = [b.text(self.metric), f"median {fmt_effect(self.metric, self.effect, signed=False)} "
                      f"({level} interval)"]
         else:
-            name = "difference of gaps" if self.kind == "interaction" else "learned-seed shift"
+            name = "difference of gaps" if self.kind == "interaction" else "learned-seed difference"
             parts = [f"{b.text(self.metric)} vs {w.text(self.metric)}",
                      f"{name} {fmt_effect(self.metric, self.effect)} ({level} interval)", fmt_p(self.p)]
         if self.look:
@@ -136,7 +136,7 @@ def fmt_effect(metric: str, effect: tuple[float, float, float], signed: bool = T
 def fmt_p(p: float) -> str:
     if p != p:
         return "p=n/a"
-    return "exact two-part p<0.001" if p < 0.001 else f"exact two-part p={p:.3f}"
+    return "two-part p<0.001" if p < 0.001 else f"two-part p={p:.3f}"
 
 
 def verdict(mean_better: float, mean_worse: float, p: float, mode: str = "max", alpha: float = ALPHA) -> str:
@@ -439,11 +439,11 @@ def hypotheses_html(results: Sequence[HypothesisResult], rule: str = "") -> str:
 
 def explain(alpha: float = ALPHA, rule: str = "") -> str:
     """The legend under the claims (text)."""
-    return (f"Each claim is decided at two-sided {alpha:.3g}{' (' + rule + ')' if rule else ''} by a two-part exact test: "
+    return (f"Each claim is decided at two-sided {alpha:.3g}{' (' + rule + ')' if rule else ''} by a two-part test: "
             "how often each side learns every class (Fisher's exact test on learned k/n) and how well the seeds "
-            "that learned do (exact rank-sum, Hodges-Lehmann shift with the distribution-free interval shown at "
-            "the verdict's level), each part at half the level. yes/no: the claim holds / is contradicted; "
-            f"equivalent: the learned-seed shift lies within ±margin (default {DEFAULT_MARGIN * 100:.0f} points) "
+            "that learned do (Welch's t on those seeds: the difference of their means, interval shown at the "
+            "verdict's level), each part at half the level. yes/no: the claim holds / is contradicted; "
+            f"equivalent: the learned-seed difference lies within ±margin (default {DEFAULT_MARGIN * 100:.0f} points) "
             "and the learned rates do not differ; inconclusive: cannot exclude ±X. Threshold and chance claims use "
             "the median with its order-statistic interval. Side: mean [bootstrap interval], learned k/n "
             "[Clopper-Pearson 95%] and the median of the seeds that learned; the single-seed line pairs the sides "

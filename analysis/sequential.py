@@ -1,22 +1,23 @@
-"""The decision engine: exact rank statistics, group-sequential boundaries, three outcomes.
+"""The decision engine: a two-part test, group-sequential boundaries, three outcomes.
 
-Why a rank statistic (see `python -m analysis.simulate` for the figures): the tiny CNNs are
-bimodal (a seed learns, or loses one or more classes). A test on means treats a collapsed seed
-as a huge outlier and loses almost all power; a rank statistic puts collapsed seeds at the
-bottom, where they belong, and its permutation distribution is exact whatever the mixture.
+Why two parts (see `python -m analysis.simulate` for the figures): the tiny CNNs are bimodal (a
+seed learns, or loses one or more classes). A test on means treats a collapsed seed as a huge
+outlier and loses almost all power; a rank-sum test over all seeds dilutes a difference among the
+seeds that learned with the learned-vs-collapsed pairs. The two-part test asks both questions:
 
-- Two sides (difference and equivalence claims): the Hodges-Lehmann shift (median of all
-  better - worse differences) with the exact distribution-free (Moses) interval, the inversion of
-  the Wilcoxon-Mann-Whitney test. The p-value is read off the same count of pairs, so the
-  interval excludes 0 exactly when p is below the level: verdict and interval never disagree.
-  Ties count against the claim (conservative).
-- One side (threshold and chance claims): the median with the order-statistic (sign-test)
-  interval, exact for any continuous distribution.
-- Looks: Lan-DeMets alpha spending (O'Brien-Fleming type by default, Pocock available) over the
-  information fractions n_k / n_max, boundaries by recursive numerical integration. Each look
-  has one one-sided level a_k; every verdict reads the (1 - 2 a_k) interval:
-  excludes 0 -> different (which way); inside +-margin -> equivalent (two one-sided tests, the
-  futility bound: a null stops early); else inconclusive, cannot exclude +-max|bound|.
+- how often each side learns (learned k/n, Fisher's exact test), and
+- how well the seeds that learned do (Welch's t on those seeds only: within the learned mode the
+  spread is small and unimodal; an exact rank-sum variant, `shift`, is kept for comparison),
+
+each at half the look's level (Bonferroni over the parts). One side (threshold and chance
+claims): the median with the order-statistic (sign-test) interval, exact for any distribution.
+
+Looks: Lan-DeMets alpha spending (O'Brien-Fleming type by default, Pocock available) over the
+information fractions n_k / n_max, boundaries by recursive numerical integration. Each look has
+one one-sided level a_k; the learned-seed interval is shown at 1 - a_k (each tail a_k / 2), the
+level the verdict uses: it excludes 0 -> different (which way); inside +-margin with no
+difference in how often the sides learn -> equivalent (two one-sided tests: the futility bound,
+a null stops early); else inconclusive, cannot exclude +-max|bound|.
 """
 from __future__ import annotations
 
@@ -208,6 +209,28 @@ def shift(better: Sequence[float], worse: Sequence[float], level: float,
     return Shift(float(np.median(d)), low, high, p_greater, p_less, (m, n))
 
 
+def welch_shift(better: Sequence[float], worse: Sequence[float], level: float,
+                bound: float = math.inf) -> Shift:
+    """Welch inference on the difference of means better - worse: the (1 - 2 level) interval
+    (Welch-Satterthwaite dof) clipped to +-bound, one-sided p-values. Fewer than two values on a
+    side: no interval (+-bound). Both sides constant: the difference is exact."""
+    x, y = _clean(better), _clean(worse)
+    m, n = len(x), len(y)
+    if not m or not n:
+        return Shift(math.nan, math.nan, math.nan, math.nan, math.nan, (m, n))
+    d = float(x.mean() - y.mean())
+    if m < 2 or n < 2:
+        return Shift(d, -bound, bound, 1.0, 1.0, (m, n))
+    va, vb = x.var(ddof=1) / m, y.var(ddof=1) / n
+    se = math.sqrt(va + vb)
+    if se <= 1e-12 * max(1.0, abs(d)):
+        return Shift(d, d, d, 0.0 if d > 0 else 1.0, 0.0 if d < 0 else 1.0, (m, n))
+    dof = (va + vb) ** 2 / ((va ** 2 / (m - 1) if va else 0) + (vb ** 2 / (n - 1) if vb else 0))
+    half = float(stats.t.ppf(1 - level, dof)) * se
+    return Shift(d, max(d - half, -bound), min(d + half, bound), float(stats.t.sf(d / se, dof)),
+                 float(stats.t.cdf(d / se, dof)), (m, n))
+
+
 def median_interval(values: Sequence[float], level: float, bound: tuple[float, float] = (-math.inf, math.inf)
                     ) -> tuple[float, float, float, float]:
     """(median, low, high, coverage): the order-statistic interval [x_(k), x_(n-k+1)] with the largest k
@@ -309,12 +332,13 @@ class Decision:
     """A two-sided comparison at one look: the outcome, its interval and what it would take.
 
     Two parts: how often each side learns (`rate_p`, Fisher's exact test) and how well the seeds
-    that learned do (`shift`, exact rank-sum on those seeds only); each part at half the look's
-    level (Bonferroni), so the interval shown is the learned-seed shift at 1 - level.
+    that learned do (`welch_shift`, or the exact rank-sum `shift`, on those seeds only); each part
+    at half the look's level (Bonferroni), so the interval shown is the learned-seed difference at
+    1 - level.
     """
 
     outcome: str  # "greater", "less", "equivalent", "inconclusive" ("mixed": the parts disagree)
-    shift: Shift  # of the seeds that learned
+    shift: Shift  # difference of the seeds that learned
     level: float  # one-sided level of this look, split over the two parts
     look: int  # 0-based
     cannot_exclude: float
@@ -342,7 +366,7 @@ class Decision:
 
 def decide(better: Sequence[float], worse: Sequence[float], design: Design, margin: float | None,
            bound: float = math.inf, learned_better: Sequence[bool] | None = None,
-           learned_worse: Sequence[bool] | None = None) -> Decision:
+           learned_worse: Sequence[bool] | None = None, test: str = "welch") -> Decision:
     """One look's two-part decision on better vs worse (seeds per side = the smaller side).
 
     `learned_*`: per seed, whether it learned every class (None: every seed did).
@@ -354,7 +378,7 @@ def decide(better: Sequence[float], worse: Sequence[float], design: Design, marg
     look = design.look_of(n)
     level = design.levels[look]
     part = level / 2
-    s = shift(b[lb], w[lw], part, bound)
+    s = (welch_shift if test == "welch" else shift)(b[lb], w[lw], part, bound)
     if not lb.any() or not lw.any():
         s = Shift(s.estimate, -bound, bound, 1.0, 1.0, s.n)
     rate = rate_p(int(lb.sum()), len(b), int(lw.sum()), len(w))
