@@ -147,7 +147,9 @@ def cmd_run(args) -> int:
     from cluster.runner import RunOptions, run_sweep
     from cluster.search import parse_samples
     from cluster.values import parse_grids, parse_sets
+    from core import phases
 
+    phases.mark("run_imported")
     opts = RunOptions(experiment=args.experiment, seeds=args.seeds, sets=parse_sets(args.sets),
                       grids=parse_grids(args.grids), smoke=args.smoke, num_samples=args.num_samples,
                       address=args.address, tracking_uri=args.tracking_uri, cpus_per_trial=args.cpus_per_trial,
@@ -250,7 +252,14 @@ COMMANDS = {"list": cmd_list, "run": cmd_run, "study": cmd_study, "resume": cmd_
 def main(argv: list[str] | None = None) -> int:
     import os
 
+    from core import phases
+
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    phases.mark("cli_imported")
+    if phases.enabled():
+        import atexit
+
+        atexit.register(phases.mark, "exit")  # registered first: runs after Ray's and MLflow's own atexit hooks
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

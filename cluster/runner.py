@@ -17,7 +17,7 @@ from cluster.plan import Plan, make_plan
 from search_spaces import get_experiment
 from search_spaces.experiment import Experiment
 from core.errors import ConfigError
-from core import store_schema as S
+from core import phases, store_schema as S
 from trainables.tracking import TrackingInfo
 
 SWEEP_FILE = "sweep.json"
@@ -151,6 +151,7 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
         raise ConfigError(f"a sweep named {opts.name!r} already exists in {storage}; pick another --name or "
                           f"`sweep resume {opts.name}`")
     preflight.run_checks(plan, opts)  # models built, data decoded, resources fit: before Ray and MLflow
+    phases.mark("planned")
     name, lock = claim_sweep(storage, opts.name, plan.experiment.name)
     log_path = console.driver_log_path(storage, name)
     try:
@@ -165,6 +166,7 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
             prepared = pool.submit(_prepare_tracking, uri, plan.experiment.name)
             quiet_libraries(log_path, opts.verbose)
             ray_how = ray_setup.init_ray(opts.address, ship_code=opts.ship_code)
+            phases.mark("ray_ready", how=ray_how)
             if not opts.verbose:
                 console.route_worker_output(log_path)
             tracking_ready = prepared.result()
@@ -201,6 +203,7 @@ def _start_and_fit(plan: Plan, opts: RunOptions, uri: str, storage: str, name: s
              S.TAG_SCHEDULER: opts.scheduler or "none", S.TAG_ASHA: json.dumps(asha_settings(plan, opts) or {}),
              **_adaptive_tags(plan, opts), **(tags or {})},
             {**plan.fixed, S.PARAM_SEEDS: plan.seeds, S.PARAM_NUM_SAMPLES: plan.num_samples}, declaration(plan))
+        phases.mark("parent_run")
         meta = {"name": name, "experiment": plan.experiment.name, "tracking_uri": uri, "experiment_id": exp_id,
                 "parent_run_id": parent, "resources": resources, "storage_path": storage, "git_sha": sha,
                 "swept_keys": plan.swept_keys, "n_trials": plan.n_trials(),
@@ -338,6 +341,7 @@ def _prepare_tracking(uri: str, experiment: str):
     client = MlflowClient(tracking_uri=uri)
     exp_id = tracking.get_or_create_experiment(client, experiment, uri)
     sha = tracking.git_sha()
+    phases.mark("mlflow_ready")
     from ray import tune  # noqa: F401  (the Tuner's import, also off the critical path)
 
     return client, exp_id, sha
@@ -370,6 +374,10 @@ def _run_config(opts: RunOptions, meta: dict):
     from cluster.callbacks import MlflowTrialFinalizer, ProgressDisplay
 
     callbacks = [MlflowTrialFinalizer(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"])]
+    if phases.enabled():
+        from cluster.callbacks import PhaseMarker
+
+        callbacks.append(PhaseMarker())
     if not opts.quiet:
         metric, mode = meta.get("metric") or ("val_acc", "max")
         callbacks.append(ProgressDisplay(int(meta.get("n_trials", 0)), meta["swept_keys"], metric=metric, mode=mode))
@@ -412,8 +420,10 @@ def _make_tuner(plan: Plan, opts: RunOptions, meta: dict, resources: dict):
 
 def _fit_and_close(tuner, client, meta: dict, opts: RunOptions, guard: interrupts.SignalGuard,
                    folder: Path | None) -> int:
+    phases.mark("fit_start")
     with guard.fitting():
         results = tuner.fit()
+    phases.mark("fit_end")
     if guard.signum is not None:  # Tune stopped gracefully on our SIGINT/SIGTERM
         return _interrupted(client, meta, guard.signum, folder)
     record_exit_state(folder, meta)
@@ -430,7 +440,8 @@ def print_results(meta: dict) -> None:
 
     table = results_table(meta["tracking_uri"], sweep=meta["name"])
     print(f"\nResults of {meta['name']} (mean and 95% CI over seeds):")
-    print(format_results(table, "table"))
+    print(format_results(table, "table"), flush=True)
+    phases.mark("results_table")
     print(f"\nBrowse every trial:  {tracking.ui_hint(meta['tracking_uri'], meta.get('experiment_id'))}")
     if meta.get("driver_log") and not meta.get("options", {}).get("verbose"):
         print(f"Ray and MLflow logs: {meta['driver_log']}")
