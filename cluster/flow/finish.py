@@ -29,6 +29,8 @@ def interrupted(client, meta: dict, signum: int, folder: Path | None) -> int:
 def fit_and_close(tuner, client, meta: dict, opts: RunOptions, guard: interrupts.SignalGuard,
                    folder: Path | None) -> int:
     phases.mark("fit_start")
+    if not opts.quiet:
+        _preload_results_table()
     with guard.fitting():
         results = tuner.fit()
     phases.mark("fit_end")
@@ -41,6 +43,20 @@ def fit_and_close(tuner, client, meta: dict, opts: RunOptions, guard: interrupts
     if not opts.quiet:
         print_results(meta)
     return 1 if errors else 0
+
+def _preload_results_table() -> None:
+    """Import the results table's modules (pandas, scipy, analysis) in a daemon thread while the
+    trials train, so the table prints as soon as fit returns."""
+    import threading
+
+    def load() -> None:
+        try:
+            import analysis.results  # noqa: F401
+        except Exception:  # the table's own import reports any problem, in the main thread
+            pass
+
+    threading.Thread(target=load, name="sweep-preload-results", daemon=True).start()
+
 
 def print_results(meta: dict) -> None:
     from analysis.results import format_results, results_table
