@@ -5,11 +5,11 @@ When $SWEEP_PHASE_LOG names a file, `mark(phase)` appends one JSON line to it:
 does nothing and costs one dictionary lookup. The benchmark starts the clock when it launches
 the command and reads the lines back, so every phase is a measured instant, not an estimate.
 
-Phases a `sweep run` driver records, in the order they usually happen:
-cli_imported, planned (plan + preflight checks), ray_ready, workers_warm (every warm-up task
-done), mlflow_ready (store, client and experiment), parent_run, fit_start,
-first_actor_ready (Tune started the first trial actor), first_result, last_result, fit_end,
-results_table (printed), exit (interpreter shutting down).
+Phases a `sweep run` records, in the order they usually happen: cli_imported, run_imported,
+planned (plan + preflight checks), ray_ready, mlflow_ready (store, client and experiment; in a
+thread), parent_run, fit_start, first_actor_ready (Tune started the first trial actor),
+trial_start (in each trial process), first_result, trial_complete (each trial), fit_end,
+results_table (printed), exit (the last atexit hook, after Ray's shutdown).
 """
 from __future__ import annotations
 
