@@ -223,12 +223,16 @@ def cmd_results(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from analysis.report import write_report
+    from analysis.report import build_report
+    from analysis.reproduction import console_lines
     from cluster.infra.tracking import check_tracking_uri
 
     _need_target(args)
-    path = write_report(check_tracking_uri(args.tracking_uri), experiment=args.experiment, sweep=args.sweep,
-                        out_dir=args.out)
+    path, claims = build_report(check_tracking_uri(args.tracking_uri), experiment=args.experiment, sweep=args.sweep,
+                                out_dir=args.out)
+    if claims:  # the source's claims with their status: counts, then each one not reproduced
+        lines = console_lines(claims, limit=12)
+        print("source claims: " + lines[0], *lines[1:], sep="\n")
     print(f"report written: {path}")
     return 0
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from cluster.flow.finish import fit_and_close, interrupted
 from cluster.flow.options import RunOptions
-from cluster.folder.record import claim_sweep, record_tuner_hash, release_claim, write_meta
+from cluster.folder.record import SweepRecord, claim_sweep, release_claim
 from cluster.folder.storage import resolve_storage
 from cluster.infra import console, interrupts, ray_setup, tracking
 from cluster.planning import preflight, validate
@@ -29,6 +29,7 @@ def declaration(plan: Plan) -> dict[str, Any]:
              per_pairing={p: {k: repr(v) for k, v in vals.items()} for p, vals in plan.per_pairing.items()},
              swept_keys=plan.swept_keys, num_samples=plan.num_samples, smoke=plan.smoke)
     return json.loads(json.dumps(d, default=repr))
+
 
 def build_plan(opts: RunOptions, definition: Experiment | None = None) -> Plan:
     """The checked plan of `opts`; `definition` replaces the registry lookup (e.g. `sweep confirm`)."""
@@ -53,6 +54,7 @@ def build_plan(opts: RunOptions, definition: Experiment | None = None) -> Plan:
 
     settings_from(opts, plan)  # --until-decided problems too
     return plan
+
 
 def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict[str, str] | None = None) -> int:
     """Run a sweep end to end; returns the process exit code (0 ok, 1 some trials failed,
@@ -108,6 +110,7 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
     finally:
         release_claim(storage, name, lock)
 
+
 def _start_and_fit(plan: Plan, opts: RunOptions, uri: str, storage: str, name: str, resources: dict,
                    tags: dict[str, str] | None, tracking_ready: tuple, started: dict) -> int:
     """Parent run, sweep.json, Tuner, fit; signals handled from the moment the parent run exists."""
@@ -125,25 +128,25 @@ def _start_and_fit(plan: Plan, opts: RunOptions, uri: str, storage: str, name: s
              **_adaptive_tags(plan, opts), **(tags or {})},
             {**plan.fixed, S.PARAM_SEEDS: plan.seeds, S.PARAM_NUM_SAMPLES: plan.num_samples}, declaration(plan))
         phases.mark("parent_run")
-        meta = {"name": name, "experiment": plan.experiment.name, "tracking_uri": uri, "experiment_id": exp_id,
-                "parent_run_id": parent, "resources": resources, "storage_path": storage, "git_sha": sha,
-                "swept_keys": plan.swept_keys, "n_trials": plan.n_trials(),
-                "options": {k: v for k, v in dataclasses.asdict(opts).items()},
-                "metric": list(assemble.progress_metric(plan)), "driver_log": started["driver_log"]}
-        folder = None if "://" in storage else Path(storage) / name
+        record = SweepRecord(
+            name=name, experiment=plan.experiment.name, tracking_uri=uri, experiment_id=exp_id, parent_run_id=parent,
+            resources=resources, storage_path=storage, git_sha=sha, swept_keys=plan.swept_keys,
+            n_trials=plan.n_trials(), options=dataclasses.asdict(opts), metric=assemble.progress_metric(plan),
+            driver_log=started["driver_log"])
         try:
-            write_meta(folder, meta)
+            record.save()
             if not opts.quiet:
                 print(f"sweep {name}: {plan.n_trials()} trials of {plan.experiment.name} "
                       f"({resources['cpu']:g} CPU, {resources['gpu']:g} GPU each); MLflow {uri}, parent run {parent}; "
                       f"{RAY_HOW.get(started['ray'], 'Ray')}", flush=True)
-            tuner = assemble.make_tuner(plan, opts, meta, resources)
-            record_tuner_hash(client, folder, meta)
-            return fit_and_close(tuner, client, meta, opts, guard, folder)
+            tuner = assemble.make_tuner(plan, opts, record)
+            record.record_tuner_hash(client)
+            return fit_and_close(tuner, client, record, opts, guard)
         except interrupts.Interrupted as exc:
-            return interrupted(client, meta, exc.signum, folder)
+            return interrupted(client, record, exc.signum)
         except KeyboardInterrupt:
-            return interrupted(client, meta, guard.signum or 2, folder)
+            return interrupted(client, record, guard.signum or 2)
+
 
 def _adaptive_tags(plan: Plan, opts: RunOptions) -> dict[str, str]:
     from cluster.flow.adaptive import settings_from
@@ -151,8 +154,10 @@ def _adaptive_tags(plan: Plan, opts: RunOptions) -> dict[str, str]:
     settings = settings_from(opts, plan)
     return settings.parent_tags() if settings else {}
 
+
 RAY_HOW = {"head": "Ray: the head of `sweep up`", "local": "Ray started for this sweep (`sweep up` keeps one)",
            "cluster": "Ray cluster", "running": "Ray already running in this process"}
+
 
 def _prepare_tracking(uri: str, experiment: str):
     """(client, experiment id, git sha): run in a thread while Ray starts."""
