@@ -28,9 +28,10 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas loads when replicates are counted, not while a plan is checked
+    import pandas as pd
 
 from core import store_schema as SS
 from core.errors import ConfigError
@@ -177,6 +178,8 @@ class Replicates:
     # -- decisions -------------------------------------------------------------------------
     def frame(self) -> pd.DataFrame:
         """Completed replicates so far as a runs table (the shape analysis.hypotheses reads)."""
+        import pandas as pd
+
         rows = []
         for tid, (cell, seed, wave) in self.issued.items():
             res = self.results.get(tid, False)
@@ -217,6 +220,8 @@ class Replicates:
     def wide(self, runs: pd.DataFrame) -> set[int]:
         """Cells whose accuracy interval (the first accuracy a hypothesis uses, else val_acc) is wider
         than the target half-width, or has no interval yet."""
+        import pandas as pd
+
         from analysis.stats import bootstrap_interval
 
         h = self.settings.target_halfwidth
