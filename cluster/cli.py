@@ -96,7 +96,9 @@ def cmd_list(args) -> int:
 
 def cmd_run(args) -> int:
     from cluster.flow.run import run_sweep
+    from core import phases
 
+    phases.mark("run_imported")
     return run_sweep(from_args(RunOptions, args, experiment=args.experiment))
 
 
@@ -154,12 +156,16 @@ def cmd_results(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from analysis.report import write_report
+    from analysis.report import build_report
+    from analysis.reproduction import console_lines
     from cluster.infra.tracking import check_tracking_uri
 
     _need_target(args)
-    path = write_report(check_tracking_uri(args.tracking_uri), experiment=args.experiment, sweep=args.sweep,
-                        out_dir=args.out)
+    path, claims = build_report(check_tracking_uri(args.tracking_uri), experiment=args.experiment, sweep=args.sweep,
+                                out_dir=args.out)
+    if claims:  # the source's claims with their status: counts, then each one not reproduced
+        lines = console_lines(claims, limit=12)
+        print("source claims: " + lines[0], *lines[1:], sep="\n")
     print(f"report written: {path}")
     return 0
 
@@ -181,11 +187,40 @@ COMMANDS = {"list": cmd_list, "run": cmd_run, "study": cmd_study, "resume": cmd_
             "report": cmd_report, "server": cmd_server}
 
 
+# Commands that start or join Ray in this process. Run as the `sweep` program, they end with
+# os._exit once every atexit hook has run (Ray's shutdown, MLflow's flush, logging's): the
+# interpreter's own finalization then only runs Ray's and torch's C++ destructors, which took
+# seconds after the last byte was written (measured with core.phases: "exit" -> process end).
+FAST_EXIT = frozenset({"run", "resume", "study", "confirm"})
+
+
 def main(argv: list[str] | None = None) -> int:
     import os
 
+    from core import phases
+
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    phases.mark("cli_imported")
     args = build_parser().parse_args(argv)
+    outcome = {"code": 1}  # an exception escaping main exits 1, as Python's own exit would
+    if argv is None and args.command in FAST_EXIT:  # the program, never a caller such as the tests
+        import atexit
+
+        atexit.register(_fast_exit, outcome)  # registered before Ray and MLflow load: runs after their hooks
+    if phases.enabled():
+        import atexit
+
+        atexit.register(phases.mark, "exit")
+    try:
+        code = _dispatch(args)
+    except SystemExit as exc:
+        outcome["code"] = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        raise
+    outcome["code"] = code
+    return code
+
+
+def _dispatch(args) -> int:
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
@@ -194,6 +229,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # cluster.infra.interrupts.Interrupted carries SIGINT or SIGTERM
         print(f"sweep {args.command}: interrupted", file=sys.stderr)
         return 128 + getattr(exc, "signum", 2)
+
+
+def _fast_exit(outcome: dict) -> None:
+    """The last atexit hook: flush what Python still buffers, then end the process with its code."""
+    import logging
+    import os
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    code = outcome["code"]
+    os._exit(code if isinstance(code, int) and not isinstance(code, bool) else int(bool(code)))
 
 
 if __name__ == "__main__":

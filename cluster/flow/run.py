@@ -17,7 +17,7 @@ from cluster.infra import console, interrupts, ray_setup, tracking
 from cluster.planning import preflight, validate
 from cluster.planning.plan import Plan
 from cluster.tuner import assemble
-from core import store_schema as S
+from core import phases, store_schema as S
 from core.errors import ConfigError
 from search_spaces import get_experiment
 from search_spaces.experiment import Experiment
@@ -53,6 +53,7 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
         raise ConfigError(f"a sweep named {opts.name!r} already exists in {storage}; pick another --name or "
                           f"`sweep resume {opts.name}`")
     preflight.run_checks(plan, opts)  # models built, data decoded, resources fit: before Ray and MLflow
+    phases.mark("planned")
     name, lock = claim_sweep(storage, opts.name, plan.experiment.name)
     log_path = console.driver_log_path(storage, name)
     try:
@@ -67,6 +68,7 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
             prepared = pool.submit(_prepare_tracking, uri, plan.experiment.name)
             console.quiet_libraries(log_path, opts.verbose)
             ray_how = ray_setup.init_ray(opts.address, ship_code=opts.ship_code)
+            phases.mark("ray_ready", how=ray_how)
             if not opts.verbose:
                 console.route_worker_output(log_path)
             tracking_ready = prepared.result()
@@ -100,6 +102,7 @@ def _start_and_fit(sweep: Sweep, uri: str, storage: str, name: str, resources: d
              S.TAG_SCHEDULER: opts.scheduler or "none", S.TAG_ASHA: json.dumps(sweep.asha or {}),
              **(sweep.adaptive.parent_tags() if sweep.adaptive else {}), **(tags or {})},
             {**plan.fixed, S.PARAM_SEEDS: plan.seeds, S.PARAM_NUM_SAMPLES: plan.num_samples}, declaration(plan))
+        phases.mark("parent_run")
         record = SweepRecord(
             name=name, experiment=plan.experiment.name, tracking_uri=uri, experiment_id=exp_id, parent_run_id=parent,
             resources=resources, storage_path=storage, git_sha=sha, swept_keys=plan.swept_keys,
@@ -132,6 +135,7 @@ def _prepare_tracking(uri: str, experiment: str):
     client = MlflowClient(tracking_uri=uri)
     exp_id = tracking.get_or_create_experiment(client, experiment, uri)
     sha = tracking.git_sha()
+    phases.mark("mlflow_ready")
     from ray import tune  # noqa: F401  (the Tuner's import, also off the critical path)
 
     return client, exp_id, sha

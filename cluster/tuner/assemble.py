@@ -4,6 +4,7 @@ from __future__ import annotations
 from cluster.flow.options import RunOptions
 from cluster.folder.record import SweepRecord
 from cluster.planning.plan import Plan
+from core import phases
 
 
 def trainable(record: SweepRecord):
@@ -24,6 +25,10 @@ def run_config(opts: RunOptions, record: SweepRecord):
     from cluster.tuner.callbacks import MlflowTrialFinalizer, ProgressDisplay
 
     callbacks = [MlflowTrialFinalizer(record.tracking_uri, record.experiment_id, record.parent_run_id)]
+    if phases.enabled():
+        from cluster.tuner.callbacks import PhaseMarker
+
+        callbacks.append(PhaseMarker())
     if not opts.quiet:
         metric, mode = record.metric
         callbacks.append(ProgressDisplay(record.n_trials, record.swept_keys, metric=metric, mode=mode))
