@@ -110,22 +110,23 @@ def test_yes_flag_reaches_the_options():
 
 
 def test_every_dataset_has_a_memory_estimate():
-    from cluster.planning.validate import MEMORY_ESTIMATES
+    """Each dataset declares its peak memory in the registry; only file- or feature-backed ones may say None."""
     from trainables.data import DATASETS
 
-    assert set(DATASETS) == set(MEMORY_ESTIMATES)
+    assert {n for n, s in DATASETS.items() if s.peak_bytes is None} <= {n for n, s in DATASETS.items()
+                                                                       if s.kind != "synthetic"}
+    assert all(s.peak_bytes is None or callable(s.peak_bytes) for s in DATASETS.values())
 
 
 def test_memory_estimate_tracks_what_edges_really_allocate():
     """The estimate is an upper bound of the tensors built (generation overhead included) and not absurd."""
-    from cluster.planning.validate import _edges_bytes
-    from trainables.data import build_data
+    from trainables.data import DATASETS, build_data
     from trainables.data.edges import EdgeDataConfig
 
     cfg = {"data_per_class": 200, "valid_per_class": 50}
     b = build_data("edges", cfg)
     tensors = sum(t.element_size() * t.nelement() for t in (b.x_train, b.y_train, b.x_val, b.y_val))
-    est = _edges_bytes(EdgeDataConfig.from_config(cfg))
+    est = DATASETS["edges"].peak_bytes(EdgeDataConfig.from_config(cfg))
     assert tensors < est < 20 * tensors
 
 
