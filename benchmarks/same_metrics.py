@@ -11,7 +11,9 @@ scheduler is turned off (ASHA's stops depend on the order results arrive), so ea
 deterministic on its own.
 
     python -m benchmarks.same_metrics run REF OUT          # REF: a git ref, or "worktree"
-    python -m benchmarks.same_metrics compare OUT/A OUT/B  # exit 1 on any difference
+    python -m benchmarks.same_metrics compare OUT/A OUT/B [--common]  # exit 1 on any difference
+                                                           # (--common: only sweeps both stores hold)
+    SAME_METRICS_ONLY=packed5,edge-hpo python -m ...       # only these cases
     python -m benchmarks.same_metrics both REF OUT         # both runs, then the comparison
 
 Takes about 1 minute per case and side on 2 busy cores (15 cases).
@@ -55,7 +57,8 @@ def cases() -> list[tuple[str, str, list[str]]]:
             extra += ["--scheduler", "none"]
         out.append((name, name, extra))
     out.append(PACKED)
-    return out
+    only = os.environ.get("SAME_METRICS_ONLY")  # comma-separated case names: a partial run
+    return [c for c in out if not only or c[1] in only.split(",")]
 
 
 def source(ref: str, into: Path) -> Path:
@@ -131,8 +134,12 @@ def trials(side: Path) -> dict[tuple, dict[str, list[tuple[int, float]]]]:
     return {k: sorted(v, key=repr) for k, v in out.items()}
 
 
-def compare(a: Path, b: Path) -> int:
+def compare(a: Path, b: Path, common: bool = False) -> int:
+    """Every trial of both stores matched and equal; with `common`, only the sweeps both stores hold."""
     ta, tb = trials(a), trials(b)
+    if common:
+        both = {k[0] for k in ta} & {k[0] for k in tb}
+        ta, tb = ({k: v for k, v in t.items() if k[0] in both} for t in (ta, tb))
     problems = [f"only in {a.name}: {k}" for k in ta.keys() - tb.keys()]
     problems += [f"only in {b.name}: {k}" for k in tb.keys() - ta.keys()]
     values = 0
@@ -161,8 +168,8 @@ def main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[0] == "run":
         run(argv[1], Path(argv[2]).resolve())
         return 0
-    if len(argv) == 3 and argv[0] == "compare":
-        return compare(Path(argv[1]).resolve(), Path(argv[2]).resolve())
+    if len(argv) in (3, 4) and argv[0] == "compare":
+        return compare(Path(argv[1]).resolve(), Path(argv[2]).resolve(), common=argv[3:] == ["--common"])
     if len(argv) == 3 and argv[0] == "both":
         out = Path(argv[2]).resolve()
         return compare(run(argv[1], out), run("worktree", out))
