@@ -105,3 +105,14 @@ def test_the_domain_check_sees_a_dispatch(tmp_path):
     f = tmp_path / "m.py"
     f.write_text("def f(v):\n    return isinstance(v, (Choice, int))\n")
     assert domain_dispatch(f) == [2]
+
+
+def test_the_driver_reads_typed_options():
+    """Options are a typed RunOptions/StudyOptions: no duck-typed getattr(opts, ...) in the driver."""
+    found = []
+    for p in (ROOT / "cluster").rglob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "getattr" and node.args
+                    and getattr(node.args[0], "id", None) in ("opts", "options")):
+                found.append(f"{p.relative_to(ROOT)}:{node.lineno}")
+    assert found == []
