@@ -143,14 +143,15 @@ def compare(a: Path, b: Path, common: bool = False) -> int:
     problems = [f"only in {a.name}: {k}" for k in ta.keys() - tb.keys()]
     problems += [f"only in {b.name}: {k}" for k in tb.keys() - ta.keys()]
     values = 0
-    trials_compared = 0
+    trials_compared, added = 0, set()
     for key in sorted(ta.keys() & tb.keys()):
         if len(ta[key]) != len(tb[key]):
             problems.append(f"{key}: {len(ta[key])} trial(s) in {a.name}, {len(tb[key])} in {b.name}")
         for ma, mb in zip(ta[key], tb[key]):
             trials_compared += 1
-            if ma.keys() != mb.keys():
-                problems.append(f"{key}: metrics {sorted(ma.keys() ^ mb.keys())} differ")
+            if ma.keys() - mb.keys():
+                problems.append(f"{key}: metrics {sorted(ma.keys() - mb.keys())} missing in {b.name}")
+            added |= mb.keys() - ma.keys()  # a metric the newer code logs as well: not a difference
             for m in sorted(ma.keys() & mb.keys()):
                 values += len(ma[m])
                 if ma[m] != mb[m]:
@@ -158,7 +159,7 @@ def compare(a: Path, b: Path, common: bool = False) -> int:
                                     f"{ma[m][:3]}... != {mb[m][:3]}...")
     sweeps = sorted({k[0] for k in ta})
     print(f"{trials_compared} trials in both ({len(sweeps)} sweeps), {values} metric values compared; "
-          f"{len(problems)} difference(s)")
+          f"{len(problems)} difference(s)" + (f"; metrics only {b.name} logs: {sorted(added)}" if added else ""))
     for p in problems[:50]:
         print("  " + p)
     return 1 if problems else 0
