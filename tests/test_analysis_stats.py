@@ -232,3 +232,16 @@ def test_adaptive_sweep_report_uses_the_design_and_lists_waves():
     assert decision_rule(SweepData(parent={"name": "s", "tags": {}}, runs=frame))[0] == 0.05
     old = SweepData(parent={"name": "s", "tags": {"until_decided": "true", "alpha_per_look": "0.0125"}}, runs=frame)
     assert decision_design(old)[0].levels == (0.00625,)  # a Bonferroni sweep keeps its per-look alpha
+
+
+def test_results_table_shows_learned_k_of_n_and_the_learned_median():
+    from analysis.results import display_table
+
+    cnn = [0.96, 0.98, 0.667, 1.0, 0.95, 0.667, 0.97, 0.99]
+    frame = runs({(CNN, 30): cnn, (MLP, 30): [0.6] * 8})
+    frame["classes_lost"] = [0, 0, 1, 0, 0, 1, 0, 0] + [0] * 8
+    data = SweepData(parent={"name": "s"}, runs=frame, swept_keys=["pairing", "data_per_class"],
+                     metrics=["val_acc", "classes_lost"])
+    shown = display_table(sweep_results(data)).set_index("pairing")
+    assert shown.loc[CNN, "learned"] == "6/8 [35-97%]" and shown.loc[CNN, "at chance"] == "0/8"
+    assert shown.loc[CNN, "learned seeds median"] == "97.5% [95.0, 100.0]"
