@@ -120,7 +120,8 @@ def learned_text(r: HypothesisResult) -> str:
         parts = []
         for side in given:
             if isinstance(side, (list, tuple)) and len(side) == 2:
-                parts.append(f"{int(side[0])}/{int(side[1])}")
+                if int(side[1]):  # (0, 0): a side with no runs (threshold and chance claims have one side)
+                    parts.append(f"{int(side[0])}/{int(side[1])}")
             elif side is not None:
                 parts.append(str(side))
         return "learned " + " vs ".join(parts) if parts else ""
@@ -214,7 +215,7 @@ def status_of(h: Any, r: HypothesisResult) -> tuple[str, str, int | None]:
     if v == "equivalent":
         margin = getattr(h, "margin", None)
         within = f" within {_fmt_amount(r.metric, margin)}" if margin else ""
-        if kind == "equivalence":
+        if kind in ("equivalence", "chance"):  # the claim is the equivalence (to the other side, to chance)
             return "reproduced", f"equivalent{within}", None
         return "equivalent", f"no difference{within} (the source claims one)", None
     status = "reproduced" if v == "yes" else "contradicted" if v == "no" else "undecided"

@@ -64,6 +64,15 @@ def test_undecided_says_what_cannot_be_excluded_and_the_seeds_needed():
     assert R.status_of(CLAIM, r) == ("undecided", "cannot exclude ±4.0 pts; about 17 seeds per side would decide", 17)
 
 
+def test_learned_from_the_engine_skips_a_side_without_runs():
+    learned = dataclasses.make_dataclass("L", [("learned", tuple, None)], bases=(HypothesisResult,), frozen=True)
+    base = result("yes")
+    r = learned(**{f.name: getattr(base, f.name) for f in dataclasses.fields(HypothesisResult)},
+                learned=((3, 4), (0, 0)))
+    assert R.learned_text(r) == "learned 3/4"
+    assert R.learned_text(dataclasses.replace(r, learned=((3, 4), (4, 4)))) == "learned 3/4 vs 4/4"
+
+
 def test_rows_carry_source_value_ours_and_learned():
     data = runs({(CNN, 10): [0.95, 0.33, 0.97, 0.96], (MLP, 10): [0.60, 0.62, 0.61, 0.59]})
     results = R.evaluate_claims([CLAIM], data, ["data_per_class"])

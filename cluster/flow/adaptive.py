@@ -28,9 +28,10 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas loads when replicates are counted, not while a plan is checked
+    import pandas as pd
 
 from core import store_schema as SS
 from core.errors import ConfigError
@@ -177,6 +178,8 @@ class Replicates:
     # -- decisions -------------------------------------------------------------------------
     def frame(self) -> pd.DataFrame:
         """Completed replicates so far as a runs table (the shape analysis.hypotheses reads)."""
+        import pandas as pd
+
         rows = []
         for tid, (cell, seed, wave) in self.issued.items():
             res = self.results.get(tid, False)
@@ -217,6 +220,8 @@ class Replicates:
     def wide(self, runs: pd.DataFrame) -> set[int]:
         """Cells whose accuracy interval (the first accuracy a hypothesis uses, else val_acc) is wider
         than the target half-width, or has no interval yet."""
+        import pandas as pd
+
         from analysis.stats import bootstrap_interval
 
         h = self.settings.target_halfwidth
@@ -308,16 +313,18 @@ def _open_reason(r) -> str:
 # -- hooks used by cluster.flow.run and cluster.tuner --------------------------------------------------
 def settings_from(opts, plan) -> AdaptiveSettings | None:
     """The adaptive settings of a run, checked against its plan; None without --until-decided."""
-    if not getattr(opts, "until_decided", False):
-        if getattr(opts, "max_seeds", None) is not None or getattr(opts, "target_halfwidth", None) is not None:
+    from cluster.tuner.search import scheduler_of
+
+    if not opts.until_decided:
+        if opts.max_seeds is not None or opts.target_halfwidth is not None:
             raise ConfigError("--max-seeds and --target-halfwidth apply to --until-decided only")
         return None
-    if plan.sampled or plan.num_samples != 1 or getattr(opts, "search", "random") != "random":
+    if plan.sampled or plan.num_samples != 1 or opts.search != "random":
         raise ConfigError("--until-decided adds seeds to grid cells; it cannot be combined with sampled axes, "
                           "--num-samples or --search")
-    if getattr(opts, "pack", 1) > 1:
+    if opts.pack > 1:
         raise ConfigError("--until-decided cannot be combined with --pack (waves are decided per trial)")
-    if (opts.scheduler or "none") != "none":
+    if scheduler_of(opts, plan) != "none":
         raise ConfigError("--until-decided needs every replicate to finish; it cannot be combined with a scheduler")
     settings = AdaptiveSettings(first=len(plan.seeds), max_seeds=opts.max_seeds or DEFAULT_MAX_SEEDS,
                                 target_halfwidth=opts.target_halfwidth)
