@@ -65,10 +65,7 @@ def test_undecided_says_what_cannot_be_excluded_and_the_seeds_needed():
 
 
 def test_learned_from_the_engine_skips_a_side_without_runs():
-    learned = dataclasses.make_dataclass("L", [("learned", tuple, None)], bases=(HypothesisResult,), frozen=True)
-    base = result("yes")
-    r = learned(**{f.name: getattr(base, f.name) for f in dataclasses.fields(HypothesisResult)},
-                learned=((3, 4), (0, 0)))
+    r = dataclasses.replace(result("yes"), learned=((3, 4), (0, 0)))
     assert R.learned_text(r) == "learned 3/4"
     assert R.learned_text(dataclasses.replace(r, learned=((3, 4), (4, 4)))) == "learned 3/4 vs 4/4"
 
