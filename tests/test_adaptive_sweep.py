@@ -92,4 +92,5 @@ def test_interrupted_adaptive_sweep_resumes_without_duplicates(tmp_path):
     assert all(c.info.status == "FINISHED" for c in children)
     assert parents[0].data.tags.get("adaptive_outcome")
     per_cell = Counter((p, d) for p, d, _ in seeds)
-    assert max(per_cell.values()) <= 6 and all(n == 2 for (p, d), n in per_cell.items() if d == "30")
+    # every cell of edge-data-per-class is in a source claim now (issue 20): each gets 2 to 6 seeds
+    assert max(per_cell.values()) <= 6 and min(per_cell.values()) >= 2
