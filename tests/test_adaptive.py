@@ -228,3 +228,27 @@ def test_each_look_decides_at_its_own_level():
     assert rep.next("t99") == FINISHED and rep.looks[1].decided == ["CNN > MLP: yes"]
     [r] = rep.verdicts()
     assert r.early_stop and r.look == "look 2 of 4" and "stopped early" in r.sentence
+
+
+def test_a_study_takes_the_other_side_from_its_own_sweep(monkeypatch):
+    """Issue 20: within a study ("<study>.<experiment>") the other experiment's side is the study's
+    own sweep of it, never that experiment's newest sweep; outside a study, the newest."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    import analysis.load
+    from cluster.flow.adaptive import other_runs
+
+    asked = []
+
+    def fake_load(uri, experiment=None, sweep=None, parent_run_id=None):
+        asked.append((experiment, sweep))
+        return SimpleNamespace(runs=pd.DataFrame({"x": [1]}))
+
+    monkeypatch.setattr(analysis.load, "load_sweep", fake_load)
+    hyp = Hypothesis("deeper > simple", "deeper_cnn/edges", CNN, other_experiment="edge-data-per-class")
+    plan = SimpleNamespace(experiment=SimpleNamespace(name="edge-deeper", hypotheses=(hyp,)))
+    assert list(other_runs(plan, "sqlite://", "study-edge.edge-deeper")) == ["edge-data-per-class"]
+    other_runs(plan, "sqlite://", "my-sweep")
+    assert asked == [(None, "study-edge.edge-data-per-class"), ("edge-data-per-class", None)]

@@ -43,6 +43,8 @@ class Mutant:
 
 G = "tests/test_mutant_guards.py"
 AGG = "tests/test_analysis_aggregate.py"
+SEQ = "tests/test_sequential.py"
+STAT = "tests/test_analysis_stats.py"
 PLAN = "tests/test_plan.py"
 HPO = "tests/test_hpo.py"
 SEC = "tests/test_security.py::test_trial_params_and_config_artifact_redact_credentials"
@@ -68,15 +70,18 @@ MUTANTS = [
     Mutant("welch-one-value-tested", "analysis/aggregate.py", "if len(x) < 2 or len(y) < 2:",
            "if len(x) < 1 or len(y) < 1:", (G, AGG)),
     Mutant("welch-deterministic-separation", "analysis/aggregate.py", "1.0 if same else 0.0", "1.0", (AGG,)),
-    # --- verdicts (analysis/hypotheses.py) ---
-    Mutant("verdict-p-gt-alpha", "analysis/hypotheses.py", "p >= alpha or", "p > alpha or", (G, AGG)),
-    Mutant("verdict-min-as-max", "analysis/hypotheses.py", "verdict(test.mean_a, test.mean_b, test.p, h.mode, alpha)",
-           "verdict(test.mean_a, test.mean_b, test.p, \"max\", alpha)", (G, AGG)),
-    Mutant("holm-verdict-min-as-max", "analysis/hypotheses.py", "verdict(r.better[0], r.worse[0], q, r.mode, r.alpha)",
-           "verdict(r.better[0], r.worse[0], q, \"max\", r.alpha)", (G, AGG)),
-    Mutant("verdict-min-direction", "analysis/hypotheses.py", "else mean_better < mean_worse",
-           "else mean_better > mean_worse", (G, AGG)),
-    Mutant("verdict-tie-decided", "analysis/hypotheses.py", " or mean_better == mean_worse:", ":", (G, AGG)),
+    # --- verdicts (analysis/hypotheses.py, analysis/sequential.py: the two-part test, issue 20) ---
+    Mutant("verdict-min-as-max", "analysis/hypotheses.py", 'sign = 1.0 if h.mode == "max" else -1.0  # decide',
+           "sign = 1.0  # decide", (G, AGG)),
+    Mutant("two-part-ignores-learned-rate", "analysis/sequential.py", "if s.low > 0 or rate[0] <= part:",
+           "if s.low > 0:", (SEQ,)),
+    Mutant("two-part-level-not-split", "analysis/sequential.py", "    part = level / 2\n", "    part = level\n",
+           (STAT,)),
+    Mutant("spending-cumulative", "analysis/sequential.py",
+           "target = spent(t, alpha, kind) - spent(prev_t, alpha, kind)", "target = spent(t, alpha, kind)", (SEQ,)),
+    Mutant("equivalence-without-margin", "analysis/sequential.py",
+           "elif not ways and margin is not None and -margin < s.low and s.high < margin:",
+           "elif not ways and margin is not None:", (SEQ,)),
     Mutant("hypothesis-counts-stopped-runs", "analysis/hypotheses.py",
            "mask &= runs[S.TAG_STATUS_REASON] == S.STATUS_COMPLETED", "pass", (AGG,)),
     # --- planning and search-space translation (cluster/planning/plan.py, cluster/tuner/search.py, domains) ---
