@@ -277,7 +277,8 @@ def table_html(rows: Sequence[ClaimRow], with_experiment: bool = True) -> str:
               f"decided on the mean, but a single-seed run (as in the notebook) disagrees in {FRAGILE_SHARE:.0%} of "
               "the seeds or more; undecided: not decided at this budget (what cannot be excluded and the seeds "
               "a decision would need); not tested: no runs of a side, or a kind not yet answered. Ours: our "
-              "mean(s) over seeds with the difference and its interval; learned k/n: seeds above chance. "
+              "mean(s) over seeds, then the verdict's effect estimate with its interval (the difference of the "
+              "seeds that learned, where the engine tests collapse apart); learned k/n: seeds that learned. "
               "Source value: the notebook's single run.")
     return (f"<p>{H.esc(counts_line(rows))}</p>" + H.table_html(df, raw_columns=("status",))
             + f'<p class="muted">{H.esc(legend)}</p>')
