@@ -147,7 +147,7 @@ def ours_text(r: HypothesisResult, kind: str) -> str:
     else:
         text = b.text(r.metric) if b.n else "n/a"
     learned = learned_text(r)
-    return f"{text}; {learned}" if learned else text
+    return f"{text}; {learned}" if learned and "learned" not in text else text
 
 
 def single_disagreement(r: HypothesisResult, verdict: str) -> tuple[int, int]:
