@@ -7,7 +7,7 @@ DEMO   ?= edge-data-per-class
 DEMO_MAX_SEEDS ?= 6
 PYTEST_ARGS ?=
 
-.PHONY: install demo smoke test test-slow test-all test-mutants ci bench bench-full bench-gpu clean ui up down
+.PHONY: install lint demo smoke test test-slow test-all test-mutants ci bench bench-full bench-gpu clean ui up down
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,10 @@ smoke: $(STAMP)  ## the same path in well under 2 minutes
 	$(BIN)/sweep run $(DEMO) --smoke
 	$(BIN)/sweep report $(DEMO)
 
-test: $(STAMP)  ## the default suite (not slow), about 15 minutes on 2 cores
+lint: $(STAMP)  ## ruff check (configuration in pyproject.toml)
+	$(BIN)/ruff check .
+
+test: $(STAMP) lint  ## ruff, then the default suite (not slow), about 15 minutes on 2 cores
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-slow: $(STAMP)  ## the slow tests (real sweeps, resume, faults, multi-node), about 5 minutes

@@ -53,7 +53,8 @@ def engine_kinds() -> tuple[str, ...]:
 
 
 def evaluate_claims(hypotheses: Sequence, runs: pd.DataFrame, keys: Sequence[str],
-                    others: Mapping[str, pd.DataFrame] | None = None, alpha: float | None = None) -> list[HypothesisResult]:
+                    others: Mapping[str, pd.DataFrame] | None = None, alpha: float | None = None,
+                    **engine) -> list[HypothesisResult]:
     """evaluate_all for the kinds the engine answers; a "not tested" result, saying why, for the rest.
 
     Results come back in declaration order (one or more per hypothesis, one per cell).
@@ -61,7 +62,7 @@ def evaluate_claims(hypotheses: Sequence, runs: pd.DataFrame, keys: Sequence[str
     kinds = engine_kinds()
     answered = [h for h in hypotheses if getattr(h, "kind", "difference") in kinds]
     kw = {} if alpha is None else {"alpha": alpha}
-    results = evaluate_all(answered, runs, keys, others, **kw) if answered else []
+    results = evaluate_all(answered, runs, keys, others, **kw, **engine) if answered else []  # design, sequential
     by_text: dict[str, list[HypothesisResult]] = {}
     for r in results:
         by_text.setdefault(r.text, []).append(r)
