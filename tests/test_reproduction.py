@@ -25,16 +25,6 @@ def runs(cells: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def with_fields(base: HypothesisResult, **extra) -> HypothesisResult:
-    """`base` with engine fields set (added by a subclass where this engine's HypothesisResult lacks them)."""
-    names = {f.name for f in dataclasses.fields(HypothesisResult)}
-    if set(extra) <= names:
-        return dataclasses.replace(base, **extra)
-    cls = dataclasses.make_dataclass("Given", [(k, object, None) for k in extra if k not in names],
-                                     bases=(HypothesisResult,), frozen=True)
-    return cls(**{n: getattr(base, n) for n in names}, **extra)
-
-
 def result(verdict: str, single=None, effect=(0.2, 0.1, 0.3), n=6, **kw) -> HypothesisResult:
     sides = (Side(0.9, 0.85, 0.95, n, 0.9, 1), Side(0.7, 0.65, 0.75, n, 0.7, 0))
     return HypothesisResult(CLAIM.text, {"data_per_class": 10}, verdict, better=(0.9, 0.85, 0.95, n),
@@ -75,7 +65,7 @@ def test_undecided_says_what_cannot_be_excluded_and_the_seeds_needed():
 
 
 def test_learned_from_the_engine_skips_a_side_without_runs():
-    r = with_fields(result("yes"), learned=((3, 4), (0, 0)))
+    r = dataclasses.replace(result("yes"), learned=((3, 4), (0, 0)))
     assert R.learned_text(r) == "learned 3/4"
     assert R.learned_text(dataclasses.replace(r, learned=((3, 4), (4, 4)))) == "learned 3/4 vs 4/4"
 
