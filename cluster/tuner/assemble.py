@@ -7,14 +7,6 @@ from cluster.planning.plan import Plan
 from core import phases
 
 
-def progress_metric(plan: Plan) -> tuple[str, str]:
-    """The metric the progress display ranks by: the search's, else validation accuracy."""
-    search = plan.experiment.search
-    if search is not None and getattr(search, "metric", None):
-        return search.metric, search.mode
-    return "val_acc", "max"
-
-
 def trainable(record: SweepRecord):
     """The trial function (a pack's with --pack) with the sweep's tracking info and Ray resources."""
     from ray import tune
@@ -57,7 +49,7 @@ def make_tuner(plan: Plan, opts: RunOptions, record: SweepRecord):
     """The Tuner of a sweep: adaptive (--until-decided), or the plan's space with its search, scheduler and packs."""
     from ray import tune
 
-    from cluster.tuner.search import make_search, tune_space
+    from cluster.tuner.search import make_search, scheduler_of, tune_space
 
     if opts.until_decided:
         from cluster.tuner.adaptive_searcher import make_tuner as adaptive_tuner
@@ -71,7 +63,7 @@ def make_tuner(plan: Plan, opts: RunOptions, record: SweepRecord):
     if opts.pack > 1:
         from cluster.tuner.packing import packed_space
 
-        space, packs = packed_space(plan, opts.pack, record.resources["gpu"] > 0, opts.scheduler)
+        space, packs = packed_space(plan, opts.pack, record.resources["gpu"] > 0, scheduler_of(opts, plan))
         if not opts.quiet:
             print(packs.summary(opts.pack), flush=True)
     return tune.Tuner(trainable(record), param_space=space, tune_config=tune_config,
