@@ -41,7 +41,7 @@ def _trial(config: dict) -> tuple[dict, list[dict], float, float]:
 
     history: list[dict] = []
     start = time.time()
-    final = run_trial(config, tracking=None, report=lambda metrics, state: history.append(dict(metrics)))
+    run_trial(config, tracking=None, report=lambda metrics, state: history.append(dict(metrics)))
     return config, history, start, time.time()
 
 
