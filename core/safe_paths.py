@@ -15,7 +15,7 @@ from pathlib import Path
 
 from core.errors import ConfigError
 
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")  # \Z: .match() is a whole match too ($ lets "x\n" in)
 NAME_RULE = "letters, digits, '_', '.', '-' (first a letter or digit, max 128 chars)"
 REPORTS = "reports"
 

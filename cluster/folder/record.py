@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,12 +54,21 @@ def release_claim(storage: str, name: str, lock: SweepLock | None, remove: bool 
         folder.rmdir()
 
 def write_meta(folder: Path | None, meta: dict) -> None:
-    """sweep.json, written whole to a temporary file and renamed (never half-written)."""
+    """sweep.json, written whole to a fresh temporary file (O_EXCL: a planted name or link there is
+    never written through) and renamed over the old one (never half-written)."""
     if folder is None:
         return
-    tmp = folder / f".{SWEEP_FILE}.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, default=str))
-    os.replace(tmp, folder / SWEEP_FILE)
+    text = json.dumps(meta, indent=2, default=str).encode()
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{SWEEP_FILE}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, folder / SWEEP_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 def record_tuner_hash(client, folder: Path | None, meta: dict) -> None:
     """The SHA-256 of tuner.pkl in sweep.json and as a parent-run tag (checked by `sweep resume`)."""
@@ -76,6 +86,7 @@ def record_exit_state(folder: Path | None, meta: dict) -> None:
         return
     try:
         meta["tune_state_at_exit"] = tune_state.state_hashes(folder)
+        meta["tune_state_manifest"] = tune_state.MANIFEST_KIND
         write_meta(folder, meta)
     except OSError:
         pass  # a missing record only weakens the next resume's check to permissions + tuner.pkl
@@ -85,20 +96,54 @@ def load_meta(name: str, storage_path: str | None) -> dict:
 
 def find_sweep(name: str, storage_path: str | None) -> tuple[dict, Path]:
     """(sweep.json, the folder it was found in): --storage-path wins over the recorded path."""
-    if not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ConfigError(f"sweep name {name!r} must be letters, digits, '_', '.', '-' (max 128 chars)")
     storage = resolve_storage(storage_path)
     if "://" in storage:
         raise ConfigError(f"`sweep resume` reads sweep.json from a local or shared folder; {storage} is a URI. "
                           "Resume from a machine where the storage is mounted")
-    path = Path(storage) / name / SWEEP_FILE
-    if not path.exists():
+    folder = Path(storage) / name
+    path = folder / SWEEP_FILE
+    if not os.path.lexists(path):
         known = sorted(p.parent.name for p in Path(storage).glob(f"*/{SWEEP_FILE}"))
         raise ConfigError(f"no sweep named {name!r} in {storage}; known sweeps: {', '.join(known) or 'none'}")
+    tune_state.check_tree(folder)  # no link followed, nobody else's file read, before anything is opened
+    return load_sweep_json(path), folder
+
+
+MAX_SWEEP_JSON = 64 << 20  # the manifest of a 100,000-trial sweep is a few tens of MB
+REQUIRED = {"name": str, "tracking_uri": str, "parent_run_id": str, "experiment_id": str, "options": dict,
+            "resources": dict, "storage_path": str}
+
+
+def load_sweep_json(path: Path) -> dict:
+    """sweep.json, checked: a plain file of bounded size holding an object with the keys and types
+    the driver writes. Raises ConfigError naming the path, what is wrong and what to do."""
+    def damaged(why: str) -> ConfigError:
+        return ConfigError(f"{path} is damaged ({why}); the sweep cannot be resumed from it. Restore the file "
+                           "from a backup, or start the sweep again under a new --name")
+
     try:
-        meta = json.loads(path.read_text())
-        for key in ("name", "tracking_uri", "parent_run_id", "experiment_id", "options", "resources", "storage_path"):
-            meta[key]
-    except (ValueError, KeyError, OSError) as exc:
-        raise ConfigError(f"{path} is damaged ({type(exc).__name__}: {exc}); the sweep cannot be resumed") from None
-    return meta, path.parent
+        with open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as f:
+            raw = f.read(MAX_SWEEP_JSON + 1)
+    except OSError as exc:
+        raise damaged(exc.strerror or type(exc).__name__) from None
+    if len(raw) > MAX_SWEEP_JSON:
+        raise damaged(f"over {MAX_SWEEP_JSON >> 20} MB")
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise damaged(f"not JSON: {str(exc)[:120]}") from None
+    if not isinstance(meta, dict):
+        raise damaged(f"a JSON {type(meta).__name__}, not an object")
+    for key, kind in REQUIRED.items():
+        if key not in meta:
+            raise damaged(f"KeyError: {key!r} missing")
+        if not isinstance(meta[key], kind):
+            raise damaged(f"{key} is a {type(meta[key]).__name__}, not a {kind.__name__}")
+    if not NAME_RE.fullmatch(meta["name"]):
+        raise damaged(f"name {meta['name']!r} is not a sweep name")
+    for key in ("tune_state_at_exit",):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            raise damaged(f"{key} is a {type(meta[key]).__name__}, not a map")
+    return meta
