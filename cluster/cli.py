@@ -280,11 +280,57 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
+# MLflow's REST client waits 120 s per request and retries 7 times with backoff by default: a
+# tracking server that stops answering held a sweep for a quarter of an hour. The driver's
+# defaults (README "Tracking server timeouts"); an explicit environment value wins.
+MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "20", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+                        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
+
+def closed_console() -> str | None:
+    """'stdout'/'stderr' when that descriptor is closed (`>&-`), after pointing it at /dev/null so
+    no file opened later takes its number (a print would then write into that file)."""
     import os
 
+    closed = None
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+            if name != "stdin" and closed is None:
+                closed = name
+    return closed
+
+
+def main(argv: list[str] | None = None) -> int:
+    import os
+    import signal
+
+    from cluster.flow.finish import console_closed, describe, silence_stdout
+    from cluster.infra.interrupts import Interrupted
+
+    closed = closed_console()
+    if closed:
+        other = sys.stderr if closed == "stdout" else sys.stdout
+        try:
+            print(f"sweep: {closed} is closed (`{'>' if closed == 'stdout' else '2>'}&-`); send it to a file or to "
+                  f"/dev/null instead (`{'>' if closed == 'stdout' else '2>'}/dev/null`)", file=other, flush=True)
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 2
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for key, value in MLFLOW_HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
     args = parse_args(build_parser(), sys.argv[1:] if argv is None else list(argv))
+
+    def terminate(signum, frame):  # SIGTERM before the sweep's own guard (imports, Ray's start-up)
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate) if _main_thread() else None
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
@@ -293,6 +339,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # cluster.infra.interrupts.Interrupted carries SIGINT or SIGTERM
         print(f"sweep {args.command}: interrupted", file=sys.stderr)
         return 128 + getattr(exc, "signum", 2)
+    except Exception as exc:  # noqa: BLE001 - a fault of the machine or a service: one line, no traceback
+        if os.environ.get("SWEEP_DEBUG"):
+            raise
+        if console_closed(exc):
+            silence_stdout()
+        try:
+            print(f"sweep {args.command}: stopped: {describe(exc)} (SWEEP_DEBUG=1 shows the traceback)",
+                  file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from cluster.flow.finish import fit_and_close, interrupted
+from cluster.flow.finish import fit_and_close, interrupted, mark_failed
 from cluster.flow.options import RunOptions
 from cluster.folder import tune_state
 from cluster.folder.locks import SweepLock
@@ -54,19 +54,23 @@ def _restore_and_fit(client, meta: dict, opts: RunOptions, folder: Path, address
     if not tune.Tuner.can_restore(str(folder)):
         raise ConfigError(f"sweep {name!r} has no Tune state in {folder} to restore")
     with interrupts.SignalGuard() as guard:
+        running = False
         try:
             tuner = tune.Tuner.restore(str(folder), trainable=trainable(meta, meta["resources"]),
                                        resume_unfinished=True, resume_errored=True, restart_errored=False)
             record_tuner_hash(client, folder, meta)  # restore rewrites tuner.pkl
             client.update_run(meta["parent_run_id"], status="RUNNING")
+            running = True
             print(f"resuming sweep {name} from {folder}; MLflow parent run {meta['parent_run_id']}", flush=True)
             return fit_and_close(tuner, client, meta, opts, guard, folder)
         except interrupts.Interrupted as exc:
             return interrupted(client, meta, exc.signum, folder)
         except KeyboardInterrupt:
             return interrupted(client, meta, guard.signum or 2, folder)
-        except BaseException:
-            _restore_status(client, meta["parent_run_id"], status)
+        except Exception as exc:
+            if running and not isinstance(exc, ConfigError):  # a full disk, a store gone, a closed console
+                mark_failed(client, meta, exc, folder)  # trials left RUNNING -> FAILED, manifest recorded
+            _restore_status(client, meta["parent_run_id"], status)  # the parent as it was before the resume
             raise
 
 def _restore_status(client, run_id: str, status: str) -> None:

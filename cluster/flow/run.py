@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cluster.flow.finish import fit_and_close, interrupted
+from cluster.flow.finish import failed, fit_and_close, interrupted
 from cluster.flow.options import RunOptions
 from cluster.folder.record import claim_sweep, record_tuner_hash, release_claim, write_meta
 from cluster.folder.storage import resolve_storage
@@ -141,6 +141,11 @@ def _start_and_fit(plan: Plan, opts: RunOptions, uri: str, storage: str, name: s
             return interrupted(client, meta, exc.signum, folder)
         except KeyboardInterrupt:
             return interrupted(client, meta, guard.signum or 2, folder)
+        except Exception as exc:  # a full disk, a store gone, a closed console: runs marked, one message
+            code = failed(client, meta, exc, folder)
+            if isinstance(exc, ConfigError):
+                raise
+            return code
 
 def _adaptive_tags(plan: Plan, opts: RunOptions) -> dict[str, str]:
     from cluster.flow.adaptive import settings_from
