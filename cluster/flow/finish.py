@@ -59,6 +59,18 @@ def silence_stdout() -> None:
         pass
 
 
+def stop_trials() -> None:
+    """Disconnect from Ray: a local Ray (started by this driver) stops with its workers; on a
+    `sweep up` head or a cluster, Ray kills the trial actors this driver owned."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+    except Exception:  # noqa: BLE001 - stopping is best effort; the runs are marked either way
+        pass
+
+
 def mark_failed(client, meta: dict, exc: BaseException, folder: Path | None) -> str:
     """Parent and every child run still RUNNING -> FAILED with the reason; the folder's exit
     manifest recorded. Returns a sentence saying what was marked (or why it could not be)."""
@@ -69,6 +81,7 @@ def mark_failed(client, meta: dict, exc: BaseException, folder: Path | None) -> 
         silence_stdout()
     previous = {s: signal.signal(s, signal.SIG_IGN) for s in interrupts.SIGNALS}
     try:
+        stop_trials()  # no trial may log (and reopen its run) after the runs are marked
         try:
             n = interrupts.mark_unfinished(client, meta["experiment_id"], meta["parent_run_id"], f"driver stopped: {why}",
                                            status="FAILED", status_reason="driver_error")

@@ -102,8 +102,8 @@ def mark_unfinished(client, experiment_id: str, parent_run_id: str, reason: str,
     flt = f"tags.`mlflow.parentRunId` = '{parent_run_id}'"
     n = 0
     for run in client.search_runs([experiment_id], filter_string=flt, max_results=50000):
-        status, error = run.info.status, run.data.tags.get("error", "")
-        if status == "RUNNING" or (status == "FAILED" and error.startswith("KeyboardInterrupt")):
+        now, error = run.info.status, run.data.tags.get("error", "")
+        if now == "RUNNING" or (now == "FAILED" and error.startswith("KeyboardInterrupt")):
             client.set_tag(run.info.run_id, "status_reason", status_reason)
             client.set_tag(run.info.run_id, "stop_reason", reason)
             client.set_terminated(run.info.run_id, status=status)
