@@ -44,3 +44,23 @@ def test_sixty_thousand_sets_are_linear():
 
     small, large = cost(6_000), cost(60_000)
     assert large < 30 * max(small, 1e-3), (small, large)  # 10x the flags, not 100x the time
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("{not json", "not JSON"),
+    ('{"study": "lab-offline"}', "'entries' missing"),
+    ('{"study": "lab-offline", "entries": [{"experiment": "x", "sweep": "../../etc"}]}', "not a study entry"),
+    ('{"study": "lab-offline", "entries": [{"experiment": "x", "sweep": "s", "bogus": 1}]}', "not a study entry"),
+    ("[]", "not an object"),
+])
+def test_damaged_study_json_names_the_path_and_what_to_do(tmp_path, capsys, content, needle):
+    from cluster.cli import main
+
+    state = tmp_path / "rr" / "st" / "study.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(content)
+    code = main(["study", "lab-offline", "--name", "st", "--storage-path", str(tmp_path / "rr"),
+                 "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and str(state) in err and "pick another --name" in err, err
+    assert "Traceback" not in err and not (tmp_path / "m.db").exists()
