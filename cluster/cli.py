@@ -148,7 +148,9 @@ def cmd_run(args) -> int:
     from cluster.flow.run import run_sweep
     from cluster.tuner.search import parse_samples
     from cluster.planning.values import parse_grids, parse_sets
+    from core import phases
 
+    phases.mark("run_imported")
     opts = RunOptions(experiment=args.experiment, seeds=args.seeds, sets=parse_sets(args.sets),
                       grids=parse_grids(args.grids), smoke=args.smoke, num_samples=args.num_samples,
                       address=args.address, tracking_uri=args.tracking_uri, cpus_per_trial=args.cpus_per_trial,
@@ -221,12 +223,16 @@ def cmd_results(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from analysis.report import write_report
+    from analysis.report import build_report
+    from analysis.reproduction import console_lines
     from cluster.infra.tracking import check_tracking_uri
 
     _need_target(args)
-    path = write_report(check_tracking_uri(args.tracking_uri), experiment=args.experiment, sweep=args.sweep,
-                        out_dir=args.out)
+    path, claims = build_report(check_tracking_uri(args.tracking_uri), experiment=args.experiment, sweep=args.sweep,
+                                out_dir=args.out)
+    if claims:  # the source's claims with their status: counts, then each one not reproduced
+        lines = console_lines(claims, limit=12)
+        print("source claims: " + lines[0], *lines[1:], sep="\n")
     print(f"report written: {path}")
     return 0
 
@@ -306,26 +312,57 @@ def closed_console() -> str | None:
     return closed
 
 
+# Commands that start or join Ray in this process. Run as the `sweep` program, they end with
+# os._exit once every atexit hook has run (Ray's shutdown, MLflow's flush, logging's): the
+# interpreter's own finalization then only runs Ray's and torch's C++ destructors, which took
+# seconds after the last byte was written (measured with core.phases: "exit" -> process end).
+FAST_EXIT = frozenset({"run", "resume", "study", "confirm"})
+
+
 def main(argv: list[str] | None = None) -> int:
     import os
-    import signal
 
-    from cluster.flow.finish import console_closed, describe, silence_stdout
-    from cluster.infra.interrupts import Interrupted
+    from core import phases
 
     closed = closed_console()
     if closed:
         other = sys.stderr if closed == "stdout" else sys.stdout
+        redirect = ">" if closed == "stdout" else "2>"
         try:
-            print(f"sweep: {closed} is closed (`{'>' if closed == 'stdout' else '2>'}&-`); send it to a file or to "
-                  f"/dev/null instead (`{'>' if closed == 'stdout' else '2>'}/dev/null`)", file=other, flush=True)
+            print(f"sweep: {closed} is closed (`{redirect}&-`); send it to a file or to /dev/null instead "
+                  f"(`{redirect}/dev/null`)", file=other, flush=True)
         except (OSError, ValueError, AttributeError):
             pass
         return 2
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for key, value in MLFLOW_HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    phases.mark("cli_imported")
     args = parse_args(build_parser(), sys.argv[1:] if argv is None else list(argv))
+    outcome = {"code": 1}  # an exception escaping main exits 1, as Python's own exit would
+    if argv is None and args.command in FAST_EXIT:  # the program, never a caller such as the tests
+        import atexit
+
+        atexit.register(_fast_exit, outcome)  # registered before Ray and MLflow load: runs after their hooks
+    if phases.enabled():
+        import atexit
+
+        atexit.register(phases.mark, "exit")
+    try:
+        code = _dispatch(args)
+    except SystemExit as exc:
+        outcome["code"] = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        raise
+    outcome["code"] = code
+    return code
+
+
+def _dispatch(args) -> int:
+    import os
+    import signal
+
+    from cluster.flow.finish import console_closed, describe, silence_stdout
+    from cluster.infra.interrupts import Interrupted
 
     def terminate(signum, frame):  # SIGTERM before the sweep's own guard (imports, Ray's start-up)
         raise Interrupted(signum)
@@ -359,6 +396,21 @@ def _main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
+
+
+def _fast_exit(outcome: dict) -> None:
+    """The last atexit hook: flush what Python still buffers, then end the process with its code."""
+    import logging
+    import os
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    code = outcome["code"]
+    os._exit(code if isinstance(code, int) and not isinstance(code, bool) else int(bool(code)))
 
 
 if __name__ == "__main__":

@@ -250,7 +250,7 @@ def fake_sweep(tmp_path, empty_store):
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
 
     from cluster.folder import tune_state
-    from cluster.folder.record import SWEEP_FILE, record_exit_state
+    from cluster.folder.record import SWEEP_FILE, SweepRecord
 
     client = MlflowClient(tracking_uri)
     exp_id = client.create_experiment("edge-data-per-class")
@@ -266,7 +266,9 @@ def fake_sweep(tmp_path, empty_store):
             "git_sha": "x", "swept_keys": [], "n_trials": 1, "options": {"experiment": "edge-data-per-class"}}
     digest = tune_state.tuner_hash(folder)
     meta[tune_state.TAG_TUNER_SHA] = digest
-    record_exit_state(folder, meta)  # the manifest of every file, as the driver writes it at exit
+    record = SweepRecord.from_json(dict(meta))
+    record.record_exit_state()  # the manifest of every file, as the driver writes it at exit
+    meta = record.to_json()
     client.set_tag(parent, tune_state.TAG_TUNER_SHA, digest)
     assert (folder / SWEEP_FILE).exists()
     return SimpleNamespace(folder=folder, storage=storage, client=client, parent=parent, meta=meta)
@@ -352,8 +354,8 @@ def test_failed_resume_gives_the_parent_its_status_back(fake_sweep, monkeypatch,
     fs.client.set_terminated(fs.parent, before)
     seen = []
 
-    def fit(tuner, client, meta, opts, guard, folder):
-        seen.append(client.get_run(meta["parent_run_id"]).info.status)
+    def fit(tuner, client, record, opts, guard):
+        seen.append(client.get_run(record.parent_run_id).info.status)
         raise RuntimeError("the cluster went away")
 
     monkeypatch.setattr(ray_setup, "init_ray", lambda *a, **k: None)
@@ -387,8 +389,8 @@ def test_resume_honours_storage_path_of_a_moved_sweep(fake_sweep, tmp_path):
     moved = tmp_path / "moved"
     moved.mkdir()
     shutil.move(str(fake_sweep.folder), moved / "fs")
-    meta, folder = find_sweep("fs", str(moved))
-    assert folder == moved / "fs" and meta["parent_run_id"] == fake_sweep.parent
+    record = find_sweep("fs", str(moved))
+    assert record.folder == moved / "fs" and record.parent_run_id == fake_sweep.parent
     with pytest.raises(ConfigError, match="no sweep named 'fs'"):
         find_sweep("fs", str(fake_sweep.storage))
 

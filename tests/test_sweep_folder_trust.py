@@ -18,14 +18,14 @@ from test_hostile_units import _Mkdir, _resume, empty_store, fake_sweep  # noqa:
 
 def _trial(fs) -> Path:
     """A trial folder with a checkpoint, as Tune leaves it, recorded in the exit manifest."""
-    from cluster.folder.record import record_exit_state
+    from cluster.folder.record import SweepRecord
 
     trial = fs.folder / "train_abc_00000_0_2026-01-01"
     (trial / "checkpoint_000000").mkdir(parents=True)
     (trial / "checkpoint_000000" / "trial_state.pt").write_bytes(b"weights")
     (trial / "params.pkl").write_bytes(pickle.dumps({"lr": 0.1}))
     (trial / "result.json").write_text("{}\n")
-    record_exit_state(fs.folder, fs.meta)
+    SweepRecord.load(fs.folder).record_exit_state()
     return trial
 
 
@@ -56,16 +56,16 @@ def test_a_file_the_driver_did_not_record_is_refused(fake_sweep, capsys, tmp_pat
 
 
 def test_a_removed_state_file_is_refused_a_changed_checkpoint_payload_is_not(fake_sweep, monkeypatch):
-    from cluster.folder import tune_state
+    from cluster.folder.record import SweepRecord
     from core.errors import ConfigError
 
     fs = fake_sweep
     trial = _trial(fs)
     (trial / "checkpoint_000000" / "trial_state.pt").write_bytes(b"garbage")  # read weights_only, corrupt-tolerant
-    tune_state.verify(fs.folder, json.loads((fs.folder / "sweep.json").read_text()), {})
+    SweepRecord.load(fs.folder).verify({})
     (trial / "result.json").unlink()
     with pytest.raises(ConfigError, match="result.json was removed after the sweep's driver exited"):
-        tune_state.verify(fs.folder, json.loads((fs.folder / "sweep.json").read_text()), {})
+        SweepRecord.load(fs.folder).verify({})
 
 
 def test_planted_sweep_lock_symlink_is_refused_and_its_target_kept(fake_sweep, capsys, tmp_path, ray_shutdown):

@@ -142,10 +142,20 @@ def check_manifest(folder: Path, recorded: dict[str, str]) -> None:
             raise ConfigError(f"{folder / rel} changed after the sweep's driver exited; refusing to unpickle it")
 
 
-def verify(folder: Path, meta: dict, parent_tags: dict[str, str]) -> None:
-    """All four checks of the module docstring; ConfigError names the file that failed."""
+def verify(folder: Path, tuner_sha: str | None, ended: dict[str, str] | None, parent_tags: dict[str, str],
+           manifest: str | None = MANIFEST_KIND) -> None:
+    """All four checks of the module docstring; ConfigError names the file that failed.
+
+    Args:
+        folder: the sweep folder.
+        tuner_sha: tuner.pkl's SHA-256 as sweep.json records it (None: not recorded).
+        ended: the exit manifest as the last driver left it (None: it did not exit cleanly).
+        parent_tags: the MLflow parent run's tags (its own record of tuner.pkl's hash).
+        manifest: sweep.json's `tune_state_manifest` (MANIFEST_KIND: every file; None: an older
+            driver's record of its state files only).
+    """
     check_tree(folder)
-    recorded = {meta.get(TAG_TUNER_SHA), parent_tags.get(TAG_TUNER_SHA)} - {None}
+    recorded = {tuner_sha, parent_tags.get(TAG_TUNER_SHA)} - {None}
     current = tuner_hash(folder)
     if len(recorded) > 1:
         raise ConfigError(f"the tuner.pkl hash in {folder}/sweep.json differs from the one in the MLflow parent "
@@ -153,10 +163,9 @@ def verify(folder: Path, meta: dict, parent_tags: dict[str, str]) -> None:
     if recorded and current is not None and current not in recorded:
         raise ConfigError(f"{folder / TUNER_PKL} changed since the sweep started (SHA-256 {current[:12]}..., "
                           f"recorded {next(iter(recorded))[:12]}...); refusing to unpickle it")
-    ended = meta.get("tune_state_at_exit")
     if ended is None:
         return
-    if meta.get("tune_state_manifest") == MANIFEST_KIND:
+    if manifest == MANIFEST_KIND:
         check_manifest(folder, ended)
         return
     for rel, digest in dict(ended).items():  # recorded by an older driver: its own files only
