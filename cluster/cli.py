@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from core.errors import ConfigError
+from cluster.infra.argv import MLFLOW_HTTP_DEFAULTS, closed_console, parse_args
 
 import os
 
@@ -254,64 +255,6 @@ COMMANDS = {"list": cmd_list, "run": cmd_run, "study": cmd_study, "resume": cmd_
             "report": cmd_report, "server": cmd_server}
 
 
-# Repeatable flags taken out of argv before argparse sees it: argparse copies an `append` list on
-# every occurrence and rescans the remaining arguments per option, so 60,000 `--set` flags took
-# minutes (quadratic); collected here in one pass.
-REPEATED = {"--set": "sets", "--grid": "grids", "--sample": "samples"}
-
-
-def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    """parser.parse_args(argv), with the REPEATED flags collected in one linear pass."""
-    rest: list[str] = []
-    found: dict[str, list[str]] = {dest: [] for dest in REPEATED.values()}
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--":
-            rest.extend(argv[i:])
-            break
-        flag, eq, value = arg.partition("=")
-        if flag in REPEATED and (eq or i + 1 < len(argv)):
-            found[REPEATED[flag]].append(value if eq else argv[i + 1])
-            i += 1 if eq else 2
-            continue
-        rest.append(arg)
-        i += 1
-    args = parser.parse_args(rest)
-    for flag, dest in REPEATED.items():
-        if found[dest]:
-            if not hasattr(args, dest):
-                parser.error(f"unrecognized arguments: {flag} (sweep {args.command} takes no {flag})")
-            setattr(args, dest, (getattr(args, dest) or []) + found[dest])
-    return args
-
-
-# MLflow's REST client waits 120 s per request and retries 7 times with backoff by default: a
-# tracking server that stops answering held a sweep for a quarter of an hour. The driver's
-# defaults (README "Tracking server timeouts"); an explicit environment value wins.
-MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "20", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-                        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
-
-
-def closed_console() -> str | None:
-    """'stdout'/'stderr' when that descriptor is closed (`>&-`), after pointing it at /dev/null so
-    no file opened later takes its number (a print would then write into that file)."""
-    import os
-
-    closed = None
-    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
-        try:
-            os.fstat(fd)
-        except OSError:
-            devnull = os.open(os.devnull, os.O_RDWR)
-            if devnull != fd:
-                os.dup2(devnull, fd)
-                os.close(devnull)
-            if name != "stdin" and closed is None:
-                closed = name
-    return closed
-
-
 # Commands that start or join Ray in this process. Run as the `sweep` program, they end with
 # os._exit once every atexit hook has run (Ray's shutdown, MLflow's flush, logging's): the
 # interpreter's own finalization then only runs Ray's and torch's C++ destructors, which took
@@ -321,8 +264,6 @@ FAST_EXIT = frozenset({"run", "resume", "study", "confirm"})
 
 def main(argv: list[str] | None = None) -> int:
     import os
-
-    from core import phases
 
     closed = closed_console()
     if closed:
@@ -335,8 +276,20 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 2
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    for key, value in MLFLOW_HTTP_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+    unset = [key for key in MLFLOW_HTTP_DEFAULTS if key not in os.environ]
+    for key in unset:  # for this command only: a caller's own process (the tests) keeps its environment
+        os.environ[key] = MLFLOW_HTTP_DEFAULTS[key]
+    try:
+        return _main(argv)
+    finally:
+        if argv is not None:
+            for key in unset:
+                os.environ.pop(key, None)
+
+
+def _main(argv: list[str] | None) -> int:
+    from core import phases
+
     phases.mark("cli_imported")
     args = parse_args(build_parser(), sys.argv[1:] if argv is None else list(argv))
     outcome = {"code": 1}  # an exception escaping main exits 1, as Python's own exit would

@@ -30,7 +30,7 @@ def test_resume_names_checked_whole(name, tmp_path, capsys):
 
 
 def test_sixty_thousand_sets_are_linear():
-    from cluster.cli import build_parser, parse_args
+    from cluster.cli import build_parser, parse_args  # parse_args lives in cluster.infra.argv
     from cluster.planning.values import parse_sets
 
     parser = build_parser()

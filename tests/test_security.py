@@ -26,6 +26,8 @@ ALLOWED = {
     ("cluster/tuner/schedulers.py", "pickle.load"): "Tune scheduler state",
     # Proof that the restricted unpickler's test payload really is hostile.
     ("tests/test_hostile_units.py", "pickle.loads"): "test payload",
+    # Proof that the decoding-bomb payload really asks for 100,000 images.
+    ("tests/test_data_bombs.py", "pickle.loads"): "test payload",
     # A round trip of an object this test itself pickled (Tune pickles callbacks).
     ("tests/test_output.py", "pickle.loads"): "own round trip",
     # This file's proof that the hostile test payload really is hostile.

@@ -118,10 +118,17 @@ def test_slow_or_stalled_server_ends_in_bounded_time(handler, code, needle, monk
 def test_driver_defaults_bound_mlflow_requests(monkeypatch):
     import os
 
+    from cluster import cli
+
+    seen = {}
     for key in ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES"):
         monkeypatch.delenv(key, raising=False)
-    main(["list"])
-    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "20" and os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
+    monkeypatch.setitem(cli.COMMANDS, "list", lambda args: seen.update(os.environ) or 0)
+    assert main(["list"]) == 0
+    assert seen["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "20" and seen["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "1"
+    assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ  # the caller's environment is left as it was
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "7")
+    assert main(["list"]) == 0 and seen["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7"
 
 
 @pytest.mark.parametrize("path", ["a?mode=ro/mlflow.db", "a#b/mlflow.db", "a%3Fb/mlflow.db"])
