@@ -6,6 +6,7 @@ import sys
 
 from cluster.flow.options import RunOptions, StudyOptions, add_flags, finite_float, from_args
 from core.errors import ConfigError
+from cluster.infra.argv import MLFLOW_HTTP_DEFAULTS, closed_console, parse_args
 
 import os
 
@@ -197,11 +198,33 @@ FAST_EXIT = frozenset({"run", "resume", "study", "confirm"})
 def main(argv: list[str] | None = None) -> int:
     import os
 
+    closed = closed_console()
+    if closed:
+        other = sys.stderr if closed == "stdout" else sys.stdout
+        redirect = ">" if closed == "stdout" else "2>"
+        try:
+            print(f"sweep: {closed} is closed (`{redirect}&-`); send it to a file or to /dev/null instead "
+                  f"(`{redirect}/dev/null`)", file=other, flush=True)
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 2
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    unset = [key for key in MLFLOW_HTTP_DEFAULTS if key not in os.environ]
+    for key in unset:  # for this command only: a caller's own process (the tests) keeps its environment
+        os.environ[key] = MLFLOW_HTTP_DEFAULTS[key]
+    try:
+        return _main(argv)
+    finally:
+        if argv is not None:
+            for key in unset:
+                os.environ.pop(key, None)
+
+
+def _main(argv: list[str] | None) -> int:
     from core import phases
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     phases.mark("cli_imported")
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), sys.argv[1:] if argv is None else list(argv))
     outcome = {"code": 1}  # an exception escaping main exits 1, as Python's own exit would
     if argv is None and args.command in FAST_EXIT:  # the program, never a caller such as the tests
         import atexit
@@ -221,6 +244,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
+    import os
+    import signal
+
+    from cluster.flow.finish import console_closed, describe, silence_stdout
+    from cluster.infra.interrupts import Interrupted
+
+    def terminate(signum, frame):  # SIGTERM before the sweep's own guard (imports, Ray's start-up)
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate) if _main_thread() else None
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
@@ -229,6 +262,26 @@ def _dispatch(args) -> int:
     except KeyboardInterrupt as exc:  # cluster.infra.interrupts.Interrupted carries SIGINT or SIGTERM
         print(f"sweep {args.command}: interrupted", file=sys.stderr)
         return 128 + getattr(exc, "signum", 2)
+    except Exception as exc:  # noqa: BLE001 - a fault of the machine or a service: one line, no traceback
+        if os.environ.get("SWEEP_DEBUG"):
+            raise
+        if console_closed(exc):
+            silence_stdout()
+        try:
+            print(f"sweep {args.command}: stopped: {describe(exc)} (SWEEP_DEBUG=1 shows the traceback)",
+                  file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def _fast_exit(outcome: dict) -> None:

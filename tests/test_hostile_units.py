@@ -251,7 +251,7 @@ def fake_sweep(tmp_path, empty_store):
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
 
     from cluster.folder import tune_state
-    from cluster.folder.record import SWEEP_FILE, write_meta
+    from cluster.folder.record import SWEEP_FILE, SweepRecord
 
     client = MlflowClient(tracking_uri)
     exp_id = client.create_experiment("edge-data-per-class")
@@ -267,8 +267,9 @@ def fake_sweep(tmp_path, empty_store):
             "git_sha": "x", "swept_keys": [], "n_trials": 1, "options": {"experiment": "edge-data-per-class"}}
     digest = tune_state.tuner_hash(folder)
     meta[tune_state.TAG_TUNER_SHA] = digest
-    meta["tune_state_at_exit"] = tune_state.state_hashes(folder)
-    write_meta(folder, meta)
+    record = SweepRecord.from_json(dict(meta))
+    record.record_exit_state()  # the manifest of every file, as the driver writes it at exit
+    meta = record.to_json()
     client.set_tag(parent, tune_state.TAG_TUNER_SHA, digest)
     assert (folder / SWEEP_FILE).exists()
     return SimpleNamespace(folder=folder, storage=storage, client=client, parent=parent, meta=meta)

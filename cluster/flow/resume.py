@@ -8,7 +8,7 @@ import sys
 import types
 from collections.abc import Iterator
 
-from cluster.flow.finish import fit_and_close, interrupted
+from cluster.flow.finish import fit_and_close, interrupted, mark_failed
 from cluster.flow.options import RunOptions
 from cluster.folder.record import SweepRecord, find_sweep
 from cluster.infra import console, interrupts, ray_setup, tracking
@@ -54,20 +54,24 @@ def _restore_and_fit(client, record: SweepRecord, opts: RunOptions, address: str
     if not tune.Tuner.can_restore(str(folder)):
         raise ConfigError(f"sweep {name!r} has no Tune state in {folder} to restore")
     with interrupts.SignalGuard() as guard:
+        running = False
         try:
             with _modules_of_older_drivers():
                 tuner = tune.Tuner.restore(str(folder), trainable=trainable(record),
                                            resume_unfinished=True, resume_errored=True, restart_errored=False)
             record.record_tuner_hash(client)  # restore rewrites tuner.pkl
             client.update_run(record.parent_run_id, status="RUNNING")
+            running = True
             print(f"resuming sweep {name} from {folder}; MLflow parent run {record.parent_run_id}", flush=True)
             return fit_and_close(tuner, client, record, opts, guard)
         except interrupts.Interrupted as exc:
             return interrupted(client, record, exc.signum)
         except KeyboardInterrupt:
             return interrupted(client, record, guard.signum or 2)
-        except BaseException:
-            _restore_status(client, record.parent_run_id, status)
+        except BaseException as exc:
+            if running and isinstance(exc, Exception) and not isinstance(exc, ConfigError):  # a full disk, a store gone, a closed console
+                mark_failed(client, record, exc)  # trials left RUNNING -> FAILED, manifest recorded
+            _restore_status(client, record.parent_run_id, status)  # the parent as it was before the resume
             raise
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cluster.flow.finish import fit_and_close, interrupted
+from cluster.flow.finish import failed, fit_and_close, interrupted
 from cluster.flow.options import RunOptions
 from cluster.flow.sweep import Sweep, plan_sweep
 from cluster.folder.record import SweepRecord, claim_sweep, release_claim
@@ -121,6 +121,11 @@ def _start_and_fit(sweep: Sweep, uri: str, storage: str, name: str, resources: d
             return interrupted(client, record, exc.signum)
         except KeyboardInterrupt:
             return interrupted(client, record, guard.signum or 2)
+        except Exception as exc:  # a full disk, a store gone, a closed console: runs marked, one message
+            code = failed(client, record, exc)
+            if isinstance(exc, ConfigError):
+                raise
+            return code
 
 
 RAY_HOW = {"head": "Ray: the head of `sweep up`", "local": "Ray started for this sweep (`sweep up` keeps one)",

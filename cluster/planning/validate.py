@@ -65,7 +65,8 @@ def check_options(opts) -> None:
             raise ConfigError(f"{flag} must be a finite number, got {value!r}")
     for flag, value in (("--seeds", opts.seeds), ("--num-samples", opts.num_samples),
                         ("--max-concurrent", opts.max_concurrent), ("--grace-period", opts.grace_period),
-                        ("--reduction-factor", opts.reduction_factor)):
+                        ("--reduction-factor", opts.reduction_factor),
+                        ("--max-seeds", getattr(opts, "max_seeds", None))):
         if value is not None and abs(value) >= INT64:
             raise ConfigError(f"{flag} {value} is out of range")
 
