@@ -121,15 +121,26 @@ def test_settings_are_checked():
     assert "Bonferroni over at most 4 looks" in s.rule
 
 
+class NaiveSettings(AdaptiveSettings):
+    """The uncorrected rule, written out here (not derived from the code under test): every look
+    tests at the full alpha."""
+
+    @property
+    def alpha_per_look(self) -> float:
+        return self.alpha
+
+
 def null_decided(reps: int, alpha_per_look: float | None, seed: int = 0) -> float:
-    """Fraction of null sweeps (both sides from the same bimodal distribution) that end "decided"."""
+    """Fraction of null sweeps (both sides from the same bimodal distribution) that end "decided".
+
+    alpha_per_look None: the searcher's own rule; a number: every look tests at that alpha."""
     hyp = (Hypothesis("CNN > MLP", CNN, MLP),)
     cells = [{"pairing": CNN}, {"pairing": MLP}]
     decided = 0
     for i in range(reps):
         settings = AdaptiveSettings(first=3, max_seeds=12)
         if alpha_per_look is not None:  # the naive rule: every look at the full alpha
-            settings = AdaptiveSettings(first=3, max_seeds=12, alpha=alpha_per_look * settings.max_looks)
+            settings = NaiveSettings(first=3, max_seeds=12, alpha=alpha_per_look)
         rep = Replicates(cells, [10, 11, 12], hyp, [], settings)
 
         def value(cfg, s, i=i):  # the same draw for (sweep, side, seed) whatever the rule: paired comparison
@@ -149,6 +160,9 @@ def test_error_rate_under_repeated_looks_stays_below_alpha():
     assert honest <= 0.05 + mc
     naive = null_decided(reps, 0.05)  # same data stream, no correction for the four looks
     assert naive > honest
+    # The searcher's rule is the corrected one: the same sweeps judged at alpha / looks at every
+    # look end exactly as the searcher's own do (without the correction they end as `naive`).
+    assert null_decided(reps, 0.05 / 4) == honest
 
 
 @pytest.mark.slow
