@@ -52,6 +52,7 @@ EDGE = "tests/test_edge_data.py"
 PACK = "tests/test_packing.py::test_packed_space_rejects_searches_and_schedulers"
 TRAIN = "tests/test_trainable.py"
 BAD = "tests/test_bad_input.py"
+U25 = "tests/test_unlisted_bugs.py"
 
 MUTANTS = [
     # --- statistics (analysis/aggregate.py) ---
@@ -161,6 +162,38 @@ MUTANTS = [
     # --- the CLI ---
     Mutant("interrupt-exit-code", "cluster/cli.py", 'return 128 + getattr(exc, "signum", 2)', "return 1",
            ("tests/test_cli.py::test_exit_code_2_for_bad_input_and_130_for_an_interrupt",)),
+    # --- issue 25: bugs the suite missed until these tests (each checked by applying it) ---
+    Mutant("adaptive-parent-records-full-alpha", "cluster/adaptive.py",
+           "SS.TAG_ALPHA_PER_LOOK: repr(self.alpha_per_look)", "SS.TAG_ALPHA_PER_LOOK: repr(self.alpha)",
+           (U25 + "::test_adaptive_parent_run_records_the_per_look_alpha_it_tested_at",)),
+    Mutant("study-judges-adaptive-at-005", "analysis/study.py", "keys, others, alpha=alpha)",
+           "keys, others, alpha=0.05)", (U25 + "::test_study_report_judges_an_adaptive_sweep_at_its_per_look_alpha",)),
+    Mutant("untagged-killed-run-completed", "analysis/load.py",
+           'runs[reason].fillna(runs["mlflow_status"].str.lower())', "runs[reason].fillna(S.STATUS_COMPLETED)",
+           (U25 + "::test_child_run_killed_before_it_was_tagged_is_not_a_result",)),
+    Mutant("pack-one-finished-earlier-is-finished", "trainables/lifecycle.py",
+           "if all(m.run is not None and m.run.finished_earlier for m in members)",
+           "if any(m.run is not None and m.run.finished_earlier for m in members)",
+           (U25 + "::test_pack_with_one_member_finished_earlier_trains_and_completes_the_others",)),
+    Mutant("pack-best-from-member-0", "trainables/lifecycle.py", "step.history_rows(i, 1, start - 1)",
+           "step.history_rows(0, 1, start - 1)", (U25 + "::test_restored_pack_members_keep_their_own_best_accuracy",)),
+    Mutant("flush-one-batch", "trainables/tracking.py", "        while self.buffer:", "        if self.buffer:",
+           (U25 + "::test_flush_drains_the_buffer_in_batches",)),
+    Mutant("evaluator-keys-for-any-pairing", "trainables/spec.py", "| _evaluator_keys(evaluators)", "| _evaluator_keys()",
+           (U25 + "::test_evaluator_keys_are_refused_for_trials_without_that_evaluator",)),
+    Mutant("ci-low-not-clipped", "analysis/stats.py", "return min(max(low, bounds[0]), bounds[1]), ",
+           "return min(low, bounds[1]), ", (U25 + "::test_accuracy_interval_lower_bound_is_clipped_to_zero",)),
+    Mutant("no-correction-over-looks", "cluster/adaptive.py", "        return self.alpha / self.max_looks",
+           "        return self.alpha", ("tests/test_adaptive.py::test_error_rate_under_repeated_looks_stays_below_alpha",)),
+    Mutant("sigterm-exits-130", "cluster/runner.py", "    return 128 + signum", "    return 130",
+           ("tests/test_resume_fast.py::test_asha_search_resumes",)),
+    Mutant("graceful-stop-exits-as-done", "cluster/runner.py",
+           "    if guard.signum is not None:  # Tune stopped gracefully", "    if False:  # Tune stopped gracefully",
+           ("tests/test_resume_fast.py::test_packed_sweep_resumes_every_member",)),
+    Mutant("packed-resume-ignores-checkpoint", "trainables/packed_trainable.py",
+           'run_pack(list(config["members"]), tracking, report, restore, trial_id=trial_id)',
+           'run_pack(list(config["members"]), tracking, report, None, trial_id=trial_id)',
+           ("tests/test_resume_fast.py::test_packed_sweep_resumes_every_member",)),
 ]
 
 
