@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.plan import make_plan, to_tune_space
+from cluster.planning.plan import make_plan, to_tune_space
 from fakedata import fake_data_root, weights_dir  # noqa: F401
-from cluster.values import parse_grids, parse_sets, parse_value
+from cluster.planning.values import parse_grids, parse_sets, parse_value
 from search_spaces import EXPERIMENTS, get_experiment
 from search_spaces.domains import Choice, LogUniform, RandInt
 from search_spaces.experiment import Experiment
@@ -109,3 +109,19 @@ def test_missing_dataset_files_fail_before_running(tmp_path):
     with pytest.raises(ConfigError) as info:
         make_plan(get_experiment("mnist-mlp-lenet-resnet"), extra_fixed={"data_root": str(tmp_path)})
     assert str(tmp_path) in str(info.value)
+
+
+# --- search domains answer for themselves ------------------------------------------------------
+
+@pytest.mark.parametrize("domain, representative, extremes, largest", [
+    (LogUniform(1e-3, 1e-1), 1e-3, [1e-3, 1e-1], 1e-1),
+    (RandInt(3, 9), 3, [3, 9], 9),
+    (Choice((5, 3, 7)), 5, [5, 3, 7], 7),
+])
+def test_a_domain_knows_its_values(domain, representative, extremes, largest):
+    assert domain.representative() == representative
+    assert domain.extremes() == extremes
+    assert domain.largest() == largest
+    drawn = [domain.sample() for _ in range(50)]  # Tune's own sampler for the domain
+    assert all(domain.contains(x) for x in drawn)
+    assert type(drawn[0]) is type(representative)

@@ -15,9 +15,9 @@ import logging
 import re
 from typing import Any
 
-from cluster.plan import Plan, to_tune_space
-from cluster.values import parse_assignment, parse_value
-from search_spaces.domains import SAMPLED, Choice, LogUniform, RandInt, Uniform
+from cluster.planning.plan import Plan, to_tune_space
+from cluster.planning.values import parse_assignment, parse_value
+from search_spaces.domains import Choice, LogUniform, RandInt, Uniform, is_domain
 from search_spaces.experiment import Experiment
 from core.errors import ConfigError
 from trainables.spec import check_keys
@@ -86,11 +86,7 @@ def apply_samples(exp: Experiment, samples: dict[str, Any]) -> Experiment:
 def _values(v: Any) -> list[Any]:
     if isinstance(v, list):
         return v
-    if isinstance(v, Choice):
-        return list(v.values)
-    if isinstance(v, (RandInt, LogUniform, Uniform)):
-        return [v.high]
-    return [v]
+    return v.extremes() if is_domain(v) else [v]
 
 
 def max_epochs(plan: Plan) -> int:
@@ -126,9 +122,9 @@ def asha_settings(plan: Plan, opts) -> dict[str, int] | None:
 
 def make_asha(settings: dict[str, int], pairings: int = 1):
     """ASHA over epochs (time_attr="epoch", the key every trial report carries); with several
-    pairings, one ASHA per pairing (cluster.schedulers.PerPairingASHA)."""
+    pairings, one ASHA per pairing (cluster.tuner.schedulers.PerPairingASHA)."""
     if pairings > 1:
-        from cluster.schedulers import PerPairingASHA
+        from cluster.tuner.schedulers import PerPairingASHA
 
         return PerPairingASHA(time_attr="epoch", **settings)
     from ray.tune.schedulers import ASHAScheduler
@@ -171,7 +167,7 @@ def _check_model_based(plan: Plan, searcher: str) -> None:
     seen: dict[str, Any] = {}
     for vals in plan.per_pairing.values():
         for k, v in vals.items():
-            if isinstance(v, SAMPLED) and seen.setdefault(k, v) != v:
+            if is_domain(v) and seen.setdefault(k, v) != v:
                 raise ConfigError(f"--search {searcher} needs one domain per key; {k!r} differs between "
                                   "pairings: use --search random")
 
@@ -238,28 +234,16 @@ class OptunaSpace:
 
     def __init__(self, plan: Plan):
         self.grid = {k: v for k, v in plan.axes.items() if isinstance(v, list) and len(v) > 1}
-        self.sampled = {k: v for k, v in plan.axes.items() if isinstance(v, SAMPLED)}
+        self.sampled = {k: v for k, v in plan.axes.items() if is_domain(v)}
         self.per_pairing = plan.per_pairing
         self.pairings = plan.axes["pairing"]
 
     def __call__(self, trial) -> dict[str, Any]:
-        out = {k: _suggest(trial, k, Choice(tuple(v))) for k, v in self.grid.items()}
-        out.update({k: _suggest(trial, k, d) for k, d in self.sampled.items()})
+        out = {k: Choice(tuple(v)).suggest(trial, k) for k, v in self.grid.items()}
+        out.update({k: d.suggest(trial, k) for k, d in self.sampled.items()})
         pairing = out.get("pairing", self.pairings[0])
         out["pairing"] = pairing
         for k, v in self.per_pairing.get(pairing, {}).items():
-            out[k] = _suggest(trial, k, v) if isinstance(v, SAMPLED) else v
+            out[k] = v.suggest(trial, k) if is_domain(v) else v
         return out
 
-
-def _suggest(trial, name: str, d: Any) -> Any:
-    if isinstance(d, LogUniform):
-        return trial.suggest_float(name, d.low, d.high, log=True)
-    if isinstance(d, Uniform):
-        return trial.suggest_float(name, d.low, d.high)
-    if isinstance(d, RandInt):
-        return trial.suggest_int(name, d.low, d.high)
-    values = list(d.values)
-    if all(v is None or isinstance(v, (bool, int, float, str)) for v in values):
-        return trial.suggest_categorical(name, values)
-    return values[trial.suggest_categorical(name, list(range(len(values))))]  # tuples: pick by index
