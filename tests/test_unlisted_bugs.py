@@ -24,7 +24,7 @@ A_SIDE, B_SIDE = [0.70, 0.74, 0.80, 0.72], [0.64, 0.68, 0.70, 0.65]
 # ---- adaptive replicates: the per-look alpha reaches the record and the reports -----------------
 
 def test_adaptive_parent_run_records_the_per_look_alpha_it_tested_at():
-    from cluster.adaptive import AdaptiveSettings
+    from cluster.flow.adaptive import AdaptiveSettings
 
     s = AdaptiveSettings(first=3, max_seeds=12, alpha=0.05)  # 4 looks
     tags = s.parent_tags()

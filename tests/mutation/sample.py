@@ -59,24 +59,24 @@ MODULES: dict[str, str] = {
     "analysis/hypotheses.py": "tests/test_analysis_stats.py tests/test_analysis_aggregate.py tests/test_mutant_guards.py "
                               "tests/test_study.py",
     # the adaptive rule
-    "cluster/adaptive.py": f"tests/test_adaptive.py {U}",
+    "cluster/flow/adaptive.py": f"tests/test_adaptive.py {U}",
     # planning and search domains
-    "cluster/plan.py": "tests/test_plan.py tests/test_mutant_guards.py",
-    "cluster/search.py": "tests/test_hpo.py tests/test_mutant_guards.py",
+    "cluster/planning/plan.py": "tests/test_plan.py tests/test_mutant_guards.py",
+    "cluster/tuner/search.py": "tests/test_hpo.py tests/test_mutant_guards.py",
     "search_spaces/domains.py": "tests/test_hpo.py tests/test_plan.py",
     # the spec and the trial lifecycle
     "trainables/spec.py": f"tests/test_spec.py tests/test_plan.py {U}",
     "trainables/lifecycle.py": f"tests/test_trainable.py tests/test_packing.py {U}",
     # packing
-    "cluster/packing.py": "tests/test_packing.py tests/test_cli.py -k 'pack or make_packs or packed'",
+    "cluster/tuner/packing.py": "tests/test_packing.py tests/test_cli.py -k 'pack or make_packs or packed'",
     "trainables/packing.py": "tests/test_packing.py",
     # tracking (the buffered writer, redaction)
     "trainables/tracking.py": f"tests/test_trainable.py tests/test_security.py {U}",
     # validation of options and plans
-    "cluster/validate.py": "tests/test_bad_input.py tests/test_hostile_inputs.py",
+    "cluster/planning/validate.py": "tests/test_bad_input.py tests/test_hostile_inputs.py",
     # signals and locks
-    "cluster/interrupts.py": INTR,
-    "cluster/locks.py": LOCKS,
+    "cluster/infra/interrupts.py": INTR,
+    "cluster/folder/locks.py": LOCKS,
 }
 
 
@@ -146,7 +146,8 @@ def mutated_lines(root: Path, spec) -> tuple[str, str, str]:
     if mutated is None:
         return "", "", ""
     a, b = code.splitlines(), mutated.splitlines()
-    diff = "\n".join(difflib.unified_diff(a, b, spec.module_path, spec.module_path, n=0, lineterm=""))
+    name = str(spec.module_path)
+    diff = "\n".join(difflib.unified_diff(a, b, name, name, n=0, lineterm=""))
     sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
     old, new = [], []
     for tag, i1, i2, j1, j2 in sm.get_opcodes():
