@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import itertools
 import json
 import os
 import random
@@ -90,7 +91,7 @@ class Outcome:
     result: str  # killed | survived | equivalent | incompetent | no-test | not run
     seconds: float = 0.0
     diff: str = ""
-    reason: str = ""
+    reason: str = ""  # equivalent: why; killed: the first failing test
 
 
 # ---- the mutants ---------------------------------------------------------------------------------
@@ -128,11 +129,15 @@ def enumerate_mutants(module: str, session: Path, cwd: Path) -> list:
 
 
 def sample(items: list, k: int | None, seed: int, module: str) -> list:
-    """A fixed-seed random sample of k items (all of them when k is None); same seed, same sample."""
+    """A fixed-seed random sample of k items (all of them when k is None); same seed, same sample.
+
+    The items are shuffled by the seed and the first k taken, so a smaller sample of the same seed
+    is part of a larger one (a quick run checks mutants of the CI sample)."""
     if k is None or k >= len(items):
         return list(items)
-    rng = random.Random(f"{seed}:{module}")
-    return sorted(rng.sample(items, k), key=lambda w: (w.mutations[0].operator_name, w.mutations[0].occurrence))
+    order = list(items)
+    random.Random(f"{seed}:{module}").shuffle(order)
+    return sorted(order[:k], key=lambda w: (w.mutations[0].operator_name, w.mutations[0].occurrence))
 
 
 def mutated_lines(root: Path, spec) -> tuple[str, str, str]:
@@ -224,6 +229,16 @@ def baseline(copy: Path, modules: list[str]) -> dict[str, float]:
     return out
 
 
+def _first_failure(out: str) -> str:
+    """The first failing test of a pytest run's output ("timeout" when it timed out)."""
+    if out == "timeout":
+        return "timeout"
+    for line in out.splitlines():
+        if line.startswith(("FAILED ", "ERROR ")):
+            return line.split(" - ")[0].split(" ", 1)[1].strip()
+    return ""
+
+
 def classify(result) -> str:
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome
 
@@ -235,7 +250,7 @@ def classify(result) -> str:
 
 
 def run(modules: list[str], per_module: int | None, seed: int, jobs: int, budget: float | None,
-        sessions: Path) -> list[Outcome]:
+        sessions: Path, skip_baseline: bool = False) -> list[Outcome]:
     from cosmic_ray.work_db import use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
@@ -247,8 +262,8 @@ def run(modules: list[str], per_module: int | None, seed: int, jobs: int, budget
         copies = [Path(tmp) / f"w{i}" for i in range(max(1, jobs))]
         for c in copies:
             copy_repo(c)
-        base = baseline(copies[0], modules)
-        work, by_job = [], {}
+        base = baseline(copies[0], modules) if not skip_baseline else {m: 100.0 for m in modules}
+        per_module_work, by_job = [], {}
         for module in modules:
             items = enumerate_mutants(module, session_path(sessions, module), copies[0])
             chosen = sample(items, per_module, seed, module)
@@ -259,9 +274,11 @@ def run(modules: list[str], per_module: int | None, seed: int, jobs: int, budget
                         db.set_result(w.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
             timeout = max(60.0, 3 * base[module] + 30)
             print(f"{module}: {len(items)} mutants, {len(chosen)} sampled", flush=True)
+            per_module_work.append([(w.job_id, w.mutations, MODULES[module], timeout) for w in chosen])
             for w in chosen:
-                work.append((w.job_id, w.mutations, MODULES[module], timeout))
                 by_job[w.job_id] = (module, w)
+        # Round robin over the modules: a --budget cut leaves every module partly covered.
+        work = [job for group in itertools.zip_longest(*per_module_work) for job in group if job is not None]
         ctx = get_context("fork")
         with ctx.Pool(max(1, jobs), initializer=_init_worker, initargs=(copies,)) as pool:
             pending = pool.imap_unordered(_run_one, work)
@@ -274,13 +291,15 @@ def run(modules: list[str], per_module: int | None, seed: int, jobs: int, budget
                 reason = equivalent_reason(equivalents, module, spec.operator_name, old, new) if verdict == "survived" else ""
                 if reason:
                     verdict = "equivalent"
+                if verdict == "killed":
+                    reason = _first_failure(result.output or "")
                 outcomes.append(Outcome(module, job_id, spec.operator_name, spec.occurrence, spec.start_pos[0],
                                         verdict, secs, diff, reason))
                 with use_db(str(session_path(sessions, module))) as db:
                     db.set_result(job_id, result)
                 done.add(job_id)
-                print(f"{verdict:11s} {module}:{spec.start_pos[0]} {spec.operator_name} #{spec.occurrence} ({secs:.0f} s)",
-                      flush=True)
+                print(f"{verdict:11s} {module}:{spec.start_pos[0]} {spec.operator_name} #{spec.occurrence} ({secs:.0f} s)"
+                      f" {reason if verdict == 'killed' else ''}", flush=True)
                 if budget is not None and time.monotonic() - start > budget:
                     print(f"budget of {budget:.0f} s spent: the rest of the sample is not run", flush=True)
                     pool.terminate()
@@ -323,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=SEED, help=f"sample seed (default {SEED}: the CI sample)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="workers, each on its own copy")
     ap.add_argument("--budget", type=float, help="seconds; mutants not started by then are reported 'not run'")
+    ap.add_argument("--skip-baseline", action="store_true",
+                    help="do not first run each module's tests unmutated (only when they are known to pass)")
     ap.add_argument("--min-rate", type=float, default=0.90, help="kill rate needed over non-equivalent mutants")
     ap.add_argument("--sessions", type=Path, default=ROOT / ".mutants", help="cosmic-ray work databases (cr-report)")
     ap.add_argument("--json", type=Path, help="write every outcome (with diffs) here")
@@ -344,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{m:28s} {len(items):5d} mutants, {min(len(items), per_module or len(items)):4d} in the sample")
         return 0
     t0 = time.monotonic()
-    outcomes = run(modules, per_module, args.seed, args.jobs, args.budget, args.sessions)
+    outcomes = run(modules, per_module, args.seed, args.jobs, args.budget, args.sessions, args.skip_baseline)
     text, rate = table(outcomes)
     survivors = [o for o in outcomes if o.result == "survived"]
     if survivors:
