@@ -1,0 +1,17 @@
+"""Tests written for survivors of the sampled mutation run (tests/mutation/sample.py): each pins a
+behaviour a cosmic-ray mutant changed without any test noticing."""
+from __future__ import annotations
+
+import pytest
+from scipy import stats as sps
+
+
+@pytest.mark.parametrize("a, b", [([0.80, 0.86], [0.60, 0.64, 0.70]), ([0.50, 0.58, 0.61, 0.55], [0.30, 0.41])])
+def test_diff_interval_with_a_two_seed_side_is_the_welch_t_interval(a, b):
+    """A side of two values: the Welch t-interval of the difference of means (scipy's, independently)."""
+    from analysis.stats import diff_interval
+
+    d, low, high = diff_interval(a, b)
+    ref = sps.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert d == pytest.approx(sum(a) / len(a) - sum(b) / len(b))
+    assert (low, high) == pytest.approx((max(ref.low, -1.0), min(ref.high, 1.0)), rel=1e-9)
