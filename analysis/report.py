@@ -164,7 +164,9 @@ def build_report(tracking_uri: str, experiment: str | None = None, sweep: str | 
     results = sweep_results(data)
     keys = [k for k in result_keys(data) if k != "pairing"]
     alpha, rule = decision_rule(data)
-    verdicts = R.evaluate_claims(spec.hypotheses, data.runs, keys, {n: o.runs for n, o in others.items()}, alpha=alpha)
+    design, sequential = decision_design(data)
+    verdicts = R.evaluate_claims(spec.hypotheses, data.runs, keys, {n: o.runs for n, o in others.items()}, alpha=alpha,
+                                 design=design, sequential=sequential)
     claims = R.claim_rows(data.parent.get("experiment") or data.name, spec.hypotheses, verdicts)
 
     out = Path(out_dir) if out_dir else Path("reports") / data.name
@@ -187,17 +189,35 @@ def build_report(tracking_uri: str, experiment: str | None = None, sweep: str | 
 
 
 def decision_rule(data: SweepData) -> tuple[float, str]:
-    """The verdicts' alpha and a sentence on how it was chosen.
+    """The verdicts' two-sided alpha and a sentence on how it was chosen.
 
     A sweep run with --until-decided looked at its results several times; its parent run
-    carries the per-look alpha (cluster.flow.adaptive) and the rule, which the report then uses.
+    carries the design (cluster.flow.adaptive: seeds at each look, alpha spending) and the rule.
+    Sweeps from before the group-sequential design carry a Bonferroni per-look alpha instead.
     """
     tags = data.parent.get("tags", {}) or {}
     try:
-        alpha = float(tags.get(S.TAG_ALPHA_PER_LOOK, ALPHA))
+        alpha = float(tags.get(S.TAG_ALPHA, tags.get(S.TAG_ALPHA_PER_LOOK, ALPHA)))
     except (TypeError, ValueError):
         alpha = ALPHA
     return alpha, tags.get(S.TAG_STOPPING_RULE, "")
+
+
+def decision_design(data: SweepData):
+    """(analysis.sequential.Design, sequential?) the sweep's verdicts are decided under."""
+    import json
+
+    from analysis.sequential import Design
+
+    tags = data.parent.get("tags", {}) or {}
+    alpha, _ = decision_rule(data)
+    if tags.get(S.TAG_UNTIL_DECIDED) == "true" and S.TAG_LOOK_SEEDS in tags:
+        try:
+            return Design(tuple(int(n) for n in json.loads(tags[S.TAG_LOOK_SEEDS])), alpha,
+                          tags.get(S.TAG_SPENDING, "obf")), True
+        except (TypeError, ValueError):
+            log.warning("unreadable %s tag %r: one-look verdicts", S.TAG_LOOK_SEEDS, tags[S.TAG_LOOK_SEEDS])
+    return Design(alpha=alpha), False
 
 
 def adaptive_html(data: SweepData) -> str:
@@ -205,7 +225,8 @@ def adaptive_html(data: SweepData) -> str:
     tags = data.parent.get("tags", {}) or {}
     if tags.get(S.TAG_UNTIL_DECIDED) != "true":
         return ""
-    info = {k: tags[k] for k in (S.TAG_STOPPING_RULE, S.TAG_MAX_LOOKS, S.TAG_LOOKS_TAKEN, S.TAG_ALPHA_PER_LOOK,
+    info = {k: tags[k] for k in (S.TAG_STOPPING_RULE, S.TAG_MAX_LOOKS, S.TAG_LOOKS_TAKEN, S.TAG_LOOK_SEEDS, S.TAG_SPENDING,
+                                 S.TAG_ALPHA_PER_LOOK,
                                  S.TAG_MAX_SEEDS, S.TAG_TARGET_HALFWIDTH, S.TAG_ADAPTIVE_OUTCOME) if k in tags}
     runs = data.runs
     waves = ""

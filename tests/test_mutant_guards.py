@@ -225,7 +225,7 @@ def test_n_trials_counts_every_sample():
 def test_asha_grace_period_equal_to_the_budget_shrinks():
     """A grace period that reaches max_t would never stop a trial: it shrinks to a quarter of the budget."""
     from cluster.flow.options import RunOptions
-    from cluster.flow.run import build_plan
+    from cluster.flow.sweep import build_plan
     from cluster.tuner.search import asha_settings
 
     opts = RunOptions("edge-hpo", sets={"epochs": 8}, grace_period=8)

@@ -58,12 +58,16 @@ def test_undecided_says_what_cannot_be_excluded_and_the_seeds_needed():
     # half-width 8 points for a 5-point effect at 3 seeds, at alpha 0.0125 rather than 0.05: > 3 * (8/5)^2
     assert need is not None and need > 3 * (0.08 / 0.05) ** 2 and f"about {need} seeds per side" in detail
     # The engine's own figures win where it gives them.
-    given = dataclasses.make_dataclass("Given", [("cannot_exclude", float, None), ("seeds_needed", int, None)],
-                                       bases=(HypothesisResult,), frozen=True)
+    # (HypothesisResult now carries both fields: stats helper, issue 20)
     base = result("inconclusive", effect=(0.05, -0.03, 0.13), n=3)
-    r = given(**{f.name: getattr(base, f.name) for f in dataclasses.fields(HypothesisResult)},
-              cannot_exclude=0.04, seeds_needed=17)
+    r = dataclasses.replace(base, cannot_exclude=0.04, seeds_needed=17)
     assert R.status_of(CLAIM, r) == ("undecided", "cannot exclude ±4.0 pts; about 17 seeds per side would decide", 17)
+
+
+def test_learned_from_the_engine_skips_a_side_without_runs():
+    r = dataclasses.replace(result("yes"), learned=((3, 4), (0, 0)))
+    assert R.learned_text(r) == "learned 3/4"
+    assert R.learned_text(dataclasses.replace(r, learned=((3, 4), (4, 4)))) == "learned 3/4 vs 4/4"
 
 
 def test_rows_carry_source_value_ours_and_learned():
@@ -71,7 +75,8 @@ def test_rows_carry_source_value_ours_and_learned():
     results = R.evaluate_claims([CLAIM], data, ["data_per_class"])
     [row] = R.claim_rows("edge-data-per-class", [CLAIM], results)
     assert (row.claim, row.source, row.source_value, row.kind) == (CLAIM.text, "EDGE Q2", "86.7% vs 58.0%", "difference")
-    assert row.ours.startswith("80.2% vs 60.5% (+19.8 pts") and row.ours.endswith("learned 3/4 vs 4/4")
+    # the engine's estimate is the difference of the seeds that learned (two-part test), not of the mixture
+    assert row.ours.startswith("80.2% vs 60.5% (+35.5 pts") and row.ours.endswith("learned 3/4 vs 4/4")
     assert row.n == "4/4" and row.status in R.STATUSES
     frame = R.rows_frame([row])
     assert list(frame.columns)[:3] == ["experiment", "claim", "kind"] and frame.iloc[0]["status"] == row.status

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from core import store_schema as S
+from core import phases, store_schema as S
 from trainables.checkpoint import restore_state, tag_fallback
 from trainables.data import DataBundle, build_data
 from trainables.lifecycle import Member, Report, initial_kernels, run_members
@@ -168,6 +168,7 @@ def tune_session() -> tuple[dict | None, Report, str]:
 
 def train(config: dict[str, Any], tracking: TrackingInfo | None = None) -> None:
     """Ray Tune function trainable: resumes from `tune.get_checkpoint()` and reports with checkpoints."""
+    phases.mark("trial_start")
     restore, report, trial_id = tune_session()
     tag_fallback(tracking, trial_id)
     run_trial(config, tracking, report, restore, trial_id=trial_id)

@@ -6,7 +6,7 @@ import sys
 from cluster.flow.options import RunOptions
 from cluster.folder.record import SweepRecord
 from cluster.infra import interrupts, tracking
-from core import store_schema as S
+from core import phases, store_schema as S
 
 
 def interrupted(client, record: SweepRecord, signum: int) -> int:
@@ -29,8 +29,12 @@ def interrupted(client, record: SweepRecord, signum: int) -> int:
 def fit_and_close(tuner, client, record: SweepRecord, opts: RunOptions, guard: interrupts.SignalGuard) -> int:
     """Fit; then the parent run FINISHED (FAILED when every trial failed) and the results, or the
     interrupt's exact state. Returns the exit code (0 ok, 1 some trials failed, 128 + signal)."""
+    phases.mark("fit_start")
+    if not opts.quiet:
+        _preload_results_table()
     with guard.fitting():
         results = tuner.fit()
+    phases.mark("fit_end")
     if guard.signum is not None:  # Tune stopped gracefully on our SIGINT/SIGTERM
         return interrupted(client, record, guard.signum)
     record.record_exit_state()
@@ -42,12 +46,27 @@ def fit_and_close(tuner, client, record: SweepRecord, opts: RunOptions, guard: i
     return 1 if errors else 0
 
 
+def _preload_results_table() -> None:
+    """Import the results table's modules (pandas, scipy, analysis) in a daemon thread while the
+    trials train, so the table prints as soon as fit returns."""
+    import threading
+
+    def load() -> None:
+        try:
+            import analysis.results  # noqa: F401
+        except Exception:  # the table's own import reports any problem, in the main thread
+            pass
+
+    threading.Thread(target=load, name="sweep-preload-results", daemon=True).start()
+
+
 def print_results(record: SweepRecord) -> None:
     from analysis.results import format_results, results_table
 
     table = results_table(record.tracking_uri, sweep=record.name)
     print(f"\nResults of {record.name} (mean and 95% CI over seeds):")
-    print(format_results(table, "table"))
+    print(format_results(table, "table"), flush=True)
+    phases.mark("results_table")
     print(f"\nBrowse every trial:  {tracking.ui_hint(record.tracking_uri, record.experiment_id)}")
     if record.driver_log and not record.options.get("verbose"):
         print(f"Ray and MLflow logs: {record.driver_log}")

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 from search_spaces import EXPERIMENTS
-from trainables.config import TrainConfig
-from trainables.data import DATASETS
-from trainables.models import count_params, model_config_keys
-from trainables.pairings import PAIRINGS
 
 
 def render(what: str) -> str:
+    """`sweep list WHAT`. The experiment list reads only search_spaces (no torch, no Ray): the
+    trainables' registries are imported for models, pairings and keys alone."""
     if what == "experiments":
         width = max(map(len, EXPERIMENTS))
         return "\n".join(f"{n:<{width}}  {e.description}" for n, e in EXPERIMENTS.items())
+    from trainables.config import TrainConfig
+    from trainables.data import DATASETS
+    from trainables.models import model_config_keys
+    from trainables.pairings import PAIRINGS
+
     if what == "models":
         return _models()
     if what == "pairings":
@@ -32,7 +35,8 @@ def _models() -> str:
     """Each registered model with its parameter count in its pairing's default configuration."""
     import torch
 
-    from trainables.models import build_model
+    from trainables.models import build_model, count_params
+    from trainables.pairings import PAIRINGS
     from trainables.spec import resolve_config
 
     rows = []

@@ -24,8 +24,7 @@ def resume_sweep(name: str, storage_path: str | None = None, address: str | None
 
     record = find_sweep(name, storage_path)
     known = {f.name for f in dataclasses.fields(RunOptions)}
-    opts = RunOptions(**{k: v for k, v in record.options.items() if k in known})
-    opts.verbose = verbose
+    opts = RunOptions(**{**{k: v for k, v in record.options.items() if k in known}, "verbose": verbose})
     uri = tracking.check_tracking_uri(record.tracking_uri)
     with record.lock():
         client = MlflowClient(tracking_uri=uri)

@@ -155,7 +155,7 @@ def run_study(opts: StudyOptions) -> int:
     """Run (or continue) a study; write its report. Exit code: 0 all finished, 1 some trial or
     experiment failed, 2 bad input (before anything ran)."""
     from cluster.infra import ray_setup
-    from cluster.flow.run import build_plan
+    from cluster.flow.sweep import build_plan
     from search_spaces import get_experiment
 
     study = get_study(opts.study)

@@ -362,5 +362,5 @@ def check_plan(plan, opts) -> None:
     cell; `check_memory` runs after (it builds each distinct data config)."""
     check_numbers(plan)
     check_paths(plan)
-    check_sweep_size(plan.n_trials(), getattr(opts, "allow_large", False))
+    check_sweep_size(plan.n_trials(), opts.allow_large)
     check_device_local(plan, opts.gpus_per_trial, opts.address is None)

@@ -123,7 +123,7 @@ def make_tuner(plan, opts, record, trainable, run_config):
     settings = settings_from(opts, plan)
     keys = [k for k in plan.swept_keys if k != "pairing"]
     rep = Replicates(grid_cells(plan), plan.seeds, plan.experiment.hypotheses, keys, settings,
-                     other_runs(plan, record.tracking_uri))
+                     other_runs(plan, record.tracking_uri, getattr(opts, "name", None)))
     searcher = AdaptiveSearcher(rep, record.tracking_uri, record.parent_run_id, opts.quiet)
     import ray
 

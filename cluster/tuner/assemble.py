@@ -4,14 +4,7 @@ from __future__ import annotations
 from cluster.flow.options import RunOptions
 from cluster.folder.record import SweepRecord
 from cluster.planning.plan import Plan
-
-
-def progress_metric(plan: Plan) -> tuple[str, str]:
-    """The metric the progress display ranks by: the search's, else validation accuracy."""
-    search = plan.experiment.search
-    if search is not None and getattr(search, "metric", None):
-        return search.metric, search.mode
-    return "val_acc", "max"
+from core import phases
 
 
 def trainable(record: SweepRecord):
@@ -32,6 +25,10 @@ def run_config(opts: RunOptions, record: SweepRecord):
     from cluster.tuner.callbacks import MlflowTrialFinalizer, ProgressDisplay
 
     callbacks = [MlflowTrialFinalizer(record.tracking_uri, record.experiment_id, record.parent_run_id)]
+    if phases.enabled():
+        from cluster.tuner.callbacks import PhaseMarker
+
+        callbacks.append(PhaseMarker())
     if not opts.quiet:
         metric, mode = record.metric
         callbacks.append(ProgressDisplay(record.n_trials, record.swept_keys, metric=metric, mode=mode))
@@ -52,7 +49,7 @@ def make_tuner(plan: Plan, opts: RunOptions, record: SweepRecord):
     """The Tuner of a sweep: adaptive (--until-decided), or the plan's space with its search, scheduler and packs."""
     from ray import tune
 
-    from cluster.tuner.search import make_search, tune_space
+    from cluster.tuner.search import make_search, scheduler_of, tune_space
 
     if opts.until_decided:
         from cluster.tuner.adaptive_searcher import make_tuner as adaptive_tuner
@@ -66,7 +63,7 @@ def make_tuner(plan: Plan, opts: RunOptions, record: SweepRecord):
     if opts.pack > 1:
         from cluster.tuner.packing import packed_space
 
-        space, packs = packed_space(plan, opts.pack, record.resources["gpu"] > 0, opts.scheduler)
+        space, packs = packed_space(plan, opts.pack, record.resources["gpu"] > 0, scheduler_of(opts, plan))
         if not opts.quiet:
             print(packs.summary(opts.pack), flush=True)
     return tune.Tuner(trainable(record), param_space=space, tune_config=tune_config,

@@ -107,12 +107,12 @@ def asha_settings(plan: Plan, opts) -> dict[str, int] | None:
     budget (one default report interval). A grace period that reaches the budget would never
     stop anything (e.g. --smoke), so it then shrinks to a quarter of the budget.
     """
-    if check_options(opts)[0] != "asha":
+    if check_options(opts, plan)[0] != "asha":
         return None
     search = plan.experiment.search
     max_t = max_epochs(plan)
-    grace = getattr(opts, "grace_period", None) or (search.grace_period if search else max(1, max_t // 20))
-    rf = getattr(opts, "reduction_factor", None) or (search.reduction_factor if search else 3)
+    grace = opts.grace_period or (search.grace_period if search else max(1, max_t // 20))
+    rf = opts.reduction_factor or (search.reduction_factor if search else 3)
     if grace >= max_t:
         shrunk = max(1, max_t // 4)
         log.warning("ASHA grace period %d >= the %d-epoch budget; using %d", grace, max_t, shrunk)
@@ -132,14 +132,21 @@ def make_asha(settings: dict[str, int], pairings: int = 1):
     return ASHAScheduler(time_attr="epoch", **settings)
 
 
-def check_options(opts) -> tuple[str, str]:
-    """(scheduler, searcher) names from RunOptions, checked; raises ConfigError."""
-    scheduler = opts.scheduler or "none"
+def scheduler_of(opts, plan: Plan | None = None) -> str:
+    """The scheduler a sweep runs: --scheduler, else its experiment's Search, else "none"."""
+    search = plan.experiment.search if plan is not None else None
+    return opts.scheduler or (search.scheduler if search is not None else None) or "none"
+
+
+def check_options(opts, plan: Plan | None = None) -> tuple[str, str]:
+    """(scheduler, searcher) names from RunOptions (the scheduler resolved against `plan`'s
+    experiment), checked; raises ConfigError."""
+    scheduler = scheduler_of(opts, plan)
     if scheduler not in SCHEDULERS:
         raise ConfigError(f"--scheduler {scheduler!r} not allowed; use one of {', '.join(SCHEDULERS)}")
     if opts.search not in SEARCHERS:
         raise ConfigError(f"--search {opts.search!r} not allowed; use one of {', '.join(SEARCHERS)}")
-    grace, rf = getattr(opts, "grace_period", None), getattr(opts, "reduction_factor", None)
+    grace, rf = opts.grace_period, opts.reduction_factor
     if (grace is not None or rf is not None) and scheduler != "asha":
         raise ConfigError("--grace-period/--reduction-factor apply to ASHA only; add --scheduler asha")
     if grace is not None and grace < 1:
@@ -174,7 +181,7 @@ def _check_model_based(plan: Plan, searcher: str) -> None:
 
 def check_search(plan: Plan, opts) -> None:
     """Every check of make_search, without Ray: run by the runner before Ray or MLflow start."""
-    _, searcher = check_options(opts)
+    _, searcher = check_options(opts, plan)
     if searcher in MODEL_BASED:
         _check_model_based(plan, searcher)
 
@@ -186,7 +193,7 @@ def make_search(plan: Plan, opts):
         ConfigError: unknown scheduler/searcher, a searcher package that is not installed, or
             a plan the searcher cannot express.
     """
-    scheduler_name, searcher = check_options(opts)
+    scheduler_name, searcher = check_options(opts, plan)
     search = plan.experiment.search
     metric = search.metric if search else "val_acc"
     mode = search.mode if search else "max"

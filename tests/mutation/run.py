@@ -108,7 +108,7 @@ MUTANTS = [
            "if False:", (CLI, PACK)),
     Mutant("pack-with-samples-allowed", "cluster/tuner/packing.py", "if plan.num_samples != 1:", "if False:",
            (CLI, PACK)),
-    Mutant("pack-check-after-ray", "cluster/flow/run.py", "    check_pack(plan, opts.pack, opts.scheduler, opts.search)",
+    Mutant("pack-check-after-ray", "cluster/flow/sweep.py", "    check_pack(plan, opts.pack, scheduler_of(opts, plan), opts.search)",
            "    pass", (CLI,)),
     # --- redaction (trainables/tracking.py) ---
     Mutant("redact-case-sensitive", "trainables/tracking.py", "in str(k).lower()", "in str(k)", (G, SEC)),
@@ -134,7 +134,7 @@ MUTANTS = [
            "(lambda n: None)(", (G,)),
     Mutant("checkpoint-unpickles", "trainables/checkpoint.py", "torch.load(path, weights_only=True,",
            "torch.load(path, weights_only=False,", (SEC_CKPT,)),
-    Mutant("runner-ignores-cpus-per-trial", "cluster/flow/run.py", 'plan.fixed["threads"] = int(resources["cpu"])',
+    Mutant("runner-ignores-cpus-per-trial", "cluster/flow/sweep.py", 'extra["threads"] = threads',
            "pass", (G,)),
     Mutant("resources-ignore-cpus-per-trial", "cluster/infra/ray_setup.py", "cpus = 1.0 if cpus is None else float(cpus)",
            "cpus = 1.0", (G,)),
