@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -17,54 +15,51 @@ from core import store_schema as SS
 from core.errors import ConfigError
 
 CNN, MLP = "simple_cnn/edges", "three_layer_mlp/edges"
-# Raw Welch p = 0.036 between these two sides: decided at 0.05, not at a per-look alpha of 0.0125.
-A_SIDE, B_SIDE = [0.70, 0.74, 0.80, 0.72], [0.64, 0.68, 0.70, 0.65]
 
 
-# ---- adaptive replicates: the per-look alpha reaches the record and the reports -----------------
+# ---- adaptive replicates: the design the searcher tested with reaches the record and the reports ---
 
-def test_adaptive_parent_run_records_the_per_look_alpha_it_tested_at():
+def test_adaptive_parent_run_records_the_design_it_tested_with():
+    from analysis.report import decision_design, decision_rule
+    from analysis.sweep_data import SweepData
     from cluster.flow.adaptive import AdaptiveSettings
 
-    s = AdaptiveSettings(first=3, max_seeds=12, alpha=0.05)  # 4 looks
+    s = AdaptiveSettings(first=3, max_seeds=12, alpha=0.05)  # looks at 3, 6, 9, 12 seeds
     tags = s.parent_tags()
-    assert float(tags[SS.TAG_ALPHA_PER_LOOK]) == pytest.approx(0.05 / 4)
-    assert float(tags[SS.TAG_ALPHA_PER_LOOK]) == pytest.approx(s.alpha / s.max_looks)
-    assert tags[SS.TAG_MAX_LOOKS] == "4" and tags[SS.TAG_UNTIL_DECIDED] == "true"
-    # What the parent records is what the report then judges at.
-    from analysis.report import decision_rule
-    from analysis.sweep_data import SweepData
-
-    alpha, rule = decision_rule(SweepData(parent={"name": "s", "tags": tags}, runs=pd.DataFrame()))
-    assert alpha == pytest.approx(0.0125) and "4 looks" in rule
+    data = SweepData(parent={"name": "s", "tags": tags}, runs=pd.DataFrame())
+    alpha, rule = decision_rule(data)
+    assert alpha == 0.05 and float(tags[SS.TAG_ALPHA]) == 0.05 and "4 looks" in rule
+    design, sequential = decision_design(data)  # what the report rebuilds from the parent run
+    assert sequential and design.looks == s.design.looks == (3, 6, 9, 12)
+    assert design.levels == pytest.approx(s.design.levels)
 
 
-def _study_sweep(tags: dict):
+def _study_sweep(tags: dict, a: list[float], b: list[float]):
     from analysis.sweep_data import SweepData
     from search_spaces import get_experiment
 
     rows = [{"run_id": f"{p}-{i}", "pairing": p, "data_per_class": 10, "seed": 10 + i, "val_acc": v,
              "status_reason": "completed"}
-            for p, side in ((CNN, A_SIDE), (MLP, B_SIDE)) for i, v in enumerate(side)]
+            for p, side in ((CNN, a), (MLP, b)) for i, v in enumerate(side)]
     decl = json.loads(json.dumps(dataclasses.asdict(get_experiment("edge-data-per-class")), default=repr))
     return SweepData(parent={"name": "study.dpc", "experiment": "edge-data-per-class", "tags": tags, "params": {},
                              "declaration": decl},
                      runs=pd.DataFrame(rows), swept_keys=["pairing", "data_per_class"], metrics=["val_acc"])
 
 
-def test_study_report_judges_an_adaptive_sweep_at_its_per_look_alpha():
+def test_study_report_judges_an_adaptive_sweep_under_its_design():
+    """Three seeds a side, clearly apart: one look at 0.05 decides; the first look of a 4-look
+    O'Brien-Fleming design (level < 1e-4) does not. The study must judge as the sweep looked."""
     from analysis.study import study_verdicts
+    from cluster.flow.adaptive import AdaptiveSettings
 
-    adaptive = {SS.TAG_UNTIL_DECIDED: "true", SS.TAG_ALPHA_PER_LOOK: "0.0125",
-                SS.TAG_STOPPING_RULE: "stopping rule: Bonferroni over at most 4 looks"}
-    fixed = study_verdicts({"edge-data-per-class": _study_sweep({})}).verdicts["edge-data-per-class"]
-    looked = study_verdicts({"edge-data-per-class": _study_sweep(adaptive)})
-    at10 = [r for r in looked.verdicts["edge-data-per-class"] if "10" in r.text or "10" in r.where]
-    fixed10 = [r for r in fixed if "10" in r.text or "10" in r.where]
-    assert at10 and fixed10
-    assert fixed10[0].verdict == "yes"  # a fixed-seed sweep: 0.05
-    assert at10[0].verdict != "yes" and "0.0125" in at10[0].sentence
-    assert "Bonferroni" in looked.rules["edge-data-per-class"]
+    a, b = [0.74, 0.76, 0.80], [0.64, 0.68, 0.70]
+    adaptive = AdaptiveSettings(first=3, max_seeds=12).parent_tags()
+    fixed = study_verdicts({"edge-data-per-class": _study_sweep({}, a, b)}).verdicts["edge-data-per-class"]
+    looked = study_verdicts({"edge-data-per-class": _study_sweep(adaptive, a, b)}).verdicts["edge-data-per-class"]
+    at10 = lambda rs: [r for r in rs if "=10" in r.text or "=10" in r.where]  # noqa: E731
+    assert at10(fixed) and at10(looked)
+    assert at10(fixed)[0].verdict != at10(looked)[0].verdict, (at10(fixed)[0].verdict, at10(looked)[0].verdict)
 
 
 # ---- reading the store: only completed trials are results ----------------------------------------
