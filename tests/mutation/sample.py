@@ -50,13 +50,15 @@ PER_MODULE = 14  # CI sample size per module
 PYTEST = "-x -q -p no:cacheprovider -m 'not slow' --no-header -o addopts=--strict-markers"
 
 U = "tests/test_unlisted_bugs.py"
+K = "tests/test_mutation_kills.py"
 INTR = "tests/test_hostile_units.py -k 'signal or mark_killed or interrupt'"
 LOCKS = "tests/test_hostile_units.py -k 'lock or claim or name'"
 
 # module -> test targets (pytest arguments) that exercise it; the targets run per mutant.
 MODULES: dict[str, str] = {
     # statistics and verdicts
-    "analysis/stats.py": f"tests/test_analysis_stats.py tests/test_analysis_aggregate.py {U}",
+    "analysis/stats.py": f"tests/test_analysis_stats.py tests/test_analysis_aggregate.py {K} {U}",
+    "analysis/sequential.py": "tests/test_sequential.py tests/test_adaptive.py",
     "analysis/hypotheses.py": "tests/test_analysis_stats.py tests/test_analysis_aggregate.py tests/test_mutant_guards.py "
                               "tests/test_study.py",
     # the adaptive rule
