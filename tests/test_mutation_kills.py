@@ -15,3 +15,19 @@ def test_diff_interval_with_a_two_seed_side_is_the_welch_t_interval(a, b):
     ref = sps.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
     assert d == pytest.approx(sum(a) / len(a) - sum(b) / len(b))
     assert (low, high) == pytest.approx((max(ref.low, -1.0), min(ref.high, 1.0)), rel=1e-9)
+
+
+def test_pairing_keys_are_training_dataset_model_and_evaluator_keys():
+    from trainables.config import TrainConfig
+    from trainables.data import get_dataset
+    from trainables.evaluators import EVALUATOR_CONFIGS
+    from trainables.pairings import get_pairing
+    from trainables.spec import pairing_keys
+
+    name = "three_layer_mlp/edges"
+    keys = pairing_keys(name)
+    data_keys = set(get_dataset(get_pairing(name).dataset).config.keys())
+    assert {"data_per_class", "valid_per_class"} <= data_keys <= keys
+    assert set(TrainConfig.keys()) <= keys and {"lr", "epochs", "hidden_dims"} <= keys
+    assert all(set(cls.keys()) <= keys for cls in EVALUATOR_CONFIGS.values())
+    assert "kernel_size" not in pairing_keys(name) and "kernel_size" in pairing_keys("simple_cnn/edges")

@@ -68,7 +68,7 @@ MODULES: dict[str, str] = {
     "cluster/tuner/search.py": "tests/test_hpo.py tests/test_mutant_guards.py",
     "search_spaces/domains.py": "tests/test_mutant_guards.py tests/test_hpo.py",
     # the spec and the trial lifecycle
-    "trainables/spec.py": f"tests/test_spec.py tests/test_plan.py {U}",
+    "trainables/spec.py": f"tests/test_spec.py tests/test_plan.py {K} {U}",
     "trainables/lifecycle.py": f"tests/test_trainable.py tests/test_packing.py {U}",
     # packing
     "cluster/tuner/packing.py": "tests/test_packing.py tests/test_cli.py -k 'pack or make_packs or packed'",
