@@ -31,3 +31,12 @@ def test_pairing_keys_are_training_dataset_model_and_evaluator_keys():
     assert set(TrainConfig.keys()) <= keys and {"lr", "epochs", "hidden_dims"} <= keys
     assert all(set(cls.keys()) <= keys for cls in EVALUATOR_CONFIGS.values())
     assert "kernel_size" not in pairing_keys(name) and "kernel_size" in pairing_keys("simple_cnn/edges")
+
+
+def test_image_datasets_memory_estimate_is_three_copies_of_the_uint8_files():
+    """The data-memory check's estimate for the fixed image datasets: decoded, cached and split,
+    three uint8 copies of every image (cluster.planning.validate)."""
+    from cluster.planning import validate as V
+
+    assert V.MEMORY_ESTIMATES["mnist"](None) == 3 * 70_000 * 28 * 28
+    assert V.MEMORY_ESTIMATES["cifar10"](None) == 3 * 60_000 * 3 * 32 * 32
