@@ -40,3 +40,13 @@ def test_image_datasets_memory_estimate_is_three_copies_of_the_uint8_files():
 
     assert V.MEMORY_ESTIMATES["mnist"](None) == 3 * 70_000 * 28 * 28
     assert V.MEMORY_ESTIMATES["cifar10"](None) == 3 * 60_000 * 3 * 32 * 32
+
+
+def test_randint_with_equal_bounds_is_one_value():
+    """randint(3, 3) is a valid (degenerate) domain; only low > high is refused."""
+    from core.errors import ConfigError
+    from search_spaces.domains import RandInt
+
+    assert RandInt(3, 3).describe() == "randint(3, 3)"
+    with pytest.raises(ConfigError, match="lower bound 4 must be <= upper bound 3"):
+        RandInt(4, 3)

@@ -66,7 +66,7 @@ MODULES: dict[str, str] = {
     # planning and search domains
     "cluster/planning/plan.py": "tests/test_plan.py tests/test_mutant_guards.py",
     "cluster/tuner/search.py": "tests/test_hpo.py tests/test_mutant_guards.py",
-    "search_spaces/domains.py": "tests/test_mutant_guards.py tests/test_hpo.py",
+    "search_spaces/domains.py": f"tests/test_mutant_guards.py tests/test_hpo.py {K}",
     # the spec and the trial lifecycle
     "trainables/spec.py": f"tests/test_spec.py tests/test_plan.py {K} {U}",
     "trainables/lifecycle.py": f"tests/test_trainable.py tests/test_packing.py {U}",
