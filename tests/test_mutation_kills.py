@@ -50,3 +50,25 @@ def test_randint_with_equal_bounds_is_one_value():
     assert RandInt(3, 3).describe() == "randint(3, 3)"
     with pytest.raises(ConfigError, match="lower bound 4 must be <= upper bound 3"):
         RandInt(4, 3)
+
+
+def test_mlflow_retries_back_off_doubling_up_to_ten_seconds(tracking_uri, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from trainables import tracking as T
+
+    client = MlflowClient(tracking_uri)
+    exp_id = client.create_experiment("r")
+    parent = client.create_run(exp_id).info.run_id
+    run = T.TrialRun(T.TrackingInfo(tracking_uri, exp_id, parent, "s", "r", retry_s=1000), "t", None, "t", {})
+    slept, calls = [], []
+    monkeypatch.setattr(T.time, "sleep", slept.append)
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 7:
+            raise OSError("server away")
+        return "ok"
+
+    assert run._retry(flaky) == "ok"
+    assert slept == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0]

@@ -74,7 +74,7 @@ MODULES: dict[str, str] = {
     "cluster/tuner/packing.py": "tests/test_packing.py tests/test_cli.py -k 'pack or make_packs or packed'",
     "trainables/packing.py": "tests/test_packing.py",
     # tracking (the buffered writer, redaction)
-    "trainables/tracking.py": f"tests/test_trainable.py tests/test_security.py {U}",
+    "trainables/tracking.py": f"tests/test_trainable.py tests/test_security.py {K} {U}",
     # validation of options and plans
     "cluster/planning/validate.py": f"tests/test_bad_input.py tests/test_hostile_inputs.py {K}",
     # signals and locks
