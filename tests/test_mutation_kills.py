@@ -72,3 +72,14 @@ def test_mlflow_retries_back_off_doubling_up_to_ten_seconds(tracking_uri, monkey
 
     assert run._retry(flaky) == "ok"
     assert slept == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0]
+
+
+def test_plain_grid_gets_no_scheduler_search_metric_or_mode():
+    from cluster.flow.options import RunOptions
+    from cluster.planning.plan import make_plan
+    from cluster.tuner.search import make_search
+    from search_spaces import get_experiment
+
+    plan = make_plan(get_experiment("edge-data-per-class"), smoke=True)
+    assert plan.experiment.search is None
+    assert make_search(plan, RunOptions("edge-data-per-class")) == (None, None, None, None)

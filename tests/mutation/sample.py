@@ -65,7 +65,7 @@ MODULES: dict[str, str] = {
     "cluster/flow/adaptive.py": f"tests/test_adaptive.py {U}",
     # planning and search domains
     "cluster/planning/plan.py": "tests/test_plan.py tests/test_mutant_guards.py",
-    "cluster/tuner/search.py": "tests/test_hpo.py tests/test_mutant_guards.py",
+    "cluster/tuner/search.py": f"tests/test_hpo.py tests/test_mutant_guards.py {K}",
     "search_spaces/domains.py": f"tests/test_mutant_guards.py tests/test_hpo.py {K}",
     # the spec and the trial lifecycle
     "trainables/spec.py": f"tests/test_spec.py tests/test_plan.py {K} {U}",
