@@ -54,6 +54,7 @@ EDGE = "tests/test_edge_data.py"
 PACK = "tests/test_packing.py::test_packed_space_rejects_searches_and_schedulers"
 TRAIN = "tests/test_trainable.py"
 BAD = "tests/test_bad_input.py"
+U25 = "tests/test_unlisted_bugs.py"
 
 MUTANTS = [
     # --- statistics (analysis/aggregate.py) ---
@@ -166,6 +167,40 @@ MUTANTS = [
     # --- the CLI ---
     Mutant("interrupt-exit-code", "cluster/cli.py", 'return 128 + getattr(exc, "signum", 2)', "return 1",
            ("tests/test_cli.py::test_exit_code_2_for_bad_input_and_130_for_an_interrupt",)),
+    # --- issue 25: bugs the suite missed until these tests (each checked by applying it) ---
+    Mutant("adaptive-parent-records-wrong-alpha", "cluster/flow/adaptive.py",
+           "SS.TAG_ALPHA: repr(d.alpha)", "SS.TAG_ALPHA: repr(d.levels[-1])",
+           (U25 + "::test_adaptive_parent_run_records_the_design_it_tested_with",)),
+    Mutant("study-judges-adaptive-at-one-look", "analysis/study.py", "        design, sequential = decision_design(data)",
+           "        design, sequential = type(decision_design(data)[0])(alpha=alpha), False",
+           (U25 + "::test_study_report_judges_an_adaptive_sweep_under_its_design",)),
+    Mutant("untagged-killed-run-completed", "analysis/load.py",
+           'runs[reason].fillna(runs["mlflow_status"].str.lower())', "runs[reason].fillna(S.STATUS_COMPLETED)",
+           (U25 + "::test_child_run_killed_before_it_was_tagged_is_not_a_result",)),
+    Mutant("pack-one-finished-earlier-is-finished", "trainables/lifecycle.py",
+           "if all(m.run is not None and m.run.finished_earlier for m in members)",
+           "if any(m.run is not None and m.run.finished_earlier for m in members)",
+           (U25 + "::test_pack_with_one_member_finished_earlier_trains_and_completes_the_others",)),
+    Mutant("pack-best-from-member-0", "trainables/lifecycle.py", "step.history_rows(i, 1, start - 1)",
+           "step.history_rows(0, 1, start - 1)", (U25 + "::test_restored_pack_members_keep_their_own_best_accuracy",)),
+    Mutant("flush-one-batch", "trainables/tracking.py", "        while self.buffer:", "        if self.buffer:",
+           (U25 + "::test_flush_drains_the_buffer_in_batches",)),
+    Mutant("evaluator-keys-for-any-pairing", "trainables/spec.py", "| _evaluator_keys(evaluators)", "| _evaluator_keys()",
+           (U25 + "::test_evaluator_keys_are_refused_for_trials_without_that_evaluator",)),
+    Mutant("ci-low-not-clipped", "analysis/stats.py", "return min(max(low, bounds[0]), bounds[1]), ",
+           "return min(low, bounds[1]), ", (U25 + "::test_accuracy_interval_lower_bound_is_clipped_to_zero",)),
+    Mutant("no-correction-over-looks", "analysis/sequential.py",
+           "        fr = tuple(n / self.looks[-1] for n in self.looks)", "        return (self.alpha / 2,) * self.k",
+           ("tests/test_adaptive.py::test_error_rate_under_repeated_looks_stays_below_alpha",)),
+    Mutant("sigterm-exits-130", "cluster/flow/finish.py", "    return 128 + signum", "    return 130",
+           ("tests/test_resume_fast.py::test_asha_search_resumes",)),
+    Mutant("graceful-stop-exits-as-done", "cluster/flow/finish.py",
+           "    if guard.signum is not None:  # Tune stopped gracefully", "    if False:  # Tune stopped gracefully",
+           ("tests/test_resume_fast.py::test_packed_sweep_resumes_every_member",)),
+    Mutant("packed-resume-ignores-checkpoint", "trainables/packed_trainable.py",
+           'run_pack(list(config["members"]), tracking, report, restore, trial_id=trial_id)',
+           'run_pack(list(config["members"]), tracking, report, None, trial_id=trial_id)',
+           ("tests/test_resume_fast.py::test_packed_sweep_resumes_every_member",)),
 ]
 
 
