@@ -334,7 +334,7 @@ def settings_from(opts, plan) -> AdaptiveSettings | None:
 
     # The most trials the waves can add up to, checked like any sweep's size (--yes above the limit).
     cells = max(plan.n_trials() // max(len(plan.seeds), 1), 1)
-    validate.check_sweep_size(cells * settings.max_seeds, getattr(opts, "allow_large", False))
+    validate.check_sweep_size(cells * settings.max_seeds, opts.allow_large)
     if not plan.experiment.hypotheses and settings.target_halfwidth is None:
         raise ConfigError(f"experiment {plan.experiment.name!r} declares no hypotheses: --until-decided has "
                           "nothing to decide; add --target-halfwidth H to add seeds until intervals are narrow")

@@ -66,7 +66,7 @@ def check_options(opts) -> None:
     for flag, value in (("--seeds", opts.seeds), ("--num-samples", opts.num_samples),
                         ("--max-concurrent", opts.max_concurrent), ("--grace-period", opts.grace_period),
                         ("--reduction-factor", opts.reduction_factor),
-                        ("--max-seeds", getattr(opts, "max_seeds", None))):
+                        ("--max-seeds", opts.max_seeds)):
         if value is not None and abs(value) >= INT64:
             raise ConfigError(f"{flag} {value} is out of range")
 
