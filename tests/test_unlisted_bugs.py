@@ -201,7 +201,7 @@ def test_flush_drains_the_buffer_in_batches(tracking_uri, monkeypatch):
 # ---- validation: an evaluator's settings only with that evaluator ------------------------------------
 
 def test_evaluator_keys_are_refused_for_trials_without_that_evaluator():
-    from trainables.resolve import resolve_config
+    from trainables.spec import resolve_config
 
     with pytest.raises(ConfigError, match="shift_max needs evaluators to include 'shift_robustness'"):
         resolve_config({"pairing": MLP, "shift_max": 4})
