@@ -35,11 +35,11 @@ def test_pairing_keys_are_training_dataset_model_and_evaluator_keys():
 
 def test_image_datasets_memory_estimate_is_three_copies_of_the_uint8_files():
     """The data-memory check's estimate for the fixed image datasets: decoded, cached and split,
-    three uint8 copies of every image (cluster.planning.validate)."""
-    from cluster.planning import validate as V
+    three uint8 copies of every image (the dataset registry's peak_bytes, read by cluster.planning.validate)."""
+    from trainables.data import DATASETS
 
-    assert V.MEMORY_ESTIMATES["mnist"](None) == 3 * 70_000 * 28 * 28
-    assert V.MEMORY_ESTIMATES["cifar10"](None) == 3 * 60_000 * 3 * 32 * 32
+    assert DATASETS["mnist"].peak_bytes(None) == 3 * 70_000 * 28 * 28
+    assert DATASETS["cifar10"].peak_bytes(None) == 3 * 60_000 * 3 * 32 * 32
 
 
 def test_randint_with_equal_bounds_is_one_value():
