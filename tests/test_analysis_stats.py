@@ -70,6 +70,20 @@ def test_holm_against_a_hand_computation():
     assert S.holm([0.02]) == [0.02]
 
 
+def test_curve_band_is_the_95_percent_bootstrap_of_the_mean():
+    # A curve's band (band_interval: fewer resamples, in numpy) is the same 95% percentile
+    # bootstrap as the table's interval: close to it, not the range of all resampled means.
+    seeds = [0.1, 0.5, 0.9, 0.5, 0.3, 0.7, 0.6, 0.4]
+    mean, low, high = S.band_interval(seeds)
+    _, t_low, t_high = S.bootstrap_interval(seeds)
+    assert mean == pytest.approx(0.5)
+    assert low == pytest.approx(t_low, abs=0.03) and high == pytest.approx(t_high, abs=0.03)
+    assert 0.3 < low < mean < high < 0.7
+    # A 99% band is wider than the 95% one, still bounded.
+    _, low99, high99 = S.band_interval(seeds, confidence=0.99)
+    assert 0.0 <= low99 < low and high < high99 <= 1.0
+
+
 def test_collapse_counts_at_chance():
     assert S.collapse_threshold(3) == pytest.approx(1 / 3 + 0.05)
     assert S.collapsed(BIMODAL, 3) == 2
