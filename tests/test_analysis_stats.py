@@ -151,6 +151,53 @@ def test_each_claim_is_decided_on_its_own_and_min_mode_kept():
     assert flipped[0].verdict == "no"
 
 
+def welch_gap_interval(groups, confidence=0.95):
+    """Hand Welch-Satterthwaite interval of (mean0 - mean1) - (mean2 - mean3)."""
+    x = [np.array(g) for g in groups]
+    gap = (x[0].mean() - x[1].mean()) - (x[2].mean() - x[3].mean())
+    var = [g.var(ddof=1) / len(g) for g in x]
+    dof = sum(var) ** 2 / sum(v ** 2 / (len(g) - 1) for v, g in zip(var, x))
+    half = sps.t.ppf(0.5 + confidence / 2, dof) * math.sqrt(sum(var))
+    return gap, gap - half, gap + half
+
+
+def test_interaction_verdict_follows_its_welch_interval():
+    gap = Hypothesis("the gap widens with data", CNN, MLP, kind="interaction", at={"data_per_class": 100},
+                     at_other={"data_per_class": 10})
+    # Noisy seeds: the difference of gaps (+3.75 pts) is inside its interval's noise: inconclusive,
+    # with the Welch interval of the four groups (not a zero-width one).
+    noisy = {(CNN, 100): [0.80, 0.90, 0.70, 0.85], (MLP, 100): [0.75, 0.85, 0.80, 0.70],
+             (CNN, 10): [0.60, 0.70, 0.65, 0.75], (MLP, 10): [0.62, 0.66, 0.70, 0.60]}
+    (r,) = evaluate_all([gap], runs(noisy), ["data_per_class"])
+    d, low, high = welch_gap_interval(list(noisy.values()))
+    assert r.verdict == "inconclusive" and r.confidence == pytest.approx(0.95)
+    assert r.effect == pytest.approx((d, low, high)) and low < 0 < high
+    assert r.cannot_exclude > 0
+    # Tight seeds, the gap shrinks with data (+0.5 pts at 100 vs +5 pts at 10): contradicted.
+    shrinks = {(CNN, 100): [0.970, 0.975, 0.970, 0.975], (MLP, 100): [0.965, 0.970, 0.965, 0.970],
+               (CNN, 10): [0.700, 0.705, 0.700, 0.705], (MLP, 10): [0.650, 0.655, 0.650, 0.655]}
+    (r,) = evaluate_all([gap], runs(shrinks), ["data_per_class"])
+    d, low, high = welch_gap_interval(list(shrinks.values()))
+    assert r.verdict == "no" and high < 0
+    assert r.effect == pytest.approx((d, low, high))
+
+
+def test_report_claim_list_shows_each_verdict_and_the_rule():
+    from analysis.html import esc
+    from analysis.hypotheses import explain, hypotheses_html
+
+    frame = runs({(CNN, 10): [0.90, 0.92, 0.91, 0.93], (MLP, 10): [0.60, 0.62, 0.61, 0.63]})
+    claims = [Hypothesis("CNN > MLP", CNN, MLP), Hypothesis("MLP > CNN", MLP, CNN)]
+    results = evaluate_all(claims, frame, ["data_per_class"])
+    assert [r.verdict for r in results] == ["yes", "no"]
+    html = hypotheses_html(results, rule="one look")
+    assert html.startswith("<ul>") and html.count("<li>") == 2
+    assert '<span class="verdict v-yes">yes</span>' in html and '<span class="verdict v-no">no</span>' in html
+    assert "CNN &gt; MLP" in html and "MLP &gt; CNN" in html
+    assert html.endswith('<p class="muted">' + esc(explain(results[0].alpha, "one look")) + "</p>")
+    assert "declares no hypotheses" in hypotheses_html([])
+
+
 def test_collapse_is_an_outcome_learned_k_of_n():
     # Two of eight CNN seeds lost a class (66.7%, above chance + 5 points: the old "at chance" missed
     # them); classes_lost from the confusion matrix counts them.
