@@ -80,6 +80,19 @@ def test_decided_cells_get_no_more_seeds_and_hopeless_ones_stop_for_futility():
     assert not frame.duplicated(["cell", "seed"]).any()
 
 
+def test_summary_counts_the_waves_run_and_the_looks_taken():
+    # Three seeds decide dpc=10; dpc=100 gets a second wave, then stops for futility: 2 waves, 2 looks.
+    rep = make(max_seeds=9)
+    assert rep.summary() == {"looks_taken": 0, "waves": 1, "decided": [], "open": [], "note": ""}
+    drive(rep)
+    s = rep.summary()
+    assert s["waves"] == 2 == len(set(rep.frame()["wave"])) and s["looks_taken"] == 2
+    assert s["decided"] == rep.looks[-1].decided and s["open"] == rep.looks[-1].open
+    # Everything decided at the first look: one wave.
+    one = Replicates(CELLS, list(range(10, 16)), HYPS[:1], ["data_per_class"], AdaptiveSettings(first=6, max_seeds=12))
+    drive(one)
+    assert one.summary()["waves"] == 1 and one.summary()["looks_taken"] == 1
+
 def test_open_cells_get_seeds_up_to_the_maximum_and_never_more():
     rep = make(max_seeds=9, halfwidth=0.001, hyps=())
     drive(rep, value=lambda cfg, seed: 0.5 + 0.01 * (seed % 4))
@@ -226,6 +239,24 @@ def test_bad_adaptive_options_exit_2_before_ray_or_mlflow(argv, message, tmp_pat
     assert message in capsys.readouterr().err
     assert not db.exists()
 
+
+def test_the_most_trials_the_waves_can_add_is_checked_against_the_sweep_limit():
+    # edge-data-per-class: 8 cells, 3 first-wave seeds. --max-seeds M allows up to 8 * M trials,
+    # refused above the 10,000-trial limit unless --yes, like any sweep's size.
+    from cluster.flow.options import RunOptions
+    from cluster.flow.sweep import plan_sweep
+    from cluster.planning.validate import MAX_TRIALS
+
+    def adaptive(max_seeds, allow_large=False):
+        opts = RunOptions(experiment="edge-data-per-class", until_decided=True, max_seeds=max_seeds,
+                          allow_large=allow_large)
+        return plan_sweep(opts)
+
+    at_limit = adaptive(MAX_TRIALS // 8)
+    assert at_limit.plan.n_trials() == 8 * 3 and at_limit.adaptive.max_seeds == MAX_TRIALS // 8
+    with pytest.raises(ConfigError, match=f"{8 * (MAX_TRIALS // 8 + 1):,} trials, more than the limit"):
+        adaptive(MAX_TRIALS // 8 + 1)
+    assert adaptive(MAX_TRIALS // 8 + 1, allow_large=True).adaptive.max_seeds == MAX_TRIALS // 8 + 1
 
 def test_each_look_decides_at_its_own_level():
     """Fully separated sides: at 3 seeds the first look's 99.99% interval cannot exclude 0 (more
