@@ -93,6 +93,31 @@ def test_seeds_needed_grows_as_the_effect_shrinks():
     assert Q.fewest_seeds(0.0125) == 5 and Q.fewest_seeds(0.0125, one_sample=True) == 7
 
 
+
+def test_equivalent_only_when_the_whole_interval_is_inside_the_margin():
+    assert Q.outcome(-0.04, 0.04, 0.05) == "equivalent"
+    # reaching past -margin (or +margin) on either side: cannot claim equivalence
+    assert Q.outcome(-0.2, 0.01, 0.05) == "inconclusive" and Q.outcome(-0.01, 0.2, 0.05) == "inconclusive"
+    assert Q.outcome(-0.05, 0.01, 0.05) == "inconclusive" and Q.outcome(-0.01, 0.05, 0.05) == "inconclusive"
+    assert Q.outcome(-0.04, 0.04, None) == "inconclusive"  # no margin declared: no equivalence verdict
+    assert Q.outcome(-0.3, -0.01, 0.05) == "less" and Q.outcome(float("nan"), 0.1, 0.05) == "inconclusive"
+
+
+@pytest.mark.parametrize("level", [0.05, 0.025, 0.0125, 0.01, 0.001])
+def test_fewest_seeds_is_where_complete_separation_first_reaches_the_level(level):
+    # Checked against scipy's exact tests: the rank-sum test with every seed of one side above
+    # every seed of the other, and the sign test with every seed on one side.
+    def rank_sum_p(n):
+        return sps.mannwhitneyu(np.arange(n) + n, np.arange(n), alternative="greater", method="exact").pvalue
+
+    def sign_p(n):
+        return sps.binomtest(n, n, 0.5, alternative="greater").pvalue
+
+    for p_of, one_sample in ((rank_sum_p, False), (sign_p, True)):
+        n = Q.fewest_seeds(level, one_sample=one_sample)
+        assert p_of(n) <= level * (1 + 1e-9)
+        assert n == 1 or p_of(n - 1) > level
+
 # -- the design's operating characteristics (issue 20, "done when") -----------------------------
 REPS = 300
 DESIGN = Q.Design.waves(3, 12)
