@@ -180,6 +180,7 @@ def test_interaction_verdict_follows_its_welch_interval():
     d, low, high = welch_gap_interval(list(shrinks.values()))
     assert r.verdict == "no" and high < 0
     assert r.effect == pytest.approx((d, low, high))
+    assert math.isnan(r.cannot_exclude) and "cannot exclude" not in r.sentence  # decided: nothing left open
 
 
 def test_report_claim_list_shows_each_verdict_and_the_rule():
@@ -234,6 +235,57 @@ def test_threshold_and_chance_claims_are_one_sided():
     few = evaluate_all([meets], frame[frame["seed"] < 13], ["data_per_class"])[0]
     assert few.verdict == "inconclusive" and few.seeds_needed and few.seeds_needed >= 6  # sign test: 6 seeds at 0.025
 
+
+
+ONE_SIDED = dict(at={}, other_experiment=None, margin=None, worse="")
+
+
+def test_chance_claim_left_open_says_how_many_seeds_would_decide_it():
+    from types import SimpleNamespace
+
+    chance = SimpleNamespace(text="MLP at chance", better=MLP, kind="chance", threshold=None, metric="val_acc",
+                             mode="max", **ONE_SIDED)
+    # 8 seeds around chance (1/3), median 34%: the interval [28, 40]% reaches past ±5 pts of chance.
+    near = evaluate_all([chance], runs({(MLP, 30): [0.30, 0.36, 0.33, 0.40, 0.28, 0.35, 0.31, 0.38]}),
+                        ["data_per_class"])[0]
+    spread = evaluate_all([chance], runs({(MLP, 30): [0.30, 0.42, 0.33, 0.40, 0.25, 0.35, 0.31, 0.38]}),
+                          ["data_per_class"])[0]
+    assert near.verdict == spread.verdict == "inconclusive"
+    assert near.seeds_needed is not None and 8 < near.seeds_needed < spread.seeds_needed
+    assert f"about {near.seeds_needed} seeds per side would decide it" in near.sentence
+
+
+def test_a_threshold_on_the_interval_end_is_neither_met_nor_contradicted():
+    # 8 seeds at level 0.025: the median interval runs from the lowest to the highest seed, [0.50, 0.70].
+    from types import SimpleNamespace
+
+    frame = runs({(CNN, 30): [0.50, 0.60, 0.55, 0.70, 0.65, 0.52, 0.58, 0.62]})
+    frame["val_loss"] = frame["val_acc"]
+    claims = [SimpleNamespace(text=text, better=CNN, kind="threshold", threshold=t, metric=m, mode=mode, **ONE_SIDED)
+              for text, t, m, mode in [("loss <= 0.5", 0.5, "val_loss", "min"), ("acc >= 70%", 0.7, "val_acc", "max"),
+                                       ("loss <= 0.499", 0.499, "val_loss", "min"),
+                                       ("acc >= 70.1%", 0.701, "val_acc", "max")]]
+    results = evaluate_all(claims, frame, ["data_per_class"])
+    assert all(r.effect[1:] == pytest.approx((0.5, 0.7)) for r in results)
+    assert [r.verdict for r in results] == ["inconclusive", "inconclusive", "no", "no"]
+
+
+def test_learned_counts_are_k_of_n_for_every_kind_of_claim():
+    from types import SimpleNamespace
+
+    frame = runs({(CNN, 10): [0.95, 0.96, 0.34, 0.97], (MLP, 10): [0.60, 0.62, 0.61, 0.63],
+                  (CNN, 100): [0.99, 0.98, 0.99, 0.97], (MLP, 100): [0.70, 0.72, 0.71, 0.69]})
+    claims = [Hypothesis("CNN > MLP", CNN, MLP), Hypothesis("CNN ~ MLP", CNN, MLP, kind="equivalence", margin=0.05),
+              Hypothesis("gap", CNN, MLP, kind="interaction", at={"data_per_class": 100},
+                         at_other={"data_per_class": 10}),
+              SimpleNamespace(text="CNN >= 90%", better=CNN, kind="threshold", threshold=0.9, metric="val_acc",
+                              mode="max", **ONE_SIDED),
+              Hypothesis("vs elsewhere", CNN, MLP, other_experiment="not-loaded")]
+    results = evaluate_all(claims, frame, ["data_per_class"])
+    assert {r.kind for r in results} >= {"difference", "equivalence", "interaction", "threshold"}
+    assert "not tested" in {r.verdict for r in results}
+    for r in results:
+        assert len(r.learned) == 2 and all(0 <= k <= n for k, n in r.learned), (r.text, r.learned)
 
 def test_results_table_has_median_and_collapses():
     frame = runs({(CNN, 30): BIMODAL, (MLP, 30): [0.6] * 8})
