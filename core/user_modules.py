@@ -151,7 +151,7 @@ def load_file(path: str | Path, expect_sha: str | None = None) -> tuple[ModuleTy
         return sys.modules[name], ref
     spec = importlib.util.spec_from_file_location(name, p)
     module = importlib.util.module_from_spec(spec)
-    _run(module, ref, compile(source, str(p), "exec"))
+    _run(module, ref, source)
     return module, ref
 
 
@@ -200,19 +200,19 @@ def load_installed(name: str, expect_sha: str | None = None) -> tuple[ModuleType
     if "." in name:
         importlib.import_module(name.rpartition(".")[0])  # the parent package first, as `import` would
     module = importlib.util.module_from_spec(spec)
-    _run(module, ref, compile(source, spec.origin, "exec"))
+    _run(module, ref, source)
     return module, ref
 
 
-def _run(module: ModuleType, ref: ModuleRef, code) -> None:
-    """Execute `code` as `module`, its registrations tagged with ref.origin; on failure nothing stays."""
+def _run(module: ModuleType, ref: ModuleRef, source: bytes) -> None:
+    """Execute `source` (the hashed bytes) as `module`, its registrations tagged with ref.origin; on failure nothing stays."""
     previous = sys.modules.get(ref.name)
     registry.forget(ref.origin)
     LOADED.pop(ref.name, None)
     sys.modules[ref.name] = module
     try:
         with registry.loading(ref.origin):
-            exec(code, module.__dict__)
+            exec(compile(source, module.__file__, "exec"), module.__dict__)
             for hook in _AFTER_LOAD:
                 hook(module, ref.origin)
     except BaseException as exc:

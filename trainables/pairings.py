@@ -108,7 +108,7 @@ def register_pairing(model: str, dataset: str, **defaults: Any) -> Pairing:
     `_p(...)` above does for the built-in ones). The defaults are checked at once like any
     config: a key the pairing does not use, or a bad value, is a ConfigError.
     """
-    return _register(Pairing(model, dataset, dict(defaults)), registry.current_origin())
+    return _register(Pairing(model, dataset, dict(defaults)), registry.current_origin(), set(defaults))
 
 
 def register_declared(name: str, cls: type, origin: str) -> None:
@@ -121,10 +121,10 @@ def register_declared(name: str, cls: type, origin: str) -> None:
                 raise UnknownName("dataset", dataset, DATASETS)
             raise ConfigError(f"model {name!r} from {origin}: PAIRS_WITH names dataset {dataset!r}, which has no "
                               "standard protocol; use register_pairing(model, dataset, **defaults) instead")
-        _register(Pairing(name, dataset, {**DATASET_PROTOCOLS[dataset], **extra}), origin)
+        _register(Pairing(name, dataset, {**DATASET_PROTOCOLS[dataset], **extra}), origin, set(extra))
 
 
-def _register(pairing: Pairing, origin: str) -> Pairing:
+def _register(pairing: Pairing, origin: str, given: set[str]) -> Pairing:
     from trainables.data import DATASETS
 
     if pairing.model not in MODELS:
@@ -135,7 +135,8 @@ def _register(pairing: Pairing, origin: str) -> Pairing:
     try:
         from trainables.spec import resolve_config
 
-        resolve_config({"pairing": pairing.name})  # its defaults: known keys, used, valid values, shapes
+        # the defaults the user gave: known keys, used by this pairing, valid values, shapes
+        resolve_config({"pairing": pairing.name, **{k: pairing.defaults[k] for k in given}})
     except ConfigError as exc:
         PAIRINGS.pop(pairing.name, None)
         registry.ORIGINS.pop(("pairing", pairing.name), None)
