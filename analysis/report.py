@@ -180,7 +180,7 @@ def decision_rule(data: SweepData) -> tuple[float, str]:
     """The verdicts' alpha and a sentence on how it was chosen.
 
     A sweep run with --until-decided looked at its results several times; its parent run
-    carries the per-look alpha (cluster.adaptive) and the rule, which the report then uses.
+    carries the per-look alpha (cluster.flow.adaptive) and the rule, which the report then uses.
     """
     tags = data.parent.get("tags", {}) or {}
     try:

@@ -1,5 +1,5 @@
 """Benchmark 4, logging overhead: the same sweep with MLflow logging on vs off (log_to_mlflow=false),
-to a sqlite store and to a local `mlflow server` (cluster.server.TrackingServer).
+to a sqlite store and to a local `mlflow server` (cluster.infra.server.TrackingServer).
 
 "Off" still creates the sweep's parent run (a fixed cost of both); "on" adds every trial's child
 run, per-epoch metrics (buffered, written with log_batch) and artifacts (figures, histories).
@@ -39,7 +39,7 @@ def measure(work: Path, label: str, uri: str | None, epochs: int, repeats: int) 
 
 
 def run(short: bool = True) -> list[Result]:
-    from cluster.server import TrackingServer
+    from cluster.infra.server import TrackingServer
 
     epochs, repeats = (60, 1) if short else (200, 2)
     with tempfile.TemporaryDirectory(prefix="bench-logging-") as tmp, ray_head():  # sweeps as users run many

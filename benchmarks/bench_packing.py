@@ -82,9 +82,9 @@ def idle(arch: str, k: int, epochs: int, sizes: list[int]) -> dict:
 
 
 def auto(arch: str, k: int, epochs: int, sizes: list[int]) -> dict:
-    """What `sweep run --pack K` trains: the cells grouped by cluster.packing.make_packs (the automatic
+    """What `sweep run --pack K` trains: the cells grouped by cluster.tuner.packing.make_packs (the automatic
     rule), packs of 2+ as one PackedTrainer, the cells it leaves unpacked with the plain Trainer."""
-    from cluster.packing import make_packs
+    from cluster.tuner.packing import make_packs
     from trainables.loop import Trainer
     from trainables.packing import PackedTrainer
 
@@ -164,7 +164,7 @@ def run(short: bool = True) -> list[Result]:
     ratio, p, u = compare("cnn", kc, ec, [100], repeats)
     results.append(Result("3 packing", f"CNN packed K={kc} / unpacked (measured)", ratio,
                           detail=_detail(kc, ec, [100], p, u)))
-    # `sweep run --pack` groups cells with cluster.packing.make_packs, which keeps conv models unpacked
+    # `sweep run --pack` groups cells with cluster.tuner.packing.make_packs, which keeps conv models unpacked
     # on CPU (trainables.packing.packing_pays): measured here by training what the rule chose. The
     # target allows 5% for timing noise between two runs of the same unpacked work.
     auto_runs, unpacked_runs = [], []

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--yes", "--allow-large", dest="allow_large", action="store_true",
                      help="run a sweep of more than 10,000 trials (refused otherwise)")
     run.add_argument("--until-decided", action="store_true",
-                     help="add seeds, wave by wave, to cells whose hypotheses are still open (cluster/adaptive.py)")
+                     help="add seeds, wave by wave, to cells whose hypotheses are still open (cluster/flow/adaptive.py)")
     run.add_argument("--max-seeds", type=int, metavar="N", help="--until-decided: at most N seeds per cell (default 12)")
     run.add_argument("--target-halfwidth", type=_float, metavar="H",
                      help="--until-decided: also add seeds while a cell's accuracy interval is wider than ±H (e.g. 0.05)")
@@ -137,16 +137,17 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_list(args) -> int:
-    from cluster import listing
+    from cluster.flow import listing
 
     print(listing.render(args.what))
     return 0
 
 
 def cmd_run(args) -> int:
-    from cluster.runner import RunOptions, run_sweep
-    from cluster.search import parse_samples
-    from cluster.values import parse_grids, parse_sets
+    from cluster.flow.options import RunOptions
+    from cluster.flow.run import run_sweep
+    from cluster.tuner.search import parse_samples
+    from cluster.planning.values import parse_grids, parse_sets
 
     opts = RunOptions(experiment=args.experiment, seeds=args.seeds, sets=parse_sets(args.sets),
                       grids=parse_grids(args.grids), smoke=args.smoke, num_samples=args.num_samples,
@@ -162,7 +163,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_confirm(args) -> int:
-    from cluster.confirm import confirm_sweep
+    from cluster.flow.confirm import confirm_sweep
 
     return confirm_sweep(args.sweep, seeds=args.seeds, top=args.top, tracking_uri=args.tracking_uri,
                          storage_path=args.storage_path, name=args.name, address=args.address,
@@ -171,7 +172,7 @@ def cmd_confirm(args) -> int:
 
 
 def cmd_study(args) -> int:
-    from cluster.study import StudyOptions, list_studies, run_study
+    from cluster.flow.study import StudyOptions, list_studies, run_study
 
     if args.list or not args.study:
         print(list_studies())
@@ -185,13 +186,13 @@ def cmd_study(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from cluster.runner import resume_sweep
+    from cluster.flow.resume import resume_sweep
 
     return resume_sweep(args.name, args.storage_path, args.address, verbose=args.verbose)
 
 
 def cmd_up(args) -> int:
-    from cluster import ray_head
+    from cluster.infra import ray_head
 
     if args.num_cpus is not None and args.num_cpus < 1:
         raise ConfigError(f"--num-cpus must be >= 1, got {args.num_cpus}")
@@ -203,7 +204,7 @@ def cmd_up(args) -> int:
 
 
 def cmd_down(args) -> int:
-    from cluster import ray_head
+    from cluster.infra import ray_head
 
     print("Ray head stopped" if ray_head.down() else "no Ray head was up")
     return 0
@@ -211,7 +212,7 @@ def cmd_down(args) -> int:
 
 def cmd_results(args) -> int:
     from analysis.results import format_results, results_table
-    from cluster.tracking import check_tracking_uri
+    from cluster.infra.tracking import check_tracking_uri
 
     _need_target(args)
     table = results_table(check_tracking_uri(args.tracking_uri), experiment=args.experiment, sweep=args.sweep)
@@ -221,7 +222,7 @@ def cmd_results(args) -> int:
 
 def cmd_report(args) -> int:
     from analysis.report import write_report
-    from cluster.tracking import check_tracking_uri
+    from cluster.infra.tracking import check_tracking_uri
 
     _need_target(args)
     path = write_report(check_tracking_uri(args.tracking_uri), experiment=args.experiment, sweep=args.sweep,
@@ -231,7 +232,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_server(args) -> int:
-    from cluster.server import serve
+    from cluster.infra.server import serve
 
     return serve(host=args.host, port=args.port, backend_store_uri=args.backend_store_uri,
                  artifacts_destination=args.artifacts_destination, app_name=args.app_name, workers=args.workers,
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sweep {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:  # cluster.interrupts.Interrupted carries SIGINT or SIGTERM
+    except KeyboardInterrupt as exc:  # cluster.infra.interrupts.Interrupted carries SIGINT or SIGTERM
         print(f"sweep {args.command}: interrupted", file=sys.stderr)
         return 128 + getattr(exc, "signum", 2)
 

@@ -111,7 +111,7 @@ def children_filter(parent_run_id: str) -> str:
     return f"tags.`{TAG_PARENT_RUN_ID}` = '{parent_run_id}'"
 
 
-# --- Adaptive replicates (`sweep run --until-decided`, cluster/adaptive.py) ---------------------
+# --- Adaptive replicates (`sweep run --until-decided`, cluster/flow/adaptive.py) ---------------------
 TAG_WAVE = "wave"                         # on a trial: 0 = the first wave of seeds, 1, 2, ... added ones
 TAG_UNTIL_DECIDED = "until_decided"       # on the parent: "true"
 TAG_STOPPING_RULE = "stopping_rule"       # the rule in words

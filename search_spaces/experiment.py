@@ -15,28 +15,92 @@ PLOT_NAMES = ("accuracy_vs_data", "curves", "kernels", "confusion", "params_vs_a
               "search_scatter", "asha_rungs", "best_configs")
 
 
+# What a claim asserts (Hypothesis.kind). Each kind names the fields it needs and the ones it uses.
+HYPOTHESIS_KINDS = ("difference", "equivalence", "threshold", "chance", "interaction")
+
+
 @dataclass(frozen=True)
 class Hypothesis:
-    """A directional claim the report answers from the data.
+    """A claim of the source, answered per cell from the data.
 
-    "`better` has higher `metric` than `worse`" (lower when mode="min"), tested per cell with a
-    Welch t-test; `at` restricts the cells (e.g. {"data_per_class": 10}), empty = every cell.
-    `better`/`worse` are pairing names; `better_fixed`/`worse_fixed` further select runs by
-    param value (e.g. {"init": "edge_detector"}) and `other_experiment` takes `worse` from
-    another experiment's runs (e.g. edge-detector-init vs the random-init CNN).
+    Kinds (`kind`):
+      difference   "`better` has higher `metric` than `worse`" (lower when mode="min"); with
+                   `margin` set, "equivalent within ±margin" is a possible answer too.
+      equivalence  `better` and `worse` are within ±`margin` of each other (the names only say
+                   which side is which).
+      threshold    `better`'s metric is >= `threshold` (<= when mode="min"); no `worse`.
+      chance       `better` is at chance (1/classes); `margin` (optional) is how close counts. No `worse`.
+      interaction  the gap `better` - `worse` at `at` exceeds the gap at `at_other` (e.g. the gap
+                   at 100 epochs is larger than at 1000: the gap narrows with training).
+
+    `at` restricts the cells (e.g. {"data_per_class": 10}), empty = every cell. `better`/`worse`
+    are pairing names; `better_fixed`/`worse_fixed` further select runs by param value (e.g.
+    {"init": "edge_detector"}) and `other_experiment` takes `worse` from another experiment's
+    runs (e.g. edge-detector-init vs the random-init CNN). Metric units throughout: margin=0.05
+    is 5 accuracy points. `source` says where the claim comes from (notebook and question or
+    cell, e.g. "EDGE Q2, answer cell") and `source_value` the notebook's printed single-run
+    value(s).
     """
 
     text: str
     better: str
-    worse: str
+    worse: str = ""
     metric: str = "val_acc"
     mode: str = "max"
     at: dict[str, Any] = field(default_factory=dict)
     other_experiment: str | None = None
+    kind: str = "difference"
+    source: str = ""
+    source_value: str = ""
+    margin: float | None = None
+    threshold: float | None = None
+    at_other: dict[str, Any] = field(default_factory=dict)
+    better_fixed: dict[str, Any] = field(default_factory=dict)
+    worse_fixed: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
+        def bad(what: str) -> ConfigError:
+            return ConfigError(f"hypothesis {self.text!r}: {what}")
+
         if self.mode not in ("max", "min"):
             raise ConfigError(f"Hypothesis mode must be 'max' or 'min', got {self.mode!r}")
+        if self.kind not in HYPOTHESIS_KINDS:
+            raise bad(f"kind must be one of {', '.join(map(repr, HYPOTHESIS_KINDS))}, got {self.kind!r}")
+        if not isinstance(self.better, str) or not self.better:
+            raise bad(f"`better` must name a pairing, got {self.better!r}")
+        for name in ("at", "at_other", "better_fixed", "worse_fixed"):
+            if not isinstance(getattr(self, name), dict):
+                raise bad(f"`{name}` must be a dict of param -> value, got {getattr(self, name)!r}")
+        for name in ("margin", "threshold"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or value != value or value in (float("inf"), float("-inf"))):
+                raise bad(f"`{name}` must be a finite number (metric units, 0.05 = 5 points), got {value!r}")
+        if self.margin is not None and self.margin <= 0:
+            raise bad(f"`margin` must be > 0 (metric units, 0.05 = 5 points), got {self.margin!r}")
+        two_sided = self.kind in ("difference", "equivalence", "interaction")
+        if two_sided and not self.worse:
+            raise bad(f"a {self.kind} claim needs `worse` (the pairing compared with `better`)")
+        if not two_sided:
+            unused = [n for n in ("worse", "worse_fixed", "other_experiment") if getattr(self, n)]
+            if unused:
+                raise bad(f"a {self.kind} claim is about `better` alone; {', '.join(unused)} would not be used")
+        if self.kind == "equivalence" and self.margin is None:
+            raise bad("an equivalence claim needs `margin` (metric units, e.g. 0.05 = ±5 points)")
+        if self.kind == "threshold":
+            if self.threshold is None:
+                raise bad("a threshold claim needs `threshold` (metric units, e.g. 0.95)")
+            if self.margin is not None:
+                raise bad("a threshold claim is one-sided; `margin` would not be used")
+        elif self.threshold is not None:
+            raise bad(f"`threshold` is used only by kind='threshold', not {self.kind!r}")
+        if self.kind == "interaction":
+            if not self.at_other:
+                raise bad("an interaction claim needs `at_other` (the cells whose gap is the smaller one)")
+            if self.at_other == self.at:
+                raise bad("an interaction claim compares the gap at `at` with the gap at `at_other`; they are equal")
+        elif self.at_other:
+            raise bad(f"`at_other` is used only by kind='interaction', not {self.kind!r}")
 
 
 @dataclass(frozen=True)

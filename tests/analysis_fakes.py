@@ -16,7 +16,7 @@ EPOCHS = 4
 LABELS = ["horizontal", "vertical", "none"]
 REPORT_PLOTS = ["accuracy_vs_data", "curves", "kernels", "confusion", "params_vs_accuracy", "leaderboard",
                 "param_explosion", "samples"]
-# What cluster/runner.py stores as sweep/experiment.json (dataclasses.asdict of the Experiment).
+# What cluster/flow/run.py (declaration) stores as sweep/experiment.json (dataclasses.asdict of the Experiment).
 DECLARATION = {
     "description": "fabricated CNN vs MLP sweep", "plots": REPORT_PLOTS, "compare_with": [],
     "hypotheses": [{"text": "CNN > MLP", "better": PAIRINGS[0], "worse": PAIRINGS[1], "metric": "val_acc",

@@ -49,7 +49,7 @@ def parse_sweep(argv: list[str]):
     if args.command == "run":
         assert args.experiment in EXPERIMENTS, f"unknown experiment {args.experiment!r} in recipe"
     if args.command == "server":
-        from cluster.server import server_command
+        from cluster.infra.server import server_command
 
         server_command(host=args.host, port=args.port, backend_store_uri=args.backend_store_uri,
                        artifacts_destination=args.artifacts_destination, app_name=args.app_name,

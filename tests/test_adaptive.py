@@ -1,4 +1,4 @@
-"""Adaptive replicates (cluster.adaptive) on fabricated results: no Ray, no training."""
+"""Adaptive replicates (cluster.flow.adaptive) on fabricated results: no Ray, no training."""
 import json
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("ray", reason="the adaptive searcher is a Ray Tune Searcher")
 
-from cluster.adaptive import FINISHED, AdaptiveSettings, Replicates
+from cluster.flow.adaptive import FINISHED, AdaptiveSettings, Replicates
 from search_spaces.experiment import Hypothesis
 from core.errors import ConfigError
 
@@ -159,8 +159,8 @@ def test_error_rate_under_repeated_looks_many_sweeps():
 
 
 def test_grid_cells_are_the_plan_cells_without_seeds():
-    from cluster.adaptive import grid_cells
-    from cluster.plan import make_plan
+    from cluster.flow.adaptive import grid_cells
+    from cluster.planning.plan import make_plan
     from search_spaces import get_experiment
 
     plan = make_plan(get_experiment("edge-data-per-class"), smoke=True)

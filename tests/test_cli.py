@@ -62,7 +62,7 @@ def test_parser_rejects_non_numeric_gpus():
 def test_pack_refused_before_ray_and_mlflow(argv, fragment, tmp_path, monkeypatch, capsys):
     import ray
 
-    from cluster import ray_setup
+    from cluster.infra import ray_setup
 
     def no_ray(*a, **kw):
         raise AssertionError("Ray was started")
@@ -136,33 +136,33 @@ def _capture(monkeypatch, command: str) -> dict:
     """Replace the function `command` calls with one that records its arguments."""
     seen: dict = {}
     if command == "run":
-        import cluster.runner as mod
+        import cluster.flow.run as mod
 
         monkeypatch.setattr(mod, "run_sweep", lambda opts: seen.update(vars(opts)) or 0)
     elif command == "resume":
-        import cluster.runner as mod
+        import cluster.flow.resume as mod
 
         monkeypatch.setattr(mod, "resume_sweep", lambda name, storage_path, address, **kw:
                             seen.update(name=name, storage_path=storage_path, address=address, **kw) or 0)
     elif command == "up":
-        import cluster.ray_head as mod
-        from cluster.ray_head import HeadState
+        import cluster.infra.ray_head as mod
+        from cluster.infra.ray_head import HeadState
 
         monkeypatch.setattr(mod, "live_head", lambda **kw: None)
         monkeypatch.setattr(mod, "up", lambda num_cpus=None: seen.update(num_cpus=num_cpus)
                             or HeadState("127.0.0.1:1", 1, num_cpus or 1, "/tmp/x", "/tmp", 0.0))
     elif command == "confirm":
-        import cluster.confirm as mod
+        import cluster.flow.confirm as mod
 
         monkeypatch.setattr(mod, "confirm_sweep", lambda sweep, **kw: seen.update(sweep=sweep, **kw) or 0)
     elif command == "server":
-        import cluster.server as mod
+        import cluster.infra.server as mod
 
         monkeypatch.setattr(mod, "serve", lambda **kw: seen.update(kw) or 0)
     else:
         import analysis.report as rep
         import analysis.results as res
-        import cluster.tracking as trk
+        import cluster.infra.tracking as trk
 
         monkeypatch.setattr(trk, "check_tracking_uri", lambda uri: seen.update(tracking_uri=uri) or uri)
         monkeypatch.setattr(res, "results_table", lambda uri, **kw: seen.update(kw) or [])
@@ -192,7 +192,7 @@ def test_flag_reaches_its_function(command, flag, monkeypatch):
 # --- exit codes: 0 done, 1 some trials failed, 2 bad input, 130 interrupted ------------------------------
 
 def test_exit_code_2_for_bad_input_and_130_for_an_interrupt(monkeypatch, capsys):
-    import cluster.runner as mod
+    import cluster.flow.run as mod
 
     assert main(["run", "edge-data-per-class", "--set", "lr=0"]) == 2
     assert "lr must be > 0" in capsys.readouterr().err

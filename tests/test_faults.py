@@ -276,7 +276,7 @@ def test_trial_finished_before_driver_died_is_not_rerun(tracking_uri):
 def test_short_tracking_outage_mid_sweep_loses_no_metric(tmp_path, ray_shutdown):
     from mlflow.tracking import MlflowClient
 
-    from cluster.server import TrackingServer
+    from cluster.infra.server import TrackingServer
 
     (tmp_path / "server").mkdir()
     with TrackingServer(root=tmp_path / "server") as server:
@@ -327,7 +327,7 @@ def test_long_tracking_outage_fails_the_trial_with_a_clear_message(tmp_path):
     """The server dies for good at epoch 2: the trial gives up after retry_s, it does not hang."""
     from mlflow.tracking import MlflowClient
 
-    from cluster.server import TrackingServer
+    from cluster.infra.server import TrackingServer
     from trainables.tracking import TrackingInfo
 
     (tmp_path / "server").mkdir()

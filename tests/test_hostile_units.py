@@ -93,7 +93,7 @@ def test_restricted_unpickler_runs_nothing(tmp_path, protocol):
 # ---- the validation layer's edges --------------------------------------------------------------
 
 def test_sweep_size_limit_and_yes():
-    from cluster.validate import MAX_TRIALS, check_sweep_size
+    from cluster.planning.validate import MAX_TRIALS, check_sweep_size
 
     check_sweep_size(MAX_TRIALS, False)
     check_sweep_size(MAX_TRIALS * 8, True)
@@ -110,7 +110,7 @@ def test_yes_flag_reaches_the_options():
 
 
 def test_every_dataset_has_a_memory_estimate():
-    from cluster.validate import MEMORY_ESTIMATES
+    from cluster.planning.validate import MEMORY_ESTIMATES
     from trainables.data import DATASETS
 
     assert set(DATASETS) == set(MEMORY_ESTIMATES)
@@ -118,7 +118,7 @@ def test_every_dataset_has_a_memory_estimate():
 
 def test_memory_estimate_tracks_what_edges_really_allocate():
     """The estimate is an upper bound of the tensors built (generation overhead included) and not absurd."""
-    from cluster.validate import _edges_bytes
+    from cluster.planning.validate import _edges_bytes
     from trainables.data import build_data
     from trainables.data.edges import EdgeDataConfig
 
@@ -130,7 +130,7 @@ def test_memory_estimate_tracks_what_edges_really_allocate():
 
 
 def test_resources_must_be_finite_also_without_the_cli():
-    from cluster.runner import RunOptions
+    from cluster.flow.options import RunOptions
 
     for field in ("gpus_per_trial", "cpus_per_trial"):
         for bad in (float("nan"), float("inf"), -float("inf"), "2"):
@@ -139,8 +139,8 @@ def test_resources_must_be_finite_also_without_the_cli():
 
 
 def test_device_cuda_on_a_cluster_without_gpus():
-    from cluster.plan import make_plan
-    from cluster.validate import check_device_cluster
+    from cluster.planning.plan import make_plan
+    from cluster.planning.validate import check_device_cluster
     from search_spaces import get_experiment
 
     plan = make_plan(get_experiment("edge-data-per-class"), {"device": "cuda"}, smoke=True)
@@ -153,7 +153,7 @@ def test_device_cuda_on_a_cluster_without_gpus():
 # ---- names and locks ---------------------------------------------------------------------------
 
 def test_default_names_are_unique_within_one_second(tmp_path):
-    from cluster.runner import claim_sweep
+    from cluster.folder.record import claim_sweep
 
     names = set()
     for _ in range(30):
@@ -164,7 +164,7 @@ def test_default_names_are_unique_within_one_second(tmp_path):
 
 
 def test_explicit_name_taken_is_refused(tmp_path):
-    from cluster.runner import claim_sweep
+    from cluster.folder.record import claim_sweep
 
     _, lock = claim_sweep(str(tmp_path), "mine", "x")
     with pytest.raises(ConfigError, match="already exists"):
@@ -176,7 +176,7 @@ HOLDER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {root!r})
     from pathlib import Path
-    from cluster.locks import SweepLock
+    from cluster.folder.locks import SweepLock
     SweepLock(Path({folder!r}), "s").acquire()
     print("locked", flush=True)
     time.sleep(120)
@@ -191,7 +191,7 @@ def _hold_lock(folder: Path) -> subprocess.Popen:
 
 
 def test_lock_names_the_running_pid_and_a_dead_holder_is_taken_over(tmp_path):
-    from cluster.locks import SweepLock
+    from cluster.folder.locks import SweepLock
 
     proc = _hold_lock(tmp_path)
     try:
@@ -208,7 +208,7 @@ def test_lock_names_the_running_pid_and_a_dead_holder_is_taken_over(tmp_path):
 STORE = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
-    from cluster import tracking
+    from cluster.infra import tracking
     tracking.create_store({uri!r})
 """)
 
@@ -231,7 +231,7 @@ def test_two_processes_creating_one_new_sqlite_store(tmp_path):
 @pytest.fixture(scope="module")
 def empty_store(tmp_path_factory) -> Path:
     """An MLflow sqlite store with its tables (creating one takes seconds: copied per test)."""
-    from cluster.tracking import create_store
+    from cluster.infra.tracking import create_store
 
     db = tmp_path_factory.mktemp("store") / "mlflow.db"
     create_store(f"sqlite:///{db}")
@@ -249,8 +249,8 @@ def fake_sweep(tmp_path, empty_store):
     shutil.copy(empty_store, tmp_path / "mlflow.db")
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
 
-    from cluster import tune_state
-    from cluster.runner import SWEEP_FILE, write_meta
+    from cluster.folder import tune_state
+    from cluster.folder.record import SWEEP_FILE, write_meta
 
     client = MlflowClient(tracking_uri)
     exp_id = client.create_experiment("edge-data-per-class")
@@ -296,7 +296,7 @@ def _payload(path: Path, marker: Path) -> None:
 def test_resume_refuses_tampered_tune_state(fake_sweep, tamper, message, capsys, tmp_path, ray_shutdown):
     import ray
 
-    from cluster.runner import write_meta
+    from cluster.folder.record import write_meta
 
     fs, marker = fake_sweep, tmp_path / "pwned"
     if tamper == "tuner-replaced":
@@ -317,7 +317,7 @@ def test_resume_refuses_tampered_tune_state(fake_sweep, tamper, message, capsys,
         (fs.folder / "tuner.pkl").symlink_to(tmp_path / "elsewhere.pkl")
     elif tamper == "hash-record-edited":
         _payload(fs.folder / "tuner.pkl", marker)
-        from cluster import tune_state
+        from cluster.folder import tune_state
 
         write_meta(fs.folder, {**fs.meta, tune_state.TAG_TUNER_SHA: tune_state.tuner_hash(fs.folder),
                                "tune_state_at_exit": None})
@@ -346,7 +346,8 @@ def test_resume_while_the_sweep_runs_is_refused(fake_sweep, capsys, ray_shutdown
 def test_failed_resume_gives_the_parent_its_status_back(fake_sweep, monkeypatch, before):
     from ray import tune
 
-    from cluster import ray_setup, runner
+    from cluster.flow import resume
+    from cluster.infra import ray_setup
 
     fs = fake_sweep
     fs.client.set_terminated(fs.parent, before)
@@ -359,9 +360,9 @@ def test_failed_resume_gives_the_parent_its_status_back(fake_sweep, monkeypatch,
     monkeypatch.setattr(ray_setup, "init_ray", lambda *a, **k: None)
     monkeypatch.setattr(tune.Tuner, "can_restore", staticmethod(lambda path: True))
     monkeypatch.setattr(tune.Tuner, "restore", staticmethod(lambda *a, **k: object()))
-    monkeypatch.setattr(runner, "_fit_and_close", fit)
+    monkeypatch.setattr(resume, "fit_and_close", fit)
     with pytest.raises(RuntimeError, match="went away"):
-        runner.resume_sweep("fs", str(fs.storage))
+        resume.resume_sweep("fs", str(fs.storage))
     assert seen == ["RUNNING"]  # RUNNING only once the resume really started
     assert fs.client.get_run(fs.parent).info.status == before
 
@@ -369,38 +370,39 @@ def test_failed_resume_gives_the_parent_its_status_back(fake_sweep, monkeypatch,
 def test_resume_refused_before_restore_leaves_the_parent_alone(fake_sweep, monkeypatch):
     from ray import tune
 
-    from cluster import ray_setup, runner
+    from cluster.flow import resume
+    from cluster.infra import ray_setup
 
     monkeypatch.setattr(ray_setup, "init_ray", lambda *a, **k: None)
     monkeypatch.setattr(tune.Tuner, "can_restore", staticmethod(lambda path: False))
     with pytest.raises(ConfigError, match="no Tune state"):
-        runner.resume_sweep("fs", str(fake_sweep.storage))
+        resume.resume_sweep("fs", str(fake_sweep.storage))
     assert fake_sweep.client.get_run(fake_sweep.parent).info.status == "FINISHED"
 
 
 def test_resume_honours_storage_path_of_a_moved_sweep(fake_sweep, tmp_path):
     import shutil
 
-    from cluster.runner import _find_sweep
+    from cluster.folder.record import find_sweep
 
     moved = tmp_path / "moved"
     moved.mkdir()
     shutil.move(str(fake_sweep.folder), moved / "fs")
-    meta, folder = _find_sweep("fs", str(moved))
+    meta, folder = find_sweep("fs", str(moved))
     assert folder == moved / "fs" and meta["parent_run_id"] == fake_sweep.parent
     with pytest.raises(ConfigError, match="no sweep named 'fs'"):
-        _find_sweep("fs", str(fake_sweep.storage))
+        find_sweep("fs", str(fake_sweep.storage))
 
 
 @pytest.mark.parametrize("content, message", [
     ("{not json", "is damaged"), ('{"name": "fs"}', "is damaged"), ("", "is damaged")])
 def test_damaged_sweep_json_is_a_message(tmp_path, content, message):
-    from cluster.runner import _find_sweep
+    from cluster.folder.record import find_sweep
 
     (tmp_path / "fs").mkdir()
     (tmp_path / "fs" / "sweep.json").write_text(content)
     with pytest.raises(ConfigError, match=message):
-        _find_sweep("fs", str(tmp_path))
+        find_sweep("fs", str(tmp_path))
 
 
 # ---- corrupt checkpoints -----------------------------------------------------------------------
@@ -468,7 +470,7 @@ def test_fallback_is_tagged_on_the_trials_run(tracking_uri, tmp_path):
 def test_mark_killed_leaves_no_run_running(tracking_uri):
     from mlflow.tracking import MlflowClient
 
-    from cluster.interrupts import mark_killed
+    from cluster.infra.interrupts import mark_killed
 
     client = MlflowClient(tracking_uri)
     exp_id = client.create_experiment("k")
@@ -489,7 +491,7 @@ def test_mark_killed_leaves_no_run_running(tracking_uri):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_outside_fit_raises_with_its_number(sig):
-    from cluster.interrupts import Interrupted, SignalGuard
+    from cluster.infra.interrupts import Interrupted, SignalGuard
 
     def signal_interrupt_tune_run(signum, frame):  # Tune leaves its handler installed after a fit
         raise AssertionError("a signal outside fit must not go to Tune's stop")
@@ -507,7 +509,7 @@ def test_signal_outside_fit_raises_with_its_number(sig):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_first_signal_during_fit_asks_tune_to_stop_the_second_aborts(sig):
-    from cluster.interrupts import Interrupted, SignalGuard
+    from cluster.infra.interrupts import Interrupted, SignalGuard
 
     asked = []
 
@@ -535,7 +537,7 @@ def test_local_ray_gets_no_runtime_env_and_binds_loopback(monkeypatch):
     import ray
     from ray._private import ray_constants
 
-    from cluster import ray_setup
+    from cluster.infra import ray_setup
 
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw-123")
     calls = []
@@ -556,7 +558,7 @@ def test_local_ray_gets_no_runtime_env_and_binds_loopback(monkeypatch):
 def test_remote_cluster_still_gets_credentials_as_env_vars(monkeypatch):
     import ray
 
-    from cluster import ray_setup
+    from cluster.infra import ray_setup
 
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw-123")
     calls = []
@@ -572,7 +574,7 @@ def test_a_real_mlflow_server_is_recognised(tmp_path):
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from cluster.tracking import check_tracking_uri
+    from cluster.infra.tracking import check_tracking_uri
 
     answers = iter([(200, {"experiment": {"name": "Default"}}), (404, {"error_code": "RESOURCE_DOES_NOT_EXIST"}),
                     (401, {"error_code": "UNAUTHENTICATED"})])

@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 
 from cluster.cli import main
-from cluster.confirm import NOT_CONFIG, confirmation_experiment, pick_best
-from cluster.plan import make_plan
-from cluster.runner import RunOptions, build_plan
-from cluster.search import OptunaSpace, asha_settings, check_search, parse_domain, parse_samples, tune_space
+from cluster.flow.confirm import NOT_CONFIG, confirmation_experiment, pick_best
+from cluster.planning.plan import make_plan
+from cluster.flow.options import RunOptions
+from cluster.flow.run import build_plan
+from cluster.tuner.search import OptunaSpace, asha_settings, check_search, parse_domain, parse_samples, tune_space
 from search_spaces import EXPERIMENTS, get_experiment
 from search_spaces.domains import Choice, LogUniform, RandInt, Uniform
 from search_spaces.hpo import HPO_EXPERIMENTS
@@ -130,7 +131,7 @@ def test_missing_searcher_package_gives_install_hint(tmp_path, capsys, name):
 
 
 def test_model_based_searchers_refuse_what_they_cannot_express(monkeypatch):
-    import cluster.search as search
+    import cluster.tuner.search as search
 
     monkeypatch.setattr(search.importlib.util, "find_spec", lambda name: object())  # pretend installed
     with pytest.raises(ConfigError, match="per-pairing"):

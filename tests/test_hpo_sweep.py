@@ -9,8 +9,9 @@ from types import SimpleNamespace
 import pytest
 
 from cluster.cli import main
-from cluster.confirm import NOT_CONFIG
-from cluster.runner import RunOptions, run_sweep
+from cluster.flow.confirm import NOT_CONFIG
+from cluster.flow.options import RunOptions
+from cluster.flow.run import run_sweep
 from conftest import mlflow_runs
 from search_spaces import get_experiment
 

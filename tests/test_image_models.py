@@ -118,7 +118,7 @@ def test_image_experiments_names_and_pairings():
 
 
 def _smoke_cells(exp, paths):
-    from cluster.plan import make_plan
+    from cluster.planning.plan import make_plan
     # Paths as `--data-root` passes them: used where a pairing reads files, no error elsewhere.
     plan = make_plan(exp, sets={"log_to_mlflow": False}, smoke=True, seeds=1, extra_fixed=paths)
     return plan.cells()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from cluster.cli import main
-from cluster.plan import make_plan
+from cluster.planning.plan import make_plan
 from conftest import mlflow_runs
 from fakedata import fake_data_root, weights_dir  # noqa: F401
 from search_spaces import EXPERIMENTS

@@ -60,3 +60,13 @@ def test_no_kernel_shims_left_in_trainables():
     """errors, config_base and figures live in core only (no re-exporting modules)."""
     assert not [p.name for p in (ROOT / "trainables").glob("*.py")
                 if p.stem in ("errors", "config_base", "figures")]
+
+
+DRIVER_MAX_LINES = 400
+
+
+def test_driver_files_stay_small():
+    """cluster/ is split by concern (flow/, folder/, tuner/, planning/, infra/): no file over 400 lines."""
+    big = {str(p.relative_to(ROOT)): n for p in (ROOT / "cluster").rglob("*.py")
+           if (n := len(p.read_text().splitlines())) > DRIVER_MAX_LINES}
+    assert big == {}

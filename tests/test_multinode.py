@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.server import TrackingServer, free_port
+from cluster.infra.server import TrackingServer, free_port
 from conftest import mlflow_runs
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from analysis.hypotheses import ALPHA, evaluate, verdict
-from cluster.plan import make_plan, to_tune_space
+from cluster.planning.plan import make_plan, to_tune_space
 from search_spaces import get_experiment
 from search_spaces.domains import RandInt
 from search_spaces.experiment import Hypothesis
@@ -78,7 +78,7 @@ def test_redaction_leaves_ordinary_keys_alone():
 
 def _randint_plan(low: int, high: int):
     exp = get_experiment("edge-data-per-class")
-    from cluster.search import apply_samples
+    from cluster.tuner.search import apply_samples
 
     return make_plan(apply_samples(exp, {"batch_size": RandInt(low, high)}), smoke=True, num_samples=2)
 
@@ -104,7 +104,7 @@ def test_randint_per_pairing_domain_reaches_its_upper_bound():
 
 def test_randint_upper_bound_is_validated_before_running():
     """Both ends of a sampled domain are resolved: kernel_size 29 > the 28-pixel image is refused."""
-    from cluster.search import apply_samples
+    from cluster.tuner.search import apply_samples
 
     exp = apply_samples(get_experiment("edge-hpo"), {"kernel_size": RandInt(3, 29)})
     with pytest.raises(ConfigError, match="kernel_size"):
@@ -112,7 +112,7 @@ def test_randint_upper_bound_is_validated_before_running():
 
 
 def test_optuna_randint_is_inclusive():
-    from cluster.search import _suggest
+    from cluster.tuner.search import _suggest
 
     class Trial:
         def suggest_int(self, name, low, high):
@@ -125,7 +125,7 @@ def test_optuna_randint_is_inclusive():
 
 def test_grid_overrides_a_per_pairing_value():
     """`edge-hpo --grid kernel_size=3,5`: the CNN trains both kernels, not the experiment's own domain."""
-    from cluster.values import parse_grids
+    from cluster.planning.values import parse_grids
 
     plan = make_plan(get_experiment("edge-hpo"), grids=parse_grids(["kernel_size=3,5"]), smoke=True, num_samples=2)
     cnn = sorted(c["kernel_size"] for c in plan.cells() if c["pairing"] == CNN)
@@ -180,7 +180,10 @@ def test_packed_trainable_applies_its_thread_count():
 
 def test_cpus_per_trial_becomes_the_trials_threads_and_resources(monkeypatch, tmp_path):
     """`sweep run --cpus-per-trial 2`: Ray reserves 2 CPUs per trial and every trial config says threads=2."""
-    from cluster import preflight, ray_setup, runner
+    from cluster.planning import preflight
+    from cluster.infra import ray_setup
+    from cluster.flow import run as runner
+    from cluster.tuner import assemble
 
     captured = {}
     monkeypatch.chdir(tmp_path)
@@ -189,13 +192,13 @@ def test_cpus_per_trial_becomes_the_trials_threads_and_resources(monkeypatch, tm
     monkeypatch.setattr(ray_setup, "cluster_resources", lambda: (4.0, 0.0, 1))
 
     def fake_tuner(plan, opts, meta, resources):
-        from cluster.search import tune_space
+        from cluster.tuner.search import tune_space
 
         captured.update(resources=resources, space=tune_space(plan, opts))
         return None
 
-    monkeypatch.setattr(runner, "_make_tuner", fake_tuner)
-    monkeypatch.setattr(runner, "_fit_and_close", lambda *args, **kwargs: 0)
+    monkeypatch.setattr(assemble, "make_tuner", fake_tuner)
+    monkeypatch.setattr(runner, "fit_and_close", lambda *args, **kwargs: 0)
     opts = runner.RunOptions("edge-data-per-class", smoke=True, seeds=1, cpus_per_trial=2, quiet=True,
                              tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", storage_path=str(tmp_path / "rr"))
     assert runner.run_sweep(opts) == 0
@@ -221,8 +224,9 @@ def test_n_trials_counts_every_sample():
 
 def test_asha_grace_period_equal_to_the_budget_shrinks():
     """A grace period that reaches max_t would never stop a trial: it shrinks to a quarter of the budget."""
-    from cluster.runner import RunOptions, build_plan
-    from cluster.search import asha_settings
+    from cluster.flow.options import RunOptions
+    from cluster.flow.run import build_plan
+    from cluster.tuner.search import asha_settings
 
     opts = RunOptions("edge-hpo", sets={"epochs": 8}, grace_period=8)
     assert asha_settings(build_plan(opts), opts)["grace_period"] == 2

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("ray", reason="the progress display is a Ray Tune callback")
 
-from cluster.callbacks import ProgressDisplay
+from cluster.tuner.callbacks import ProgressDisplay
 
 ROOT = Path(__file__).resolve().parents[1]
 CNN, MLP = "simple_cnn/edges", "three_layer_mlp/edges"
@@ -110,7 +110,7 @@ def test_packed_trials_count_each_member():
 def test_new_experiments_open_on_the_runs_table_and_old_ones_are_tagged(tracking_uri):
     from mlflow.tracking import MlflowClient
 
-    from cluster import tracking
+    from cluster.infra import tracking
 
     client = MlflowClient(tracking_uri=tracking_uri)
     new = tracking.get_or_create_experiment(client, "fresh", tracking_uri)

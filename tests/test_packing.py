@@ -187,7 +187,7 @@ def test_pack_of_one_is_an_unpacked_trial():
 
 
 def test_make_packs_groups_equal_sizes_and_keeps_cnn_unpacked_on_cpu():
-    from cluster.packing import make_packs
+    from cluster.tuner.packing import make_packs
 
     cells = [{"pairing": MLP, "data_per_class": n, "seed": s, "epochs": 3} for n in (10, 30) for s in range(6)]
     cells += [{"pairing": CNN, "data_per_class": n, "seed": s, "epochs": 3} for n in (10, 30) for s in range(2)]
@@ -208,7 +208,7 @@ def test_make_packs_groups_equal_sizes_and_keeps_cnn_unpacked_on_cpu():
 
 
 def test_make_packs_separates_what_must_not_share_a_pack():
-    from cluster.packing import make_packs
+    from cluster.tuner.packing import make_packs
 
     cells = [{"pairing": MLP, "batch_size": b, "seed": s} for b in (8, 16) for s in range(5)]
     cells += [{"pairing": MLP, "scheduler": "cosine", "seed": s} for s in range(5)]
@@ -219,8 +219,8 @@ def test_make_packs_separates_what_must_not_share_a_pack():
 
 
 def test_packed_space_rejects_searches_and_schedulers():
-    from cluster.packing import packed_space
-    from cluster.plan import make_plan
+    from cluster.tuner.packing import packed_space
+    from cluster.planning.plan import make_plan
     from search_spaces import get_experiment
     from core.errors import ConfigError
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.plan import make_plan, to_tune_space
+from cluster.planning.plan import make_plan, to_tune_space
 from fakedata import fake_data_root, weights_dir  # noqa: F401
-from cluster.values import parse_grids, parse_sets, parse_value
+from cluster.planning.values import parse_grids, parse_sets, parse_value
 from search_spaces import EXPERIMENTS, get_experiment
 from search_spaces.domains import Choice, LogUniform, RandInt
 from search_spaces.experiment import Experiment

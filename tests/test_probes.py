@@ -164,7 +164,7 @@ def test_probe_trial_trains_head_on_cached_features(backbone, dim, fake_cifar_ro
 
 def test_probe_sweep_smoke_extracts_once_per_backbone(fake_cifar_root, weights_dir, tmp_path):
     """The smoke sweep (2 backbones x 2 seeds): every trial after a backbone's first reuses its features."""
-    from cluster.plan import make_plan
+    from cluster.planning.plan import make_plan
     from search_spaces.images import IMAGE_EXPERIMENTS, PROBE_SMOKE
     from trainables.trainable import run_trial
     features.clear_memory_cache()

@@ -26,7 +26,7 @@ import yaml  # noqa: E402
 from recipe_checks import (RECIPES, ROOT, check_command, check_ray, comment_commands, doc_commands,
                            find_key, load_k8s, parse_sweep)
 
-from cluster.server import DEFAULT_PORT
+from cluster.infra.server import DEFAULT_PORT
 
 GCS_PORT, CLIENT_PORT = 6379, 10001
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -167,7 +167,7 @@ def test_kuberay_tracking_server_settings():
 @pytest.mark.cluster
 @pytest.mark.slow
 def test_kuberay_allowed_hosts_accept_the_service_name_only():
-    from cluster.server import TrackingServer
+    from cluster.infra.server import TrackingServer
 
     env = {e["name"]: e.get("value") for e in
            load_k8s()["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]}

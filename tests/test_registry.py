@@ -108,7 +108,7 @@ def test_every_pairing_trains_one_tiny_epoch(pairing, roots):
 
 @pytest.mark.parametrize("name", sorted(n for n, e in EXPERIMENTS.items() if not e.analytic))
 def test_every_experiment_plans_and_resolves(name, fake_data_root, weights_dir):  # noqa: F811
-    from cluster.plan import make_plan
+    from cluster.planning.plan import make_plan
 
     exp = EXPERIMENTS[name]
     extra = {"data_root": str(fake_data_root), "weights": str(weights_dir)}  # used where a pairing reads them
@@ -294,7 +294,7 @@ def test_readme_extending_example_works(monkeypatch, tmp_path):
     from pathlib import Path
 
     import search_spaces.edge as edge
-    from cluster.plan import make_plan
+    from cluster.planning.plan import make_plan
     from trainables import pairings
     from core.errors import ConfigError
     from trainables.trainable import run_trial

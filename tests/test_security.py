@@ -22,8 +22,8 @@ ALLOWED = {
     # unpickler (no pickle.load anywhere under trainables/data).
     # Tune's scheduler save/restore protocol, in the sweep's own storage folder, where Tune itself
     # keeps its cloudpickled experiment state: `sweep resume` checks that folder first
-    # (cluster.tune_state: owner, permissions, hashes).
-    ("cluster/schedulers.py", "pickle.load"): "Tune scheduler state",
+    # (cluster.folder.tune_state: owner, permissions, hashes).
+    ("cluster/tuner/schedulers.py", "pickle.load"): "Tune scheduler state",
     # Proof that the restricted unpickler's test payload really is hostile.
     ("tests/test_hostile_units.py", "pickle.loads"): "test payload",
     # A round trip of an object this test itself pickled (Tune pickles callbacks).
@@ -160,7 +160,7 @@ def test_trial_params_and_config_artifact_redact_credentials(tracking_uri, monke
 def test_parent_run_redacts_credentials(tracking_uri):
     from mlflow.tracking import MlflowClient
 
-    from cluster import tracking
+    from cluster.infra import tracking
 
     client = MlflowClient(tracking_uri)
     exp_id = client.create_experiment("sec")
@@ -217,7 +217,7 @@ def test_sweep_never_logs_environment_credentials(tmp_path, monkeypatch, ray_shu
 def test_local_ray_keeps_dashboard_off_and_on_loopback(monkeypatch):
     import ray
 
-    from cluster import ray_setup
+    from cluster.infra import ray_setup
 
     calls = []
     monkeypatch.setattr(ray, "is_initialized", lambda: False)

@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 
 from cluster import server as srv
-from cluster.server import TrackingServer, server_command
+from cluster.infra.server import TrackingServer, server_command
 from core.errors import ConfigError
 
 
@@ -201,7 +201,7 @@ def test_basic_auth_refuses_anonymous_and_accepts_env_credentials(monkeypatch):
 def test_serve_runs_in_foreground_until_stopped(tmp_path, how):
     port = srv.free_port()
     code = textwrap.dedent(f"""
-        from cluster.server import serve
+        from cluster.infra.server import serve
         raise SystemExit(serve(port={port}, backend_store_uri="sqlite:///{tmp_path}/mlflow.db",
                                artifacts_destination="{tmp_path}/mlartifacts", workers=1))
     """)

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from cluster.cli import main
-from cluster.plan import make_plan, to_tune_space
+from cluster.planning.plan import make_plan, to_tune_space
 from search_spaces import get_experiment
 from search_spaces.experiment import Experiment
 from core.errors import ConfigError
@@ -134,8 +134,9 @@ def test_experiment_declarations_are_strict(exp, fragment):
 
 
 def test_sample_flag_is_strict():
-    from cluster.runner import RunOptions, build_plan
-    from cluster.search import parse_samples
+    from cluster.flow.options import RunOptions
+    from cluster.flow.run import build_plan
+    from cluster.tuner.search import parse_samples
 
     with pytest.raises(ConfigError, match="'dropout' is not used by any pairing of edge-hpo"):
         build_plan(RunOptions("edge-hpo", samples=parse_samples(["dropout=uniform(0, 0.5)"])))
@@ -151,20 +152,20 @@ def test_path_options_apply_only_where_used():
 
 def test_driver_checks_reuse_the_plan_specs(monkeypatch):
     """search (max_epochs), preflight and packing read the plan's specs; none resolves a cell again."""
-    import cluster.plan
+    import cluster.planning.plan
     import trainables.resolve
     import trainables.spec
     import trainables.trainable  # noqa: F401  (imported before the patch: it binds resolve_config)
-    from cluster import preflight
-    from cluster.packing import make_packs
-    from cluster.search import max_epochs
+    from cluster.planning import preflight
+    from cluster.tuner.packing import make_packs
+    from cluster.tuner.search import max_epochs
 
     plan = make_plan(get_experiment("edge-data-per-class"), smoke=True, seeds=1)
 
     def refuse(*a, **k):
         raise AssertionError("a cell was resolved again")
 
-    for module in (cluster.plan, trainables.resolve, trainables.spec):
+    for module in (cluster.planning.plan, trainables.resolve, trainables.spec):
         monkeypatch.setattr(module, "resolve_config", refuse)
     assert max_epochs(plan) == 3
     preflight.dry_run_plan(plan, local=True)
@@ -202,7 +203,7 @@ def test_every_logged_param_was_applied(tracking_uri):
 def test_confirm_drops_settings_an_old_store_logged_but_never_applied():
     """Stores written before strict keys logged kernel_size on the MLP: a confirmation reruns
     only what each pairing uses, so its plan is not refused."""
-    from cluster.confirm import confirmation_experiment, pick_best
+    from cluster.flow.confirm import confirmation_experiment, pick_best
 
     trials = [{"run_id": "a", "params": {"pairing": MLP, "kernel_size": 7, "hidden_dims": (50, 10), "lr": 0.1,
                                          "seed": 1}, "metrics": {"val_acc": 0.5}},

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from cluster import ray_head, ray_setup
+from cluster.infra import ray_head, ray_setup
 
 
 @pytest.fixture

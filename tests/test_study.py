@@ -79,8 +79,8 @@ def test_study_registry():
 
 def fake_runner(monkeypatch, tmp_path, outcomes: dict):
     """Replace the sweep launch: record calls, report `outcomes[experiment]` = (exit code, finished)."""
-    import cluster.study as cs
-    from cluster import ray_setup
+    import cluster.flow.study as cs
+    from cluster.infra import ray_setup
 
     calls = []
 
@@ -98,7 +98,7 @@ def fake_runner(monkeypatch, tmp_path, outcomes: dict):
 
 
 def test_study_rerun_skips_finished_and_resumes_the_interrupted(monkeypatch, tmp_path):
-    from cluster.study import StudyOptions, run_study
+    from cluster.flow.study import StudyOptions, run_study
 
     only = ("edge-data-per-class", "edge-detector-init", "edge-long-training")
     opts = lambda: StudyOptions("edge", smoke=True, only=only, storage_path=str(tmp_path / "rr"),
@@ -120,7 +120,7 @@ def test_study_rerun_skips_finished_and_resumes_the_interrupted(monkeypatch, tmp
 
 
 def test_study_options_are_checked_before_anything_runs(tmp_path):
-    from cluster.study import StudyOptions
+    from cluster.flow.study import StudyOptions
 
     with pytest.raises(ConfigError, match="not in study 'edge'"):
         StudyOptions("edge", only=("mnist-mlp-lenet-resnet",))
@@ -129,7 +129,7 @@ def test_study_options_are_checked_before_anything_runs(tmp_path):
 
 
 def test_sweep_finished_reads_tune_state(tmp_path):
-    from cluster.study import sweep_finished
+    from cluster.flow.study import sweep_finished
 
     def state(statuses, n_trials=2, until=False):
         (tmp_path / "sweep.json").write_text(json.dumps({"n_trials": n_trials, "options": {"until_decided": until}}))

@@ -11,7 +11,7 @@ member keeps its own batches (the same index slices as the unpacked loop): each 
 one batch per member, padded to batch_size with masked samples, and a member whose epoch is
 over is masked out of the step, so its parameters and optimiser state stay untouched
 (`PackedOptimizer.step(active)`). The packed step costs as much as the longest member's, so
-`cluster.packing` groups equal sizes together where it can.
+`cluster.tuner.packing` groups equal sizes together where it can.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ A cell is the flat dict a sweep gives one trial (`{"pairing": "simple_cnn/edges"
 ...}`). `resolve_config` overlays it on the pairing's protocol defaults and splits it into
 `TrainConfig`, the dataset's config dataclass, the model's constructor keywords and the
 evaluators' configs. It is the only place that reads the dict; the driver calls it once per
-cell (cluster/plan.py) and the trial rebuilds the same spec from the same cell.
+cell (cluster/planning/plan.py) and the trial rebuilds the same spec from the same cell.
 
 Which keys a pairing uses is read from the parts themselves: the config dataclasses' fields and
 the model constructor's signature (trainables.models.model_config_keys), minus the keys that
@@ -29,7 +29,7 @@ from trainables.models import (MODELS, check_model_fits, inactive_model_keys, mo
 from trainables.pairings import PAIRINGS, Pairing, get_pairing
 
 FAULT_ENV = "SWEEP_ALLOW_FAULT_INJECTION"
-# Set by the driver on trials whose configs it enumerates itself (cluster.plan: a grid axis only
+# Set by the driver on trials whose configs it enumerates itself (cluster.planning.plan: a grid axis only
 # some pairings use); it indexes the plan's cells and is no setting of the trial.
 CELL_KEY = "_cell"
 

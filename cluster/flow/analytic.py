@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import time
 
-from cluster import tracking
+from cluster.infra import tracking
 from core import store_schema as S
 from search_spaces.experiment import Experiment
 

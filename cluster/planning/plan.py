@@ -143,7 +143,7 @@ def make_plan(exp: Experiment, sets: dict[str, Any] | None = None, grids: dict[s
     """Combine an experiment with overrides; route keys to the pairings that use them; resolve
     and validate every cell. `extra_fixed` (e.g. --data-root) applies where a pairing uses it
     and is no error elsewhere. `precheck(plan)` runs before the cells are routed and resolved
-    (cheap whole-plan checks on the values as given: cluster.validate). Raises ConfigError."""
+    (cheap whole-plan checks on the values as given: cluster.planning.validate). Raises ConfigError."""
     if exp.analytic:
         raise ConfigError(f"experiment {exp.name!r} is analytic (no trials); `sweep run` computes it directly")
     if seeds is not None and seeds < 1:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from analysis.study import StudyEntry
-from cluster import tracking
+from cluster.infra import tracking
 from search_spaces.studies import Study, check_studies, get_study
 from core.errors import ConfigError
 
@@ -43,7 +43,7 @@ class StudyOptions:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        from cluster.runner import NAME_RE
+        from cluster.folder.storage import NAME_RE
 
         study = get_study(self.study)
         unknown = [e for e in self.only if e not in study.experiments]
@@ -61,7 +61,7 @@ class StudyOptions:
 
 
 def _storage(opts: StudyOptions) -> Path:
-    from cluster.runner import resolve_storage
+    from cluster.folder.storage import resolve_storage
 
     storage = resolve_storage(opts.storage_path)
     if "://" in storage:
@@ -97,7 +97,7 @@ def save_state(path: Path, study: Study, opts: StudyOptions, entries: list[Study
 
 
 def _run_options(opts: StudyOptions, exp_name: str, sweep: str):
-    from cluster.runner import RunOptions
+    from cluster.flow.options import RunOptions
     from search_spaces import get_experiment
 
     exp = get_experiment(exp_name)
@@ -111,7 +111,9 @@ def _run_options(opts: StudyOptions, exp_name: str, sweep: str):
 
 def _run_one(opts: StudyOptions, entry: StudyEntry, storage: Path) -> int:
     """Start, or resume, one experiment's sweep; returns its exit code."""
-    from cluster.runner import SWEEP_FILE, resume_sweep, run_sweep
+    from cluster.flow.resume import resume_sweep
+    from cluster.flow.run import run_sweep
+    from cluster.folder.record import SWEEP_FILE
 
     if (storage / entry.sweep / SWEEP_FILE).exists():
         from ray import tune
@@ -128,7 +130,7 @@ def sweep_finished(path: Path) -> bool:
     code alone cannot tell.) Every trial in Tune's newest experiment state must be TERMINATED or
     ERROR, and every planned trial must exist: for --until-decided the searcher said FINISHED,
     else the trial count reaches the plan's."""
-    from cluster.runner import SWEEP_FILE
+    from cluster.folder.record import SWEEP_FILE
 
     states = sorted(path.glob("experiment_state-*.json"))
     if not states:
@@ -152,8 +154,8 @@ def sweep_finished(path: Path) -> bool:
 def run_study(opts: StudyOptions) -> int:
     """Run (or continue) a study; write its report. Exit code: 0 all finished, 1 some trial or
     experiment failed, 2 bad input (before anything ran)."""
-    from cluster import ray_setup
-    from cluster.runner import build_plan
+    from cluster.infra import ray_setup
+    from cluster.flow.run import build_plan
     from search_spaces import get_experiment
 
     study = get_study(opts.study)
@@ -195,7 +197,7 @@ def run_study(opts: StudyOptions) -> int:
         entry.wall_s += time.monotonic() - t0
         entry.exit_code = rc
         analytic = get_experiment(entry.experiment).analytic
-        # 130/143: the sweep caught SIGINT/SIGTERM itself (cluster.interrupts) and marked its runs KILLED.
+        # 130/143: the sweep caught SIGINT/SIGTERM itself (cluster.infra.interrupts) and marked its runs KILLED.
         if rc >= 128 or (rc in (0, 1) and not analytic and not sweep_finished(storage / entry.sweep)):
             entry.status, entry.note = "running", "interrupted: `sweep study` again resumes here"
             save_state(path, study, opts, entries)

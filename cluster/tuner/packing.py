@@ -72,10 +72,10 @@ def make_packs(cells: list[dict[str, Any]], k: int, gpu: bool = False, specs: li
     """Group grid cells (flat trial configs) into packs of at most k members.
 
     Args:
-        cells: the plan's cells (cluster.plan.Plan.cells()).
+        cells: the plan's cells (cluster.planning.plan.Plan.cells()).
         k: the largest pack (k >= 2; k == 1 means no packing).
         gpu: trials run on a GPU (Ray gives them one and device is not "cpu").
-        specs: the cells' resolved specs (cluster.plan.Plan.specs); resolved here when None.
+        specs: the cells' resolved specs (cluster.planning.plan.Plan.specs); resolved here when None.
 
     Returns:
         PackPlan; every cell appears in exactly one pack, in a deterministic order.

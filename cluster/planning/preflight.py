@@ -1,6 +1,6 @@
 """Driver-side checks after the plan and before Ray or MLflow start: nonsense costs no compute.
 
-`cluster.plan.validate` already resolves every cell (and the ends of every sampled domain) into
+`cluster.planning.plan.validate` already resolves every cell (and the ends of every sampled domain) into
 specs and checks that data files exist. This module reuses those specs and goes further, once per
 distinct (pairing, model, dataset) combination:
 
@@ -35,10 +35,10 @@ def run_checks(plan, opts) -> None:
     """Every preflight check for `sweep run`; raises ConfigError naming the first problem.
 
     Args:
-        plan: the validated cluster.plan.Plan.
-        opts: cluster.runner.RunOptions (address, cpus/gpus per trial, search options).
+        plan: the validated cluster.planning.plan.Plan.
+        opts: cluster.flow.options.RunOptions (address, cpus/gpus per trial, search options).
     """
-    from cluster.search import make_search
+    from cluster.tuner.search import make_search
     from trainables.tracking import default_retry_s
 
     make_search(plan, opts)

@@ -21,7 +21,7 @@ def init_ray(address: str | None, num_cpus: int | None = None, ship_code: bool =
     here, capped to this machine, stopped when the sweep ends), "cluster" (--address), "running".
 
     Without an address, the head recorded by `sweep up` is joined when its state file names a live
-    one started with this process's credentials and data root (cluster.ray_head); otherwise Ray
+    one started with this process's credentials and data root (cluster.infra.ray_head); otherwise Ray
     starts here as it always did. It never joins a cluster it was not told about (no
     address="auto"). For a remote cluster the working directory (this project) travels in the
     runtime environment unless ship_code is False (project installed on every node, e.g. the
@@ -37,7 +37,7 @@ def init_ray(address: str | None, num_cpus: int | None = None, ship_code: bool =
     if ray.is_initialized():
         return "running"
     if address is None:
-        from cluster import ray_head
+        from cluster.infra import ray_head
 
         head = ray_head.live_head(env_digest=credential_digest())
         if head is not None:

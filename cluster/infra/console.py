@@ -3,7 +3,7 @@
 Unless `--verbose`, `route_library_logs(path)` sends the Python loggers of Ray, Tune, MLflow,
 alembic and Python warnings to `<storage>/<sweep>/driver.log`, and `route_worker_output(path)`
 (after `ray.init`) sends the trials' forwarded stdout/stderr there too. Tune's own console
-tables are off (RAY_AIR_NEW_OUTPUT=0 with verbose=0); `cluster.callbacks.ProgressDisplay` is
+tables are off (RAY_AIR_NEW_OUTPUT=0 with verbose=0); `cluster.tuner.callbacks.ProgressDisplay` is
 the one progress display.
 """
 from __future__ import annotations
@@ -65,3 +65,14 @@ def is_tty(stream=None) -> bool:
         return stream.isatty() and os.environ.get("TERM") != "dumb"
     except (AttributeError, ValueError):
         return False
+
+
+def quiet_libraries(log_path: Path, verbose: bool) -> None:
+    """Unless verbose: Ray's, Tune's and MLflow's loggers write to the sweep's driver.log."""
+    if verbose:
+        return
+    import ray  # noqa: F401  (Ray sets up its logger on import; replace it after)
+
+    if "mlflow" not in sys.modules:
+        os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # keep our handler on its logger
+    route_library_logs(log_path)

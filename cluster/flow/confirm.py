@@ -181,7 +181,7 @@ def _objective(tracking_uri: str, run_id: str, experiment: str) -> tuple[str, st
 
 
 def _free_name(base: str, storage: str, client) -> str:
-    from cluster.tracking import find_parent_run
+    from cluster.infra.tracking import find_parent_run
 
     name, i = base, 1
     while ("://" not in storage and (Path(storage) / name).exists()) or find_parent_run(client, name):
@@ -209,8 +209,10 @@ def confirm_sweep(search: str, seeds: int = 5, top: int = 1, tracking_uri: str =
     Raises:
         ConfigError: bad --seeds/--top, unknown search, or no completed trial.
     """
-    from cluster import tracking
-    from cluster.runner import RunOptions, resolve_storage, run_sweep
+    from cluster.infra import tracking
+    from cluster.flow.options import RunOptions
+    from cluster.flow.run import run_sweep
+    from cluster.folder.storage import resolve_storage
 
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")

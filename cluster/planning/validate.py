@@ -1,6 +1,6 @@
 """The driver's last word on values that type-check but make no sense, before Ray or MLflow start.
 
-`cluster.plan.validate` resolves every cell with the trial's own config classes (types and the
+`cluster.planning.plan.validate` resolves every cell with the trial's own config classes (types and the
 rules each class knows). This module adds the checks that need the whole sweep in view or
 knowledge of the machine, each raising ConfigError (exit 2) with the value and what is allowed:
 
@@ -54,7 +54,7 @@ DRIVER_KEYS = {"threads": "use --cpus-per-trial (each trial uses as many threads
 def check_options(opts) -> None:
     """Resource flags are finite numbers, --address is usable; raises ConfigError. Runs first in
     RunOptions.__post_init__."""
-    from cluster.ray_setup import check_address
+    from cluster.infra.ray_setup import check_address
 
     if opts.address:
         check_address(opts.address)
@@ -76,7 +76,7 @@ def check_overrides(sets: dict[str, Any], grids: dict[str, list], samples: dict[
                     data_root: str | None) -> None:
     """Each key is given once, grid values are distinct, driver-owned keys are not set.
 
-    (A key repeated within --set or --grid is refused while parsing: cluster.values.)
+    (A key repeated within --set or --grid is refused while parsing: cluster.planning.values.)
     """
     sources = {"--set": set(sets), "--grid": set(grids), "--sample": set(samples)}
     if data_root is not None:

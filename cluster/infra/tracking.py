@@ -147,7 +147,7 @@ def create_store(uri: str) -> None:
     """
     if not uri.startswith("sqlite:///"):
         return
-    from cluster.locks import file_lock
+    from cluster.folder.locks import file_lock
     from mlflow.tracking import MlflowClient
 
     db = Path(uri[len("sqlite:///"):])

@@ -1,6 +1,6 @@
 """A local Ray head that outlives one sweep: `sweep up`, `sweep down`, and the state `sweep run` reads.
 
-`sweep up` starts a small keeper process (`python -m cluster.ray_head serve ...`) that runs
+`sweep up` starts a small keeper process (`python -m cluster.infra.ray_head serve ...`) that runs
 `ray.init()` on this machine (loopback only, capped CPUs, no dashboard) and then sleeps; the
 Ray cluster lives as long as the keeper. Its address is written to a state file scoped to the
 project: `$SWEEP_HOME/ray-head.json`, else `./.sweep/ray-head.json` in the working directory.
@@ -49,7 +49,7 @@ class HeadState:
     temp_dir: str
     project: str
     started: float
-    env_digest: str = ""  # cluster.ray_setup.credential_digest() of the environment its workers inherit
+    env_digest: str = ""  # cluster.infra.ray_setup.credential_digest() of the environment its workers inherit
 
     def describe(self) -> str:
         return f"Ray head at {self.address} ({self.num_cpus} CPUs, keeper pid {self.pid})"
@@ -97,7 +97,7 @@ def _pid_is_keeper(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
     except OSError:
         return True  # no /proc (macOS): the pid exists, trust it
-    return b"cluster.ray_head" in cmdline
+    return b"cluster.infra.ray_head" in cmdline
 
 
 def _port_open(address: str, timeout: float = 1.0) -> bool:
@@ -151,7 +151,7 @@ def up(num_cpus: int | None = None, note=print) -> HeadState:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / STATE_NAME
     log = open(directory / LOG_NAME, "ab")
-    cmd = [sys.executable, "-m", "cluster.ray_head", "serve", "--state-file", str(path), "--num-cpus", str(cpus),
+    cmd = [sys.executable, "-m", "cluster.infra.ray_head", "serve", "--state-file", str(path), "--num-cpus", str(cpus),
            "--temp-dir", ray_temp_dir(directory)]
     env = {**os.environ, **KEEPER_ENV}
     project = str(Path(__file__).resolve().parents[1])
@@ -195,7 +195,7 @@ def serve(state_path: Path, num_cpus: int, temp_dir: str) -> None:
     os.environ.update(KEEPER_ENV)
     import ray
 
-    from cluster.ray_setup import credential_digest
+    from cluster.infra.ray_setup import credential_digest
 
     ctx = ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1", _temp_dir=temp_dir,
                    logging_level="WARNING")
@@ -219,7 +219,7 @@ def serve(state_path: Path, num_cpus: int, temp_dir: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m cluster.ray_head")
+    p = argparse.ArgumentParser(prog="python -m cluster.infra.ray_head")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="(internal) the keeper process that `sweep up` starts")
     s.add_argument("--state-file", required=True)

@@ -111,7 +111,7 @@ class ProgressDisplay(tune.Callback):
                  clock=None):
         import time
 
-        from cluster.console import is_tty
+        from cluster.infra.console import is_tty
 
         self.total, self.keys = total, [k for k in swept_keys if k not in ("pairing", "seed")]
         self.metric, self.mode = metric, mode

@@ -15,8 +15,8 @@ import logging
 import re
 from typing import Any
 
-from cluster.plan import Plan, to_tune_space
-from cluster.values import parse_assignment, parse_value
+from cluster.planning.plan import Plan, to_tune_space
+from cluster.planning.values import parse_assignment, parse_value
 from search_spaces.domains import SAMPLED, Choice, LogUniform, RandInt, Uniform
 from search_spaces.experiment import Experiment
 from core.errors import ConfigError
@@ -126,9 +126,9 @@ def asha_settings(plan: Plan, opts) -> dict[str, int] | None:
 
 def make_asha(settings: dict[str, int], pairings: int = 1):
     """ASHA over epochs (time_attr="epoch", the key every trial report carries); with several
-    pairings, one ASHA per pairing (cluster.schedulers.PerPairingASHA)."""
+    pairings, one ASHA per pairing (cluster.tuner.schedulers.PerPairingASHA)."""
     if pairings > 1:
-        from cluster.schedulers import PerPairingASHA
+        from cluster.tuner.schedulers import PerPairingASHA
 
         return PerPairingASHA(time_attr="epoch", **settings)
     from ray.tune.schedulers import ASHAScheduler
