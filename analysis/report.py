@@ -19,6 +19,7 @@ from analysis.style import figure_png
 from analysis.sweep_data import SweepData, empty_sweep
 from core.errors import ConfigError
 from core import store_schema as S
+from core.user_modules import recorded_changes
 
 log = logging.getLogger(__name__)
 DEFAULT_PLOTS = ("accuracy_vs_data", "accuracy_vs_epochs", "curves", "kernels", "confusion",
@@ -122,7 +123,8 @@ def _load(tracking_uri: str, experiment: str | None, sweep: str | None) -> tuple
 
 
 def write_report(tracking_uri: str, experiment: str | None = None, sweep: str | None = None,
-                 out_dir: str | Path | None = None, log_to_parent: bool = True) -> Path:
+                 out_dir: str | Path | None = None, log_to_parent: bool = True,
+                 notes_out: list[str] | None = None) -> Path:
     """Write the report of a sweep (an experiment's newest, or a named one).
 
     Args:
@@ -141,6 +143,8 @@ def write_report(tracking_uri: str, experiment: str | None = None, sweep: str | 
     data, stored = _load(tracking_uri, experiment, sweep)
     spec = report_spec(data, experiment)
     notes = list(spec.notes)
+    # A user module (`sweep run my_study.py:NAME`) whose file changed since the sweep ran: said on the page.
+    notes += recorded_changes((data.parent.get("tags") or {}).get(S.TAG_USER_MODULES))
     if stored:
         load_artifacts(data, kernels="kernels" in spec.plots, confusion="confusion" in spec.plots)
     wanted = set(spec.compare_with) | {h.other_experiment for h in spec.hypotheses if h.other_experiment}
@@ -173,6 +177,8 @@ def write_report(tracking_uri: str, experiment: str | None = None, sweep: str | 
         client = MlflowClient(tracking_uri=tracking_uri)
         for path in written:
             client.log_artifact(data.parent["run_id"], str(path), S.ART_REPORT_DIR)
+    if notes_out is not None:
+        notes_out.extend(notes)
     return out / "index.html"
 
 

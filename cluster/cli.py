@@ -29,11 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog=EPILOG)
     sub = p.add_subparsers(dest="command", required=True)
 
-    ls = sub.add_parser("list", help="list experiments (default), models, pairings or config keys")
-    ls.add_argument("what", nargs="?", default="experiments", choices=["experiments", "models", "pairings", "keys"])
+    ls = sub.add_parser("list", help="list experiments (default), models, pairings, datasets or config keys")
+    ls.add_argument("what", nargs="?", default="experiments",
+                    choices=["experiments", "models", "pairings", "datasets", "keys"])
+    ls.add_argument("--module", "-m", dest="modules", action="append", metavar="FILE.py",
+                    help="also list what this user module registers (repeatable; installed plugins always are)")
 
     run = sub.add_parser("run", help="run an experiment as a Ray Tune sweep logged to MLflow")
-    run.add_argument("experiment")
+    run.add_argument("experiment", help="a registered name, or FILE.py:NAME / MODULE:NAME (an Experiment defined there)")
     run.add_argument("--seeds", type=int, help="replicates per cell (default: the experiment's, 3 for most)")
     run.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
     run.add_argument("--grid", dest="grids", action="append", metavar="KEY=V1,V2",
@@ -71,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Ray's, Tune's and MLflow's own logs on the console (default: <storage>/<sweep>/driver.log)")
 
     stu = sub.add_parser("study", help="run a named set of experiments as one resumable job, then one study report")
-    stu.add_argument("study", nargs="?", help="study name (see --list)")
+    stu.add_argument("study", nargs="?", help="study name (see --list), FILE.py (all its experiments) or FILE.py:STUDY")
     stu.add_argument("--list", action="store_true", help="list the studies")
     stu.add_argument("--smoke", action="store_true", help="every experiment with --smoke")
     stu.add_argument("--only", help="comma-separated experiments of the study to run (default: all)")
@@ -137,29 +140,31 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_list(args) -> int:
-    from cluster.flow import listing
+    from cluster import api
+    from cluster.flow import listing, user_code
 
+    user_code.load_plugins()
+    for module in args.modules or ():
+        api.use(module)
     print(listing.render(args.what))
     return 0
 
 
 def cmd_run(args) -> int:
-    from cluster.flow.options import RunOptions
-    from cluster.flow.run import run_sweep
+    from cluster import api
     from cluster.tuner.search import parse_samples
     from cluster.planning.values import parse_grids, parse_sets
 
-    opts = RunOptions(experiment=args.experiment, seeds=args.seeds, sets=parse_sets(args.sets),
-                      grids=parse_grids(args.grids), smoke=args.smoke, num_samples=args.num_samples,
-                      address=args.address, tracking_uri=args.tracking_uri, cpus_per_trial=args.cpus_per_trial,
-                      gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, name=args.name,
-                      storage_path=args.storage_path, data_root=args.data_root, max_failures=args.max_failures,
-                      scheduler=args.scheduler, search=args.search, ship_code=not args.no_ship_code,
-                      samples=parse_samples(args.samples), grace_period=args.grace_period,
-                      reduction_factor=args.reduction_factor, pack=args.pack, allow_large=args.allow_large,
-                      until_decided=args.until_decided, max_seeds=args.max_seeds,
-                      target_halfwidth=args.target_halfwidth, verbose=args.verbose)
-    return run_sweep(opts)
+    return api.run(args.experiment, seeds=args.seeds, set=parse_sets(args.sets), grid=parse_grids(args.grids),
+                   smoke=args.smoke, num_samples=args.num_samples, address=args.address,
+                   tracking_uri=args.tracking_uri, cpus_per_trial=args.cpus_per_trial,
+                   gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, name=args.name,
+                   storage_path=args.storage_path, data_root=args.data_root, max_failures=args.max_failures,
+                   scheduler=args.scheduler, search=args.search, ship_code=not args.no_ship_code,
+                   samples=parse_samples(args.samples), grace_period=args.grace_period,
+                   reduction_factor=args.reduction_factor, pack=args.pack, allow_large=args.allow_large,
+                   until_decided=args.until_decided, max_seeds=args.max_seeds,
+                   target_halfwidth=args.target_halfwidth, verbose=args.verbose, progress="console").exit_code
 
 
 def cmd_confirm(args) -> int:
@@ -172,17 +177,18 @@ def cmd_confirm(args) -> int:
 
 
 def cmd_study(args) -> int:
-    from cluster.flow.study import StudyOptions, list_studies, run_study
+    from cluster import api
+    from cluster.flow.study import list_studies
 
     if args.list or not args.study:
         print(list_studies())
         return 0
     only = tuple(x.strip() for x in (args.only or "").split(",") if x.strip())
-    return run_study(StudyOptions(
-        study=args.study, smoke=args.smoke, only=only, name=args.name, until_decided=args.until_decided,
-        max_seeds=args.max_seeds, target_halfwidth=args.target_halfwidth, tracking_uri=args.tracking_uri,
-        storage_path=args.storage_path, address=args.address, max_concurrent=args.max_concurrent,
-        cpus_per_trial=args.cpus_per_trial, data_root=args.data_root, out=args.out))
+    return api.study(args.study, smoke=args.smoke, only=only, name=args.name, until_decided=args.until_decided,
+                     max_seeds=args.max_seeds, target_halfwidth=args.target_halfwidth, tracking_uri=args.tracking_uri,
+                     storage_path=args.storage_path, address=args.address, max_concurrent=args.max_concurrent,
+                     cpus_per_trial=args.cpus_per_trial, data_root=args.data_root, out=args.out,
+                     progress="console").exit_code
 
 
 def cmd_resume(args) -> int:
@@ -211,23 +217,24 @@ def cmd_down(args) -> int:
 
 
 def cmd_results(args) -> int:
-    from analysis.results import format_results, results_table
-    from cluster.infra.tracking import check_tracking_uri
+    from analysis.results import format_results
+    from cluster import api
 
     _need_target(args)
-    table = results_table(check_tracking_uri(args.tracking_uri), experiment=args.experiment, sweep=args.sweep)
+    table = api.results(args.experiment, sweep=args.sweep, tracking_uri=args.tracking_uri)
     print(format_results(table, args.format))
     return 0
 
 
 def cmd_report(args) -> int:
-    from analysis.report import write_report
-    from cluster.infra.tracking import check_tracking_uri
+    from cluster import api
 
     _need_target(args)
-    path = write_report(check_tracking_uri(args.tracking_uri), experiment=args.experiment, sweep=args.sweep,
-                        out_dir=args.out)
-    print(f"report written: {path}")
+    report = api.report(args.experiment, sweep=args.sweep, tracking_uri=args.tracking_uri, out=args.out, display=False)
+    for note in report.notes:
+        if note.startswith("user module"):
+            print(f"sweep report: note: {note}", file=sys.stderr)
+    print(f"report written: {report.path}")
     return 0
 
 

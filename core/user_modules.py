@@ -275,3 +275,29 @@ def _shipped_path(ref: ModuleRef) -> str:
                           "runtime environment (py_modules) when `sweep run --address` starts the sweep; "
                           f"sys.path here: {sys.path[:6]}")
     return spec.origin
+
+
+def recorded_changes(tag: str | None) -> list[str]:
+    """Notes for a report: each user module recorded in a sweep's `user_modules` tag (JSON) whose
+    file changed or is gone since the sweep ran."""
+    import json
+
+    if not tag:
+        return []
+    try:
+        refs = [ModuleRef.from_dict(d) for d in json.loads(tag)]
+    except (ValueError, TypeError, ConfigError):
+        return ["the sweep's user_modules tag is not readable"]
+    notes = []
+    for ref in refs:
+        if ref.kind != FILE:
+            continue
+        path = Path(ref.path)
+        if not path.is_file():
+            notes.append(f"user module {ref.origin} ({ref.path}) is gone since this sweep ran; its recorded source "
+                         "is in the parent run's artifacts")
+        elif file_sha256(path) != ref.sha256:
+            notes.append(f"user module {ref.origin} ({ref.path}) changed since this sweep ran (sha256 "
+                         f"{ref.sha256[:12]} then, {file_sha256(path)[:12]} now); this report uses the declaration "
+                         "recorded with the sweep")
+    return notes

@@ -42,6 +42,7 @@ class RunOptions:
     until_decided: bool = False  # --until-decided: seeds added where hypotheses are open (cluster.flow.adaptive)
     max_seeds: int | None = None
     target_halfwidth: float | None = None
+    progress: str = "console"  # "console" (unless quiet), "notebook" (redrawn in a Jupyter cell: cluster.api), "none"
 
     def __post_init__(self):
         validate.check_options(self)  # non-finite resource values first: the checks below compare them
@@ -53,6 +54,8 @@ class RunOptions:
             raise ConfigError(f"--max-failures must be >= 0, got {self.max_failures}")
         if self.pack < 1:
             raise ConfigError(f"--pack must be >= 1, got {self.pack}")
+        if self.progress not in ("console", "notebook", "none"):
+            raise ConfigError(f"progress {self.progress!r} is not one of console, notebook, none")
         ray_setup.check_gpu_arg(self.gpus_per_trial)
         if self.cpus_per_trial is not None and (self.cpus_per_trial < 1 or self.cpus_per_trial != int(self.cpus_per_trial)):
             raise ConfigError(f"--cpus-per-trial must be a whole number >= 1, got {self.cpus_per_trial:g}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from cluster.flow import user_code
 from cluster.flow.finish import fit_and_close, interrupted
 from cluster.flow.options import RunOptions
 from cluster.folder import tune_state
@@ -12,6 +13,7 @@ from cluster.folder.record import find_sweep, record_tuner_hash
 from cluster.infra import console, interrupts, ray_setup, tracking
 from cluster.tuner.assemble import trainable
 from core.errors import ConfigError
+from core.user_modules import ModuleRef
 
 
 def resume_sweep(name: str, storage_path: str | None = None, address: str | None = None,
@@ -40,6 +42,7 @@ def resume_sweep(name: str, storage_path: str | None = None, address: str | None
             raise ConfigError(f"the parent run {meta['parent_run_id']} of sweep {name} is not in {uri} "
                               f"({type(exc).__name__}); was --tracking-uri changed?") from None
         tune_state.verify(folder, meta, parent.data.tags)
+        user_code.reload_recorded(meta)  # a user module whose file changed: refused here, before Ray
         return _restore_and_fit(client, meta, opts, folder, address, parent.info.status)
 
 def _restore_and_fit(client, meta: dict, opts: RunOptions, folder: Path, address: str | None, status: str) -> int:
@@ -48,7 +51,8 @@ def _restore_and_fit(client, meta: dict, opts: RunOptions, folder: Path, address
     name = meta["name"]
     log_path = console.driver_log_path(meta["storage_path"], name)
     console.quiet_libraries(log_path, opts.verbose)
-    ray_setup.init_ray(address or opts.address, ship_code=opts.ship_code)
+    refs = [ModuleRef.from_dict(d) for d in meta.get(user_code.TAG_USER_MODULES) or ()]
+    ray_setup.init_ray(address or opts.address, ship_code=opts.ship_code, py_modules=user_code.ship_paths(refs))
     if not opts.verbose:
         console.route_worker_output(log_path)
     if not tune.Tuner.can_restore(str(folder)):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cluster.flow import user_code
 from cluster.flow.finish import fit_and_close, interrupted
 from cluster.flow.options import RunOptions
 from cluster.folder.record import claim_sweep, record_tuner_hash, release_claim, write_meta
@@ -67,6 +68,7 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
 
         return run_analytic(exp, opts.tracking_uri, opts.name)
     plan = build_plan(opts, definition)  # every cell validated here
+    refs = user_code.sweep_refs(plan.experiment)  # the user modules its trials load (none: built-ins only)
     uri = tracking.check_tracking_uri(opts.tracking_uri)
     storage = resolve_storage(opts.storage_path)
     if opts.name and "://" not in storage and (Path(storage) / opts.name).exists():
@@ -74,6 +76,7 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
                           f"`sweep resume {opts.name}`")
     preflight.run_checks(plan, opts)  # models built, data decoded, resources fit: before Ray and MLflow
     name, lock = claim_sweep(storage, opts.name, plan.experiment.name)
+    opts.started = name  # for the API's handle (not an option: never in sweep.json)
     log_path = console.driver_log_path(storage, name)
     try:
         from concurrent.futures import ThreadPoolExecutor
@@ -86,7 +89,7 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
             # resources fit.
             prepared = pool.submit(_prepare_tracking, uri, plan.experiment.name)
             console.quiet_libraries(log_path, opts.verbose)
-            ray_how = ray_setup.init_ray(opts.address, ship_code=opts.ship_code)
+            ray_how = ray_setup.init_ray(opts.address, ship_code=opts.ship_code, py_modules=user_code.ship_paths(refs))
             if not opts.verbose:
                 console.route_worker_output(log_path)
             tracking_ready = prepared.result()
@@ -102,7 +105,7 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
         raise
     try:
         return _start_and_fit(plan, opts, uri, storage, name, resources, tags, tracking_ready,
-                              {"ray": ray_how, "driver_log": str(log_path)})
+                              {"ray": ray_how, "driver_log": str(log_path), "user_modules": refs})
     finally:
         release_claim(storage, name, lock)
 
@@ -126,10 +129,12 @@ def _start_and_fit(plan: Plan, opts: RunOptions, uri: str, storage: str, name: s
                 "parent_run_id": parent, "resources": resources, "storage_path": storage, "git_sha": sha,
                 "swept_keys": plan.swept_keys, "n_trials": plan.n_trials(),
                 "options": {k: v for k, v in dataclasses.asdict(opts).items()},
-                "metric": list(assemble.progress_metric(plan)), "driver_log": started["driver_log"]}
+                "metric": list(assemble.progress_metric(plan)), "driver_log": started["driver_log"],
+                user_code.TAG_USER_MODULES: [r.to_dict() for r in started["user_modules"]]}
         folder = None if "://" in storage else Path(storage) / name
         try:
             write_meta(folder, meta)
+            user_code.record(client, parent, started["user_modules"], folder)
             if not opts.quiet:
                 print(f"sweep {name}: {plan.n_trials()} trials of {plan.experiment.name} "
                       f"({resources['cpu']:g} CPU, {resources['gpu']:g} GPU each); MLflow {uri}, parent run {parent}; "

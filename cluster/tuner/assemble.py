@@ -23,7 +23,10 @@ def trainable(meta: dict, resources: dict):
         train = train_pack
     info = TrackingInfo(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"], meta["name"],
                         meta["experiment"], meta["git_sha"], tuple(meta["swept_keys"]))
-    return tune.with_resources(tune.with_parameters(train, tracking=info), resources)
+    from cluster.flow.user_code import worker_refs
+
+    modules = worker_refs(meta)  # the trial loads them (hash-checked) before it builds anything
+    return tune.with_resources(tune.with_parameters(train, tracking=info, modules=modules), resources)
 
 def run_config(opts: RunOptions, meta: dict):
     from ray import tune
@@ -31,9 +34,16 @@ def run_config(opts: RunOptions, meta: dict):
     from cluster.tuner.callbacks import MlflowTrialFinalizer, ProgressDisplay
 
     callbacks = [MlflowTrialFinalizer(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"])]
-    if not opts.quiet:
+    progress = getattr(opts, "progress", "console")
+    if progress == "notebook" or (not opts.quiet and progress != "none"):
         metric, mode = meta.get("metric") or ("val_acc", "max")
-        callbacks.append(ProgressDisplay(int(meta.get("n_trials", 0)), meta["swept_keys"], metric=metric, mode=mode))
+        stream = None
+        if progress == "notebook":  # one line redrawn in the cell's output (cluster.infra.notebook)
+            from cluster.infra.notebook import DisplayStream
+
+            stream = DisplayStream()
+        callbacks.append(ProgressDisplay(int(meta.get("n_trials", 0)), meta["swept_keys"], metric=metric, mode=mode,
+                                         stream=stream, tty=True if stream is not None else None))
     return tune.RunConfig(
         name=meta["name"], storage_path=meta["storage_path"],
         failure_config=tune.FailureConfig(max_failures=opts.max_failures),
