@@ -98,7 +98,9 @@ def declared_pairings(models: dict[str, type]) -> dict[str, Pairing]:
             for name, cls in models.items() for dataset, extra in getattr(cls, "PAIRS_WITH", {}).items()}
 
 
-PAIRINGS.update(declared_pairings(MODELS))
+# Built-in models only: a user model registered before this module was first imported (its
+# register_model imports it) registers its own pairings, with its origin.
+PAIRINGS.update(declared_pairings({k: v for k, v in MODELS.items() if registry.origin_of("model", k) == registry.BUILTIN}))
 registry.track("pairing", PAIRINGS)
 registry.track("dataset protocol", DATASET_PROTOCOLS)
 
