@@ -37,7 +37,7 @@ TINY = Experiment(
     name="tiny-vs-simple-cnn",
     description="A one-convolution CNN vs the SimpleCNN as training images per class grow",
     pairings=("tiny_cnn/edges", "simple_cnn/edges"), fixed={"lr": 1e-2, "epochs": 300},
-    axes={"data_per_class": [10, 30]}, smoke={"epochs": 3, "data_per_class": [10, 30]},
+    axes={"data_per_class": [10, 30]}, smoke={"epochs": 3, "data_per_class": [10]},
     plots=("accuracy_vs_data", "curves", "kernels"),
     hypotheses=(Hypothesis("SimpleCNN > TinyCNN on val_acc at data_per_class=10", better="simple_cnn/edges",
                            worse="tiny_cnn/edges", at={"data_per_class": 10}),),

@@ -1,0 +1,225 @@
+"""Read a sweep from any MLflow tracking URI into a SweepData of DataFrames."""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.sweep_data import SweepData
+from core import store_schema as S
+from core.errors import ConfigError
+
+if TYPE_CHECKING:  # mlflow is imported when a store is read, so `import analysis` needs no mlflow
+    from mlflow.tracking import MlflowClient
+
+PAGE = 1000
+# Tags parsed like params (everything else stays a string: a git sha can look like a number).
+TYPED_TAGS = (S.TAG_SEED, S.TAG_STOPPED_EPOCH)
+
+
+def parse_value(text: Any) -> Any:
+    """Type back a param string: "0.01" -> 0.01, "[50, 10]" -> (50, 10), "True" -> True.
+
+    Lists become tuples so cells can be grouped on them; anything unparseable stays a string.
+    """
+    if not isinstance(text, str):
+        return text
+    for parse in (ast.literal_eval, json.loads):
+        try:
+            value = parse(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+        return _freeze(value)
+    return text
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):  # dicts are not hashable; keep their text for grouping
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _search(client: MlflowClient, experiment_ids: list[str], filter_string: str,
+            order_by: list[str] | None = None, max_results: int | None = None) -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=filter_string, order_by=order_by,
+                                  max_results=min(PAGE, max_results or PAGE), page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token or (max_results and len(runs) >= max_results):
+            return runs[:max_results] if max_results else runs
+
+
+def _quote(value: str) -> str:
+    return f'"{value}"' if "'" in value else f"'{value}'"
+
+
+def _experiment_ids(client: MlflowClient, experiment: str | None) -> list[str]:
+    if experiment is None:
+        return [e.experiment_id for e in client.search_experiments()]
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise ConfigError(f"no MLflow experiment named {experiment!r} in this tracking store; "
+                          f"experiments there: {', '.join(names) or '(none)'}")
+    return [exp.experiment_id]
+
+
+def find_parent(client: MlflowClient, experiment: str | None = None, sweep: str | None = None,
+                parent_run_id: str | None = None):
+    """The sweep's parent run: by id, by sweep name (newest), or the experiment's newest sweep.
+
+    Raises:
+        ConfigError: nothing identifies a sweep, or it is not in the store (the message lists
+            the sweeps that are).
+    """
+    if parent_run_id:
+        try:
+            return client.get_run(parent_run_id)
+        except Exception as err:  # MlflowException with a backend-specific message
+            raise ConfigError(f"no parent run with id {parent_run_id!r}: {err}") from None
+    if experiment is None and sweep is None:
+        raise ConfigError("name an experiment, a sweep or a parent run id to load")
+    ids = _experiment_ids(client, experiment)
+    is_sweep = f"tags.{S.TAG_ROLE} = '{S.ROLE_SWEEP}'"
+    where = is_sweep + (f" and tags.{S.TAG_SWEEP} = {_quote(sweep)}" if sweep else "")
+    found = _search(client, ids, where, ["attributes.start_time DESC"], max_results=1) if ids else []
+    if found:
+        return found[0]
+    known = sorted({r.data.tags.get(S.TAG_SWEEP, r.info.run_name)
+                    for r in _search(client, ids, is_sweep)}) if ids else []
+    what = f"sweep {sweep!r}" if sweep else "sweep"
+    scope = f" in experiment {experiment!r}" if experiment else ""
+    raise ConfigError(f"no {what}{scope} in this tracking store; sweeps there: "
+                      f"{', '.join(known) or '(none)'}")
+
+
+def _declaration(tracking_uri: str, run_id: str) -> dict | None:
+    path = download_artifact(tracking_uri, run_id, S.ART_DECLARATION)
+    return json.loads(path.read_text()) if path else None
+
+
+def download_artifact(tracking_uri: str, run_id: str, artifact: str, dst: str | None = None) -> Path | None:
+    import mlflow.artifacts
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=artifact, dst_path=dst or tempfile.mkdtemp(prefix="sweep-"),
+            tracking_uri=tracking_uri))
+    except Exception:  # missing artifact: MlflowException/OSError depending on the store
+        return None
+
+
+def load_sweep(tracking_uri: str, experiment: str | None = None, sweep: str | None = None,
+               parent_run_id: str | None = None) -> SweepData:
+    """Load one sweep: the parent run, one row per trial, and the metric histories.
+
+    Args:
+        tracking_uri: any MLflow tracking URI (sqlite:///..., http://host:5000, file:...).
+        experiment: experiment name; alone it selects the experiment's newest sweep.
+        sweep: sweep name (the parent run's `sweep` tag); the newest one of that name wins.
+        parent_run_id: the parent run id (takes precedence).
+
+    Returns:
+        SweepData with typed params (numbers as numbers, lists as tuples).
+
+    Raises:
+        ConfigError: the experiment or sweep does not exist (names what does).
+    """
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    parent = find_parent(client, experiment, sweep, parent_run_id)
+    exp = client.get_experiment(parent.info.experiment_id)
+    children = _search(client, [parent.info.experiment_id],
+                       S.children_filter(parent.info.run_id))
+    rows, history, params, metrics = [], [], set(), set()
+    for run in children:
+        row = {"run_id": run.info.run_id, "run_name": run.info.run_name,
+               "mlflow_status": run.info.status, "start_time": run.info.start_time}
+        for key, value in run.data.tags.items():
+            if not key.startswith(S.MLFLOW_TAG_PREFIX):
+                row[key] = parse_value(value) if key in TYPED_TAGS else value
+        for key, value in run.data.params.items():
+            row[key] = parse_value(value)
+            params.add(key)
+        for key, value in run.data.metrics.items():
+            row[key] = value
+            metrics.add(key)
+        rows.append(row)
+    wanted = [(r.info.run_id, k) for r in children for k in r.data.metrics if k in S.HISTORY_KEYS]
+    for run_id, key, points in _histories(client, wanted, tracking_uri):
+        history += [(run_id, key, m.step, m.value) for m in points]
+    runs = pd.DataFrame(rows)
+    reason = S.TAG_STATUS_REASON
+    if reason not in runs and len(runs):  # runs logged without the framework's tag
+        runs[reason] = np.where(runs["mlflow_status"] == "FINISHED", S.STATUS_COMPLETED, S.STATUS_FAILED)
+    elif len(runs):  # still running, or killed before the driver tagged it: not a result
+        runs[reason] = runs[reason].fillna(runs["mlflow_status"].str.lower())
+    swept = parent.data.tags.get(S.TAG_SWEPT_KEYS)
+    info = {"run_id": parent.info.run_id, "name": parent.data.tags.get(S.TAG_SWEEP, parent.info.run_name),
+            "experiment": exp.name, "experiment_id": exp.experiment_id, "tracking_uri": tracking_uri,
+            "tags": {k: v for k, v in parent.data.tags.items() if not k.startswith(S.MLFLOW_TAG_PREFIX)},
+            "params": {k: parse_value(v) for k, v in parent.data.params.items()},
+            "declaration": _declaration(tracking_uri, parent.info.run_id)}
+    hist = pd.DataFrame(history, columns=["run_id", "key", "step", "value"])
+    return SweepData(parent=info, runs=runs, history=hist.sort_values(["run_id", "key", "step"],
+                                                                        ignore_index=True),
+                     swept_keys=json.loads(swept) if swept else infer_swept_keys(runs, params),
+                     metrics=sorted(metrics), params=sorted(params))
+
+
+def _histories(client: MlflowClient, wanted: list[tuple[str, str]], tracking_uri: str):
+    """(run_id, key, metric history) for each pair; parallel against a server (latency-bound)."""
+    def one(pair):
+        return pair[0], pair[1], client.get_metric_history(*pair)
+
+    if not tracking_uri.startswith(("http://", "https://")) or len(wanted) < 16:
+        return [one(p) for p in wanted]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(one, wanted))
+
+
+def infer_swept_keys(runs: pd.DataFrame, params: set[str]) -> list[str]:
+    """Params that differ between trials (seed excluded), for sweeps without the tag."""
+    keys = []
+    for key in sorted(params):
+        if key in (S.PARAM_SEED, "model_seed", S.TAG_TRIAL_ID) or key not in runs:
+            continue
+        if runs[key].astype(str).nunique() > 1:
+            keys.append(key)
+    return ([S.PARAM_PAIRING] if S.PARAM_PAIRING in keys else []) + [k for k in keys if k != S.PARAM_PAIRING]
+
+
+def load_artifacts(data: SweepData, kernels: bool = True, confusion: bool = True) -> SweepData:
+    """Fill `data.kernels` and `data.confusion` from the trials' artifacts (missing ones skipped)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file is noise
+    uri = data.parent["tracking_uri"]
+    k_rows, c_rows = [], []
+    with tempfile.TemporaryDirectory(prefix="sweep-artifacts-") as tmp:
+        for i, run_id in enumerate(data.runs["run_id"]):
+            dst = str(Path(tmp) / str(i))
+            if kernels:
+                init = download_artifact(uri, run_id, S.ART_KERNELS_INITIAL, dst)
+                final = download_artifact(uri, run_id, S.ART_KERNELS_FINAL, dst)
+                if init and final:
+                    k_rows.append((run_id, np.load(init), np.load(final)))
+            if confusion:
+                path = download_artifact(uri, run_id, S.ART_CONFUSION, dst)
+                if path:
+                    doc = json.loads(path.read_text())
+                    c_rows.append((run_id, list(doc["labels"]), np.asarray(doc["matrix"], float)))
+    data.kernels = pd.DataFrame(k_rows, columns=["run_id", "initial", "final"])
+    data.confusion = pd.DataFrame(c_rows, columns=["run_id", "labels", "matrix"])
+    return data

@@ -1,0 +1,341 @@
+"""`sweep run EXP --until-decided`: replicates added, wave by wave, only where the answer is still open.
+
+The first wave runs the experiment's seeds in every cell. After each wave completes, the
+declared hypotheses are answered from the results so far (analysis.hypotheses: Welch test per
+cell, Holm over the experiment's hypotheses). Cells that take part in a still-inconclusive
+hypothesis (or, with --target-halfwidth H, whose accuracy interval is wider than H) get the
+next `step` seeds; decided cells get none. This repeats until nothing needs seeds or every such
+cell holds --max-seeds seeds.
+
+Stopping rule (error control under repeated looks): Bonferroni over the maximum number of
+looks K = 1 + ceil((max_seeds - first_wave) / step). Each look tests at alpha / K, so the
+probability that a true null is ever declared "decided" over all looks is at most alpha (a
+union bound; it holds for any dependence between looks, at the price of some power). The
+report uses the same per-look alpha.
+
+Ray Tune-native: `AdaptiveSearcher` (cluster.tuner.adaptive_searcher) is a `ray.tune.search.Searcher`. Tune asks it for trials
+(`suggest`) and tells it results (`on_trial_complete`); the Tuner's num_samples is only a bound
+(every cell at --max-seeds) and the run ends when the searcher says FINISHED, with reused actors, one Ray session and one parent run. Its state
+is saved with the experiment (`save`/`restore`), so `sweep resume` continues without duplicates.
+Each replicate is its own child run, tagged `wave` (0 = the first) by `WaveTagger`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from core import store_schema as SS
+from core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+ALPHA = 0.05
+DEFAULT_MAX_SEEDS = 12
+FINISHED = "FINISHED"  # == ray.tune.search.Searcher.FINISHED (kept importable without Ray)
+
+
+@dataclass(frozen=True)
+class AdaptiveSettings:
+    """--until-decided options, checked before Ray or MLflow start.
+
+    Attributes:
+        first: seeds of the first wave (the experiment's --seeds).
+        max_seeds: most seeds any cell gets (--max-seeds).
+        step: seeds added to an open cell per wave (default: as many as the first wave).
+        target_halfwidth: also add seeds to cells whose accuracy interval half-width exceeds
+            this (a fraction, e.g. 0.05 = 5 points); None = hypotheses only.
+        alpha: family-wise error rate over all looks.
+    """
+
+    first: int
+    max_seeds: int = DEFAULT_MAX_SEEDS
+    step: int | None = None
+    target_halfwidth: float | None = None
+    alpha: float = ALPHA
+
+    def __post_init__(self):
+        if self.first < 1:
+            raise ConfigError(f"--until-decided needs at least one seed in the first wave, got {self.first}")
+        if self.max_seeds < self.first:
+            raise ConfigError(f"--max-seeds {self.max_seeds} is below the first wave's {self.first} seeds; "
+                              f"use --max-seeds >= {self.first} (or fewer --seeds)")
+        if self.step is not None and self.step < 1:
+            raise ConfigError(f"the wave step must be >= 1 seed, got {self.step}")
+        if self.target_halfwidth is not None and not 0 < self.target_halfwidth < 1:
+            raise ConfigError(f"--target-halfwidth is a fraction of accuracy in (0, 1), e.g. 0.05; "
+                              f"got {self.target_halfwidth}")
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"alpha must be in (0, 1), got {self.alpha}")
+
+    @property
+    def wave_step(self) -> int:
+        return self.step or self.first
+
+    @property
+    def max_looks(self) -> int:
+        """Looks at the data: after the first wave and after each added wave, at most."""
+        return 1 + math.ceil((self.max_seeds - self.first) / self.wave_step)
+
+    @property
+    def alpha_per_look(self) -> float:
+        return self.alpha / self.max_looks
+
+    def wave_of(self, seed_index: int) -> int:
+        """Wave of the seed_index-th seed of a cell (0-based): 0 for the first wave."""
+        return 0 if seed_index < self.first else 1 + (seed_index - self.first) // self.wave_step
+
+    @property
+    def rule(self) -> str:
+        return (f"stopping rule: Bonferroni over at most {self.max_looks} looks (alpha {self.alpha:g} / "
+                f"{self.max_looks} = {self.alpha_per_look:.4g} per look), seeds added {self.wave_step} per wave "
+                f"up to {self.max_seeds} per cell")
+
+    def parent_tags(self) -> dict[str, str]:
+        return {SS.TAG_UNTIL_DECIDED: "true", SS.TAG_STOPPING_RULE: self.rule, SS.TAG_MAX_LOOKS: str(self.max_looks),
+                SS.TAG_ALPHA_PER_LOOK: repr(self.alpha_per_look), SS.TAG_MAX_SEEDS: str(self.max_seeds),
+                "wave_step": str(self.wave_step), "first_wave_seeds": str(self.first),
+                SS.TAG_TARGET_HALFWIDTH: "none" if self.target_halfwidth is None else repr(self.target_halfwidth)}
+
+
+@dataclass
+class Look:
+    """One look at the results: after wave `wave`, which hypotheses were decided and what comes next."""
+
+    wave: int
+    decided: list[str]
+    open: list[str]
+    cells_next: int
+    note: str = ""
+
+
+@dataclass
+class Replicates:
+    """The adaptive replicate logic, without Ray: cells, issued trials, results, looks.
+
+    Args:
+        cells: one flat trial config per grid cell (no seed), e.g. Plan.cells().
+        seeds: the first wave's seeds (consecutive; later waves continue the sequence).
+        hypotheses: the experiment's Hypothesis objects.
+        keys: cell keys other than the pairing (the plan's swept keys).
+        settings: AdaptiveSettings.
+        others: experiment name -> runs DataFrame for hypotheses with `other_experiment`.
+    """
+
+    cells: list[dict[str, Any]]
+    seeds: list[int]
+    hypotheses: Sequence
+    keys: list[str]
+    settings: AdaptiveSettings
+    others: dict[str, pd.DataFrame] = field(default_factory=dict)
+    issued: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # trial id -> (cell, seed, wave)
+    results: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # trial id -> metrics (None: failed)
+    queue: list[tuple[int, int, int]] = field(default_factory=list)
+    wave: int = 0
+    finished: bool = False
+    looks: list[Look] = field(default_factory=list)
+
+    def __post_init__(self):
+        if not self.queue and not self.issued:
+            self.queue = [(c, s, 0) for s in self.seeds for c in range(len(self.cells))]
+
+    # -- what Tune calls -------------------------------------------------------------------
+    def next(self, trial_id: str) -> dict[str, Any] | str | None:
+        """A trial config, None (wait for running trials) or FINISHED."""
+        if self.finished:
+            return FINISHED
+        if not self.queue:
+            if self.pending():
+                return None
+            self.look()
+            if self.finished:
+                return FINISHED
+        cell, seed, wave = self.queue.pop(0)
+        self.issued[trial_id] = (cell, seed, wave)
+        return {**self.cells[cell], "seed": seed}
+
+    def complete(self, trial_id: str, result: dict | None, error: bool = False) -> None:
+        if trial_id not in self.issued:
+            return
+        ok = not error and result is not None and SS.METRIC_EPOCHS_COMPLETED in result
+        self.results[trial_id] = {k: v for k, v in result.items() if isinstance(v, (int, float))} if ok else None
+
+    def pending(self) -> int:
+        return sum(1 for t in self.issued if t not in self.results)
+
+    # -- decisions -------------------------------------------------------------------------
+    def frame(self) -> pd.DataFrame:
+        """Completed replicates so far as a runs table (the shape analysis.hypotheses reads)."""
+        rows = []
+        for tid, (cell, seed, wave) in self.issued.items():
+            res = self.results.get(tid, False)
+            if res is False:
+                continue
+            row = {**self.cells[cell], SS.PARAM_SEED: seed, SS.TAG_WAVE: wave, "cell": cell,
+                   SS.TAG_STATUS_REASON: SS.STATUS_COMPLETED if res else SS.STATUS_FAILED, **(res or {})}
+            rows.append({k: (tuple(v) if isinstance(v, list) else v) for k, v in row.items()})
+        return pd.DataFrame(rows)
+
+    def seeds_of(self, cell: int) -> list[int]:
+        return sorted(s for c, s, _ in list(self.issued.values()) + self.queue if c == cell)
+
+    def verdicts(self):
+        from analysis.hypotheses import evaluate_all
+
+        runs = self.frame()
+        if runs.empty:
+            return []
+        return evaluate_all(self.hypotheses, runs, self.keys, self.others, alpha=self.settings.alpha_per_look,
+                            intervals=False)
+
+    def involved(self, result, h) -> set[int]:
+        """Cells (indices) whose runs enter `result` (one hypothesis in one cell)."""
+        sides = [(h.better, getattr(h, "better_fixed", None) or {})]
+        if not getattr(h, "other_experiment", None):
+            sides.append((h.worse, getattr(h, "worse_fixed", None) or {}))
+        out = set()
+        for i, cfg in enumerate(self.cells):
+            for name, fixed in sides:
+                if cfg.get("pairing") != name:
+                    continue
+                want = {**result.cell, **fixed}
+                if all(_same(cfg[k], v) for k, v in want.items() if k in cfg):
+                    out.add(i)
+        return out
+
+    def wide(self, runs: pd.DataFrame) -> set[int]:
+        """Cells whose accuracy interval (the first accuracy a hypothesis uses, else val_acc) is wider
+        than the target half-width, or has no interval yet."""
+        from analysis.stats import bootstrap_interval
+
+        h = self.settings.target_halfwidth
+        if h is None or runs.empty:
+            return set()
+        from analysis.style import is_accuracy
+
+        metric = next((x.metric for x in self.hypotheses if is_accuracy(x.metric)), "val_acc")
+        done = runs[runs[SS.TAG_STATUS_REASON] == SS.STATUS_COMPLETED]
+        out = set()
+        for cell in range(len(self.cells)):
+            values = pd.to_numeric(done.loc[done["cell"] == cell, metric], errors="coerce") if metric in done else []
+            _, low, high = bootstrap_interval(list(values))
+            if low != low or (high - low) / 2 > h:
+                out.add(cell)
+        return out
+
+    def look(self) -> Look:
+        """Answer the hypotheses from every completed replicate; queue the next wave or finish."""
+        verdicts = self.verdicts()
+        by_text = {h.text: h for h in self.hypotheses}
+        decided, still_open, need = [], [], set()
+        for r in verdicts:
+            label = f"{r.text}{r.where}"
+            if r.verdict in ("yes", "no"):
+                decided.append(f"{label}: {r.verdict}")
+            elif r.verdict == "inconclusive":
+                still_open.append(f"{label}: {_open_reason(r)}")
+                need |= self.involved(r, by_text[r.text])
+            else:
+                still_open.append(f"{label}: not tested ({r.note})")
+        need |= self.wide(self.frame())
+        step, cap = self.settings.wave_step, self.settings.max_seeds
+        queued = []
+        for cell in sorted(need):
+            have = self.seeds_of(cell)
+            room = min(step, cap - len(have))
+            top = max(have) if have else self.seeds[0] - 1
+            queued += [(cell, top + 1 + k, self.wave + 1) for k in range(max(room, 0))]
+        capped = sorted(c for c in need if len(self.seeds_of(c)) >= cap)
+        note = f"{len(capped)} open cell(s) at --max-seeds {cap}" if capped else ""
+        look = Look(self.wave, decided, still_open, len({c for c, _, _ in queued}), note)
+        self.looks.append(look)
+        if queued:
+            self.wave += 1
+            self.queue = sorted(queued, key=lambda q: (q[1], q[0]))  # seed-major: every cell advances together
+        else:
+            self.finished = True
+        return look
+
+    # -- persistence (Searcher.save/restore) ----------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Plain JSON data (saved with the Tune state; JSON so a resume never unpickles a file)."""
+        return {"issued": {tid: list(v) for tid, v in self.issued.items()}, "results": dict(self.results),
+                "queue": [list(q) for q in self.queue], "wave": self.wave, "finished": self.finished,
+                "looks": [dataclasses.asdict(x) for x in self.looks]}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.issued = {tid: tuple(v) for tid, v in state["issued"].items()}
+        self.results = dict(state["results"])
+        self.queue = [tuple(q) for q in state["queue"]]
+        self.wave = int(state["wave"])
+        self.finished = bool(state["finished"])
+        self.looks = [Look(**x) for x in state["looks"]]
+
+    def summary(self) -> dict[str, Any]:
+        last = self.looks[-1] if self.looks else None
+        return {"looks_taken": len(self.looks), "waves": self.wave + 1,
+                "decided": last.decided if last else [], "open": last.open if last else [],
+                "note": last.note if last else ""}
+
+
+def _same(a, b) -> bool:
+    a = tuple(a) if isinstance(a, list) else a
+    b = tuple(b) if isinstance(b, list) else b
+    return a == b
+
+
+def _open_reason(r) -> str:
+    p = r.p_adj if r.p_adj == r.p_adj else r.p
+    if p != p:
+        return f"no p-value yet (n={r.better[3]}/{r.worse[3]} seeds)"
+    return f"adjusted p={p:.3g} >= {r.alpha:.3g} at n={r.better[3]}/{r.worse[3]} seeds"
+
+
+# -- hooks used by cluster.flow.run and cluster.tuner --------------------------------------------------
+def settings_from(opts, plan) -> AdaptiveSettings | None:
+    """The adaptive settings of a run, checked against its plan; None without --until-decided."""
+    if not getattr(opts, "until_decided", False):
+        if getattr(opts, "max_seeds", None) is not None or getattr(opts, "target_halfwidth", None) is not None:
+            raise ConfigError("--max-seeds and --target-halfwidth apply to --until-decided only")
+        return None
+    if plan.sampled or plan.num_samples != 1 or getattr(opts, "search", "random") != "random":
+        raise ConfigError("--until-decided adds seeds to grid cells; it cannot be combined with sampled axes, "
+                          "--num-samples or --search")
+    if getattr(opts, "pack", 1) > 1:
+        raise ConfigError("--until-decided cannot be combined with --pack (waves are decided per trial)")
+    if (opts.scheduler or "none") != "none":
+        raise ConfigError("--until-decided needs every replicate to finish; it cannot be combined with a scheduler")
+    settings = AdaptiveSettings(first=len(plan.seeds), max_seeds=opts.max_seeds or DEFAULT_MAX_SEEDS,
+                                target_halfwidth=opts.target_halfwidth)
+    if not plan.experiment.hypotheses and settings.target_halfwidth is None:
+        raise ConfigError(f"experiment {plan.experiment.name!r} declares no hypotheses: --until-decided has "
+                          "nothing to decide; add --target-halfwidth H to add seeds until intervals are narrow")
+    return settings
+
+
+def other_runs(plan, tracking_uri: str) -> dict[str, pd.DataFrame]:
+    """Runs of the experiments named by `other_experiment` (their newest sweep), where stored."""
+    from analysis.load import load_sweep
+
+    out = {}
+    for name in sorted({h.other_experiment for h in plan.experiment.hypotheses if h.other_experiment}):
+        try:
+            out[name] = load_sweep(tracking_uri, experiment=name).runs
+        except ConfigError:
+            log.warning("no sweep of %s in the store: its comparisons cannot drive --until-decided", name)
+    return out
+
+
+def grid_cells(plan) -> list[dict[str, Any]]:
+    """One flat config per grid cell, without the seed (the searcher adds the seeds)."""
+    cells: dict[str, dict[str, Any]] = {}
+    for cfg in plan.cells():
+        cell = {k: v for k, v in cfg.items() if k != "seed"}
+        cells.setdefault(repr(sorted(cell.items(), key=lambda kv: kv[0])), cell)
+    return list(cells.values())
+
+

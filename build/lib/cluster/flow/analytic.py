@@ -1,0 +1,44 @@
+"""`sweep run` for analytic experiments (no trials): compute, print, and log one MLflow run."""
+from __future__ import annotations
+
+import json
+import time
+
+from cluster.infra import tracking
+from core import store_schema as S
+from search_spaces.experiment import Experiment
+
+
+def run_analytic(exp: Experiment, tracking_uri: str, name: str | None = None) -> int:
+    """Compute the MLP parameter explosion (SPEC 4.2) and log it as the sweep's parent run.
+
+    Metric `mlp_params` is logged with step = input dimension, plus a JSON table artifact, so
+    `sweep report` and the MLflow UI show the same numbers the terminal prints.
+    """
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    from analysis.param_explosion import HIDDEN, OUTPUTS, explosion_table
+
+    uri = tracking.check_tracking_uri(tracking_uri)
+    rows = explosion_table()
+    width = max(len(r[0]) for r in rows)
+    print(f"MLP {list(HIDDEN)} -> {OUTPUTS} parameters by input size (computed, no training):")
+    for label, dim, params in rows:
+        print(f"  {label:<{width}}  input {dim:>12,}  params {params:>15,}  ({params / 1e6:,.1f}M)")
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = tracking.get_or_create_experiment(client, exp.name, uri)
+    sweep = name or f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_id = tracking.create_parent_run(client, exp_id, sweep, exp.name,
+                                        {S.TAG_SWEPT_KEYS: json.dumps(["image_size"]), S.TAG_GIT_SHA: tracking.git_sha(),
+                                         S.TAG_SEARCH: "analytic", S.TAG_SMOKE: "false"},
+                                        {"hidden": list(HIDDEN), "outputs": OUTPUTS},
+                                        {"name": exp.name, "description": exp.description, "plots": list(exp.plots),
+                                         "analytic": True})
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric("mlp_params", float(p), now, int(d)) for _, d, p in rows])
+    client.log_text(run_id, json.dumps([{"label": lbl, "input_dim": d, "params": p} for lbl, d, p in rows], indent=2),
+                    "param_explosion.json")
+    client.set_terminated(run_id, "FINISHED")
+    print(f"logged to MLflow run {run_id} (sweep {sweep}); report: sweep report {exp.name}")
+    return 0

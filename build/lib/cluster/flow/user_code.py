@@ -1,0 +1,182 @@
+"""User code in a sweep: `FILE.py:NAME` / `MODULE:NAME` targets, entry-point plugins, what travels
+to the workers and what is recorded with the sweep (core.user_modules does the loading).
+
+- A target names an experiment: a registered name ("edge-data-per-class", or one an installed
+  package offers through the entry-point group `inductive_sweeps`), "my_study.py:NAME" (NAME a
+  module-level variable holding an Experiment, or an Experiment's name) or "acme.studies:NAME".
+- The sweep records every user module it loaded: sweep.json `user_modules`, the parent run's tag
+  `user_modules` (name, sha256, path) and the source as the artifact `sweep/user_modules/<file>`,
+  plus a copy in `<storage>/<sweep>/user_modules/`. `sweep resume` refuses a module whose file
+  changed; `sweep report` says so when the file changed since the sweep ran.
+- With `--address`, the user's files travel to the workers in Ray's runtime environment
+  (`py_modules`); the trials import them by name and check the hash (a local Ray reads the
+  driver's path, with the same check).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from core import registry, user_modules
+from core import store_schema as S
+from core.errors import ConfigError
+from core.user_modules import FILE, ModuleRef
+from search_spaces import EXPERIMENTS, get_experiment, module_experiments
+from search_spaces.experiment import Experiment
+
+ENTRY_POINT_GROUP = "inductive_sweeps"
+TAG_USER_MODULES = S.TAG_USER_MODULES
+ART_USER_MODULES = S.ART_USER_MODULES
+FOLDER = "user_modules"
+_PLUGINS_LOADED: list[bool] = []
+
+
+def load_plugins() -> list[ModuleRef]:
+    """Import every module installed packages declare in the entry-point group `inductive_sweeps`
+    (`[project.entry-points.inductive_sweeps] acme = "acme.studies"`), once per process."""
+    from importlib.metadata import entry_points
+
+    refs = []
+    if _PLUGINS_LOADED:
+        return [r for r in user_modules.loaded_refs() if r.kind != FILE]
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            refs.append(user_modules.load_installed(ep.module)[1])
+        except ConfigError as exc:
+            raise ConfigError(f"entry point {ep.name!r} ({ep.value}) of group {ENTRY_POINT_GROUP}: {exc}") from None
+    _PLUGINS_LOADED.append(True)
+    return refs
+
+
+def experiment_name(target: str | Experiment) -> str:
+    """The registered experiment `target` names, loading its module first when it names one.
+
+    Raises:
+        ConfigError: the module cannot be loaded, or names no such experiment (its experiments
+            are listed); UnknownName for an unknown registered name (close matches suggested).
+    """
+    if isinstance(target, Experiment):
+        if EXPERIMENTS.get(target.name) is not target:
+            from search_spaces import register_experiment
+
+            register_experiment(target)
+        return target.name
+    parsed = user_modules.parse_target(target)
+    if parsed is None:
+        if target not in EXPERIMENTS:
+            load_plugins()
+        return get_experiment(target).name
+    module_name, attr = parsed
+    module, ref = user_modules.load(module_name)
+    found = module_experiments(module)
+    if attr is None:
+        raise ConfigError(f"{target!r} names a module; add :NAME for one of its experiments "
+                          f"({', '.join(found) or 'it defines none'}), or run them all with `sweep study {target}`")
+    exp = found.get(attr) or next((e for e in found.values() if e.name == attr), None)
+    if exp is None:
+        listed = ", ".join(f"{k} ({e.name})" for k, e in found.items()) or "none"
+        raise ConfigError(f"{ref.origin} defines no experiment {attr!r} at module level; its experiments: {listed}")
+    return exp.name
+
+
+def module_study(target: str):
+    """The Study `sweep study FILE.py` runs: a Study the module defines (FILE.py:NAME), or every
+    experiment it holds at module level, in order, as the study named after the module."""
+    from search_spaces.studies import Study, get_study, register_study
+
+    parsed = user_modules.parse_target(target)
+    if parsed is None:
+        from search_spaces.studies import STUDIES
+
+        if target not in STUDIES:
+            load_plugins()
+        return get_study(target)
+    module_name, attr = parsed
+    module, ref = user_modules.load(module_name)
+    if attr is not None:
+        studies = {k: v for k, v in vars(module).items() if isinstance(v, Study)}
+        study = studies.get(attr) or next((s for s in studies.values() if s.name == attr), None)
+        if study is None:
+            raise ConfigError(f"{ref.origin} defines no study {attr!r}; its studies: {', '.join(studies) or 'none'} "
+                              f"(`sweep study {module_name}` runs all its experiments)")
+        return study
+    found = module_experiments(module)
+    if not found:
+        raise ConfigError(f"{ref.origin} defines no experiment at module level")
+    stem = ref.name.rpartition(".")[2]
+    return register_study(Study(stem.replace("_", "-"), f"the experiments of {ref.origin}",
+                                tuple(e.name for e in found.values())), ref.origin)
+
+
+def sweep_refs(experiment: Experiment) -> list[ModuleRef]:
+    """The user modules a sweep of `experiment` needs in its trials: every one loaded here.
+
+    Raises:
+        ConfigError: a pairing, model or dataset of the experiment was registered from the
+            notebook or script itself (`__main__`), which Ray workers cannot import.
+    """
+    from trainables.pairings import get_pairing
+
+    loaded = {r.origin for r in user_modules.loaded_refs()}
+    for name in experiment.pairings:
+        p = get_pairing(name)
+        for kind, key in (("pairing", name), ("model", p.model), ("dataset", p.dataset)):
+            origin = registry.origin_of(kind, key)
+            if origin != registry.BUILTIN and origin not in loaded:
+                raise ConfigError(f"{kind} {key!r} was registered from {origin}, not from a module file: Ray's workers "
+                                  "cannot import it. Put it in a .py file and load that (`api.use('my_models.py')`, "
+                                  "or `sweep run my_models.py:EXPERIMENT`)")
+    return user_modules.loaded_refs()
+
+
+def ship_paths(refs: list[ModuleRef]) -> list[str]:
+    """The files a cluster's workers get in Ray's `py_modules` (installed packages are not shipped)."""
+    return [r.path for r in refs if r.kind == FILE and r.path]
+
+
+def worker_refs(meta: dict) -> tuple[ModuleRef, ...]:
+    """The refs a trial gets: on a cluster without the driver's path (imported by name from what Ray shipped)."""
+    refs = [ModuleRef.from_dict(d) for d in meta.get(TAG_USER_MODULES) or ()]
+    remote = bool(meta.get("options", {}).get("address"))
+    return tuple(r.for_cluster() if remote else r for r in refs)
+
+
+def record(client, parent_run_id: str, refs: list[ModuleRef], folder: Path | None) -> None:
+    """Tag, artifact and sweep-folder copy of each user module's source (the bytes that ran)."""
+    if not refs:
+        return
+    client.set_tag(parent_run_id, TAG_USER_MODULES, json.dumps([r.to_dict() for r in refs]))
+    for ref in refs:
+        source = _source(ref)
+        if source is None:
+            continue
+        client.log_text(parent_run_id, source, f"{ART_USER_MODULES}/{Path(ref.path).name}")
+        if folder is not None:
+            (folder / FOLDER).mkdir(exist_ok=True)
+            (folder / FOLDER / Path(ref.path).name).write_text(source)
+
+
+def _source(ref: ModuleRef) -> str | None:
+    try:
+        data = Path(ref.path).read_bytes()
+    except OSError:
+        return None
+    if user_modules.sha256_bytes(data) != ref.sha256:
+        raise user_modules.changed_error(ref, user_modules.sha256_bytes(data))
+    return data.decode("utf-8", errors="replace")
+
+
+def reload_recorded(meta: dict) -> list[ModuleRef]:
+    """Before `sweep resume` starts Ray: load each recorded module again, refusing one whose
+    source changed (the resumed trials would run other code than the record says)."""
+    refs = [ModuleRef.from_dict(d) for d in meta.get(TAG_USER_MODULES) or ()]
+    for ref in refs:
+        if ref.kind == FILE:
+            if not Path(ref.path).is_file():
+                raise ConfigError(f"sweep {meta.get('name')}: its user module {ref.path} is gone; put it back "
+                                  f"(the recorded source is in {FOLDER}/ of the sweep folder and in the parent "
+                                  f"run's artifacts {ART_USER_MODULES}/)")
+            user_modules.load_file(ref.path, expect_sha=ref.sha256)
+        else:
+            user_modules.load_installed(ref.name, expect_sha=ref.sha256)
+    return refs

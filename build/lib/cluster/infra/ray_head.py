@@ -1,0 +1,234 @@
+"""A local Ray head that outlives one sweep: `sweep up`, `sweep down`, and the state `sweep run` reads.
+
+`sweep up` starts a small keeper process (`python -m cluster.infra.ray_head serve ...`) that runs
+`ray.init()` on this machine (loopback only, capped CPUs, no dashboard) and then sleeps; the
+Ray cluster lives as long as the keeper. Its address is written to a state file scoped to the
+project: `$SWEEP_HOME/ray-head.json`, else `./.sweep/ray-head.json` in the working directory.
+`sweep run` without `--address` connects to that head when the state file names a live one
+(about 0.2 s instead of a Ray start and stop per sweep), and starts its own Ray as before
+otherwise. It never looks for other clusters (no `address="auto"`, no /tmp/ray/ray_current_cluster):
+other processes on the machine may run Ray clusters of their own.
+
+`sweep down` stops the keeper (SIGTERM: `ray.shutdown()` stops the raylet and GCS) and removes
+the state file. A state file whose keeper is gone (machine rebooted, keeper killed) is stale: it
+is removed with a note and the sweep starts its own Ray.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import ConfigError
+
+STATE_NAME = "ray-head.json"
+LOG_NAME = "ray-head.log"
+START_TIMEOUT_S = 180.0
+STOP_TIMEOUT_S = 60.0
+# Environment of the keeper and of every driver that joins it: Ray uses 127.0.0.1 as the node
+# address (so its servers listen on loopback only) and token authentication with the user's token.
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+KEEPER_ENV = {**LOOPBACK_ENV, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+@dataclass(frozen=True)
+class HeadState:
+    """What `sweep up` records: the GCS address, the keeper's pid and how the head was started."""
+
+    address: str
+    pid: int
+    num_cpus: int
+    temp_dir: str
+    project: str
+    started: float
+    env_digest: str = ""  # cluster.infra.ray_setup.credential_digest() of the environment its workers inherit
+
+    def describe(self) -> str:
+        return f"Ray head at {self.address} ({self.num_cpus} CPUs, keeper pid {self.pid})"
+
+
+def state_dir() -> Path:
+    """$SWEEP_HOME, else ./.sweep in the working directory (never a machine-wide location)."""
+    home = os.environ.get("SWEEP_HOME")
+    return Path(home).expanduser().resolve() if home else Path.cwd().resolve() / ".sweep"
+
+
+def state_file() -> Path:
+    return state_dir() / STATE_NAME
+
+
+def ray_temp_dir(directory: Path) -> str:
+    """Ray's session folder for this project's head: short (Unix socket paths are limited to ~107
+    characters) and its own, so `ray.init()` elsewhere never finds this head."""
+    digest = hashlib.sha1(str(directory).encode()).hexdigest()[:10]
+    return f"/tmp/sweep-ray-{digest}"
+
+
+def read_state(path: Path | None = None) -> HeadState | None:
+    """The recorded head, or None when there is no (readable) state file."""
+    path = path or state_file()
+    try:
+        data = json.loads(path.read_text())
+        return HeadState(**{f.name: data[f.name] for f in dataclasses.fields(HeadState) if f.name in data})
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return HeadState(address="", pid=0, num_cpus=0, temp_dir="", project="", started=0.0)  # unreadable: stale
+
+
+def _pid_is_keeper(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # someone else's process reusing the pid
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return True  # no /proc (macOS): the pid exists, trust it
+    return b"cluster.infra.ray_head" in cmdline
+
+
+def _port_open(address: str, timeout: float = 1.0) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def is_alive(state: HeadState) -> bool:
+    """The keeper process runs and the GCS answers on its port."""
+    return bool(state.address) and _pid_is_keeper(state.pid) and _port_open(state.address)
+
+
+def live_head(note=print, env_digest: str | None = None) -> HeadState | None:
+    """The head recorded in the state file if it is alive; a stale state file is removed, with a note.
+
+    With `env_digest`, a head whose workers inherited other credentials / data root is not used
+    (noted): they would not reach its workers without a runtime env, which would log them.
+    """
+    path = state_file()
+    state = read_state(path)
+    if state is None:
+        return None
+    if is_alive(state):
+        if env_digest is not None and state.env_digest != env_digest:
+            note("note: the Ray head of `sweep up` was started with other MLflow credentials or data root "
+                 "($MLFLOW_TRACKING_*, $SWEEP_DATA_ROOT); starting Ray for this sweep. `sweep down` and "
+                 "`sweep up` again in this environment to reuse a head.")
+            return None
+        return state
+    note(f"note: ignoring a stale Ray head state file {path} (its keeper is gone); starting Ray for this "
+         "sweep. `sweep up` starts a head that later sweeps reuse.")
+    path.unlink(missing_ok=True)
+    return None
+
+
+def up(num_cpus: int | None = None, note=print) -> HeadState:
+    """Start the project's Ray head, or return the live one. Raises ConfigError if it cannot start."""
+    existing = live_head(note=note)
+    if existing is not None:
+        if num_cpus is not None and num_cpus != existing.num_cpus:
+            raise ConfigError(f"a {existing.describe()} is already up; `sweep down` first to change --num-cpus")
+        return existing
+    cpus = num_cpus or os.cpu_count() or 1
+    if cpus < 1:
+        raise ConfigError(f"--num-cpus must be >= 1, got {cpus}")
+    directory = state_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / STATE_NAME
+    log = open(directory / LOG_NAME, "ab")
+    cmd = [sys.executable, "-m", "cluster.infra.ray_head", "serve", "--state-file", str(path), "--num-cpus", str(cpus),
+           "--temp-dir", ray_temp_dir(directory)]
+    env = {**os.environ, **KEEPER_ENV}
+    project = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (project, os.environ.get("PYTHONPATH", "")) if p)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                            start_new_session=True, cwd=Path.cwd())
+    log.close()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        state = read_state(path)
+        if state is not None and state.pid == proc.pid and is_alive(state):
+            return state
+        if proc.poll() is not None:
+            raise ConfigError(f"the Ray head did not start (exit {proc.returncode}); see {directory / LOG_NAME}")
+        time.sleep(0.2)
+    proc.terminate()
+    raise ConfigError(f"the Ray head did not start within {START_TIMEOUT_S:.0f} s; see {directory / LOG_NAME}")
+
+
+def down(note=print) -> bool:
+    """Stop the project's head; True if one was running. The state file is removed either way."""
+    path = state_file()
+    state = read_state(path)
+    if state is None:
+        return False
+    running = _pid_is_keeper(state.pid)
+    if running:
+        os.kill(state.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while time.monotonic() < deadline and _pid_is_keeper(state.pid):
+            time.sleep(0.2)
+        if _pid_is_keeper(state.pid):
+            note(f"note: the keeper (pid {state.pid}) did not stop within {STOP_TIMEOUT_S:.0f} s; killing it")
+            os.kill(state.pid, signal.SIGKILL)
+    path.unlink(missing_ok=True)
+    return running
+
+
+def serve(state_path: Path, num_cpus: int, temp_dir: str) -> None:
+    """The keeper: start Ray here, record it, sleep until SIGTERM (or the state file is removed)."""
+    os.environ.update(KEEPER_ENV)
+    import ray
+
+    from cluster.infra.ray_setup import credential_digest
+
+    ctx = ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1", _temp_dir=temp_dir,
+                   logging_level="WARNING")
+    state = HeadState(address=ctx.address_info["gcs_address"], pid=os.getpid(), num_cpus=num_cpus,
+                      temp_dir=temp_dir, project=str(Path.cwd()), started=time.time(),
+                      env_digest=credential_digest())
+    tmp = state_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(dataclasses.asdict(state), indent=2))
+    tmp.replace(state_path)
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
+    while not stop["now"]:
+        current = read_state(state_path)
+        if current is None or current.pid != os.getpid():  # state removed or replaced: nobody can find us
+            break
+        time.sleep(1.0)
+    ray.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m cluster.infra.ray_head")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="(internal) the keeper process that `sweep up` starts")
+    s.add_argument("--state-file", required=True)
+    s.add_argument("--num-cpus", type=int, required=True)
+    s.add_argument("--temp-dir", required=True)
+    args = p.parse_args(argv)
+    serve(Path(args.state_file), args.num_cpus, args.temp_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,372 @@
+"""The driver's last word on values that type-check but make no sense, before Ray or MLflow start.
+
+`cluster.planning.plan.validate` resolves every cell with the trial's own config classes (types and the
+rules each class knows). This module adds the checks that need the whole sweep in view or
+knowledge of the machine, each raising ConfigError (exit 2) with the value and what is allowed:
+
+- every number is finite (`--set lr=1e999` parses as inf; `nan`), in every fixed value, grid
+  value, per-pairing value and sampled-domain bound, nested lists included;
+- sanity bounds a config class does not state (lr <= 10, epochs <= 100,000, seeds in
+  [0, 2**32), every integer fits 64 bits);
+- resource flags are finite numbers (`--gpus-per-trial nan` would hang Ray's scheduler);
+- the device a trial asks for exists (`device=cuda` on a machine without CUDA, or with
+  `--gpus-per-trial 0`, or on a cluster whose Ray sees no GPU);
+- the data one trial builds fits in memory (`MEMORY_ESTIMATES`, against half of this machine's
+  physical memory), so `data_per_class=1000000` is a message, not a MemoryError;
+- sweep size: more than MAX_TRIALS trials needs `--yes`;
+- no fake replicates or silent precedence: duplicated grid or choice values, the same key in
+  two of --set/--grid/--sample/--data-root, and keys the driver sets itself (`threads`).
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from search_spaces.domains import SAMPLED, Choice
+from core.errors import ConfigError
+
+MAX_TRIALS = 10_000  # larger sweeps need --yes (README "Limits")
+MEMORY_FRACTION = 0.5  # one trial's data may use at most this share of the machine's physical memory
+MEMORY_ENV = "SWEEP_MAX_TRIAL_MEMORY_GB"  # overrides the limit (e.g. for a driver smaller than the nodes)
+INT64 = 2 ** 63
+SEED_KEYS = ("seed", "model_seed", "data_seed", "valid_seed", "permutation_seed", "loc_seed", "split_seed",
+             "augment_seed")
+# Upper bounds for values no config class bounds from above (lower bounds are the classes' own).
+SANITY_RANGES: dict[str, float] = {
+    "lr": 10.0,
+    "epochs": 100_000,
+    "weight_decay": 1.0,
+    "batch_size": 10_000_000,
+    "eval_batch_size": 10_000_000,
+    "t_max": 100_000,
+    "spatial_resolution": 4096,
+    "resize": 4096,
+}
+# Keys the driver sets for every trial; a --set of them would be silently overwritten.
+DRIVER_KEYS = {"threads": "use --cpus-per-trial (each trial uses as many threads as CPUs it holds)"}
+
+
+# ---- options (resource flags, sizes) ----------------------------------------------------------
+
+def check_options(opts) -> None:
+    """Resource flags are finite numbers, --address is usable; raises ConfigError. Runs first in
+    RunOptions.__post_init__."""
+    from cluster.infra.ray_setup import check_address
+
+    if opts.address:
+        check_address(opts.address)
+    for flag, value in (("--cpus-per-trial", opts.cpus_per_trial), ("--gpus-per-trial", opts.gpus_per_trial)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{flag} must be a finite number, got {value!r}")
+    for flag, value in (("--seeds", opts.seeds), ("--num-samples", opts.num_samples),
+                        ("--max-concurrent", opts.max_concurrent), ("--grace-period", opts.grace_period),
+                        ("--reduction-factor", opts.reduction_factor)):
+        if value is not None and abs(value) >= INT64:
+            raise ConfigError(f"{flag} {value} is out of range")
+
+
+# ---- contradictions and duplicates on the command line ---------------------------------------
+
+def check_overrides(sets: dict[str, Any], grids: dict[str, list], samples: dict[str, Any],
+                    data_root: str | None) -> None:
+    """Each key is given once, grid values are distinct, driver-owned keys are not set.
+
+    (A key repeated within --set or --grid is refused while parsing: cluster.planning.values.)
+    """
+    sources = {"--set": set(sets), "--grid": set(grids), "--sample": set(samples)}
+    if data_root is not None:
+        sources["--data-root"] = {"data_root"}
+    names = list(sources)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            both = sorted(sources[a] & sources[b])
+            if both:
+                raise ConfigError(f"{both[0]!r} is given by both {a} and {b}; give it once "
+                                  "(a fixed value or a swept one, not both)")
+    for key, hint in DRIVER_KEYS.items():
+        if key in sets or key in grids or key in samples:
+            raise ConfigError(f"{key!r} is set by the driver for every trial; {hint}")
+    for key, values in grids.items():
+        check_distinct(f"--grid {key}", values)
+    for key, domain in samples.items():
+        if isinstance(domain, Choice):
+            check_distinct(f"--sample {key}", list(domain.values))
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_canonical(v) for v in value)
+    if isinstance(value, bool) or value is None:
+        return (type(value).__name__, value)
+    return value
+
+
+def check_distinct(what: str, values: list) -> None:
+    """Refuse repeated values: a repeated grid value is a fake replicate (n doubles, the CI shrinks)."""
+    seen: dict[Any, Any] = {}
+    for v in values:
+        c = _canonical(v)
+        try:
+            hash(c)
+        except TypeError:
+            c = repr(c)
+        if c in seen:
+            raise ConfigError(f"{what} repeats the value {v!r} (as {seen[c]!r}); repeated values would be "
+                              "reported as extra replicates. Use --seeds for replicates")
+        seen[c] = v
+
+
+# ---- the plan: numbers, ranges, size, device, memory -------------------------------------------
+
+def _numbers(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)):
+        yield path, value
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _numbers(v, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _numbers(v, f"{path}.{k}")
+    elif isinstance(value, SAMPLED):
+        parts = value.values if isinstance(value, Choice) else (value.low, value.high)
+        for i, v in enumerate(parts):
+            yield from _numbers(v, f"{path}<{i}>")
+
+
+def plan_values(plan) -> Iterator[tuple[str, Any]]:
+    """(key, value) for every value a trial of the plan can get: fixed, each grid value, each
+    per-pairing value, each sampled domain (as the domain)."""
+    for k, v in plan.fixed.items():
+        yield k, v
+    for k, v in plan.axes.items():
+        if isinstance(v, list):
+            for x in v:
+                yield k, x
+        else:
+            yield k, v
+    for vals in plan.per_pairing.values():
+        yield from vals.items()
+
+
+def check_numbers(plan) -> None:
+    """Every number finite, every int 64-bit, seeds and SANITY_RANGES respected."""
+    for key, value in plan_values(plan):
+        for path, x in _numbers(value, key):
+            if isinstance(x, float) and not math.isfinite(x):
+                raise ConfigError(f"{path}={x!r} is not a finite number (1e999 overflows to inf); "
+                                  "give a finite value")
+            if isinstance(x, int) and abs(x) >= INT64:
+                raise ConfigError(f"{path}={x} does not fit a 64-bit integer")
+        if isinstance(value, SAMPLED):
+            bounds = list(value.values) if isinstance(value, Choice) else [value.low, value.high]
+        else:
+            bounds = [value]
+        for x in bounds:
+            _check_range(key, x)
+
+
+def _check_range(key: str, x: Any) -> None:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return
+    if key in SEED_KEYS and not 0 <= x < 2 ** 32:
+        raise ConfigError(f"{key}={x} is not allowed; seeds must be in [0, 2**32)")
+    if key in SANITY_RANGES:  # upper bounds only: each config class states (and words) its lower bound
+        hi = SANITY_RANGES[key]
+        if x > hi:
+            raise ConfigError(f"{key}={x!r} is above {hi:g}, the largest value that makes sense here")
+
+
+PATH_KEYS = ("data_root", "weights", "feature_cache_dir")
+
+
+def check_paths(plan) -> None:
+    """Path settings can be looked at: no symlink loop, no NUL byte, data_root not a file."""
+    import errno
+
+    for key, value in plan_values(plan):
+        if key not in PATH_KEYS or not isinstance(value, str) or "://" in value:
+            continue
+        try:
+            os.stat(value)
+            Path(value).resolve()
+        except FileNotFoundError:
+            continue  # the dataset's own preflight says what is missing and how to get it
+        except ValueError as exc:  # embedded NUL byte
+            raise ConfigError(f"{key}={value!r} is not a usable path ({exc})") from None
+        except RuntimeError as exc:  # pathlib's symlink-loop error
+            raise ConfigError(f"{key}={value!r} is a symbolic link loop ({exc})") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ConfigError(f"{key}={value!r} is a symbolic link loop") from None
+            if exc.errno in (errno.ENOTDIR, errno.ENAMETOOLONG, errno.EACCES):
+                raise ConfigError(f"{key}={value!r} cannot be used: {exc.strerror}") from None
+            raise ConfigError(f"{key}={value!r} cannot be read: {exc.strerror}") from None
+        if key == "data_root" and not os.path.isdir(value):
+            raise ConfigError(f"data_root={value!r} is a file, not a folder")
+
+
+def check_sweep_size(n_trials: int, allow_large: bool) -> None:
+    if n_trials > MAX_TRIALS and not allow_large:
+        raise ConfigError(f"this sweep has {n_trials:,} trials, more than the limit of {MAX_TRIALS:,}; "
+                          "check --seeds/--grid/--num-samples, or pass --yes to run it anyway")
+
+
+def plan_devices(plan) -> set[str]:
+    """Every device value a trial of the plan can ask for (fixed, swept, per pairing, pairing default)."""
+    from trainables.pairings import get_pairing
+
+    devices = {v for k, v in plan_values(plan) if k == "device" and isinstance(v, str)}
+    for k, v in plan.axes.items():
+        if k == "device" and isinstance(v, Choice):
+            devices |= {x for x in v.values if isinstance(x, str)}
+    if "device" not in plan.fixed and "device" not in plan.axes:
+        devices |= {get_pairing(p).defaults.get("device", "auto") for p in plan.axes.get("pairing", [])}
+    return devices
+
+
+def cuda_setting(plan) -> str | None:
+    """The setting that makes a trial need a GPU ("device='cuda'" or "cuda_graphs=true"), or None."""
+    if "cuda" in plan_devices(plan):
+        return "device='cuda'"
+    if any(k == "cuda_graphs" and v is True for k, v in plan_values(plan)):
+        return "cuda_graphs=true"
+    return None
+
+
+def check_device_local(plan, gpus_per_trial: float | None, local: bool) -> None:
+    """device=cuda or cuda_graphs=true needs a GPU for the trial: on this machine when local; never
+    with --gpus-per-trial 0."""
+    setting = cuda_setting(plan)
+    if setting is None:
+        return
+    if gpus_per_trial is not None and gpus_per_trial == 0:
+        raise ConfigError(f"{setting} with --gpus-per-trial 0: the trial would see no GPU; "
+                          "give --gpus-per-trial > 0 or device=auto/cpu")
+    if local:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{setting} but this machine has no CUDA device; use device=auto or cpu "
+                              "(and cuda_graphs=false), or --address a Ray cluster with GPUs")
+
+
+def check_device_cluster(plan, cluster_gpus: float) -> None:
+    """After joining a cluster: device=cuda or cuda_graphs=true needs Ray to see at least one GPU."""
+    setting = cuda_setting(plan)
+    if setting is not None and cluster_gpus <= 0:
+        raise ConfigError(f"{setting} but the Ray cluster has no GPUs; use device=auto or cpu")
+
+
+# ---- memory ------------------------------------------------------------------------------------
+
+def _edges_bytes(d) -> int:
+    n = (d.data_per_class + d.valid_per_class) * len(d.class_type)
+    return n * d.spatial_resolution ** 2 * 4 * 8  # float32; generation peaks at ~8x the tensors (measured)
+
+
+def _localization_bytes(d) -> int:
+    return d.n_samples * 64 * 64 * 4 * 4
+
+
+def _cifar_bytes(d) -> int:
+    return 60_000 * 3 * 32 * 32 * 3  # uint8 files of fixed size: decoded, cached, split
+
+
+def _mnist_bytes(d) -> int:
+    return 70_000 * 28 * 28 * 3
+
+
+# dataset -> bytes one trial's data needs at its peak (None: bounded by files on disk, not by config).
+MEMORY_ESTIMATES: dict[str, Callable[[Any], int] | None] = {
+    "edges": _edges_bytes,
+    "localization": _localization_bytes,
+    "cifar10": _cifar_bytes,
+    "mnist": _mnist_bytes,
+    "cifar10_features": None,  # features of the fixed CIFAR-10 set, computed in batches
+}
+
+
+def physical_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def memory_limit() -> int:
+    """Bytes one trial's data may take: $SWEEP_MAX_TRIAL_MEMORY_GB, else half the physical memory."""
+    text = os.environ.get(MEMORY_ENV)
+    if text:
+        try:
+            gb = float(text)
+        except ValueError:
+            gb = float("nan")
+        if not math.isfinite(gb) or gb <= 0:
+            raise ConfigError(f"${MEMORY_ENV}={text!r} must be a positive number of GB")
+        return int(gb * 1e9)
+    return int(physical_memory() * MEMORY_FRACTION)
+
+
+def check_memory(plan) -> None:
+    """The largest trial's data estimate (MEMORY_ESTIMATES) must fit memory_limit()."""
+    from trainables.data import get_dataset
+    from trainables.pairings import get_pairing
+
+    limit = memory_limit()
+    seen: set[str] = set()
+    for cfg in _extreme_cells(plan):
+        pairing = get_pairing(cfg["pairing"])
+        estimate = MEMORY_ESTIMATES.get(pairing.dataset)
+        if estimate is None:
+            continue
+        full = {**pairing.defaults, **{k: v for k, v in cfg.items() if v is not None}}
+        data = get_dataset(pairing.dataset).config.from_config(full)
+        key = repr(data)
+        if key in seen:
+            continue
+        seen.add(key)
+        need = estimate(data)
+        if need > limit:
+            raise ConfigError(
+                f"one {pairing.dataset} trial would need about {need / 1e9:.1f} GB of memory for its data "
+                f"({_describe(data, full)}), more than the limit of {limit / 1e9:.1f} GB "
+                f"(half of this machine's memory; ${MEMORY_ENV} sets another); use smaller sizes")
+
+
+def _describe(data, full: dict) -> str:
+    keys = [k for k in ("data_per_class", "valid_per_class", "n_samples", "spatial_resolution")
+            if hasattr(data, k)]
+    return ", ".join(f"{k}={getattr(data, k)}" for k in keys) or "its defaults"
+
+
+def _extreme_cells(plan) -> Iterator[dict[str, Any]]:
+    """Per pairing, the cell with every numeric grid axis and sampled domain at its largest value."""
+    grid = plan.grid_axes
+    for pairing in grid.get("pairing", []):
+        cfg = {**plan.fixed, "pairing": pairing}
+        for k, v in grid.items():
+            if k == "pairing":
+                continue
+            nums = [x for x in v if isinstance(x, (int, float)) and not isinstance(x, bool)]
+            cfg[k] = max(nums) if nums and len(nums) == len(v) else v[0]
+        for k, v in {**plan.axes, **plan.per_pairing.get(pairing, {})}.items():
+            if isinstance(v, SAMPLED):
+                cfg[k] = max(v.values, key=repr) if isinstance(v, Choice) else v.high
+            elif not isinstance(v, list):
+                cfg[k] = v
+        yield cfg
+
+
+# ---- entry points ------------------------------------------------------------------------------
+
+def check_plan(plan, opts) -> None:
+    """The cheap whole-plan checks (numbers, size, device), run by make_plan before it resolves every
+    cell; `check_memory` runs after (it builds each distinct data config)."""
+    check_numbers(plan)
+    check_paths(plan)
+    check_sweep_size(plan.n_trials(), getattr(opts, "allow_large", False))
+    check_device_local(plan, opts.gpus_per_trial, opts.address is None)

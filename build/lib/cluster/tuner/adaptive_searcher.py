@@ -1,0 +1,138 @@
+"""The Tune side of `sweep run --until-decided`: a Searcher over cluster.flow.adaptive.Replicates,
+the callback that tags each replicate's wave, and the Tuner that runs them."""
+from __future__ import annotations
+
+import json
+import logging
+
+from cluster.flow.adaptive import AdaptiveSettings, Replicates, grid_cells, other_runs, settings_from
+from core import store_schema as SS
+
+log = logging.getLogger(__name__)
+
+
+def _searcher_base():
+    from ray.tune.search import Searcher
+
+    return Searcher
+
+class AdaptiveSearcher(_searcher_base()):
+    """A Tune Searcher over `Replicates`; logs each look to the parent run (tags and looks.json)."""
+
+    def __init__(self, replicates: Replicates, tracking_uri: str | None = None, parent_run_id: str | None = None,
+                 quiet: bool = False):
+        super().__init__(metric=None, mode=None)
+        self.rep, self.uri, self.parent, self.quiet = replicates, tracking_uri, parent_run_id, quiet
+        self._logged = len(replicates.looks)
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # the space is the plan's cells, fixed at construction
+
+    def suggest(self, trial_id: str):
+        out = self.rep.next(trial_id)
+        self._report_looks()
+        return out
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self.rep.complete(trial_id, result, error)
+
+    def _report_looks(self) -> None:
+        while self._logged < len(self.rep.looks):
+            look = self.rep.looks[self._logged]
+            self._logged += 1
+            if not self.quiet:
+                nxt = (f"wave {look.wave + 1}: more seeds for {look.cells_next} cell(s)" if look.cells_next
+                       else "stopping")
+                print(f"look {look.wave + 1}/{self.rep.settings.max_looks}: {len(look.decided)} decided, "
+                      f"{len(look.open)} open; {nxt}" + (f" ({look.note})" if look.note else ""), flush=True)
+            self._log_parent()
+
+    def _log_parent(self) -> None:
+        if not (self.uri and self.parent):
+            return
+        try:
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(tracking_uri=self.uri)
+            s = self.rep.summary()
+            client.set_tag(self.parent, SS.TAG_LOOKS_TAKEN, str(s["looks_taken"]))
+            outcome = "every hypothesis decided" if not s["open"] else (
+                "open: " + "; ".join(s["open"]))
+            if self.rep.finished:
+                client.set_tag(self.parent, SS.TAG_ADAPTIVE_OUTCOME, outcome[:5000])
+            client.log_text(self.parent, json.dumps([vars(x) for x in self.rep.looks], indent=2), SS.ART_LOOKS)
+        except Exception as exc:  # bookkeeping must never take the sweep down
+            log.warning("could not log the adaptive look to the parent run: %s", exc)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "w") as f:
+            json.dump(self.rep.state(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path) as f:
+            self.rep.load_state(json.load(f))
+        self._logged = len(self.rep.looks)
+
+    def get_state(self) -> dict:
+        return self.rep.state()
+
+    def set_state(self, state: dict) -> None:
+        self.rep.load_state(state)
+
+def _callback_base():
+    from ray import tune
+
+    return tune.Callback
+
+class WaveTagger(_callback_base()):
+    """Tags each replicate's MLflow child run with its `wave` (derived from its seed's position)."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, seeds: list[int],
+                 settings: AdaptiveSettings):
+        self.uri, self.experiment_id, self.parent = tracking_uri, experiment_id, parent_run_id
+        self.first_seed, self.settings = seeds[0], settings
+
+    def _tag(self, trial) -> None:
+        from cluster.tuner.callbacks import _run_id
+
+        try:
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(tracking_uri=self.uri)
+            rid = _run_id(client, trial, self.experiment_id, self.parent)
+            seed = trial.config.get("seed")
+            if rid and isinstance(seed, int):
+                client.set_tag(rid, SS.TAG_WAVE, str(self.settings.wave_of(seed - self.first_seed)))
+        except Exception as exc:
+            log.warning("could not tag the wave of trial %s: %s", trial.trial_id, exc)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._tag(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._tag(trial)
+
+def make_tuner(plan, opts, meta: dict, resources: dict, trainable, run_config):
+    """The Tuner of an adaptive sweep: AdaptiveSearcher, num_samples = the most trials possible, reused actors."""
+    from ray import tune
+
+    settings = settings_from(opts, plan)
+    keys = [k for k in plan.swept_keys if k != "pairing"]
+    rep = Replicates(grid_cells(plan), plan.seeds, plan.experiment.hypotheses, keys, settings,
+                     other_runs(plan, meta["tracking_uri"]))
+    searcher = AdaptiveSearcher(rep, meta["tracking_uri"], meta["parent_run_id"], opts.quiet)
+    import ray
+
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(resources.get("cpu", 1), 1)))
+    for cb in run_config.callbacks or []:
+        if hasattr(cb, "total"):  # ProgressDisplay: count against the most trials the sweep may run
+            cb.total = len(rep.cells) * settings.max_seeds
+    run_config.callbacks = list(run_config.callbacks or []) + [
+        WaveTagger(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"], plan.seeds, settings)]
+    # num_samples is the bound the searcher can never exceed (every cell at --max-seeds); it
+    # stops earlier by returning FINISHED.
+    tune_config = tune.TuneConfig(num_samples=len(rep.cells) * settings.max_seeds, search_alg=searcher, reuse_actors=True,
+                                  max_concurrent_trials=opts.max_concurrent or slots)
+    if not opts.quiet:
+        print(f"until decided: {settings.rule}", flush=True)
+    return tune.Tuner(trainable, param_space={}, tune_config=tune_config, run_config=run_config)

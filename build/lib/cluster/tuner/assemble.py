@@ -1,0 +1,80 @@
+"""The Tuner of a sweep: trainable with its resources, run config with callbacks, search and space."""
+from __future__ import annotations
+
+from cluster.flow.options import RunOptions
+from cluster.planning.plan import Plan
+from trainables.tracking import TrackingInfo
+
+
+def progress_metric(plan: Plan) -> tuple[str, str]:
+    """The metric the progress display ranks by: the search's, else validation accuracy."""
+    search = plan.experiment.search
+    if search is not None and getattr(search, "metric", None):
+        return search.metric, search.mode
+    return "val_acc", "max"
+
+def trainable(meta: dict, resources: dict):
+    from ray import tune
+
+    from trainables.packed_trainable import train_pack
+    from trainables.trainable import train
+
+    if meta["options"].get("pack", 1) > 1:
+        train = train_pack
+    info = TrackingInfo(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"], meta["name"],
+                        meta["experiment"], meta["git_sha"], tuple(meta["swept_keys"]))
+    from cluster.flow.user_code import worker_refs
+
+    modules = worker_refs(meta)  # the trial loads them (hash-checked) before it builds anything
+    return tune.with_resources(tune.with_parameters(train, tracking=info, modules=modules), resources)
+
+def run_config(opts: RunOptions, meta: dict):
+    from ray import tune
+
+    from cluster.tuner.callbacks import MlflowTrialFinalizer, ProgressDisplay
+
+    callbacks = [MlflowTrialFinalizer(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"])]
+    progress = getattr(opts, "progress", "console")
+    if progress == "notebook" or (not opts.quiet and progress != "none"):
+        metric, mode = meta.get("metric") or ("val_acc", "max")
+        stream = None
+        if progress == "notebook":  # one line redrawn in the cell's output (cluster.infra.notebook)
+            from cluster.infra.notebook import DisplayStream
+
+            stream = DisplayStream()
+        callbacks.append(ProgressDisplay(int(meta.get("n_trials", 0)), meta["swept_keys"], metric=metric, mode=mode,
+                                         stream=stream, tty=True if stream is not None else None))
+    return tune.RunConfig(
+        name=meta["name"], storage_path=meta["storage_path"],
+        failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+        # Every checkpoint is kept (about 5 per trial: one per 4th report, plus the last epoch).
+        # With num_to_keep=K, Tune deletes a trial's oldest checkpoint in the same step in which it
+        # asks for a forced experiment snapshot; a driver killed in between leaves a snapshot that
+        # names a deleted checkpoint, and `sweep resume` then fails that trial ("does not exist on
+        # storage anymore"; seen in tests/test_faults.py's SIGKILL test). Keeping all costs < 2x
+        # the disk of K=3 at the default intervals.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+        callbacks=callbacks, verbose=0)
+
+def make_tuner(plan: Plan, opts: RunOptions, meta: dict, resources: dict):
+    from ray import tune
+
+    from cluster.tuner.search import make_search, tune_space
+
+    if opts.until_decided:
+        from cluster.tuner.adaptive_searcher import make_tuner as adaptive_tuner
+
+        return adaptive_tuner(plan, opts, meta, resources, trainable(meta, resources), run_config(opts, meta))
+    scheduler, search_alg, metric, mode = make_search(plan, opts)
+    tune_config = tune.TuneConfig(num_samples=plan.num_samples, max_concurrent_trials=opts.max_concurrent,
+                                  reuse_actors=True, scheduler=scheduler, search_alg=search_alg,
+                                  metric=metric, mode=mode)
+    space = tune_space(plan, opts)
+    if opts.pack > 1:
+        from cluster.tuner.packing import packed_space
+
+        space, packs = packed_space(plan, opts.pack, resources["gpu"] > 0, opts.scheduler)
+        if not opts.quiet:
+            print(packs.summary(opts.pack), flush=True)
+    return tune.Tuner(trainable(meta, resources), param_space=space, tune_config=tune_config,
+                      run_config=run_config(opts, meta))

@@ -1,0 +1,121 @@
+"""Dataset registry: name -> (builder, config dataclass). `build_data` is the only entry point."""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from trainables.data import cifar, edges, features, localization, mnist
+from trainables.data.bundle import DataBundle
+from core import registry
+from core.errors import ConfigError, UnknownName
+
+
+# What a dataset is made of, which decides what the driver checks before a sweep: synthetic data is
+# generated in milliseconds, files are read from data_root (decoded once in the driver for a local
+# run), features come from a backbone pass over CIFAR-10 (too costly to build in the driver).
+KINDS = ("synthetic", "files", "features")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How to build one dataset.
+
+    Attributes:
+        build: `build(cfg)` returns a DataBundle from a flat trial config.
+        config: its config dataclass (validates its keys; `preflight()` checks files when it has one).
+        summary: one line for `sweep list`.
+        kind: one of KINDS.
+        input_shape: shape of one input for a config instance, e.g. (1, 28, 28) or (512,).
+        num_classes: number of classes for a config instance (0 for regression).
+        tiny: settings for the smallest useful dataset (a few samples): the registry tests train
+            every pairing on it, so a new dataset is tested the moment it is registered.
+    """
+
+    build: Callable[[Mapping[str, Any]], DataBundle]
+    config: type
+    summary: str
+    kind: str
+    input_shape: Callable[[Any], tuple[int, ...]]
+    num_classes: Callable[[Any], int]
+    tiny: dict[str, Any]
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"dataset kind {self.kind!r} is not one of {KINDS}")
+
+
+def _shape(shape: tuple[int, ...]) -> Callable[[Any], tuple[int, ...]]:
+    return lambda cfg: shape
+
+
+def _classes(n: int) -> Callable[[Any], int]:
+    return lambda cfg: n
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "edges": DatasetSpec(edges.build_edges, edges.EdgeDataConfig,
+                         "synthetic edge detection (SPEC 1.1), 1x28x28, 3 or 5 classes", "synthetic",
+                         lambda c: c.input_shape, lambda c: c.num_classes,
+                         {"data_per_class": 2, "valid_per_class": 2}),
+    "localization": DatasetSpec(localization.build_localization, localization.LocalizationConfig,
+                                "synthetic 64x64 square localisation (SPEC 1.2), box regression", "synthetic",
+                                _shape((1, localization.CANVAS, localization.CANVAS)), _classes(0),
+                                {"n_samples": 16}),
+    "cifar10": DatasetSpec(cifar.build_cifar10, cifar.Cifar10Config,
+                           "CIFAR-10 from torchvision files under data_root (SPEC 1.3)", "files",
+                           lambda c: c.input_shape, _classes(10), {"train_subset": 16, "eval_subset": 8}),
+    "mnist": DatasetSpec(mnist.build_mnist, mnist.MnistConfig,
+                         "MNIST from torchvision files under data_root (SPEC 1.4)", "files",
+                         _shape((1, 28, 28)), _classes(10), {"train_subset": 16, "eval_subset": 8}),
+    "cifar10_features": DatasetSpec(features.build_cifar10_features, features.FeatureConfig,
+                                    "cached frozen-backbone features of CIFAR-10 (SPEC 2.5)", "features",
+                                    lambda c: c.input_shape, _classes(10),
+                                    {"train_subset": 8, "eval_subset": 4, "feature_batch_size": 4}),
+}
+
+
+registry.track("dataset", DATASETS)
+
+
+def register_dataset(name: str, spec: DatasetSpec, protocol: Mapping[str, Any] | None = None) -> DatasetSpec:
+    """Register a dataset from user code: a DatasetSpec like the built-in ones (its config a
+    `core.config_base.ConfigBase` frozen dataclass, so its keys are checked the same way).
+
+    `protocol` is the training defaults of models that pair with it through `PAIRS_WITH`
+    (like the edge protocol for "edges"); without it, pair models with `register_pairing`.
+
+    Raises:
+        ConfigError: the name is taken (built-in or another module's), or `spec` is no DatasetSpec.
+    """
+    origin = registry.current_origin()
+    if not isinstance(spec, DatasetSpec):
+        raise ConfigError(f"dataset {name!r} from {origin}: expected a trainables.data.DatasetSpec, got "
+                          f"{type(spec).__name__}")
+    if not hasattr(spec.config, "from_config") or not hasattr(spec.config, "keys"):
+        raise ConfigError(f"dataset {name!r} from {origin}: its config must be a frozen dataclass deriving from "
+                          "core.config_base.ConfigBase (keys are checked through it)")
+    registry.register("dataset", name, spec, origin)
+    if protocol is not None:
+        from trainables.pairings import DATASET_PROTOCOLS  # noqa: F401  (tracked as "dataset protocol")
+
+        registry.register("dataset protocol", name, dict(protocol), origin)
+    return spec
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    """Look up a dataset spec; raises UnknownName with close matches."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise UnknownName("dataset", name, DATASETS) from None
+
+
+def build_data(name: str, cfg: Mapping[str, Any]) -> DataBundle:
+    """Validate `cfg` for dataset `name` and build its tensors (on CPU)."""
+    spec = get_dataset(name)
+    spec.config.from_config(cfg)  # validate before any expensive work
+    return spec.build(cfg)
+
+
+__all__ = ["DATASETS", "KINDS", "DataBundle", "DatasetSpec", "build_data", "get_dataset", "register_dataset"]

@@ -1,0 +1,123 @@
+"""MNIST (SPEC 1.4) from torchvision's idx files under <data_root>/MNIST/raw, normalised on the device."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.config_base import ConfigBase, check
+from trainables.data.bundle import DataBundle
+from trainables.data.cifar import default_data_root, shown
+from trainables.data.image_cache import NORMALIZATIONS, ImageTransform, cached_split, take_first
+from core.errors import ConfigError
+
+FILES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+         False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+@dataclass(frozen=True)
+class MnistConfig(ConfigBase):
+    """Trial-config keys of the MNIST dataset.
+
+    Attributes:
+        data_root: folder holding MNIST/raw/ (torchvision layout, uncompressed idx files).
+        download: let torchvision download the files when they are missing.
+        normalization: "half" (mean 0.5, std 0.5: MNIST-MLP) or "mnist" (0.1307, 0.3081).
+        train_subset / eval_subset: keep the first N samples (smoke runs), None = all.
+    """
+
+    data_root: str = field(default_factory=default_data_root)
+    download: bool = False
+    normalization: str = "mnist"
+    train_subset: int | None = None
+    eval_subset: int | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        allowed = ("half", "mnist")
+        check(self.normalization in allowed,
+              f"normalization={self.normalization!r} not allowed for mnist; use one of {allowed}")
+        for key in ("train_subset", "eval_subset"):
+            value = getattr(self, key)
+            check(value is None or value >= 1, f"{key} must be >= 1 or None, got {value}")
+
+    def preflight(self) -> None:
+        """Fail before any trial starts when the files are missing and download is off."""
+        if not self.download:
+            missing_mnist_files(self.data_root)
+
+
+def _raw(data_root: str) -> Path:
+    return Path(data_root).expanduser() / "MNIST" / "raw"
+
+
+def missing_mnist_files(data_root: str) -> None:
+    """Raise ConfigError naming the folder looked in and how to get the files, if any is missing."""
+    raw = _raw(data_root)
+    missing = [f for pair in FILES.values() for f in pair if not (raw / f).is_file()]
+    if missing:
+        raise ConfigError(
+            f"MNIST not found: looked in {shown(raw)} and missing {missing}. Get it with "
+            "--set download=true (needs internet), or copy the four uncompressed idx files "
+            "(train-images-idx3-ubyte, ...) there (or set data_root / $SWEEP_DATA_ROOT)")
+
+
+def load_mnist_uint8(data_root: str, train: bool, download: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N,1,28,28) uint8 and labels (N,) int64 of one MNIST split, cached per process and on disk.
+
+    Raises:
+        ConfigError: files missing (with download off or failing) or unreadable.
+    """
+    root = Path(data_root).expanduser()
+    if download:
+        try:
+            from torchvision.datasets import MNIST
+
+            MNIST(str(root), train=True, download=True)
+        except Exception as err:
+            raise ConfigError(f"download=true but MNIST could not be downloaded into {shown(_raw(data_root))} "
+                              f"({type(err).__name__}: {err}); copy the idx files there instead") from None
+    missing_mnist_files(data_root)
+    raw = _raw(data_root)
+
+    def load() -> tuple[np.ndarray, np.ndarray]:
+        try:
+            from torchvision.datasets import MNIST  # lazy: a primed uint8 cache needs torch only
+
+            ds = MNIST(str(root), train=train, download=False)
+            x, y = ds.data.numpy()[:, None], ds.targets.numpy()
+        except ImportError:  # torchvision missing: say so, not "corrupt"
+            raise
+        except Exception as err:  # bad magic number, truncated file
+            raise ConfigError(f"MNIST files in {shown(raw)} are corrupt or truncated "
+                              f"({type(err).__name__}: {str(err)[:200]}); delete them and copy or "
+                              "download them again") from None
+        if len(x) != len(y) or x.shape[1:] != (1, 28, 28):
+            raise ConfigError(f"MNIST files in {shown(raw)} are inconsistent: {len(x)} images of "
+                              f"shape {x.shape[1:]} for {len(y)} labels; expected 1x28x28, one label each")
+        if len(y) and not 0 <= int(y.min()) <= int(y.max()) <= 9:
+            raise ConfigError(f"MNIST labels in {shown(raw / FILES[train][1])} are out of range "
+                              f"({int(y.min())}..{int(y.max())}); expected digits 0-9: the file is corrupt")
+        return x, y
+
+    return cached_split(f"mnist-{'train' if train else 'test'}", [raw / f for f in FILES[train]],
+                        load, root / "uint8_cache")
+
+
+def build_mnist(cfg: Mapping[str, Any]) -> DataBundle:
+    """MNIST as a DataBundle: train = 60k training set, held out = 10k test set (eval_split "test").
+
+    Raises:
+        ConfigError: bad keys, missing or corrupt files.
+    """
+    c = MnistConfig.from_config(cfg)
+    x_train, y_train = take_first(*load_mnist_uint8(c.data_root, True, c.download), c.train_subset)
+    x_val, y_val = take_first(*load_mnist_uint8(c.data_root, False), c.eval_subset)
+    mean, std = NORMALIZATIONS[c.normalization]
+    return DataBundle(x_train, y_train, x_val, y_val, num_classes=10, eval_split="test",
+                      class_names=[str(d) for d in range(10)], input_transform=ImageTransform(mean[:1], std[:1]),
+                      meta={"dataset": "mnist", "pixels": "uint8", "normalization": c.normalization})
