@@ -26,7 +26,7 @@ from conftest import mlflow_runs
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "my_study.py"
 EXP = "tiny-vs-simple-cnn"
-N_SMOKE = 6  # 2 pairings x data_per_class [10] x 3 seeds
+N_SMOKE = 4  # 2 pairings x data_per_class [10] x 2 seeds (--smoke runs 2)
 
 
 def _run(argv, cwd, env, timeout=600) -> subprocess.CompletedProcess:

@@ -104,7 +104,7 @@ def module_study(target: str):
     if not found:
         raise ConfigError(f"{ref.origin} defines no experiment at module level")
     stem = ref.name.rpartition(".")[2]
-    return register_study(Study(stem.replace("_", "-"), f"the experiments of {ref.origin}",
+    return register_study(Study(stem, f"the experiments of {ref.origin}",
                                 tuple(e.name for e in found.values())), ref.origin)
 
 
@@ -120,7 +120,7 @@ def sweep_refs(experiment: Experiment) -> list[ModuleRef]:
     loaded = {r.origin for r in user_modules.loaded_refs()}
     for name in experiment.pairings:
         p = get_pairing(name)
-        for kind, key in (("pairing", name), ("model", p.model), ("dataset", p.dataset)):
+        for kind, key in (("model", p.model), ("dataset", p.dataset), ("pairing", name)):
             origin = registry.origin_of(kind, key)
             if origin != registry.BUILTIN and origin not in loaded:
                 raise ConfigError(f"{kind} {key!r} was registered from {origin}, not from a module file: Ray's workers "
