@@ -173,11 +173,17 @@ def test_grid_cells_are_the_plan_cells_without_seeds():
     (["edge-data-per-class", "--until-decided", "--max-seeds", "2"], "below the first wave"),
     (["edge-data-per-class", "--max-seeds", "5"], "apply to --until-decided only"),
     (["edge-hpo", "--until-decided"], "cannot be combined with sampled axes"),
-    (["edge-overfit-small", "--until-decided"], "declares no hypotheses"),
+    (["edge-overfit-small", "--until-decided"], "declares no hypotheses"),  # with its claims removed (below)
     (["edge-data-per-class", "--until-decided", "--pack", "4"], "--pack"),
 ])
-def test_bad_adaptive_options_exit_2_before_ray_or_mlflow(argv, message, tmp_path, capsys):
+def test_bad_adaptive_options_exit_2_before_ray_or_mlflow(argv, message, tmp_path, capsys, monkeypatch):
+    import dataclasses
+
     from cluster.cli import main
+    from search_spaces import EXPERIMENTS
+
+    if message == "declares no hypotheses":  # every grid experiment now declares its source's claims
+        monkeypatch.setitem(EXPERIMENTS, argv[0], dataclasses.replace(EXPERIMENTS[argv[0]], hypotheses=()))
 
     db = tmp_path / "m.db"
     assert main(["run", *argv, "--tracking-uri", f"sqlite:///{db}", "--storage-path", str(tmp_path / "rr")]) == 2

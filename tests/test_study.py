@@ -9,29 +9,43 @@ import pytest
 
 from analysis.study import StudyEntry, cost_table, study_verdicts, verdict_rows
 from analysis.sweep_data import SweepData
-from search_spaces import get_experiment
+from search_spaces import Hypothesis, get_experiment
 from search_spaces.studies import STUDIES, check_studies, get_study
 from core.errors import ConfigError
 
 CNN, MLP = "simple_cnn/edges", "three_layer_mlp/edges"
 
 
-def sweep(exp: str, cells: dict, name: str | None = None) -> SweepData:
+def sweep(exp: str, cells: dict, name: str | None = None, hypotheses: tuple | None = None) -> SweepData:
+    """A fabricated sweep of `exp` (its declaration, or these `hypotheses` in place of its claims)."""
     rows = []
     for (pairing, dpc), values in cells.items():
         for i, v in enumerate(values):
             rows.append({"run_id": f"{exp}-{pairing}-{dpc}-{i}", "pairing": pairing, "data_per_class": dpc,
                          "seed": 10 + i, "val_acc": v, "status_reason": "completed"})
-    decl = json.loads(json.dumps(dataclasses.asdict(get_experiment(exp)), default=repr))
+    exp_decl = get_experiment(exp)
+    if hypotheses is not None:
+        exp_decl = dataclasses.replace(exp_decl, hypotheses=hypotheses)
+    decl = json.loads(json.dumps(dataclasses.asdict(exp_decl), default=repr))
     return SweepData(parent={"name": name or f"study-edge.{exp}", "experiment": exp, "tags": {}, "params": {},
                              "declaration": decl},
                      runs=pd.DataFrame(rows), swept_keys=["pairing", "data_per_class"], metrics=["val_acc"])
 
 
+# The study mechanism on fixed declarations (the experiments' own claims are tests/test_claims.py's subject).
+DPC_HYPS = tuple(Hypothesis(f"CNN > MLP at data_per_class={n}", CNN, MLP, at={"data_per_class": n}) for n in (10, 100))
+INIT_HYP = Hypothesis("edge-initialised CNN > randomly initialised CNN at data_per_class=10", CNN, CNN,
+                      at={"data_per_class": 10}, other_experiment="edge-data-per-class")
+DEEPER_HYP = Hypothesis("deeper CNN > SimpleCNN (k=7) at data_per_class=30", "deeper_cnn/edges", CNN,
+                        at={"data_per_class": 30}, other_experiment="edge-five-class")
+
+
 def test_cross_experiment_verdicts_come_from_the_study_sweeps():
     dpc = sweep("edge-data-per-class", {(CNN, 10): [0.95, 0.33, 0.97], (MLP, 10): [0.60, 0.62, 0.61],
-                                        (CNN, 100): [0.99, 1.0, 0.98], (MLP, 100): [0.90, 0.91, 0.92]})
-    init = sweep("edge-detector-init", {(CNN, 10): [0.99, 0.98, 1.0], (CNN, 30): [1.0, 1.0, 0.99]})
+                                        (CNN, 100): [0.99, 1.0, 0.98], (MLP, 100): [0.90, 0.91, 0.92]},
+                hypotheses=DPC_HYPS)
+    init = sweep("edge-detector-init", {(CNN, 10): [0.99, 0.98, 1.0], (CNN, 30): [1.0, 1.0, 0.99]},
+                 hypotheses=(INIT_HYP,))
     answers = study_verdicts({"edge-data-per-class": dpc, "edge-detector-init": init})
     [edge] = answers.verdicts["edge-detector-init"]
     # The random-init side is the study's own edge-data-per-class CNN at 10/class (mean of 0.95, 0.33, 0.97).
@@ -47,10 +61,10 @@ def test_cross_experiment_verdicts_come_from_the_study_sweeps():
 
 
 def test_cross_experiment_decided_when_separated_and_min_mode_kept():
-    five = sweep("edge-five-class", {(CNN, 30): [0.50, 0.52, 0.51, 0.49], (MLP, 30): [0.4] * 4})
+    five = sweep("edge-five-class", {(CNN, 30): [0.50, 0.52, 0.51, 0.49], (MLP, 30): [0.4] * 4}, hypotheses=())
     deeper_runs = pd.DataFrame({"pairing": "deeper_cnn/edges", "data_per_class": 30, "seed": [10, 11, 12, 13],
                                 "val_acc": [0.80, 0.82, 0.81, 0.79], "status_reason": "completed"})
-    deeper = sweep("edge-deeper", {})
+    deeper = sweep("edge-deeper", {}, hypotheses=(DEEPER_HYP,))
     deeper = dataclasses.replace(deeper, runs=deeper_runs, swept_keys=[])
     [r] = study_verdicts({"edge-five-class": five, "edge-deeper": deeper}).verdicts["edge-deeper"]
     assert r.verdict == "yes" and r.effect[0] == pytest.approx(0.805 - 0.505)
