@@ -118,13 +118,23 @@ def test_fresh_install_runs_my_study_with_the_refusals_of_builtins(venv, tmp_pat
     assert report.returncode == 0, report.stderr
     assert list(folder.glob("reports/*/accuracy_vs_data.png")) and "note:" not in report.stderr
 
+    # an interrupted sweep of the user's model resumes in fresh workers (they load the module again)
+    failing = _run([sweep, "run", "my_study.py:TINY", "--smoke", "--seeds", "1", "--name", "tiny-fails",
+                    "--set", "epochs=6", "--set", "checkpoint_every=1", "--set", "fail_at_epoch=4",
+                    "--max-failures", "0"], folder, _env(SWEEP_ALLOW_FAULT_INJECTION="1"), timeout=900)
+    assert failing.returncode == 1, failing.stdout[-3000:] + failing.stderr[-3000:]
+    resumed = _run([sweep, "resume", "tiny-fails"], folder, _env(SWEEP_ALLOW_FAULT_INJECTION="1"), timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    runs = [c for c in mlflow_runs(uri, EXP)[1] if c.data.tags.get("sweep") == "tiny-fails"]
+    assert len(runs) == 2 and {c.info.status for c in runs} == {"FINISHED"}
+    assert {c.data.metrics["epochs_completed"] for c in runs} == {6.0}
+
     # a changed module: the report says so, a resume is refused before Ray starts
     with open(folder / "my_study.py", "a") as f:
         f.write("\n# edited after the sweep\n")
     report = _run([sweep, "report", "my_study.py:TINY"], folder, env)
     assert report.returncode == 0 and "user module my_study.py" in report.stderr and "changed since" in report.stderr
-    name = parents[0].data.tags["sweep"]
-    resumed = _run([sweep, "resume", name], folder, env)
+    resumed = _run([sweep, "resume", "tiny-fails"], folder, env)
     assert resumed.returncode == 2 and "changed since the sweep recorded it" in resumed.stderr, resumed.stderr
 
 
