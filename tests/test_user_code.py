@@ -180,3 +180,22 @@ def test_notebook_progress_stream_keeps_one_redrawn_line():
     s.write("\r[ 4s] 3/4 trials done")
     assert s.text() == "[ 3s] x: FAILED\n[ 4s] 3/4 trials done"
     s.flush()  # outside a notebook: no error
+
+
+def test_resume_reloads_recorded_modules_and_refuses_a_changed_or_tampered_record(study):
+    _, ref = user_modules.load_file(study)
+    meta = {"name": "s1", user_code.TAG_USER_MODULES: [ref.to_dict()]}
+    tags = {user_code.TAG_USER_MODULES: json.dumps([ref.to_dict()])}
+    user_modules.LOADED.clear()
+    registry.forget(ref.origin)
+    assert user_code.reload_recorded(meta, tags) == [ref] and "tiny-vs-simple-cnn" in EXPERIMENTS
+    other = user_modules.ModuleRef("my_study", "0" * 64, str(study))
+    with pytest.raises(ConfigError, match="not the ones its MLflow parent run recorded"):
+        user_code.reload_recorded(meta, {user_code.TAG_USER_MODULES: json.dumps([other.to_dict()])})
+    study.write_text(study.read_text() + "\n# edited\n")
+    user_modules.LOADED.clear()
+    with pytest.raises(ConfigError, match="changed since the sweep recorded it"):
+        user_code.reload_recorded(meta, tags)
+    study.unlink()
+    with pytest.raises(ConfigError, match="its user module .* is gone; put it back"):
+        user_code.reload_recorded(meta, tags)

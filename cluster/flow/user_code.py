@@ -166,10 +166,20 @@ def _source(ref: ModuleRef) -> str | None:
     return data.decode("utf-8", errors="replace")
 
 
-def reload_recorded(meta: dict) -> list[ModuleRef]:
+def reload_recorded(meta: dict, parent_tags: dict | None = None) -> list[ModuleRef]:
     """Before `sweep resume` starts Ray: load each recorded module again, refusing one whose
-    source changed (the resumed trials would run other code than the record says)."""
+    source changed (the resumed trials would run other code than the record says), and a
+    sweep.json whose modules are not the ones the parent run recorded."""
     refs = [ModuleRef.from_dict(d) for d in meta.get(TAG_USER_MODULES) or ()]
+    if parent_tags is not None:
+        try:
+            tagged = [ModuleRef.from_dict(d) for d in json.loads(parent_tags.get(TAG_USER_MODULES) or "[]")]
+        except (ValueError, TypeError):
+            tagged = None
+        if tagged != refs:
+            raise ConfigError(f"sweep {meta.get('name')}: the user modules in sweep.json are not the ones its MLflow "
+                              f"parent run recorded (tag {TAG_USER_MODULES}); the sweep folder was changed, so it is "
+                              "not resumed")
     for ref in refs:
         if ref.kind == FILE:
             if not Path(ref.path).is_file():

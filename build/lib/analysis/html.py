@@ -19,6 +19,7 @@ figure{margin:1.2em 0;padding:.6em;border:1px solid #e3e3e3;border-radius:6px}
 figure img{max-width:100%;height:auto;display:block;margin:auto} figcaption{font-size:.9em;color:#444;margin-top:.4em}
 .verdict{font-weight:bold;padding:.05em .45em;border-radius:4px;color:#fff}
 .v-yes{background:#2e7d32}.v-no{background:#c62828}.v-inconclusive{background:#757575}.v-not-tested{background:#9e9e9e}
+.v-equivalent{background:#1565c0}.v-fragile{background:#ef6c00}
 .muted{color:#666;font-size:.9em} pre{background:#f6f8fa;padding:.8em;overflow:auto;font-size:.82em}
 code{background:#f3f3f3;padding:0 .2em}
 """

@@ -161,7 +161,7 @@ def load_sweep(tracking_uri: str, experiment: str | None = None, sweep: str | No
     wanted = [(r.info.run_id, k) for r in children for k in r.data.metrics if k in S.HISTORY_KEYS]
     for run_id, key, points in _histories(client, wanted, tracking_uri):
         history += [(run_id, key, m.step, m.value) for m in points]
-    runs = pd.DataFrame(rows)
+    runs = add_derived(pd.DataFrame(rows))
     reason = S.TAG_STATUS_REASON
     if reason not in runs and len(runs):  # runs logged without the framework's tag
         runs[reason] = np.where(runs["mlflow_status"] == "FINISHED", S.STATUS_COMPLETED, S.STATUS_FAILED)
@@ -189,6 +189,20 @@ def _histories(client: MlflowClient, wanted: list[tuple[str, str]], tracking_uri
         return [one(p) for p in wanted]
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(one, wanted))
+
+
+# Metrics computed from a trial's logged final values, for claims no single logged metric states:
+# name -> (minuend, subtrahend). "val_train_loss_gap" > 0: the last epoch's validation loss is above
+# its training loss (BASE: "both models show signs of overfitting").
+DERIVED_METRICS = {"val_train_loss_gap": ("val_loss", "train_loss")}
+
+
+def add_derived(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs table with DERIVED_METRICS added where both inputs were logged (NaN elsewhere)."""
+    for name, (a, b) in DERIVED_METRICS.items():
+        if a in runs and b in runs and name not in runs:
+            runs[name] = pd.to_numeric(runs[a], errors="coerce") - pd.to_numeric(runs[b], errors="coerce")
+    return runs
 
 
 def infer_swept_keys(runs: pd.DataFrame, params: set[str]) -> list[str]:

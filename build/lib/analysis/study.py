@@ -1,4 +1,7 @@
-"""The study report: every hypothesis of every experiment of a study, from the study's own sweeps.
+"""The study report: every source claim of every experiment of a study, from the study's own sweeps.
+
+It opens with the reproduction table (analysis.reproduction): one row per claim with the source's
+value, ours and a status (reproduced, contradicted, equivalent, fragile, undecided, not tested).
 
 Cross-experiment hypotheses (`other_experiment`) take the other side from the sweep of that
 experiment made by the same study, never from whichever sweep is newest in the store. Holm
@@ -18,7 +21,8 @@ from typing import Any
 import pandas as pd
 
 from analysis import html as H
-from analysis.hypotheses import VERDICTS, HypothesisResult, evaluate_all, hypotheses_html
+from analysis import reproduction as R
+from analysis.hypotheses import VERDICTS, HypothesisResult, hypotheses_html
 from analysis.sweep_data import SweepData
 from core import store_schema as S
 from core.errors import ConfigError
@@ -45,6 +49,11 @@ class StudyAnswers:
     verdicts: dict[str, list[HypothesisResult]] = field(default_factory=dict)
     rules: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    claims: dict[str, list[R.ClaimRow]] = field(default_factory=dict)
+
+    @property
+    def claim_rows(self) -> list[R.ClaimRow]:
+        return [row for rows in self.claims.values() for row in rows]
 
 
 def study_verdicts(sweeps: dict[str, SweepData]) -> StudyAnswers:
@@ -63,9 +72,10 @@ def study_verdicts(sweeps: dict[str, SweepData]) -> StudyAnswers:
         wanted = {h.other_experiment for h in spec.hypotheses if h.other_experiment}
         others = {n: sweeps[n].runs for n in wanted if n in sweeps}
         alpha, rule = decision_rule(data)
-        results = evaluate_all(spec.hypotheses, data.runs, keys, others, alpha=alpha)
-        out.verdicts[exp] = [_in_study(r) for r in results]
+        results = [_in_study(r) for r in R.evaluate_claims(spec.hypotheses, data.runs, keys, others, alpha=alpha)]
+        out.verdicts[exp] = results
         out.rules[exp] = rule
+        out.claims[exp] = R.claim_rows(exp, spec.hypotheses, results)
     return out
 
 
@@ -105,19 +115,29 @@ def fmt_duration(seconds: float) -> str:
 
 
 def summary_table(answers: StudyAnswers, entries: list[StudyEntry]) -> pd.DataFrame:
+    """Per experiment: claims (rows of the reproduction table) by status, then the raw verdicts."""
     rows = []
     for e in entries:
-        counts = Counter(r.verdict for r in answers.verdicts.get(e.experiment, []))
-        rows.append({"experiment": e.experiment, **{v: counts.get(v, 0) for v in VERDICTS}})
-    return pd.DataFrame(rows, columns=["experiment", *VERDICTS])
+        claims = answers.claims.get(e.experiment, [])
+        verdicts = Counter(r.verdict for r in answers.verdicts.get(e.experiment, []))
+        rows.append({"experiment": e.experiment, "claims": len(claims), **R.status_counts(claims),
+                     **{f"verdict {v}": verdicts.get(v, 0) for v in VERDICTS}})
+    claims = answers.claim_rows
+    rows.append({"experiment": "total", "claims": len(claims), **R.status_counts(claims),
+                 **{f"verdict {v}": sum(r[f"verdict {v}"] for r in rows) for v in VERDICTS}})
+    return pd.DataFrame(rows, columns=["experiment", "claims", *R.STATUSES, *(f"verdict {v}" for v in VERDICTS)])
 
 
 def verdict_rows(answers: StudyAnswers) -> pd.DataFrame:
-    """One row per hypothesis and cell (study.csv)."""
+    """One row per source claim (hypothesis) and cell (study.csv): the reproduction status, the
+    source's value and ours first, then the test behind it."""
     rows = []
     for exp, results in answers.verdicts.items():
-        for r in results:
+        claims = answers.claims.get(exp) or R.claim_rows(exp, (), results)
+        for r, c in zip(results, claims):
             rows.append({"experiment": exp, "hypothesis": r.text, "cell": r.where.removeprefix(" at "),
+                         "status": c.status, "status_detail": c.detail, "kind": c.kind, "source": c.source,
+                         "source_value": c.source_value, "ours": c.ours, "seeds_needed": c.seeds_needed,
                          "verdict": r.verdict, "p": r.p, "p_holm": r.p_adj, "alpha": r.alpha,
                          "better_mean": r.better[0], "worse_mean": r.worse[0], "difference": r.effect[0],
                          "difference_low": r.effect[1], "difference_high": r.effect[2], "n_better": r.better[3],
@@ -151,7 +171,10 @@ def write_study_report(tracking_uri: str, study: str, entries: list[StudyEntry],
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     verdict_rows(answers).to_csv(out / "study.csv", index=False)
-    sections = [("Summary", H.table_html(summary_table(answers, entries))),
+    sections = [("Reproduction", "<p class=\"muted\">One row per claim of the source notebooks (and cell, where a "
+                                 "claim covers several), answered from this study's sweeps.</p>"
+                                 + R.table_html(answers.claim_rows)),
+                ("Summary", H.table_html(summary_table(answers, entries))),
                 ("Cost", "<p class=\"muted\">Wall time measured by the study job (all its runs and resumes "
                          "of the sweep); trials by final status.</p>" + H.table_html(cost_table(entries, sweeps)))]
     for e in entries:
@@ -174,15 +197,12 @@ def write_study_report(tracking_uri: str, study: str, entries: list[StudyEntry],
     return out / "index.html"
 
 
-def summary_lines(tracking_uri: str, entries: list[StudyEntry]) -> list[str]:
-    """Console lines: one per hypothesis and cell, grouped by experiment."""
+def summary_lines(tracking_uri: str, entries: list[StudyEntry], limit: int | None = 20) -> list[str]:
+    """Console lines: the reproduction counts, then each claim not reproduced (at most `limit`)."""
     sweeps, notes = load_study_sweeps(tracking_uri, entries)
     answers = study_verdicts(sweeps)
-    lines: list[str] = []
-    for exp, results in answers.verdicts.items():
-        for r in results:
-            lines.append(f"[{exp}] {r.sentence}")
-    return lines + notes
+    return ["source claims: " + R.console_lines(answers.claim_rows, limit)[0],
+            *R.console_lines(answers.claim_rows, limit)[1:], *notes]
 
 
 __all__: list[Any] = ["StudyEntry", "study_verdicts", "write_study_report", "cost_table"]

@@ -26,7 +26,13 @@ from core.errors import ConfigError
 from core.user_modules import ModuleRef
 from search_spaces.experiment import Experiment
 
-DEFAULT_URI = tracking.DEFAULT_TRACKING_URI
+
+
+def _uri(tracking_uri: str | None) -> str:
+    """The given URI, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db (as the CLI)."""
+    import os
+
+    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or tracking.DEFAULT_TRACKING_URI
 
 
 def in_notebook() -> bool:
@@ -107,7 +113,7 @@ class Report:
 
 def run(experiment: str | Experiment, *, smoke: bool = False, seeds: int | None = None,
         set: dict[str, Any] | None = None, grid: dict[str, list] | None = None, name: str | None = None,
-        tracking_uri: str = DEFAULT_URI, storage_path: str | None = None, address: str | None = None,
+        tracking_uri: str | None = None, storage_path: str | None = None, address: str | None = None,
         progress: str = "auto", **options: Any) -> Sweep:
     """Run a sweep to its end and return its handle.
 
@@ -125,11 +131,12 @@ def run(experiment: str | Experiment, *, smoke: bool = False, seeds: int | None 
     from cluster.flow.run import run_sweep
 
     exp_name = user_code.experiment_name(experiment)
+    tracking_uri = _uri(tracking_uri)
     opts = RunOptions(experiment=exp_name, smoke=smoke, seeds=seeds, sets=dict(set or {}),
                       grids={k: list(v) for k, v in (grid or {}).items()}, name=name, tracking_uri=tracking_uri,
                       storage_path=storage_path, address=address, **_progress(progress), **options)
     code = run_sweep(opts)
-    return Sweep(opts.started or exp_name, exp_name, code, tracking.check_tracking_uri(tracking_uri), storage_path)
+    return Sweep(getattr(opts, "started", None) or exp_name, exp_name, code, tracking_uri, storage_path)
 
 
 def _progress(progress: str) -> dict[str, Any]:
@@ -165,7 +172,7 @@ class StudyRun:
 
 
 def study(target: str, *, smoke: bool = False, only: tuple[str, ...] = (), name: str | None = None,
-          tracking_uri: str = DEFAULT_URI, storage_path: str | None = None, address: str | None = None,
+          tracking_uri: str | None = None, storage_path: str | None = None, address: str | None = None,
           progress: str = "auto", **options: Any) -> StudyRun:
     """Run (or continue) a study: a built-in one, "my_study.py" (every experiment it defines, in
     order) or "my_study.py:STUDY" (a Study it defines); returns its handle with the study report.
@@ -173,6 +180,7 @@ def study(target: str, *, smoke: bool = False, only: tuple[str, ...] = (), name:
     from cluster.flow.study import StudyOptions, run_study
 
     st = user_code.module_study(target)
+    tracking_uri = _uri(tracking_uri)
     quiet = _progress(progress)["quiet"]
     opts = StudyOptions(study=st.name, smoke=smoke, only=tuple(only), name=name, tracking_uri=tracking_uri,
                         storage_path=storage_path, address=address, quiet=quiet, **options)
@@ -181,14 +189,14 @@ def study(target: str, *, smoke: bool = False, only: tuple[str, ...] = (), name:
     return StudyRun(opts.study_name, code, _report_handle(index, []) if index.exists() else None)
 
 
-def results(experiment: str | None = None, *, sweep: str | None = None, tracking_uri: str = DEFAULT_URI):
+def results(experiment: str | None = None, *, sweep: str | None = None, tracking_uri: str | None = None):
     """The results table of a sweep (an experiment's newest, or `sweep=NAME`) as a DataFrame."""
     from analysis.results import results_table
 
-    return results_table(tracking.check_tracking_uri(tracking_uri), experiment=_name(experiment), sweep=sweep)
+    return results_table(tracking.check_tracking_uri(_uri(tracking_uri)), experiment=_name(experiment), sweep=sweep)
 
 
-def report(experiment: str | None = None, *, sweep: str | None = None, tracking_uri: str = DEFAULT_URI,
+def report(experiment: str | None = None, *, sweep: str | None = None, tracking_uri: str | None = None,
            out: str | Path | None = None, display: bool | None = None) -> Report:
     """Write the HTML report (as `sweep report`) and return its handle; in Jupyter (or with
     display=True) it is shown inline. Its notes say, among other things, when a user module
@@ -196,7 +204,7 @@ def report(experiment: str | None = None, *, sweep: str | None = None, tracking_
     from analysis.report import write_report
 
     notes: list[str] = []
-    path = write_report(tracking.check_tracking_uri(tracking_uri), experiment=_name(experiment), sweep=sweep,
+    path = write_report(tracking.check_tracking_uri(_uri(tracking_uri)), experiment=_name(experiment), sweep=sweep,
                         out_dir=out, notes_out=notes)
     handle = _report_handle(Path(path), notes)
     if display if display is not None else in_notebook():
