@@ -199,3 +199,12 @@ def test_resume_reloads_recorded_modules_and_refuses_a_changed_or_tampered_recor
     study.unlink()
     with pytest.raises(ConfigError, match="its user module .* is gone; put it back"):
         user_code.reload_recorded(meta, tags)
+
+
+def test_an_experiment_object_passed_to_the_api_is_registered_as_the_callers():
+    from search_spaces import Experiment
+
+    exp = Experiment("object-exp", "d", ("simple_cnn/edges",))
+    assert user_code.experiment_name(exp) == "object-exp"
+    assert registry.origin_of("experiment", "object-exp") == __name__
+    assert user_code.experiment_name(exp) == "object-exp"  # the same object again: no clash

@@ -118,7 +118,20 @@ def test_fresh_install_runs_my_study_with_the_refusals_of_builtins(venv, tmp_pat
     assert report.returncode == 0, report.stderr
     assert list(folder.glob("reports/*/accuracy_vs_data.png")) and "note:" not in report.stderr
 
-    # an interrupted sweep of the user's model resumes in fresh workers (they load the module again)
+    # a changed module: the report says so, a resume is refused before Ray starts
+    with open(folder / "my_study.py", "a") as f:
+        f.write("\n# edited after the sweep\n")
+    report = _run([sweep, "report", "my_study.py:TINY"], folder, env)
+    assert report.returncode == 0 and "user module my_study.py" in report.stderr and "changed since" in report.stderr
+    resumed = _run([sweep, "resume", parents[0].data.tags["sweep"]], folder, env)
+    assert resumed.returncode == 2 and "changed since the sweep recorded it" in resumed.stderr, resumed.stderr
+
+
+@pytest.mark.slow
+def test_fresh_install_resumes_an_interrupted_sweep_of_my_model(venv, tmp_path):
+    """`sweep resume` later, in a new driver: fresh workers load the recorded module again."""
+    folder = _folder(tmp_path)
+    sweep, uri = str(venv / "sweep"), f"sqlite:///{folder}/mlflow.db"
     failing = _run([sweep, "run", "my_study.py:TINY", "--smoke", "--seeds", "1", "--name", "tiny-fails",
                     "--set", "epochs=6", "--set", "checkpoint_every=1", "--set", "fail_at_epoch=4",
                     "--max-failures", "0"], folder, _env(SWEEP_ALLOW_FAULT_INJECTION="1"), timeout=900)
@@ -128,14 +141,6 @@ def test_fresh_install_runs_my_study_with_the_refusals_of_builtins(venv, tmp_pat
     runs = [c for c in mlflow_runs(uri, EXP)[1] if c.data.tags.get("sweep") == "tiny-fails"]
     assert len(runs) == 2 and {c.info.status for c in runs} == {"FINISHED"}
     assert {c.data.metrics["epochs_completed"] for c in runs} == {6.0}
-
-    # a changed module: the report says so, a resume is refused before Ray starts
-    with open(folder / "my_study.py", "a") as f:
-        f.write("\n# edited after the sweep\n")
-    report = _run([sweep, "report", "my_study.py:TINY"], folder, env)
-    assert report.returncode == 0 and "user module my_study.py" in report.stderr and "changed since" in report.stderr
-    resumed = _run([sweep, "resume", "tiny-fails"], folder, env)
-    assert resumed.returncode == 2 and "changed since the sweep recorded it" in resumed.stderr, resumed.stderr
 
 
 @pytest.mark.slow
