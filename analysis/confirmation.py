@@ -121,7 +121,7 @@ def display_confirmation(table: pd.DataFrame) -> pd.DataFrame:
     metric = table.attrs.get("metric", "val_acc")
     out = table[["model", "rank", "config"]].copy()
     out[f"search best {metric}"] = [fmt_value(metric, v) for v in table["search_best"]]
-    out[f"confirmed {metric} (mean ± 95% CI)"] = [
+    out[f"confirmed {metric} (mean [95% interval])"] = [
         fmt_mean_ci(metric, r.confirmed_mean, r.confirmed_ci_low, r.confirmed_ci_high) if r.n else
         "not confirmed yet (sweep confirm)" for r in table.itertuples()]
     out["n"], out["seeds"], out["confirmation"] = table["n"], table["seeds"], table["confirmation"]

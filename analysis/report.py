@@ -10,7 +10,8 @@ from typing import Any
 import pandas as pd
 
 from analysis import html as H
-from analysis.hypotheses import ALPHA, evaluate_all, hypotheses_html
+from analysis import reproduction as R
+from analysis.hypotheses import ALPHA, hypotheses_html
 from analysis.load import load_artifacts, load_sweep
 from analysis.plots import NEEDS, PLOTS, get_plot
 from analysis.results import display_table, result_keys, sweep_results
@@ -125,7 +126,15 @@ def _load(tracking_uri: str, experiment: str | None, sweep: str | None) -> tuple
 def write_report(tracking_uri: str, experiment: str | None = None, sweep: str | None = None,
                  out_dir: str | Path | None = None, log_to_parent: bool = True,
                  notes_out: list[str] | None = None) -> Path:
-    """Write the report of a sweep (an experiment's newest, or a named one).
+    """Write the report of a sweep; returns index.html (see `build_report`); `notes_out` gets its notes."""
+    return build_report(tracking_uri, experiment, sweep, out_dir, log_to_parent, notes_out)[0]
+
+
+def build_report(tracking_uri: str, experiment: str | None = None, sweep: str | None = None,
+                 out_dir: str | Path | None = None, log_to_parent: bool = True,
+                 notes_out: list[str] | None = None) -> tuple[Path, list]:
+    """Write the report of a sweep (an experiment's newest, or a named one) and return its path with
+    the reproduction rows (analysis.reproduction.ClaimRow, one per source claim and cell).
 
     Args:
         tracking_uri: MLflow tracking URI holding the sweep.
@@ -135,7 +144,7 @@ def write_report(tracking_uri: str, experiment: str | None = None, sweep: str | 
         log_to_parent: also log these files under `report/` of the sweep's parent run.
 
     Returns:
-        Path of index.html.
+        (path of index.html, reproduction rows).
 
     Raises:
         ConfigError: the sweep is not in the store, or its declaration names an unknown plot.
@@ -160,7 +169,10 @@ def write_report(tracking_uri: str, experiment: str | None = None, sweep: str | 
     results = sweep_results(data)
     keys = [k for k in result_keys(data) if k != "pairing"]
     alpha, rule = decision_rule(data)
-    verdicts = evaluate_all(spec.hypotheses, data.runs, keys, {n: o.runs for n, o in others.items()}, alpha=alpha)
+    design, sequential = decision_design(data)
+    verdicts = R.evaluate_claims(spec.hypotheses, data.runs, keys, {n: o.runs for n, o in others.items()}, alpha=alpha,
+                                 design=design, sequential=sequential)
+    claims = R.claim_rows(data.parent.get("experiment") or data.name, spec.hypotheses, verdicts)
 
     out = Path(out_dir) if out_dir else Path("reports") / data.name
     out.mkdir(parents=True, exist_ok=True)
@@ -169,8 +181,9 @@ def write_report(tracking_uri: str, experiment: str | None = None, sweep: str | 
         (out / f"{stem}.png").write_bytes(png)
         written.append(out / f"{stem}.png")
     results.to_csv(out / "results.csv", index=False)
-    (out / "index.html").write_text(_page(data, spec, results, figures, verdicts, notes), encoding="utf-8")
-    written += [out / "results.csv", out / "index.html"]
+    R.rows_frame(claims).to_csv(out / "claims.csv", index=False)
+    (out / "index.html").write_text(_page(data, spec, results, figures, verdicts, notes, claims), encoding="utf-8")
+    written += [out / "results.csv", out / "claims.csv", out / "index.html"]
     if log_to_parent and stored:
         from mlflow.tracking import MlflowClient
 
@@ -179,21 +192,39 @@ def write_report(tracking_uri: str, experiment: str | None = None, sweep: str | 
             client.log_artifact(data.parent["run_id"], str(path), S.ART_REPORT_DIR)
     if notes_out is not None:
         notes_out.extend(notes)
-    return out / "index.html"
+    return out / "index.html", claims
 
 
 def decision_rule(data: SweepData) -> tuple[float, str]:
-    """The verdicts' alpha and a sentence on how it was chosen.
+    """The verdicts' two-sided alpha and a sentence on how it was chosen.
 
     A sweep run with --until-decided looked at its results several times; its parent run
-    carries the per-look alpha (cluster.flow.adaptive) and the rule, which the report then uses.
+    carries the design (cluster.flow.adaptive: seeds at each look, alpha spending) and the rule.
+    Sweeps from before the group-sequential design carry a Bonferroni per-look alpha instead.
     """
     tags = data.parent.get("tags", {}) or {}
     try:
-        alpha = float(tags.get(S.TAG_ALPHA_PER_LOOK, ALPHA))
+        alpha = float(tags.get(S.TAG_ALPHA, tags.get(S.TAG_ALPHA_PER_LOOK, ALPHA)))
     except (TypeError, ValueError):
         alpha = ALPHA
     return alpha, tags.get(S.TAG_STOPPING_RULE, "")
+
+
+def decision_design(data: SweepData):
+    """(analysis.sequential.Design, sequential?) the sweep's verdicts are decided under."""
+    import json
+
+    from analysis.sequential import Design
+
+    tags = data.parent.get("tags", {}) or {}
+    alpha, _ = decision_rule(data)
+    if tags.get(S.TAG_UNTIL_DECIDED) == "true" and S.TAG_LOOK_SEEDS in tags:
+        try:
+            return Design(tuple(int(n) for n in json.loads(tags[S.TAG_LOOK_SEEDS])), alpha,
+                          tags.get(S.TAG_SPENDING, "obf")), True
+        except (TypeError, ValueError):
+            log.warning("unreadable %s tag %r: one-look verdicts", S.TAG_LOOK_SEEDS, tags[S.TAG_LOOK_SEEDS])
+    return Design(alpha=alpha), False
 
 
 def adaptive_html(data: SweepData) -> str:
@@ -201,7 +232,8 @@ def adaptive_html(data: SweepData) -> str:
     tags = data.parent.get("tags", {}) or {}
     if tags.get(S.TAG_UNTIL_DECIDED) != "true":
         return ""
-    info = {k: tags[k] for k in (S.TAG_STOPPING_RULE, S.TAG_MAX_LOOKS, S.TAG_LOOKS_TAKEN, S.TAG_ALPHA_PER_LOOK,
+    info = {k: tags[k] for k in (S.TAG_STOPPING_RULE, S.TAG_MAX_LOOKS, S.TAG_LOOKS_TAKEN, S.TAG_LOOK_SEEDS, S.TAG_SPENDING,
+                                 S.TAG_ALPHA_PER_LOOK,
                                  S.TAG_MAX_SEEDS, S.TAG_TARGET_HALFWIDTH, S.TAG_ADAPTIVE_OUTCOME) if k in tags}
     runs = data.runs
     waves = ""
@@ -213,7 +245,7 @@ def adaptive_html(data: SweepData) -> str:
     return H.mapping_table(info) + waves
 
 
-def _page(data, spec, results, figures, verdicts, notes) -> str:
+def _page(data, spec, results, figures, verdicts, notes, claims=()) -> str:
     p, uri = data.parent, data.parent.get("tracking_uri", "")
     exp_id = p.get("experiment_id", "")
     counts = data.runs[S.TAG_STATUS_REASON].value_counts().to_dict() if S.TAG_STATUS_REASON in data.runs else {}
@@ -235,6 +267,9 @@ def _page(data, spec, results, figures, verdicts, notes) -> str:
     from analysis.results import TABLE_NOTE
 
     sections = [
+        ("Reproduction", "<p class=\"muted\">One row per claim of the source notebook (and cell, where a claim "
+                         "covers several); every column: <a href=\"claims.csv\">claims.csv</a>.</p>"
+                         + R.table_html(claims, with_experiment=False)),
         ("Hypotheses", hypotheses_html(verdicts, decision_rule(data)[1])),
         ("Results", "<p class=\"muted\">Completed trials only; " + H.esc(TABLE_NOTE.strip("()"))
                     + ". Every column: <a href=\"results.csv\">results.csv</a>.</p>"
@@ -264,4 +299,4 @@ def _page(data, spec, results, figures, verdicts, notes) -> str:
     return H.page(f"{p.get('experiment') or data.name}: {data.name}", sections, header)
 
 
-__all__ = ["ReportSpec", "report_spec", "write_report"]
+__all__ = ["ReportSpec", "build_report", "report_spec", "write_report"]

@@ -53,7 +53,8 @@ def engine_kinds() -> tuple[str, ...]:
 
 
 def evaluate_claims(hypotheses: Sequence, runs: pd.DataFrame, keys: Sequence[str],
-                    others: Mapping[str, pd.DataFrame] | None = None, alpha: float | None = None) -> list[HypothesisResult]:
+                    others: Mapping[str, pd.DataFrame] | None = None, alpha: float | None = None,
+                    **engine) -> list[HypothesisResult]:
     """evaluate_all for the kinds the engine answers; a "not tested" result, saying why, for the rest.
 
     Results come back in declaration order (one or more per hypothesis, one per cell).
@@ -61,7 +62,7 @@ def evaluate_claims(hypotheses: Sequence, runs: pd.DataFrame, keys: Sequence[str
     kinds = engine_kinds()
     answered = [h for h in hypotheses if getattr(h, "kind", "difference") in kinds]
     kw = {} if alpha is None else {"alpha": alpha}
-    results = evaluate_all(answered, runs, keys, others, **kw) if answered else []
+    results = evaluate_all(answered, runs, keys, others, **kw, **engine) if answered else []  # design, sequential
     by_text: dict[str, list[HypothesisResult]] = {}
     for r in results:
         by_text.setdefault(r.text, []).append(r)
@@ -119,7 +120,8 @@ def learned_text(r: HypothesisResult) -> str:
         parts = []
         for side in given:
             if isinstance(side, (list, tuple)) and len(side) == 2:
-                parts.append(f"{int(side[0])}/{int(side[1])}")
+                if int(side[1]):  # (0, 0): a side with no runs (threshold and chance claims have one side)
+                    parts.append(f"{int(side[0])}/{int(side[1])}")
             elif side is not None:
                 parts.append(str(side))
         return "learned " + " vs ".join(parts) if parts else ""
@@ -213,7 +215,7 @@ def status_of(h: Any, r: HypothesisResult) -> tuple[str, str, int | None]:
     if v == "equivalent":
         margin = getattr(h, "margin", None)
         within = f" within {_fmt_amount(r.metric, margin)}" if margin else ""
-        if kind == "equivalence":
+        if kind in ("equivalence", "chance"):  # the claim is the equivalence (to the other side, to chance)
             return "reproduced", f"equivalent{within}", None
         return "equivalent", f"no difference{within} (the source claims one)", None
     status = "reproduced" if v == "yes" else "contradicted" if v == "no" else "undecided"

@@ -62,7 +62,7 @@ def study_verdicts(sweeps: dict[str, SweepData]) -> StudyAnswers:
     The other side of a cross-experiment hypothesis comes from `sweeps` only; when the study
     has no sweep of that experiment the hypothesis is "not tested", with the reason.
     """
-    from analysis.report import decision_rule, report_spec
+    from analysis.report import decision_design, decision_rule, report_spec
     from analysis.results import result_keys
 
     out = StudyAnswers()
@@ -72,7 +72,9 @@ def study_verdicts(sweeps: dict[str, SweepData]) -> StudyAnswers:
         wanted = {h.other_experiment for h in spec.hypotheses if h.other_experiment}
         others = {n: sweeps[n].runs for n in wanted if n in sweeps}
         alpha, rule = decision_rule(data)
-        results = [_in_study(r) for r in R.evaluate_claims(spec.hypotheses, data.runs, keys, others, alpha=alpha)]
+        design, sequential = decision_design(data)
+        results = [_in_study(r) for r in R.evaluate_claims(spec.hypotheses, data.runs, keys, others, alpha=alpha,
+                                                           design=design, sequential=sequential)]
         out.verdicts[exp] = results
         out.rules[exp] = rule
         out.claims[exp] = R.claim_rows(exp, spec.hypotheses, results)

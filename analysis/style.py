@@ -82,14 +82,17 @@ def fmt_value(metric: str, value: float, digits: int = 1) -> str:
 
 
 def fmt_mean_ci(metric: str, mean: float, low: float, high: float) -> str:
-    """"96.0% ± 2.1" (half-width of the CI in the metric's unit); "± n/a" when n < 2."""
+    """"96.0% [93.0, 98.0]" for accuracies (their bounded interval is asymmetric); "0.41 ± 0.02"
+    (half-width) for a symmetric interval; "[n/a]" when n < 2."""
     if mean != mean:
         return "n/a"
     half = (high - low) / 2 if high == high and low == low else float("nan")
     if half != half:
-        return f"{fmt_value(metric, mean)} ± n/a"
+        return f"{fmt_value(metric, mean)} [n/a]"
     if is_accuracy(metric):
-        return f"{100 * mean:.1f}% ± {100 * half:.1f}"
+        return f"{100 * mean:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
+    if abs((mean - low) - (high - mean)) > 1e-9 * max(1.0, abs(mean)):
+        return f"{fmt_value(metric, mean)} [{low:.4g}, {high:.4g}]"
     if half == 0:
         return fmt_value(metric, mean)
     if metric.startswith("n_"):

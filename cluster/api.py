@@ -86,6 +86,7 @@ class Report:
     path: Path
     figures: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    claims: list = field(default_factory=list)  # analysis.reproduction.ClaimRow per source claim and cell
 
     def figure(self, stem: str | None = None):
         """One figure as an IPython Image (the first if no stem); its path outside IPython."""
@@ -153,9 +154,9 @@ def resume(name: str, *, storage_path: str | None = None, address: str | None = 
     from cluster.flow.resume import resume_sweep
     from cluster.folder.record import find_sweep
 
-    meta, _ = find_sweep(name, storage_path)
+    record = find_sweep(name, storage_path)
     code = resume_sweep(name, storage_path, address)
-    return Sweep(name, meta.get("experiment", ""), code, meta["tracking_uri"], storage_path)
+    return Sweep(name, record.experiment, code, record.tracking_uri, storage_path)
 
 
 @dataclass
@@ -201,12 +202,13 @@ def report(experiment: str | None = None, *, sweep: str | None = None, tracking_
     """Write the HTML report (as `sweep report`) and return its handle; in Jupyter (or with
     display=True) it is shown inline. Its notes say, among other things, when a user module
     changed since the sweep ran."""
-    from analysis.report import write_report
+    from analysis.report import build_report
 
     notes: list[str] = []
-    path = write_report(tracking.check_tracking_uri(_uri(tracking_uri)), experiment=_name(experiment), sweep=sweep,
-                        out_dir=out, notes_out=notes)
+    path, claims = build_report(tracking.check_tracking_uri(_uri(tracking_uri)), experiment=_name(experiment),
+                                sweep=sweep, out_dir=out, notes_out=notes)
     handle = _report_handle(Path(path), notes)
+    handle.claims = list(claims)
     if display if display is not None else in_notebook():
         from IPython.display import display as show
 

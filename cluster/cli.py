@@ -140,12 +140,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_list(args) -> int:
-    from cluster import api
     from cluster.flow import listing, user_code
+    from core import user_modules
 
     user_code.load_plugins()
     for module in args.modules or ():
-        api.use(module)
+        user_modules.load(module)
     print(listing.render(args.what))
     return 0
 
@@ -154,7 +154,9 @@ def cmd_run(args) -> int:
     from cluster import api
     from cluster.tuner.search import parse_samples
     from cluster.planning.values import parse_grids, parse_sets
+    from core import phases
 
+    phases.mark("run_imported")
     return api.run(args.experiment, seeds=args.seeds, set=parse_sets(args.sets), grid=parse_grids(args.grids),
                    smoke=args.smoke, num_samples=args.num_samples, address=args.address,
                    tracking_uri=args.tracking_uri, cpus_per_trial=args.cpus_per_trial,
@@ -227,6 +229,7 @@ def cmd_results(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from analysis.reproduction import console_lines
     from cluster import api
 
     _need_target(args)
@@ -234,6 +237,9 @@ def cmd_report(args) -> int:
     for note in report.notes:
         if note.startswith("user module"):
             print(f"sweep report: note: {note}", file=sys.stderr)
+    if report.claims:  # the source's claims with their status: counts, then each one not reproduced
+        lines = console_lines(report.claims, limit=12)
+        print("source claims: " + lines[0], *lines[1:], sep="\n")
     print(f"report written: {report.path}")
     return 0
 
@@ -255,11 +261,40 @@ COMMANDS = {"list": cmd_list, "run": cmd_run, "study": cmd_study, "resume": cmd_
             "report": cmd_report, "server": cmd_server}
 
 
+# Commands that start or join Ray in this process. Run as the `sweep` program, they end with
+# os._exit once every atexit hook has run (Ray's shutdown, MLflow's flush, logging's): the
+# interpreter's own finalization then only runs Ray's and torch's C++ destructors, which took
+# seconds after the last byte was written (measured with core.phases: "exit" -> process end).
+FAST_EXIT = frozenset({"run", "resume", "study", "confirm"})
+
+
 def main(argv: list[str] | None = None) -> int:
     import os
 
+    from core import phases
+
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    phases.mark("cli_imported")
     args = build_parser().parse_args(argv)
+    outcome = {"code": 1}  # an exception escaping main exits 1, as Python's own exit would
+    if argv is None and args.command in FAST_EXIT:  # the program, never a caller such as the tests
+        import atexit
+
+        atexit.register(_fast_exit, outcome)  # registered before Ray and MLflow load: runs after their hooks
+    if phases.enabled():
+        import atexit
+
+        atexit.register(phases.mark, "exit")
+    try:
+        code = _dispatch(args)
+    except SystemExit as exc:
+        outcome["code"] = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        raise
+    outcome["code"] = code
+    return code
+
+
+def _dispatch(args) -> int:
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
@@ -268,6 +303,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # cluster.infra.interrupts.Interrupted carries SIGINT or SIGTERM
         print(f"sweep {args.command}: interrupted", file=sys.stderr)
         return 128 + getattr(exc, "signum", 2)
+
+
+def _fast_exit(outcome: dict) -> None:
+    """The last atexit hook: flush what Python still buffers, then end the process with its code."""
+    import logging
+    import os
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    code = outcome["code"]
+    os._exit(code if isinstance(code, int) and not isinstance(code, bool) else int(bool(code)))
 
 
 if __name__ == "__main__":

@@ -103,9 +103,13 @@ def draw_confusion(ax: Axes, matrix: np.ndarray, labels: Sequence[str], title: s
     ax.set_title(title, fontsize=10, pad=8)
 
 
+# A key naming a change of accuracy ("shift_acc_drop") is a signed difference, not an accuracy.
+DIFFERENCE_WORDS = ("drop", "delta", "diff", "gap", "gain", "change")
+
+
 def is_accuracy(key: str) -> bool:
-    """Accuracy metrics are logged as fractions and drawn in percent."""
-    return "acc" in key
+    """Accuracy metrics are logged as fractions in [0, 1] and drawn in percent (not their differences)."""
+    return "acc" in key and not any(w in key for w in DIFFERENCE_WORDS)
 
 
 def plot_curve(ax: Axes, epochs: Sequence[float], mean: Sequence[float], *, label: str,

@@ -118,9 +118,36 @@ TAG_WAVE = "wave"                         # on a trial: 0 = the first wave of se
 TAG_UNTIL_DECIDED = "until_decided"       # on the parent: "true"
 TAG_STOPPING_RULE = "stopping_rule"       # the rule in words
 TAG_MAX_LOOKS = "max_looks"
-TAG_ALPHA_PER_LOOK = "alpha_per_look"     # the alpha every verdict of the sweep uses
+TAG_ALPHA_PER_LOOK = "alpha_per_look"     # sweeps before the group-sequential design: Bonferroni alpha per look
+TAG_LOOK_SEEDS = "look_seeds"             # JSON list: seeds per side at each look of the design
+TAG_SPENDING = "alpha_spending"           # "obf" or "pocock"
+TAG_ALPHA = "alpha"                       # two-sided error rate of each claim over all looks
 TAG_LOOKS_TAKEN = "looks_taken"
 TAG_ADAPTIVE_OUTCOME = "adaptive_outcome"  # "every hypothesis decided" or what is still open, and why
 TAG_MAX_SEEDS = "max_seeds"
 TAG_TARGET_HALFWIDTH = "target_halfwidth"
 ART_LOOKS = "adaptive/looks.json"         # every look: decided, open, cells given more seeds
+
+# --- Collapse: per-class recall from the trial's confusion matrix (trainables/lifecycle.py) ----
+METRIC_MIN_CLASS_RECALL = "min_class_recall"  # the worst class's recall on the evaluation split
+METRIC_CLASSES_LOST = "classes_lost"          # classes whose recall is at most LOST_RECALL_OF_CHANCE / classes
+LOST_RECALL_OF_CHANCE = 0.5                   # a class is lost at or below half the recall of a guesser (1/classes)
+COLLAPSE_METRICS = (METRIC_MIN_CLASS_RECALL, METRIC_CLASSES_LOST)
+
+
+def class_recalls(matrix) -> list[float]:
+    """Recall of each class (row = true class) of a confusion matrix; NaN for a class with no samples."""
+    out = []
+    for row in matrix:
+        total = float(sum(row))
+        out.append(float(row[len(out)]) / total if total else float("nan"))
+    return out
+
+
+def collapse_metrics(matrix) -> dict[str, float]:
+    """{min_class_recall, classes_lost} of a confusion matrix (classes with no samples are skipped)."""
+    recalls = [r for r in class_recalls(matrix) if r == r]
+    if not recalls:
+        return {}
+    limit = LOST_RECALL_OF_CHANCE / len(matrix)
+    return {METRIC_MIN_CLASS_RECALL: min(recalls), METRIC_CLASSES_LOST: float(sum(r <= limit + 1e-12 for r in recalls))}

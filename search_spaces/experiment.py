@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from search_spaces.domains import SAMPLED
+from search_spaces.domains import is_domain
 from core.errors import ConfigError, UnknownName
 
 # The plots `sweep report` can draw: the names of analysis.plots.PLOTS, which search_spaces may not
@@ -170,7 +170,7 @@ class Experiment:
         if self.seeds < 1:
             raise ConfigError(f"seeds must be >= 1, got {self.seeds}")
         for key, values in self.axes.items():
-            if not isinstance(values, SAMPLED) and (not isinstance(values, (list, tuple)) or not values):
+            if not is_domain(values) and (not isinstance(values, (list, tuple)) or not values):
                 raise ConfigError(f"axis {key!r} of {self.name!r} needs a non-empty list or a domain, got {values!r}")
         unknown = set(self.per_pairing) - set(self.pairings)
         if unknown:
@@ -182,7 +182,7 @@ class Experiment:
         keys = ["pairing"] if len(self.pairings) > 1 else []
         keys += [k for k in self.axes]
         for extra in self.per_pairing.values():
-            keys += [k for k, v in extra.items() if isinstance(v, SAMPLED) and k not in keys]
+            keys += [k for k, v in extra.items() if is_domain(v) and k not in keys]
         return keys
 
     def check_plots(self) -> None:

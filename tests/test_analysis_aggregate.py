@@ -109,10 +109,14 @@ def test_hypotheses_per_cell_and_sentences():
     h = Hypothesis("CNN > MLP", better=CNN, worse=MLP)
     results = evaluate(h, frame(), ["data_per_class"])
     assert [r.verdict for r in results] == ["yes", "inconclusive"]
-    assert results[0].sentence == ("CNN > MLP at data_per_class=10: yes (92.0% [90.0, 94.0], median 92.0% vs "
-                                   "63.0% [60.0, 66.0], median 63.0%; difference +29.0 pts [+25.7, +32.3]; "
-                                   "p<0.001 vs alpha 0.05; n=3/3)")
-    assert results[1].sentence.startswith("CNN > MLP at data_per_class=30: inconclusive (75.0% [70.0, 80.0]")
+    # Subject changed (issue 20): learned k/n per side, the learned-seed difference at the verdict's
+    # level (two parts at 0.0125 each), the two-part p; "inconclusive" says what it cannot exclude.
+    assert results[0].sentence == ("CNN > MLP at data_per_class=10: yes (92.0% [90.0, 94.0], median 92.0%, learned 3/3 "
+                                   "[29-100%] vs 63.0% [60.0, 66.0], median 63.0%, learned 3/3 [29-100%]; "
+                                   "learned-seed difference +29.0 pts [+21.1, +36.9] (97.5% interval); two-part "
+                                   "p<0.001; n=3/3)")
+    assert results[1].sentence.startswith("CNN > MLP at data_per_class=30: inconclusive: cannot exclude ±")
+    assert "(75.0% [70.0, 80.0]" in results[1].sentence
     assert results[0].single_seed_sentence == "a single-seed run would have said yes in 3 of 3 seeds, no in 0"
     only10 = evaluate(Hypothesis("MLP > CNN at data_per_class=10", better=MLP, worse=CNN, at={"data_per_class": 10}),
                       frame(), ["data_per_class"])

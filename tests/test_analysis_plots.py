@@ -109,3 +109,33 @@ def test_confusion_is_the_mean_over_seeds():
     data = SweepData(parent={"name": "c"}, runs=runs, confusion=conf)
     ax = PLOTS["confusion"](data)["confusion"].axes[0]
     assert [t.get_text() for t in ax.texts] == ["1.5", "0.5", "0.5", "1.5"]
+
+
+def test_shift_plot_and_curves_show_every_seed_within_bounds(data):
+    """Issue 20: seed points on every accuracy plot (shift included), curves with one line per seed,
+    and bands bounded like the accuracies (never past 100%)."""
+    from matplotlib.collections import PathCollection, PolyCollection
+
+    fig = PLOTS["accuracy_vs_shift"](data)["accuracy_vs_shift"]
+    ax = fig.axes[0]
+    points = [y for c in ax.collections if isinstance(c, PathCollection) for _, y in c.get_offsets()]
+    shift = data.history_of("shift_acc")
+    shift = shift[shift["status_reason"] == "completed"] if "status_reason" in shift else shift
+    assert sorted(points) == pytest.approx(sorted(100 * shift["value"]))
+    for name, fig in PLOTS["curves"](data).items():
+        acc = fig.axes[1]  # validation accuracy panel
+        n_runs = data.completed.shape[0]
+        seed_lines = [ln for ln in acc.lines if ln.get_linewidth() < 1]
+        assert len(seed_lines) >= 1 and len(seed_lines) <= n_runs, name
+        bands = [c for c in acc.collections if isinstance(c, PolyCollection)]
+        assert all(p.get_extents().y1 <= 100.0 + 1e-9 and p.get_extents().y0 >= -1e-9
+                   for b in bands for p in b.get_paths()), name
+
+
+def test_accuracy_differences_are_not_accuracies_and_intervals_are_not_plus_minus():
+    from analysis.style import fmt_mean_ci, is_accuracy
+
+    assert is_accuracy("val_acc") and is_accuracy("shift_acc_at_max") and not is_accuracy("shift_acc_drop")
+    assert fmt_mean_ci("val_acc", 0.9, 0.8, 0.95) == "90.0% [80.0, 95.0]"  # asymmetric: both ends
+    assert fmt_mean_ci("val_loss", 0.4, 0.3, 0.5) == "0.4 ± 0.1"  # a symmetric t-interval keeps ±
+    assert fmt_mean_ci("shift_acc_drop", -0.05, -0.1, 0.02) == "-0.05 [-0.1, 0.02]"

@@ -44,8 +44,11 @@ def test_report_files_and_html(report):
     assert len(results) == 4 and {"val_acc_mean", "val_acc_ci_low", "val_acc_ci_high"} <= set(results.columns)
     assert "92.0% [91.0, 93.0]" in html  # mean [bounded bootstrap interval] in the results table
     assert "at chance" in html and "val_acc median" in html
-    assert ("CNN &gt; MLP at data_per_class=10: yes (92.0% [91.0, 93.0], median 92.0% vs 62.0% [61.0, 63.0], "
-            "median 62.0%; difference +30.0 pts [+28.7, +31.3]; p&lt;0.001 vs alpha 0.05; n=3/3)") in html
+    # Subject changed (issue 20): learned k/n beside each side, the learned-seed difference at the
+    # verdict's level (two parts at 0.0125 each: a 97.5% interval), the two-part p.
+    assert ("CNN &gt; MLP at data_per_class=10: yes (92.0% [91.0, 93.0], median 92.0%, learned 3/3 [29-100%] vs "
+            "62.0% [61.0, 63.0], median 62.0%, learned 3/3 [29-100%]; learned-seed difference +30.0 pts "
+            "[+27.1, +32.9] (97.5% interval); two-part p&lt;0.001; n=3/3)") in html
     assert "a single-seed run would have said yes in 3 of 3 seeds" in html
     assert "fabricated CNN vs MLP sweep" in html and "0123456" in html
     assert "Notes" not in html  # every declared plot had something to draw

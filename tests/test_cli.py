@@ -168,6 +168,7 @@ def _capture(monkeypatch, command: str) -> dict:
         monkeypatch.setattr(res, "results_table", lambda uri, **kw: seen.update(kw) or [])
         monkeypatch.setattr(res, "format_results", lambda table, fmt: seen.update(format=fmt) or "")
         monkeypatch.setattr(rep, "write_report", lambda uri, **kw: seen.update(kw) or "r.html")
+        monkeypatch.setattr(rep, "build_report", lambda uri, **kw: seen.update(kw) or ("r.html", []))
     return seen
 
 

@@ -353,8 +353,8 @@ def test_failed_resume_gives_the_parent_its_status_back(fake_sweep, monkeypatch,
     fs.client.set_terminated(fs.parent, before)
     seen = []
 
-    def fit(tuner, client, meta, opts, guard, folder):
-        seen.append(client.get_run(meta["parent_run_id"]).info.status)
+    def fit(tuner, client, record, opts, guard):
+        seen.append(client.get_run(record.parent_run_id).info.status)
         raise RuntimeError("the cluster went away")
 
     monkeypatch.setattr(ray_setup, "init_ray", lambda *a, **k: None)
@@ -388,8 +388,8 @@ def test_resume_honours_storage_path_of_a_moved_sweep(fake_sweep, tmp_path):
     moved = tmp_path / "moved"
     moved.mkdir()
     shutil.move(str(fake_sweep.folder), moved / "fs")
-    meta, folder = find_sweep("fs", str(moved))
-    assert folder == moved / "fs" and meta["parent_run_id"] == fake_sweep.parent
+    record = find_sweep("fs", str(moved))
+    assert record.folder == moved / "fs" and record.parent_run_id == fake_sweep.parent
     with pytest.raises(ConfigError, match="no sweep named 'fs'"):
         find_sweep("fs", str(fake_sweep.storage))
 

@@ -12,7 +12,7 @@ from cluster.cli import main
 from cluster.flow.confirm import NOT_CONFIG, confirmation_experiment, pick_best
 from cluster.planning.plan import make_plan
 from cluster.flow.options import RunOptions
-from cluster.flow.run import build_plan
+from cluster.flow.sweep import build_plan
 from cluster.tuner.search import OptunaSpace, asha_settings, check_search, parse_domain, parse_samples, tune_space
 from search_spaces import EXPERIMENTS, get_experiment
 from search_spaces.domains import Choice, LogUniform, RandInt, Uniform

@@ -70,3 +70,31 @@ def test_driver_files_stay_small():
     big = {str(p.relative_to(ROOT)): n for p in (ROOT / "cluster").rglob("*.py")
            if (n := len(p.read_text().splitlines())) > DRIVER_MAX_LINES}
     assert big == {}
+
+
+DOMAIN_CLASSES = ("LogUniform", "Uniform", "RandInt", "Choice", "SAMPLED", "_Domain")
+
+
+def domain_dispatch(path: Path) -> list[int]:
+    """Lines of `path` that test a value's search-domain class (isinstance(x, Choice), ...)."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance" and len(node.args) == 2:
+            names = {n.id for n in ast.walk(node.args[1]) if isinstance(n, ast.Name)}
+            if names & set(DOMAIN_CLASSES):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_search_domains_own_their_behaviour():
+    """No isinstance dispatch on a domain class outside search_spaces/domains.py: each domain knows its
+    representative value, extremes, Tune form, sample and Optuna suggestion."""
+    found = {f"{p.relative_to(ROOT)}:{n}" for pkg in ("cluster", "search_spaces", "analysis", "trainables")
+             for p in (ROOT / pkg).rglob("*.py") if p.name != "domains.py" for n in domain_dispatch(p)}
+    assert found == set()
+
+
+def test_the_domain_check_sees_a_dispatch(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("def f(v):\n    return isinstance(v, (Choice, int))\n")
+    assert domain_dispatch(f) == [2]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -99,6 +100,7 @@ def test_randint_per_pairing_domain_reaches_its_upper_bound():
     plan = make_plan(exp, smoke=True, num_samples=2)
     sampler = to_tune_space(plan)["kernel_size"].func
     random.seed(0)
+    np.random.seed(0)  # the domain samples with Tune's sampler, which draws from numpy's global generator
     assert {sampler({"pairing": CNN}) for _ in range(200)} == {3, 4}
 
 
@@ -112,13 +114,11 @@ def test_randint_upper_bound_is_validated_before_running():
 
 
 def test_optuna_randint_is_inclusive():
-    from cluster.tuner.search import _suggest
-
     class Trial:
         def suggest_int(self, name, low, high):
             return (low, high)
 
-    assert _suggest(Trial(), "k", RandInt(3, 9)) == (3, 9)
+    assert RandInt(3, 9).suggest(Trial(), "k") == (3, 9)
 
 
 # --- overrides -----------------------------------------------------------------------------------
@@ -191,10 +191,10 @@ def test_cpus_per_trial_becomes_the_trials_threads_and_resources(monkeypatch, tm
     monkeypatch.setattr(ray_setup, "init_ray", lambda *a, **kw: None)
     monkeypatch.setattr(ray_setup, "cluster_resources", lambda: (4.0, 0.0, 1))
 
-    def fake_tuner(plan, opts, meta, resources):
+    def fake_tuner(plan, opts, record):
         from cluster.tuner.search import tune_space
 
-        captured.update(resources=resources, space=tune_space(plan, opts))
+        captured.update(resources=record.resources, space=tune_space(plan, opts))
         return None
 
     monkeypatch.setattr(assemble, "make_tuner", fake_tuner)
@@ -225,7 +225,7 @@ def test_n_trials_counts_every_sample():
 def test_asha_grace_period_equal_to_the_budget_shrinks():
     """A grace period that reaches max_t would never stop a trial: it shrinks to a quarter of the budget."""
     from cluster.flow.options import RunOptions
-    from cluster.flow.run import build_plan
+    from cluster.flow.sweep import build_plan
     from cluster.tuner.search import asha_settings
 
     opts = RunOptions("edge-hpo", sets={"epochs": 8}, grace_period=8)

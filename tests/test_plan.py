@@ -109,3 +109,19 @@ def test_missing_dataset_files_fail_before_running(tmp_path):
     with pytest.raises(ConfigError) as info:
         make_plan(get_experiment("mnist-mlp-lenet-resnet"), extra_fixed={"data_root": str(tmp_path)})
     assert str(tmp_path) in str(info.value)
+
+
+# --- search domains answer for themselves ------------------------------------------------------
+
+@pytest.mark.parametrize("domain, representative, extremes, largest", [
+    (LogUniform(1e-3, 1e-1), 1e-3, [1e-3, 1e-1], 1e-1),
+    (RandInt(3, 9), 3, [3, 9], 9),
+    (Choice((5, 3, 7)), 5, [5, 3, 7], 7),
+])
+def test_a_domain_knows_its_values(domain, representative, extremes, largest):
+    assert domain.representative() == representative
+    assert domain.extremes() == extremes
+    assert domain.largest() == largest
+    drawn = [domain.sample() for _ in range(50)]  # Tune's own sampler for the domain
+    assert all(domain.contains(x) for x in drawn)
+    assert type(drawn[0]) is type(representative)

@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from cluster import server as srv
+from cluster.infra import server as srv
 from cluster.infra.server import TrackingServer, server_command
 from core.errors import ConfigError
 

@@ -135,7 +135,7 @@ def test_experiment_declarations_are_strict(exp, fragment):
 
 def test_sample_flag_is_strict():
     from cluster.flow.options import RunOptions
-    from cluster.flow.run import build_plan
+    from cluster.flow.sweep import build_plan
     from cluster.tuner.search import parse_samples
 
     with pytest.raises(ConfigError, match="'dropout' is not used by any pairing of edge-hpo"):

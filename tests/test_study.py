@@ -52,7 +52,10 @@ def test_cross_experiment_verdicts_come_from_the_study_sweeps():
     assert edge.worse[0] == pytest.approx((0.95 + 0.33 + 0.97) / 3) and edge.worse[3] == 3
     assert edge.sides[1].collapsed == 1 and edge.verdict == "inconclusive"
     dpc_results = answers.verdicts["edge-data-per-class"]
-    assert [r.verdict for r in dpc_results] == ["inconclusive", "yes"] and dpc_results[0].m_tests == 2
+    # Subject changed (issue 20): the two-part test sets the collapsed seed (0.33) apart, so the two
+    # that learned decide 10/class (a test on the mixture's mean could not).
+    assert [r.verdict for r in dpc_results] == ["yes", "yes"] and dpc_results[0].m_tests == 2
+    assert dpc_results[0].learned == ((2, 3), (3, 3))
     # Without the compared experiment in the study: "not tested", saying so.
     alone = study_verdicts({"edge-detector-init": init}).verdicts["edge-detector-init"]
     assert alone[0].verdict == "not tested" and "in this study" in alone[0].note
@@ -146,7 +149,10 @@ def test_sweep_finished_reads_tune_state(tmp_path):
     from cluster.flow.study import sweep_finished
 
     def state(statuses, n_trials=2, until=False):
-        (tmp_path / "sweep.json").write_text(json.dumps({"n_trials": n_trials, "options": {"until_decided": until}}))
+        record = {"name": tmp_path.name, "tracking_uri": "sqlite:///m.db", "parent_run_id": "p", "experiment_id": "1",
+                  "resources": {"cpu": 1}, "storage_path": str(tmp_path.parent)}  # a whole sweep.json (SweepRecord)
+        (tmp_path / "sweep.json").write_text(json.dumps({**record, "n_trials": n_trials,
+                                                         "options": {"until_decided": until}}))
         data = {"trial_data": [[json.dumps({"status": s}), "{}"] for s in statuses]}
         (tmp_path / "experiment_state-1.json").write_text(json.dumps(data))
 

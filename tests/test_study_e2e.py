@@ -9,7 +9,9 @@ from cluster.cli import main
 from conftest import mlflow_runs
 
 pytestmark = pytest.mark.slow
-ONLY = "edge-data-per-class,edge-detector-init"
+# A cross-experiment claim with a cell the smoke sizes (10, 30/class) run: edge-tuned-kernel's
+# "3x3 CNN < 7x7 CNN at 10/class" against the study's own edge-domain-shift.
+ONLY = "edge-domain-shift,edge-tuned-kernel"
 
 
 def test_smoke_study_runs_reports_and_skips_when_rerun(tmp_path):
@@ -24,7 +26,7 @@ def test_smoke_study_runs_reports_and_skips_when_rerun(tmp_path):
         first = {e: len(mlflow_runs(uri, e)[1]) for e in ONLY.split(",")}
         assert main(args) == 0  # everything finished: nothing runs again
         assert {e: len(mlflow_runs(uri, e)[1]) for e in ONLY.split(",")} == first == {
-            "edge-data-per-class": 8, "edge-detector-init": 4}
+            "edge-domain-shift": 8, "edge-tuned-kernel": 4}
     finally:
         ray.shutdown()
     state = json.loads((tmp_path / "rr" / "study-edge-smoke" / "study.json").read_text())
@@ -32,7 +34,15 @@ def test_smoke_study_runs_reports_and_skips_when_rerun(tmp_path):
     assert all(e["wall_s"] > 0 for e in state["entries"])
     html = (tmp_path / "report" / "index.html").read_text()
     # The cross-experiment hypothesis is answered from the study's own edge-data-per-class sweep.
-    assert "edge-initialised CNN &gt; randomly initialised CNN" in html and "not tested (no sweep" not in html
-    assert "Cost" in html and "study-edge-smoke.edge-data-per-class" in html
-    rows = (tmp_path / "report" / "study.csv").read_text()
-    assert "edge-detector-init" in rows
+    assert "3x3 CNN (lr 5e-2) &lt; 7x7 CNN across halves" in html
+    assert "Cost" in html and "study-edge-smoke.edge-domain-shift" in html
+    assert html.index("Reproduction") < html.index("Summary") and "source value" in html
+    import pandas as pd
+
+    rows = pd.read_csv(tmp_path / "report" / "study.csv")
+    [tuned] = rows[rows["hypothesis"] == "3x3 CNN (lr 5e-2) < 7x7 CNN across halves at data_per_class=10"].itertuples()
+    assert tuned.verdict != "not tested" and tuned.source_value == "66.7% vs 90.0%" and tuned.status != "not tested"
+    # Claims against an experiment the study did not run say so.
+    shifted = rows[rows["hypothesis"].str.contains("on the unshifted task")]
+    assert len(shifted) == 2 and set(shifted["status"]) == {"not tested"}
+    assert shifted["status_detail"].str.contains("no sweep of experiment 'edge-data-per-class' in this study").all()

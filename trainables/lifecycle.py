@@ -248,6 +248,9 @@ def _finish(step: Step, members: list[Member], results: list[dict[str, Any]], t0
                     run.add_history(key, points)
         if confusion[i] is not None:
             out["confusion_matrix"] = confusion[i].cpu().tolist()
+            collapse = S.collapse_metrics(out["confusion_matrix"])  # per-class recall: collapse is an outcome
+            out.update(collapse)
+            final_scalars.update(collapse)
         res.update(out)
         if run is None:
             continue
@@ -282,6 +285,7 @@ def _already_done(step: Step, members: list[Member], report: Report | None, pack
             res[S.METRIC_BEST_VAL_ACC] = max(row["val_acc"] for row in rows)
         if confusion[i] is not None:
             res["confusion_matrix"] = confusion[i].cpu().tolist()
+            res.update(S.collapse_metrics(res["confusion_matrix"]))
         if m.run is not None:  # not reached with FINISHED runs (see _finished_earlier)
             m.run.complete()
             res["mlflow_run_id"] = m.run.run_id

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from core import store_schema as S
+from core import phases, store_schema as S
 from core import user_modules
 from trainables.checkpoint import restore_state, tag_fallback
 from trainables.data import DataBundle, build_data
@@ -173,6 +173,7 @@ def train(config: dict[str, Any], tracking: TrackingInfo | None = None, modules:
     `modules` are the sweep's user modules (core.user_modules.ModuleRef): loaded, with their
     recorded hashes, before the trial resolves its config, so user models and datasets exist here.
     """
+    phases.mark("trial_start")
     user_modules.ensure(modules)
     restore, report, trial_id = tune_session()
     tag_fallback(tracking, trial_id)

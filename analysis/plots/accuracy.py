@@ -129,15 +129,16 @@ def lr_kernel_heatmap(data: SweepData) -> Figures:
     for ax, name in zip(axes, series):
         table = aggregate(runs[runs["series"] == name], ["lr", "kernel_size"], ["val_acc"])
         mean = table.pivot(index="lr", columns="kernel_size", values="val_acc_mean") * 100
-        half = (table.pivot(index="lr", columns="kernel_size", values="val_acc_ci_high") * 100 - mean)
+        low = table.pivot(index="lr", columns="kernel_size", values="val_acc_ci_low") * 100
+        high = table.pivot(index="lr", columns="kernel_size", values="val_acc_ci_high") * 100
         im = ax.imshow(mean.to_numpy(float), cmap="viridis", vmin=0, vmax=100, aspect="auto")
         ax.set_xticks(range(len(mean.columns)), [_tick(c) for c in mean.columns])
         ax.set_yticks(range(len(mean.index)), [_tick(v) for v in mean.index])
         for i in range(mean.shape[0]):
             for j in range(mean.shape[1]):
-                m, h = mean.iat[i, j], half.iat[i, j]
-                if m == m:
-                    ax.text(j, i, f"{m:.1f}" + (f"\n±{h:.1f}" if h == h else ""), ha="center",
+                m, lo, hi = mean.iat[i, j], low.iat[i, j], high.iat[i, j]
+                if m == m:  # the bounded interval is asymmetric: both ends, never "±"
+                    ax.text(j, i, f"{m:.1f}" + (f"\n[{lo:.0f}, {hi:.0f}]" if lo == lo else ""), ha="center",
                             va="center", fontsize=8, color="white" if m < 60 else "black")
         ax.set_xlabel("kernel size")
         ax.set_ylabel("learning rate")

@@ -16,11 +16,20 @@ from analysis.sweep_data import SweepData
 Figures = dict[str, Figure]
 
 
-def stats_by(frame: pd.DataFrame, x: str, y: str, factor: float = 1.0) -> pd.DataFrame:
-    """Mean and 95% t-interval of `y` at each value of `x` (sorted), times `factor`."""
+def stats_by(frame: pd.DataFrame, x: str, y: str, factor: float = 1.0, metric: str | None = None) -> pd.DataFrame:
+    """Mean and 95% interval of `y` at each value of `x` (sorted), times `factor`: for an accuracy
+    `metric` the bounded percentile bootstrap (analysis.stats.band_interval, never past [0, 100]%),
+    else the t-interval."""
+    from analysis.stats import band_interval
+    from analysis.style import is_accuracy
+
     rows = []
     for xv, g in frame.groupby(x, dropna=True):
-        mean, _, low, high = t_interval(pd.to_numeric(g[y], errors="coerce"))
+        values = pd.to_numeric(g[y], errors="coerce")
+        if metric is not None and is_accuracy(metric):
+            mean, low, high = band_interval(values)
+        else:
+            mean, _, low, high = t_interval(values)
         rows.append((xv, factor * mean, factor * low, factor * high, len(g)))
     out = pd.DataFrame(rows, columns=[x, "mean", "low", "high", "n"])
     return out.iloc[sorted(range(len(out)), key=lambda i: sort_key(out[x].iloc[i]))].reset_index(drop=True)
@@ -39,6 +48,20 @@ def draw_mean_ci(ax: Axes, s: pd.DataFrame, x: str, *, label: str, color: str, m
                     fmt="none", ecolor=color, capsize=3, linewidth=1)
         if ok.sum() > 1:
             ax.fill_between(xs[ok], low[ok], high[ok], color=color, alpha=0.15, linewidth=0)
+
+
+def draw_seeds(ax: Axes, frame: pd.DataFrame, x: str, y: str, factor: float, color: str, lines: bool = False) -> None:
+    """Every seed's value: hollow points (or, with `lines`, one thin line per run) in the series' colour."""
+    if frame.empty:
+        return
+    if lines and "run_id" in frame:
+        for _, g in frame.groupby("run_id"):
+            g = g.sort_values(x)
+            ax.plot(g[x].to_numpy(float), factor * pd.to_numeric(g[y], errors="coerce").to_numpy(float), color=color,
+                    linewidth=0.6, alpha=0.35, zorder=1)
+        return
+    ax.scatter(frame[x].to_numpy(float), factor * pd.to_numeric(frame[y], errors="coerce").to_numpy(float), s=12,
+               facecolors="none", edgecolors=color, linewidths=0.8, alpha=0.7, zorder=3)
 
 
 def series_groups(frame: pd.DataFrame, keys: Sequence[str]) -> Iterator[tuple[str, dict[str, Any], pd.DataFrame]]:

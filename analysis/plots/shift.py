@@ -5,8 +5,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.aggregate import aggregate
-from analysis.plots.common import Figures, draw_mean_ci, series_colour, series_groups, stats_by, table_figure
-from analysis.style import fmt_mean_ci, marker, new_figure, style_axes
+from analysis.plots.common import (Figures, draw_mean_ci, draw_seeds, series_colour, series_groups, stats_by,
+                                   table_figure)
+from analysis.style import clip_percent, fmt_mean_ci, marker, new_figure, style_axes
 from core import store_schema as S
 from analysis.sweep_data import SweepData
 
@@ -22,8 +23,9 @@ def _has_iou(data: SweepData) -> bool:
 def accuracy_vs_shift(data: SweepData) -> Figures:
     """Panels for whichever of shift accuracy, shift confidence and IoU were logged.
 
-    Shift histories have step = shift in pixels; each series is drawn as mean ± 95% CI over
-    seeds. IoU is drawn as original vs shifted bars with CI error bars.
+    Shift histories have step = shift in pixels; each series is drawn as its mean with the bounded
+    95% bootstrap interval over seeds, and every seed's value as a point. IoU is drawn as original vs
+    shifted bars with interval error bars and the seeds' values.
     """
     present = [(k, lab, f) for k, lab, f in SHIFT_KEYS if (data.history["key"] == k).any()]
     iou = _has_iou(data)
@@ -37,8 +39,10 @@ def accuracy_vs_shift(data: SweepData) -> Figures:
         if S.TAG_STATUS_REASON in frame:
             frame = frame[frame[S.TAG_STATUS_REASON] == S.STATUS_COMPLETED]
         for i, (name, cell, g) in enumerate(series_groups(frame, data.cell_keys)):
-            draw_mean_ci(ax, stats_by(g, "step", "value", factor), "step", label=name,
+            draw_mean_ci(ax, stats_by(g, "step", "value", factor, key), "step", label=name,
                          color=series_colour(cell), marker=marker(i))
+            draw_seeds(ax, g, "step", "value", factor, series_colour(cell))
+        clip_percent(ax)
         style_axes(ax, xlabel="shift (pixels)", ylabel=label, title=f"{label.split(' ')[0]} vs shift")
     if iou:
         ax = axes[-1]
@@ -52,10 +56,19 @@ def accuracy_vs_shift(data: SweepData) -> Figures:
             err = None if np.isnan(err[0]).any() else err
             ax.bar(np.arange(2) + i * width, means, width, yerr=err, capsize=3, color=series_colour(cell),
                    label=label, alpha=1.0 - 0.6 * (i % 2) / 1.5, edgecolor="black", linewidth=0.5)
+            seeds = data.completed
+            for k, key in enumerate(IOU):
+                mask = np.ones(len(seeds), bool)
+                for ck, cv in cell.items():
+                    if ck in seeds:
+                        mask &= (seeds[ck] == cv).to_numpy()
+                ys = pd.to_numeric(seeds.loc[mask, key], errors="coerce").dropna().to_numpy(float)
+                ax.scatter(np.full(len(ys), k + i * width), ys, s=12, facecolors="none", edgecolors="black",
+                           linewidths=0.8, zorder=3)
         ax.set_xticks(np.arange(2) + 0.4 - width / 2, ["original", "shifted"])
         ax.set_ylim(0, 1)
         style_axes(ax, xlabel="probe images", ylabel="mean IoU", title="IoU before and after the shift")
-    fig.suptitle(f"{data.name}: robustness to translation (mean ± 95% CI over seeds)", fontsize=11)
+    fig.suptitle(f"{data.name}: robustness to translation (mean, 95% interval and each seed)", fontsize=11)
     return {"accuracy_vs_shift": fig}
 
 
@@ -74,4 +87,4 @@ def iou_table(data: SweepData) -> Figures:
             row[k.replace("_", " ")] = fmt_mean_ci(k, src[f"{k}_mean"], src[f"{k}_ci_low"], src[f"{k}_ci_high"])
         row["n"] = r["n"]
         rows.append(row)
-    return {"iou_table": table_figure(pd.DataFrame(rows), f"{data.name}: mean IoU (± 95% CI)")}
+    return {"iou_table": table_figure(pd.DataFrame(rows), f"{data.name}: mean IoU [95% interval]")}

@@ -34,7 +34,7 @@ def leaderboard(data: SweepData) -> Figures:
     df = pd.DataFrame(rows)
     if (df["cell"] == "all runs").all():
         df = df.drop(columns="cell")
-    return {"leaderboard": table_figure(df, f"{data.name}: leaderboard (mean ± 95% CI over seeds)")}
+    return {"leaderboard": table_figure(df, f"{data.name}: leaderboard (mean [95% interval] over seeds)")}
 
 
 def best_configs(data: SweepData, metric: str = "val_acc", top: int = TOP) -> Figures:

@@ -1,17 +1,18 @@
 """`sweep run EXP --until-decided`: replicates added, wave by wave, only where the answer is still open.
 
 The first wave runs the experiment's seeds in every cell. After each wave completes, the
-declared hypotheses are answered from the results so far (analysis.hypotheses: Welch test per
-cell, Holm over the experiment's hypotheses). Cells that take part in a still-inconclusive
-hypothesis (or, with --target-halfwidth H, whose accuracy interval is wider than H) get the
-next `step` seeds; decided cells get none. This repeats until nothing needs seeds or every such
-cell holds --max-seeds seeds.
+declared claims are answered from the results so far (analysis.hypotheses: the two-part exact
+test per cell). Cells that take part in a still-inconclusive claim (or, with --target-halfwidth
+H, whose accuracy interval is wider than H) get the next `step` seeds; decided cells get none.
+This repeats until nothing needs seeds or every such cell holds --max-seeds seeds.
 
-Stopping rule (error control under repeated looks): Bonferroni over the maximum number of
-looks K = 1 + ceil((max_seeds - first_wave) / step). Each look tests at alpha / K, so the
-probability that a true null is ever declared "decided" over all looks is at most alpha (a
-union bound; it holds for any dependence between looks, at the price of some power). The
-report uses the same per-look alpha.
+Stopping rule: a group-sequential design (analysis.sequential.Design) with looks at first,
+first + step, ..., max_seeds seeds per side and Lan-DeMets O'Brien-Fleming-type alpha spending;
+each look decides at its own level, and the interval shown is at that level. A claim stops
+early when its interval excludes 0 (different), lies within +-margin (equivalent: the null
+stops early too) or, from the second look on, when the power-based seeds needed exceed
+--max-seeds (non-binding futility: it can only remove decisions). `python -m analysis.simulate`
+prints the error rates and power of this design.
 
 Ray Tune-native: `AdaptiveSearcher` (cluster.tuner.adaptive_searcher) is a `ray.tune.search.Searcher`. Tune asks it for trials
 (`suggest`) and tells it results (`on_trial_complete`); the Tuner's num_samples is only a bound
@@ -22,13 +23,15 @@ Each replicate is its own child run, tagged `wave` (0 = the first) by `WaveTagge
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas loads when replicates are counted, not while a plan is checked
+    import pandas as pd
 
 from core import store_schema as SS
 from core.errors import ConfigError
@@ -49,7 +52,8 @@ class AdaptiveSettings:
         step: seeds added to an open cell per wave (default: as many as the first wave).
         target_halfwidth: also add seeds to cells whose accuracy interval half-width exceeds
             this (a fraction, e.g. 0.05 = 5 points); None = hypotheses only.
-        alpha: family-wise error rate over all looks.
+        alpha: two-sided error rate of each claim over all looks.
+        spending: alpha-spending function, "obf" (O'Brien-Fleming type) or "pocock".
     """
 
     first: int
@@ -57,6 +61,7 @@ class AdaptiveSettings:
     step: int | None = None
     target_halfwidth: float | None = None
     alpha: float = ALPHA
+    spending: str = "obf"
 
     def __post_init__(self):
         if self.first < 1:
@@ -82,8 +87,10 @@ class AdaptiveSettings:
         return 1 + math.ceil((self.max_seeds - self.first) / self.wave_step)
 
     @property
-    def alpha_per_look(self) -> float:
-        return self.alpha / self.max_looks
+    def design(self):
+        from analysis.sequential import Design
+
+        return Design.waves(self.first, self.max_seeds, self.wave_step, self.alpha, self.spending)
 
     def wave_of(self, seed_index: int) -> int:
         """Wave of the seed_index-th seed of a cell (0-based): 0 for the first wave."""
@@ -91,13 +98,14 @@ class AdaptiveSettings:
 
     @property
     def rule(self) -> str:
-        return (f"stopping rule: Bonferroni over at most {self.max_looks} looks (alpha {self.alpha:g} / "
-                f"{self.max_looks} = {self.alpha_per_look:.4g} per look), seeds added {self.wave_step} per wave "
-                f"up to {self.max_seeds} per cell")
+        return (f"stopping rule: {self.design.rule}; seeds added {self.wave_step} per wave up to {self.max_seeds} "
+                "per cell; futility stop when the seeds needed exceed that")
 
     def parent_tags(self) -> dict[str, str]:
+        d = self.design
         return {SS.TAG_UNTIL_DECIDED: "true", SS.TAG_STOPPING_RULE: self.rule, SS.TAG_MAX_LOOKS: str(self.max_looks),
-                SS.TAG_ALPHA_PER_LOOK: repr(self.alpha_per_look), SS.TAG_MAX_SEEDS: str(self.max_seeds),
+                SS.TAG_LOOK_SEEDS: json.dumps(list(d.looks)), SS.TAG_SPENDING: d.spending,
+                SS.TAG_ALPHA: repr(d.alpha), SS.TAG_MAX_SEEDS: str(self.max_seeds),
                 "wave_step": str(self.wave_step), "first_wave_seeds": str(self.first),
                 SS.TAG_TARGET_HALFWIDTH: "none" if self.target_halfwidth is None else repr(self.target_halfwidth)}
 
@@ -170,6 +178,8 @@ class Replicates:
     # -- decisions -------------------------------------------------------------------------
     def frame(self) -> pd.DataFrame:
         """Completed replicates so far as a runs table (the shape analysis.hypotheses reads)."""
+        import pandas as pd
+
         rows = []
         for tid, (cell, seed, wave) in self.issued.items():
             res = self.results.get(tid, False)
@@ -189,8 +199,8 @@ class Replicates:
         runs = self.frame()
         if runs.empty:
             return []
-        return evaluate_all(self.hypotheses, runs, self.keys, self.others, alpha=self.settings.alpha_per_look,
-                            intervals=False)
+        return evaluate_all(self.hypotheses, runs, self.keys, self.others, alpha=self.settings.alpha,
+                            intervals=False, design=self.settings.design, sequential=True)
 
     def involved(self, result, h) -> set[int]:
         """Cells (indices) whose runs enter `result` (one hypothesis in one cell)."""
@@ -210,6 +220,8 @@ class Replicates:
     def wide(self, runs: pd.DataFrame) -> set[int]:
         """Cells whose accuracy interval (the first accuracy a hypothesis uses, else val_acc) is wider
         than the target half-width, or has no interval yet."""
+        import pandas as pd
+
         from analysis.stats import bootstrap_interval
 
         h = self.settings.target_halfwidth
@@ -232,17 +244,20 @@ class Replicates:
         verdicts = self.verdicts()
         by_text = {h.text: h for h in self.hypotheses}
         decided, still_open, need = [], [], set()
+        cap = self.settings.max_seeds
         for r in verdicts:
             label = f"{r.text}{r.where}"
-            if r.verdict in ("yes", "no"):
+            if r.verdict in ("yes", "no", "equivalent"):
                 decided.append(f"{label}: {r.verdict}")
+            elif r.verdict == "inconclusive" and self.wave >= 1 and (r.seeds_needed is None or r.seeds_needed > cap):
+                still_open.append(f"{label}: {_open_reason(r)}; futile at --max-seeds {cap}, no more seeds")
             elif r.verdict == "inconclusive":
                 still_open.append(f"{label}: {_open_reason(r)}")
                 need |= self.involved(r, by_text[r.text])
             else:
                 still_open.append(f"{label}: not tested ({r.note})")
         need |= self.wide(self.frame())
-        step, cap = self.settings.wave_step, self.settings.max_seeds
+        step = self.settings.wave_step
         queued = []
         for cell in sorted(need):
             have = self.seeds_of(cell)
@@ -289,25 +304,27 @@ def _same(a, b) -> bool:
 
 
 def _open_reason(r) -> str:
-    p = r.p_adj if r.p_adj == r.p_adj else r.p
-    if p != p:
-        return f"no p-value yet (n={r.better[3]}/{r.worse[3]} seeds)"
-    return f"adjusted p={p:.3g} >= {r.alpha:.3g} at n={r.better[3]}/{r.worse[3]} seeds"
+    from analysis.sequential import fmt_confidence
+
+    need = f", about {r.seeds_needed} seeds per side needed" if r.seeds_needed else ""
+    return f"{r.outcome} at n={r.better[3]}/{r.worse[3]} seeds ({fmt_confidence(r.confidence)} interval){need}"
 
 
 # -- hooks used by cluster.flow.run and cluster.tuner --------------------------------------------------
 def settings_from(opts, plan) -> AdaptiveSettings | None:
     """The adaptive settings of a run, checked against its plan; None without --until-decided."""
-    if not getattr(opts, "until_decided", False):
-        if getattr(opts, "max_seeds", None) is not None or getattr(opts, "target_halfwidth", None) is not None:
+    from cluster.tuner.search import scheduler_of
+
+    if not opts.until_decided:
+        if opts.max_seeds is not None or opts.target_halfwidth is not None:
             raise ConfigError("--max-seeds and --target-halfwidth apply to --until-decided only")
         return None
-    if plan.sampled or plan.num_samples != 1 or getattr(opts, "search", "random") != "random":
+    if plan.sampled or plan.num_samples != 1 or opts.search != "random":
         raise ConfigError("--until-decided adds seeds to grid cells; it cannot be combined with sampled axes, "
                           "--num-samples or --search")
-    if getattr(opts, "pack", 1) > 1:
+    if opts.pack > 1:
         raise ConfigError("--until-decided cannot be combined with --pack (waves are decided per trial)")
-    if (opts.scheduler or "none") != "none":
+    if scheduler_of(opts, plan) != "none":
         raise ConfigError("--until-decided needs every replicate to finish; it cannot be combined with a scheduler")
     settings = AdaptiveSettings(first=len(plan.seeds), max_seeds=opts.max_seeds or DEFAULT_MAX_SEEDS,
                                 target_halfwidth=opts.target_halfwidth)
@@ -317,16 +334,24 @@ def settings_from(opts, plan) -> AdaptiveSettings | None:
     return settings
 
 
-def other_runs(plan, tracking_uri: str) -> dict[str, pd.DataFrame]:
-    """Runs of the experiments named by `other_experiment` (their newest sweep), where stored."""
+def other_runs(plan, tracking_uri: str, sweep: str | None = None) -> dict[str, pd.DataFrame]:
+    """Runs of the experiments named by `other_experiment`, where stored.
+
+    Within a study (the sweep is named "<study>.<experiment>") the other side is the study's own
+    sweep "<study>.<other>", never another sweep of that experiment; outside a study, the newest.
+    """
     from analysis.load import load_sweep
 
+    suffix = "." + plan.experiment.name
+    study = sweep[:-len(suffix)] if sweep and sweep.endswith(suffix) and len(sweep) > len(suffix) else None
     out = {}
     for name in sorted({h.other_experiment for h in plan.experiment.hypotheses if h.other_experiment}):
         try:
-            out[name] = load_sweep(tracking_uri, experiment=name).runs
+            out[name] = (load_sweep(tracking_uri, sweep=f"{study}.{name}") if study
+                         else load_sweep(tracking_uri, experiment=name)).runs
         except ConfigError:
-            log.warning("no sweep of %s in the store: its comparisons cannot drive --until-decided", name)
+            where = f"sweep {study}.{name}" if study else f"sweep of {name}"
+            log.warning("no %s in the store: its comparisons cannot drive --until-decided", where)
     return out
 
 

@@ -3,10 +3,6 @@ from __future__ import annotations
 
 from core import registry
 from search_spaces import EXPERIMENTS
-from trainables.config import TrainConfig
-from trainables.data import DATASETS
-from trainables.models import count_params, model_config_keys
-from trainables.pairings import PAIRINGS
 
 
 def _from(kind: str, name: str) -> str:
@@ -16,10 +12,17 @@ def _from(kind: str, name: str) -> str:
 
 
 def render(what: str) -> str:
-    """The listing; entries registered by user modules (loaded first, like installed plugins) say where from."""
+    """`sweep list WHAT`. The experiment list reads only search_spaces (no torch, no Ray): the
+    trainables' registries are imported for models, pairings and keys alone. Entries registered by
+    user modules (loaded first, like installed plugins) say where they came from."""
     if what == "experiments":
         width = max(map(len, EXPERIMENTS))
         return "\n".join(f"{n:<{width}}  {e.description}{_from('experiment', n)}" for n, e in EXPERIMENTS.items())
+    from trainables.config import TrainConfig
+    from trainables.data import DATASETS
+    from trainables.models import model_config_keys
+    from trainables.pairings import PAIRINGS
+
     if what == "models":
         return _models()
     if what == "pairings":
@@ -43,7 +46,8 @@ def _models() -> str:
     """Each registered model with its parameter count in its pairing's default configuration."""
     import torch
 
-    from trainables.models import build_model
+    from trainables.models import build_model, count_params
+    from trainables.pairings import PAIRINGS
     from trainables.spec import resolve_config
 
     rows = []

@@ -10,7 +10,7 @@ from cluster.planning import validate
 from core.errors import ConfigError
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunOptions:
     """Everything `sweep run` accepts, checked in __post_init__ (before Ray or MLflow start)."""
 

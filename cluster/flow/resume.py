@@ -2,18 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 from cluster.flow import user_code
 from cluster.flow.finish import fit_and_close, interrupted
 from cluster.flow.options import RunOptions
-from cluster.folder import tune_state
-from cluster.folder.locks import SweepLock
-from cluster.folder.record import find_sweep, record_tuner_hash
+from cluster.folder.record import SweepRecord, find_sweep
 from cluster.infra import console, interrupts, ray_setup, tracking
 from cluster.tuner.assemble import trainable
 from core.errors import ConfigError
-from core.user_modules import ModuleRef
 
 
 def resume_sweep(name: str, storage_path: str | None = None, address: str | None = None,
@@ -27,31 +23,29 @@ def resume_sweep(name: str, storage_path: str | None = None, address: str | None
     """
     from mlflow.tracking import MlflowClient
 
-    meta, folder = find_sweep(name, storage_path)
-    if str(folder.parent) != str(meta["storage_path"]):
-        print(f"sweep {name}: using the sweep folder {folder} (recorded: {meta['storage_path']}/{name})", flush=True)
-        meta["storage_path"] = str(folder.parent)
-    opts = RunOptions(**{k: v for k, v in meta["options"].items() if k in {f.name for f in dataclasses.fields(RunOptions)}})
-    opts.verbose = verbose
-    uri = tracking.check_tracking_uri(meta["tracking_uri"])
-    with SweepLock(folder, name):
+    record = find_sweep(name, storage_path)
+    known = {f.name for f in dataclasses.fields(RunOptions)}
+    opts = RunOptions(**{**{k: v for k, v in record.options.items() if k in known}, "verbose": verbose})
+    uri = tracking.check_tracking_uri(record.tracking_uri)
+    with record.lock():
         client = MlflowClient(tracking_uri=uri)
         try:
-            parent = client.get_run(meta["parent_run_id"])
+            parent = client.get_run(record.parent_run_id)
         except Exception as exc:
-            raise ConfigError(f"the parent run {meta['parent_run_id']} of sweep {name} is not in {uri} "
+            raise ConfigError(f"the parent run {record.parent_run_id} of sweep {name} is not in {uri} "
                               f"({type(exc).__name__}); was --tracking-uri changed?") from None
-        tune_state.verify(folder, meta, parent.data.tags)
-        user_code.reload_recorded(meta, parent.data.tags)  # a changed user module: refused here, before Ray
-        return _restore_and_fit(client, meta, opts, folder, address, parent.info.status)
+        record.verify(parent.data.tags)
+        user_code.reload_recorded(record, parent.data.tags)  # a changed user module: refused here, before Ray
+        return _restore_and_fit(client, record, opts, address, parent.info.status)
 
-def _restore_and_fit(client, meta: dict, opts: RunOptions, folder: Path, address: str | None, status: str) -> int:
+
+def _restore_and_fit(client, record: SweepRecord, opts: RunOptions, address: str | None, status: str) -> int:
     from ray import tune
 
-    name = meta["name"]
-    log_path = console.driver_log_path(meta["storage_path"], name)
+    name, folder = record.name, record.folder
+    log_path = console.driver_log_path(record.storage_path, name)
     console.quiet_libraries(log_path, opts.verbose)
-    refs = [ModuleRef.from_dict(d) for d in meta.get(user_code.TAG_USER_MODULES) or ()]
+    refs = user_code.recorded_refs(record)
     ray_setup.init_ray(address or opts.address, ship_code=opts.ship_code, py_modules=user_code.ship_paths(refs))
     if not opts.verbose:
         console.route_worker_output(log_path)
@@ -59,19 +53,20 @@ def _restore_and_fit(client, meta: dict, opts: RunOptions, folder: Path, address
         raise ConfigError(f"sweep {name!r} has no Tune state in {folder} to restore")
     with interrupts.SignalGuard() as guard:
         try:
-            tuner = tune.Tuner.restore(str(folder), trainable=trainable(meta, meta["resources"]),
+            tuner = tune.Tuner.restore(str(folder), trainable=trainable(record),
                                        resume_unfinished=True, resume_errored=True, restart_errored=False)
-            record_tuner_hash(client, folder, meta)  # restore rewrites tuner.pkl
-            client.update_run(meta["parent_run_id"], status="RUNNING")
-            print(f"resuming sweep {name} from {folder}; MLflow parent run {meta['parent_run_id']}", flush=True)
-            return fit_and_close(tuner, client, meta, opts, guard, folder)
+            record.record_tuner_hash(client)  # restore rewrites tuner.pkl
+            client.update_run(record.parent_run_id, status="RUNNING")
+            print(f"resuming sweep {name} from {folder}; MLflow parent run {record.parent_run_id}", flush=True)
+            return fit_and_close(tuner, client, record, opts, guard)
         except interrupts.Interrupted as exc:
-            return interrupted(client, meta, exc.signum, folder)
+            return interrupted(client, record, exc.signum)
         except KeyboardInterrupt:
-            return interrupted(client, meta, guard.signum or 2, folder)
+            return interrupted(client, record, guard.signum or 2)
         except BaseException:
-            _restore_status(client, meta["parent_run_id"], status)
+            _restore_status(client, record.parent_run_id, status)
             raise
+
 
 def _restore_status(client, run_id: str, status: str) -> None:
     """Give a parent run the status it had before a resume that failed."""

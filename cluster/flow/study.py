@@ -130,7 +130,7 @@ def sweep_finished(path: Path) -> bool:
     code alone cannot tell.) Every trial in Tune's newest experiment state must be TERMINATED or
     ERROR, and every planned trial must exist: for --until-decided the searcher said FINISHED,
     else the trial count reaches the plan's."""
-    from cluster.folder.record import SWEEP_FILE
+    from cluster.folder.record import SweepRecord
 
     states = sorted(path.glob("experiment_state-*.json"))
     if not states:
@@ -139,8 +139,8 @@ def sweep_finished(path: Path) -> bool:
     statuses = [json.loads(t[0]).get("status") for t in trials]
     if any(s not in ("TERMINATED", "ERROR") for s in statuses):
         return False
-    meta = json.loads((path / SWEEP_FILE).read_text())
-    if meta.get("options", {}).get("until_decided"):
+    record = SweepRecord.load(path)
+    if record.options.get("until_decided"):
         saved = sorted(path.glob("searcher-state-*.pkl"))
         if not saved:
             return False
@@ -148,14 +148,14 @@ def sweep_finished(path: Path) -> bool:
             return bool(json.loads(saved[-1].read_text()).get("finished"))
         except (ValueError, UnicodeDecodeError):  # an old or foreign state file: not finished
             return False
-    return len(statuses) >= int(meta.get("n_trials", 0))
+    return len(statuses) >= record.n_trials
 
 
 def run_study(opts: StudyOptions) -> int:
     """Run (or continue) a study; write its report. Exit code: 0 all finished, 1 some trial or
     experiment failed, 2 bad input (before anything ran)."""
     from cluster.infra import ray_setup
-    from cluster.flow.run import build_plan
+    from cluster.flow.sweep import build_plan
     from search_spaces import get_experiment
 
     study = get_study(opts.study)

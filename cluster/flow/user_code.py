@@ -145,11 +145,17 @@ def ship_paths(refs: list[ModuleRef]) -> list[str]:
     return [r.path for r in refs if r.kind == FILE and r.path]
 
 
-def worker_refs(meta: dict) -> tuple[ModuleRef, ...]:
+def recorded_refs(record) -> list[ModuleRef]:
+    """The user modules a sweep record (cluster.folder.record.SweepRecord, or sweep.json's dict) holds."""
+    data = record if isinstance(record, dict) else {**record.extra, "name": record.name}
+    return [ModuleRef.from_dict(d) for d in data.get(TAG_USER_MODULES) or ()]
+
+
+def worker_refs(record) -> tuple[ModuleRef, ...]:
     """The refs a trial gets: on a cluster without the driver's path (imported by name from what Ray shipped)."""
-    refs = [ModuleRef.from_dict(d) for d in meta.get(TAG_USER_MODULES) or ()]
-    remote = bool(meta.get("options", {}).get("address"))
-    return tuple(r.for_cluster() if remote else r for r in refs)
+    options = record.get("options", {}) if isinstance(record, dict) else record.options
+    remote = bool(options.get("address"))
+    return tuple(r.for_cluster() if remote else r for r in recorded_refs(record))
 
 
 def record(client, parent_run_id: str, refs: list[ModuleRef], folder: Path | None) -> None:
@@ -177,24 +183,25 @@ def _source(ref: ModuleRef) -> str | None:
     return data.decode("utf-8", errors="replace")
 
 
-def reload_recorded(meta: dict, parent_tags: dict | None = None) -> list[ModuleRef]:
+def reload_recorded(record, parent_tags: dict | None = None) -> list[ModuleRef]:
     """Before `sweep resume` starts Ray: load each recorded module again, refusing one whose
     source changed (the resumed trials would run other code than the record says), and a
     sweep.json whose modules are not the ones the parent run recorded."""
-    refs = [ModuleRef.from_dict(d) for d in meta.get(TAG_USER_MODULES) or ()]
+    refs = recorded_refs(record)
+    name = record.get("name") if isinstance(record, dict) else record.name
     if parent_tags is not None:
         try:
             tagged = [ModuleRef.from_dict(d) for d in json.loads(parent_tags.get(TAG_USER_MODULES) or "[]")]
         except (ValueError, TypeError):
             tagged = None
         if tagged != refs:
-            raise ConfigError(f"sweep {meta.get('name')}: the user modules in sweep.json are not the ones its MLflow "
+            raise ConfigError(f"sweep {name}: the user modules in sweep.json are not the ones its MLflow "
                               f"parent run recorded (tag {TAG_USER_MODULES}); the sweep folder was changed, so it is "
                               "not resumed")
     for ref in refs:
         if ref.kind == FILE:
             if not Path(ref.path).is_file():
-                raise ConfigError(f"sweep {meta.get('name')}: its user module {ref.path} is gone; put it back "
+                raise ConfigError(f"sweep {name}: its user module {ref.path} is gone; put it back "
                                   f"(the recorded source is in {FOLDER}/ of the sweep folder and in the parent "
                                   f"run's artifacts {ART_USER_MODULES}/)")
             user_modules.load_file(ref.path, expect_sha=ref.sha256)

@@ -1,17 +1,22 @@
-"""The sweep folder's record: sweep.json (written whole, found again by name), the claim on a fresh
-folder, and the hashes of the Tune state that `sweep resume` verifies (cluster.folder.tune_state)."""
+"""The sweep folder's record: `SweepRecord` owns sweep.json (saved whole, loaded and checked, found
+again by name), the hashes of the Tune state that `sweep resume` verifies
+(cluster.folder.tune_state), the folder's lock, and the claim on a fresh folder."""
 from __future__ import annotations
 
 import json
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cluster.folder import tune_state
 from cluster.folder.locks import LOCK_FILE, SweepLock
 from cluster.folder.storage import NAME_RE, resolve_storage
 from cluster.infra import console
 from core.errors import ConfigError
+from trainables.tracking import TrackingInfo
+
 
 SWEEP_FILE = "sweep.json"
 
@@ -40,6 +45,7 @@ def claim_sweep(storage: str, name: str | None, experiment: str) -> tuple[str, S
         return candidate, SweepLock(Path(storage) / candidate, candidate).acquire()
     raise ConfigError(f"could not create a fresh sweep folder in {storage}")
 
+
 def release_claim(storage: str, name: str, lock: SweepLock | None, remove: bool = False) -> None:
     """Drop the lock; with `remove`, also the folder if nothing but the lock (and the driver.log of
     the failed start) is in it."""
@@ -52,39 +58,147 @@ def release_claim(storage: str, name: str, lock: SweepLock | None, remove: bool 
         (folder / console.DRIVER_LOG).unlink(missing_ok=True)
         folder.rmdir()
 
-def write_meta(folder: Path | None, meta: dict) -> None:
+
+def write_meta(folder: Path | None, data: dict) -> None:
     """sweep.json, written whole to a temporary file and renamed (never half-written)."""
     if folder is None:
         return
     tmp = folder / f".{SWEEP_FILE}.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, default=str))
+    tmp.write_text(json.dumps(data, indent=2, default=str))
     os.replace(tmp, folder / SWEEP_FILE)
 
-def record_tuner_hash(client, folder: Path | None, meta: dict) -> None:
-    """The SHA-256 of tuner.pkl in sweep.json and as a parent-run tag (checked by `sweep resume`)."""
-    digest = None if folder is None else tune_state.tuner_hash(folder)
-    if digest is None:
-        return
-    meta[tune_state.TAG_TUNER_SHA] = digest
-    meta["tune_state_at_exit"] = None  # fit running: the state files change until the driver exits
-    write_meta(folder, meta)
-    client.set_tag(meta["parent_run_id"], tune_state.TAG_TUNER_SHA, digest)
 
-def record_exit_state(folder: Path | None, meta: dict) -> None:
-    """Hashes of the Tune state files as the driver leaves them (verified by the next resume)."""
-    if folder is None:
-        return
-    try:
-        meta["tune_state_at_exit"] = tune_state.state_hashes(folder)
-        write_meta(folder, meta)
-    except OSError:
-        pass  # a missing record only weakens the next resume's check to permissions + tuner.pkl
+# Keys a sweep.json must hold to be resumed (every version of the driver wrote them).
+REQUIRED = ("name", "tracking_uri", "parent_run_id", "experiment_id", "options", "resources", "storage_path")
 
-def load_meta(name: str, storage_path: str | None) -> dict:
-    return find_sweep(name, storage_path)[0]
 
-def find_sweep(name: str, storage_path: str | None) -> tuple[dict, Path]:
-    """(sweep.json, the folder it was found in): --storage-path wins over the recorded path."""
+@dataclass
+class SweepRecord:
+    """A sweep's state as its folder's sweep.json holds it: where its runs are, what it asked for,
+    and the hashes that guard its Tune state.
+
+    Attributes:
+        name, experiment: the sweep and its experiment.
+        tracking_uri, experiment_id, parent_run_id: the MLflow store, experiment and parent run.
+        resources: Ray's request per trial ({"cpu": ..., "gpu": ...}).
+        storage_path: the folder holding the sweep's folder (or a cloud URI).
+        options: the RunOptions the sweep was started with, as stored (`sweep resume` rebuilds them).
+        git_sha, swept_keys, n_trials, metric, driver_log: what the trials and the display need.
+        tuner_sha: SHA-256 of tuner.pkl once the Tuner exists (JSON key `tuner_pkl_sha256`).
+        tune_state_at_exit: relative path -> SHA-256 of each Tune state file as the driver left it;
+            None while a driver runs (or after one was killed).
+        extra: keys of sweep.json this version does not know, kept as they were.
+    """
+
+    name: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    resources: dict[str, float]
+    storage_path: str
+    options: dict[str, Any]
+    experiment: str = ""
+    git_sha: str = ""
+    swept_keys: list[str] = field(default_factory=list)
+    n_trials: int = 0
+    metric: tuple[str, str] = ("val_acc", "max")
+    driver_log: str | None = None
+    tuner_sha: str | None = None
+    tune_state_at_exit: dict[str, str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path | None:
+        """The sweep's folder; None on cloud storage (nothing local to write or lock)."""
+        return None if "://" in self.storage_path else Path(self.storage_path) / self.name
+
+    # -- sweep.json ------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        """The file's content (the keys and layout every earlier driver wrote)."""
+        data = {"name": self.name, "experiment": self.experiment, "tracking_uri": self.tracking_uri,
+                "experiment_id": self.experiment_id, "parent_run_id": self.parent_run_id,
+                "resources": self.resources, "storage_path": self.storage_path, "git_sha": self.git_sha,
+                "swept_keys": list(self.swept_keys), "n_trials": self.n_trials, "options": self.options,
+                "metric": list(self.metric), "driver_log": self.driver_log, **self.extra}
+        if self.tuner_sha is not None:
+            data[tune_state.TAG_TUNER_SHA] = self.tuner_sha
+        if self.tuner_sha is not None or self.tune_state_at_exit is not None:
+            data["tune_state_at_exit"] = self.tune_state_at_exit
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SweepRecord:
+        """A record from sweep.json's content; KeyError/TypeError/ValueError when it is not one."""
+        if not isinstance(data, dict):
+            raise TypeError(f"sweep.json holds a {type(data).__name__}, not an object")
+        for key in REQUIRED:
+            data[key]
+        known = {"name", "experiment", "tracking_uri", "experiment_id", "parent_run_id", "resources",
+                 "storage_path", "git_sha", "swept_keys", "n_trials", "options", "metric", "driver_log",
+                 tune_state.TAG_TUNER_SHA, "tune_state_at_exit"}
+        if not isinstance(data["options"], dict) or not isinstance(data["resources"], dict):
+            raise TypeError("options and resources must be objects")
+        metric = data.get("metric") or ("val_acc", "max")
+        return cls(name=str(data["name"]), tracking_uri=str(data["tracking_uri"]),
+                   experiment_id=str(data["experiment_id"]), parent_run_id=str(data["parent_run_id"]),
+                   resources=data["resources"], storage_path=str(data["storage_path"]), options=data["options"],
+                   experiment=data.get("experiment", ""), git_sha=data.get("git_sha", ""),
+                   swept_keys=list(data.get("swept_keys") or []), n_trials=int(data.get("n_trials") or 0),
+                   metric=(str(metric[0]), str(metric[1])), driver_log=data.get("driver_log"),
+                   tuner_sha=data.get(tune_state.TAG_TUNER_SHA), tune_state_at_exit=data.get("tune_state_at_exit"),
+                   extra={k: v for k, v in data.items() if k not in known})
+
+    def save(self) -> None:
+        """Write sweep.json whole (nothing on cloud storage)."""
+        write_meta(self.folder, self.to_json())
+
+    @classmethod
+    def load(cls, folder: Path) -> SweepRecord:
+        """The record in `folder`/sweep.json; ConfigError when the file is damaged."""
+        path = Path(folder) / SWEEP_FILE
+        try:
+            return cls.from_json(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError, IndexError, OSError) as exc:
+            raise ConfigError(f"{path} is damaged ({type(exc).__name__}: {exc}); the sweep cannot be resumed") from None
+
+    # -- the Tune state's hashes, the lock --------------------------------------------------------
+    def record_tuner_hash(self, client) -> None:
+        """The SHA-256 of tuner.pkl in sweep.json and as a parent-run tag (checked by `sweep resume`)."""
+        digest = None if self.folder is None else tune_state.tuner_hash(self.folder)
+        if digest is None:
+            return
+        self.tuner_sha = digest
+        self.tune_state_at_exit = None  # fit running: the state files change until the driver exits
+        self.save()
+        client.set_tag(self.parent_run_id, tune_state.TAG_TUNER_SHA, digest)
+
+    def record_exit_state(self) -> None:
+        """Hashes of the Tune state files as the driver leaves them (verified by the next resume)."""
+        if self.folder is None:
+            return
+        try:
+            self.tune_state_at_exit = tune_state.state_hashes(self.folder)
+            self.save()
+        except OSError:
+            pass  # a missing record only weakens the next resume's check to permissions + tuner.pkl
+
+    def verify(self, parent_tags: dict[str, str]) -> None:
+        """Refuse Tune state that someone else could have changed (cluster.folder.tune_state)."""
+        tune_state.verify(self.folder, self.tuner_sha, self.tune_state_at_exit, parent_tags)
+
+    def lock(self) -> SweepLock:
+        """The folder's lock (a context manager): one driver per sweep."""
+        return SweepLock(self.folder, self.name)
+
+    def tracking_info(self) -> TrackingInfo:
+        """What each trial needs to log into this sweep's MLflow runs."""
+        return TrackingInfo(self.tracking_uri, self.experiment_id, self.parent_run_id, self.name,
+                            self.experiment, self.git_sha, tuple(self.swept_keys))
+
+
+def find_sweep(name: str, storage_path: str | None) -> SweepRecord:
+    """The record of sweep `name`: --storage-path wins over the recorded path (a moved sweep's
+    record then names the folder it was found in)."""
     if not NAME_RE.match(name):
         raise ConfigError(f"sweep name {name!r} must be letters, digits, '_', '.', '-' (max 128 chars)")
     storage = resolve_storage(storage_path)
@@ -95,10 +209,9 @@ def find_sweep(name: str, storage_path: str | None) -> tuple[dict, Path]:
     if not path.exists():
         known = sorted(p.parent.name for p in Path(storage).glob(f"*/{SWEEP_FILE}"))
         raise ConfigError(f"no sweep named {name!r} in {storage}; known sweeps: {', '.join(known) or 'none'}")
-    try:
-        meta = json.loads(path.read_text())
-        for key in ("name", "tracking_uri", "parent_run_id", "experiment_id", "options", "resources", "storage_path"):
-            meta[key]
-    except (ValueError, KeyError, OSError) as exc:
-        raise ConfigError(f"{path} is damaged ({type(exc).__name__}: {exc}); the sweep cannot be resumed") from None
-    return meta, path.parent
+    record = SweepRecord.load(path.parent)
+    if str(path.parent.parent) != str(record.storage_path) or record.name != name:
+        print(f"sweep {name}: using the sweep folder {path.parent} (recorded: {record.storage_path}/{record.name})",
+              flush=True)
+        record.storage_path, record.name = str(path.parent.parent), name
+    return record

@@ -75,10 +75,17 @@ def check_permissions(folder: Path) -> None:
                               f"`sweep resume` unpickles this folder's Tune state: chmod go-w -R {folder}")
 
 
-def verify(folder: Path, meta: dict, parent_tags: dict[str, str]) -> None:
-    """All three checks of the module docstring; ConfigError names the file that failed."""
+def verify(folder: Path, tuner_sha: str | None, ended: dict[str, str] | None, parent_tags: dict[str, str]) -> None:
+    """All three checks of the module docstring; ConfigError names the file that failed.
+
+    Args:
+        folder: the sweep folder.
+        tuner_sha: tuner.pkl's SHA-256 as sweep.json records it (None: not recorded).
+        ended: the state files' hashes as the last driver left them (None: it did not exit cleanly).
+        parent_tags: the MLflow parent run's tags (its own record of tuner.pkl's hash).
+    """
     check_permissions(folder)
-    recorded = {meta.get(TAG_TUNER_SHA), parent_tags.get(TAG_TUNER_SHA)} - {None}
+    recorded = {tuner_sha, parent_tags.get(TAG_TUNER_SHA)} - {None}
     current = tuner_hash(folder)
     if len(recorded) > 1:
         raise ConfigError(f"the tuner.pkl hash in {folder}/sweep.json differs from the one in the MLflow parent "
@@ -86,7 +93,6 @@ def verify(folder: Path, meta: dict, parent_tags: dict[str, str]) -> None:
     if recorded and current is not None and current not in recorded:
         raise ConfigError(f"{folder / TUNER_PKL} changed since the sweep started (SHA-256 {current[:12]}..., "
                           f"recorded {next(iter(recorded))[:12]}...); refusing to unpickle it")
-    ended = meta.get("tune_state_at_exit")
     if ended:
         now = state_hashes(folder)
         for rel, digest in ended.items():

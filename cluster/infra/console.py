@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+
 DRIVER_LOG = "driver.log"
 LIBRARY_LOGGERS = ("ray", "mlflow", "alembic", "py.warnings", "urllib3", "filelock", "torch")
 _state: dict = {"stream": None, "path": None}

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from search_spaces.domains import SAMPLED, Choice, LogUniform, RandInt, Uniform
+from search_spaces.domains import is_domain
 from search_spaces.experiment import Experiment
 from core.errors import ConfigError
 from trainables.pairings import get_pairing
@@ -63,13 +63,13 @@ class Plan:
 
     @property
     def sampled(self) -> bool:
-        return any(isinstance(v, SAMPLED) for v in self.axes.values()) or any(
-            isinstance(v, SAMPLED) for p in self.per_pairing.values() for v in p.values())
+        return any(is_domain(v) for v in self.axes.values()) or any(
+            is_domain(v) for p in self.per_pairing.values() for v in p.values())
 
     @property
     def swept_keys(self) -> list[str]:
         keys = [k for k, v in self.axes.items() if k != "seed" and (not isinstance(v, list) or len(v) > 1)]
-        keys += [k for p in self.per_pairing.values() for k, v in p.items() if isinstance(v, SAMPLED)]
+        keys += [k for p in self.per_pairing.values() for k, v in p.items() if is_domain(v)]
         return list(dict.fromkeys(keys))
 
     def n_trials(self) -> int:
@@ -94,28 +94,12 @@ class Plan:
         for combo in itertools.product(*grid.values()):
             cfg = {**self.fixed, **dict(zip(grid, combo))}
             for k, v in self.axes.items():
-                if isinstance(v, SAMPLED):
-                    cfg[k] = _representative(v)
+                if is_domain(v):
+                    cfg[k] = v.representative()
             for k, v in self.per_pairing.get(cfg["pairing"], {}).items():
-                cfg[k] = _representative(v) if isinstance(v, SAMPLED) else v
+                cfg[k] = v.representative() if is_domain(v) else v
             out.append(cfg)
         return out
-
-
-def _representative(domain) -> Any:
-    if isinstance(domain, Choice):
-        return domain.values[0]
-    if isinstance(domain, RandInt):
-        return domain.low
-    return domain.low
-
-
-def _extremes(domain) -> list[Any]:
-    if isinstance(domain, Choice):
-        return list(domain.values)
-    if isinstance(domain, RandInt):
-        return [domain.low, domain.high]
-    return [domain.low, domain.high]
 
 
 # Keys holding local paths: made absolute in the driver, because Tune may run a trial in its own
@@ -205,7 +189,7 @@ def route_keys(plan: Plan, user_keys: set[str]) -> None:
     """
     pairings = list(plan.axes["pairing"])
     # A sampled axis only some pairings use becomes a per-pairing domain of those pairings.
-    for key, domain in [(k, v) for k, v in plan.axes.items() if isinstance(v, SAMPLED)]:
+    for key, domain in [(k, v) for k, v in plan.axes.items() if is_domain(v)]:
         users = [p for p in pairings if key not in _probe(plan, p).unused]
         if users and len(users) < len(pairings):
             del plan.axes[key]
@@ -265,10 +249,10 @@ def _probe(plan: Plan, pairing: str) -> TrialSpec:
     """A lenient spec of the first cell of `pairing` (to see which keys that pairing uses)."""
     cfg = {**plan.fixed, **{k: v[0] for k, v in plan.grid_axes.items()}, "pairing": pairing}
     for k, v in plan.axes.items():
-        if isinstance(v, SAMPLED):
-            cfg[k] = _representative(v)
+        if is_domain(v):
+            cfg[k] = v.representative()
     for k, v in plan.per_pairing.get(pairing, {}).items():
-        cfg[k] = _representative(v) if isinstance(v, SAMPLED) else v
+        cfg[k] = v.representative() if is_domain(v) else v
     return resolve_config(cfg, strict=False)
 
 
@@ -285,10 +269,10 @@ def validate(plan: Plan) -> None:
         if key not in checked_data and hasattr(spec.data, "preflight"):
             checked_data.add(key)
             spec.data.preflight()
-        sampled = {k: v for k, v in plan.axes.items() if isinstance(v, SAMPLED)}
-        sampled.update({k: v for k, v in plan.per_pairing.get(cfg["pairing"], {}).items() if isinstance(v, SAMPLED)})
+        sampled = {k: v for k, v in plan.axes.items() if is_domain(v)}
+        sampled.update({k: v for k, v in plan.per_pairing.get(cfg["pairing"], {}).items() if is_domain(v)})
         for k, v in sampled.items():
-            for x in _extremes(v):
+            for x in v.extremes():
                 plan.checked.append(resolve_config({**cfg, k: x}))
 
 
@@ -300,39 +284,28 @@ def to_tune_space(plan: Plan) -> dict[str, Any]:
     """
     from ray import tune
 
-    def domain(v):
-        if isinstance(v, LogUniform):
-            return tune.loguniform(v.low, v.high)
-        if isinstance(v, Uniform):
-            return tune.uniform(v.low, v.high)
-        if isinstance(v, RandInt):
-            return tune.randint(v.low, v.high + 1)  # Tune's upper bound is exclusive
-        if isinstance(v, Choice):
-            return tune.choice(list(v.values))
-        raise TypeError(v)
-
     space: dict[str, Any] = dict(plan.fixed)
     per_keys = {k for p in plan.per_pairing.values() for k in p}
     cell_pairings = None
     if plan.explicit:
         # Cells differ per pairing: Tune enumerates them by index; each key reads its cell's value.
-        sampled_keys = {k for k, v in plan.axes.items() if isinstance(v, SAMPLED)}
-        sampled_keys |= {k for vals in plan.per_pairing.values() for k, v in vals.items() if isinstance(v, SAMPLED)}
+        sampled_keys = {k for k, v in plan.axes.items() if is_domain(v)}
+        sampled_keys |= {k for vals in plan.per_pairing.values() for k, v in vals.items() if is_domain(v)}
         table = [{k: v for k, v in c.items() if k not in sampled_keys} for c in plan.cell_vars]
         cell_pairings = [c["pairing"] for c in plan.cell_vars]
         space[CELL_KEY] = tune.grid_search(list(range(len(table))))
         for key in sorted({k for c in table for k in c}):
             space[key] = tune.sample_from(_CellValue(key, table))
         for k, v in plan.axes.items():
-            if isinstance(v, SAMPLED):
-                space[k] = domain(v)
+            if is_domain(v):
+                space[k] = v.to_tune()
         per_keys = {k for k in per_keys if k in sampled_keys}
     else:
         for k, v in plan.axes.items():
             if isinstance(v, list):
                 space[k] = tune.grid_search(v) if len(v) > 1 else v[0]
             else:
-                space[k] = domain(v)
+                space[k] = v.to_tune()
     for key in sorted(per_keys):
         table = {p: vals[key] for p, vals in plan.per_pairing.items() if key in vals}
         space[key] = tune.sample_from(_PerPairing(key, table, cell_pairings))
@@ -357,20 +330,9 @@ class _PerPairing:
         self.key, self.table, self.cell_pairings = key, table, cell_pairings
 
     def __call__(self, config) -> Any:
-        import random
-
         # Tune passes the resolved config dict (older Tune: a spec with .config, now deprecated).
         cfg = config.config if hasattr(config, "config") else config
         # With enumerated cells the pairing is itself a sample_from value: read it from the cell.
         pairing = self.cell_pairings[cfg[CELL_KEY]] if self.cell_pairings else cfg["pairing"]
         v = self.table.get(pairing)
-        if isinstance(v, LogUniform):
-            import math
-            return math.exp(random.uniform(math.log(v.low), math.log(v.high)))
-        if isinstance(v, Uniform):
-            return random.uniform(v.low, v.high)
-        if isinstance(v, RandInt):
-            return random.randint(v.low, v.high)
-        if isinstance(v, Choice):
-            return random.choice(list(v.values))
-        return v
+        return v.sample() if is_domain(v) else v

@@ -25,7 +25,7 @@ from pathlib import Path
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from search_spaces.domains import SAMPLED, Choice
+from search_spaces.domains import is_domain
 from core.errors import ConfigError
 
 MAX_TRIALS = 10_000  # larger sweeps need --yes (README "Limits")
@@ -94,8 +94,7 @@ def check_overrides(sets: dict[str, Any], grids: dict[str, list], samples: dict[
     for key, values in grids.items():
         check_distinct(f"--grid {key}", values)
     for key, domain in samples.items():
-        if isinstance(domain, Choice):
-            check_distinct(f"--sample {key}", list(domain.values))
+        check_distinct(f"--sample {key}", domain.listed())
 
 
 def _canonical(value: Any) -> Any:
@@ -134,9 +133,8 @@ def _numbers(value: Any, path: str) -> Iterator[tuple[str, Any]]:
     elif isinstance(value, dict):
         for k, v in value.items():
             yield from _numbers(v, f"{path}.{k}")
-    elif isinstance(value, SAMPLED):
-        parts = value.values if isinstance(value, Choice) else (value.low, value.high)
-        for i, v in enumerate(parts):
+    elif is_domain(value):
+        for i, v in enumerate(value.extremes()):
             yield from _numbers(v, f"{path}<{i}>")
 
 
@@ -164,11 +162,7 @@ def check_numbers(plan) -> None:
                                   "give a finite value")
             if isinstance(x, int) and abs(x) >= INT64:
                 raise ConfigError(f"{path}={x} does not fit a 64-bit integer")
-        if isinstance(value, SAMPLED):
-            bounds = list(value.values) if isinstance(value, Choice) else [value.low, value.high]
-        else:
-            bounds = [value]
-        for x in bounds:
+        for x in value.extremes() if is_domain(value) else [value]:
             _check_range(key, x)
 
 
@@ -224,8 +218,8 @@ def plan_devices(plan) -> set[str]:
 
     devices = {v for k, v in plan_values(plan) if k == "device" and isinstance(v, str)}
     for k, v in plan.axes.items():
-        if k == "device" and isinstance(v, Choice):
-            devices |= {x for x in v.values if isinstance(x, str)}
+        if k == "device" and is_domain(v):
+            devices |= {x for x in v.extremes() if isinstance(x, str)}
     if "device" not in plan.fixed and "device" not in plan.axes:
         devices |= {get_pairing(p).defaults.get("device", "auto") for p in plan.axes.get("pairing", [])}
     return devices
@@ -354,8 +348,8 @@ def _extreme_cells(plan) -> Iterator[dict[str, Any]]:
             nums = [x for x in v if isinstance(x, (int, float)) and not isinstance(x, bool)]
             cfg[k] = max(nums) if nums and len(nums) == len(v) else v[0]
         for k, v in {**plan.axes, **plan.per_pairing.get(pairing, {})}.items():
-            if isinstance(v, SAMPLED):
-                cfg[k] = max(v.values, key=repr) if isinstance(v, Choice) else v.high
+            if is_domain(v):
+                cfg[k] = v.largest()
             elif not isinstance(v, list):
                 cfg[k] = v
         yield cfg
@@ -368,5 +362,5 @@ def check_plan(plan, opts) -> None:
     cell; `check_memory` runs after (it builds each distinct data config)."""
     check_numbers(plan)
     check_paths(plan)
-    check_sweep_size(plan.n_trials(), getattr(opts, "allow_large", False))
+    check_sweep_size(plan.n_trials(), opts.allow_large)
     check_device_local(plan, opts.gpus_per_trial, opts.address is None)

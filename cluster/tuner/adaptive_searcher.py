@@ -16,6 +16,7 @@ def _searcher_base():
 
     return Searcher
 
+
 class AdaptiveSearcher(_searcher_base()):
     """A Tune Searcher over `Replicates`; logs each look to the parent run (tags and looks.json)."""
 
@@ -79,10 +80,12 @@ class AdaptiveSearcher(_searcher_base()):
     def set_state(self, state: dict) -> None:
         self.rep.load_state(state)
 
+
 def _callback_base():
     from ray import tune
 
     return tune.Callback
+
 
 class WaveTagger(_callback_base()):
     """Tags each replicate's MLflow child run with its `wave` (derived from its seed's position)."""
@@ -112,23 +115,24 @@ class WaveTagger(_callback_base()):
     def on_trial_error(self, iteration, trials, trial, **info):
         self._tag(trial)
 
-def make_tuner(plan, opts, meta: dict, resources: dict, trainable, run_config):
+
+def make_tuner(plan, opts, record, trainable, run_config):
     """The Tuner of an adaptive sweep: AdaptiveSearcher, num_samples = the most trials possible, reused actors."""
     from ray import tune
 
     settings = settings_from(opts, plan)
     keys = [k for k in plan.swept_keys if k != "pairing"]
     rep = Replicates(grid_cells(plan), plan.seeds, plan.experiment.hypotheses, keys, settings,
-                     other_runs(plan, meta["tracking_uri"]))
-    searcher = AdaptiveSearcher(rep, meta["tracking_uri"], meta["parent_run_id"], opts.quiet)
+                     other_runs(plan, record.tracking_uri, getattr(opts, "name", None)))
+    searcher = AdaptiveSearcher(rep, record.tracking_uri, record.parent_run_id, opts.quiet)
     import ray
 
-    slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(resources.get("cpu", 1), 1)))
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(record.resources.get("cpu", 1), 1)))
     for cb in run_config.callbacks or []:
         if hasattr(cb, "total"):  # ProgressDisplay: count against the most trials the sweep may run
             cb.total = len(rep.cells) * settings.max_seeds
     run_config.callbacks = list(run_config.callbacks or []) + [
-        WaveTagger(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"], plan.seeds, settings)]
+        WaveTagger(record.tracking_uri, record.experiment_id, record.parent_run_id, plan.seeds, settings)]
     # num_samples is the bound the searcher can never exceed (every cell at --max-seeds); it
     # stops earlier by returning FINISHED.
     tune_config = tune.TuneConfig(num_samples=len(rep.cells) * settings.max_seeds, search_alg=searcher, reuse_actors=True,

@@ -2,50 +2,49 @@
 from __future__ import annotations
 
 from cluster.flow.options import RunOptions
+from cluster.folder.record import SweepRecord
 from cluster.planning.plan import Plan
-from trainables.tracking import TrackingInfo
+from core import phases
 
 
-def progress_metric(plan: Plan) -> tuple[str, str]:
-    """The metric the progress display ranks by: the search's, else validation accuracy."""
-    search = plan.experiment.search
-    if search is not None and getattr(search, "metric", None):
-        return search.metric, search.mode
-    return "val_acc", "max"
-
-def trainable(meta: dict, resources: dict):
+def trainable(record: SweepRecord):
+    """The trial function (a pack's with --pack) with the sweep's tracking info and Ray resources."""
     from ray import tune
 
     from trainables.packed_trainable import train_pack
     from trainables.trainable import train
 
-    if meta["options"].get("pack", 1) > 1:
+    if record.options.get("pack", 1) > 1:
         train = train_pack
-    info = TrackingInfo(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"], meta["name"],
-                        meta["experiment"], meta["git_sha"], tuple(meta["swept_keys"]))
     from cluster.flow.user_code import worker_refs
 
-    modules = worker_refs(meta)  # the trial loads them (hash-checked) before it builds anything
-    return tune.with_resources(tune.with_parameters(train, tracking=info, modules=modules), resources)
+    modules = worker_refs(record)  # the trial loads them (hash-checked) before it builds anything
+    return tune.with_resources(tune.with_parameters(train, tracking=record.tracking_info(), modules=modules),
+                               record.resources)
 
-def run_config(opts: RunOptions, meta: dict):
+
+def run_config(opts: RunOptions, record: SweepRecord):
     from ray import tune
 
     from cluster.tuner.callbacks import MlflowTrialFinalizer, ProgressDisplay
 
-    callbacks = [MlflowTrialFinalizer(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"])]
+    callbacks = [MlflowTrialFinalizer(record.tracking_uri, record.experiment_id, record.parent_run_id)]
+    if phases.enabled():
+        from cluster.tuner.callbacks import PhaseMarker
+
+        callbacks.append(PhaseMarker())
     progress = getattr(opts, "progress", "console")
     if progress == "notebook" or (not opts.quiet and progress != "none"):
-        metric, mode = meta.get("metric") or ("val_acc", "max")
+        metric, mode = record.metric
         stream = None
         if progress == "notebook":  # one line redrawn in the cell's output (cluster.infra.notebook)
             from cluster.infra.notebook import DisplayStream
 
             stream = DisplayStream()
-        callbacks.append(ProgressDisplay(int(meta.get("n_trials", 0)), meta["swept_keys"], metric=metric, mode=mode,
+        callbacks.append(ProgressDisplay(record.n_trials, record.swept_keys, metric=metric, mode=mode,
                                          stream=stream, tty=True if stream is not None else None))
     return tune.RunConfig(
-        name=meta["name"], storage_path=meta["storage_path"],
+        name=record.name, storage_path=record.storage_path,
         failure_config=tune.FailureConfig(max_failures=opts.max_failures),
         # Every checkpoint is kept (about 5 per trial: one per 4th report, plus the last epoch).
         # With num_to_keep=K, Tune deletes a trial's oldest checkpoint in the same step in which it
@@ -56,15 +55,17 @@ def run_config(opts: RunOptions, meta: dict):
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         callbacks=callbacks, verbose=0)
 
-def make_tuner(plan: Plan, opts: RunOptions, meta: dict, resources: dict):
+
+def make_tuner(plan: Plan, opts: RunOptions, record: SweepRecord):
+    """The Tuner of a sweep: adaptive (--until-decided), or the plan's space with its search, scheduler and packs."""
     from ray import tune
 
-    from cluster.tuner.search import make_search, tune_space
+    from cluster.tuner.search import make_search, scheduler_of, tune_space
 
     if opts.until_decided:
         from cluster.tuner.adaptive_searcher import make_tuner as adaptive_tuner
 
-        return adaptive_tuner(plan, opts, meta, resources, trainable(meta, resources), run_config(opts, meta))
+        return adaptive_tuner(plan, opts, record, trainable(record), run_config(opts, record))
     scheduler, search_alg, metric, mode = make_search(plan, opts)
     tune_config = tune.TuneConfig(num_samples=plan.num_samples, max_concurrent_trials=opts.max_concurrent,
                                   reuse_actors=True, scheduler=scheduler, search_alg=search_alg,
@@ -73,8 +74,8 @@ def make_tuner(plan: Plan, opts: RunOptions, meta: dict, resources: dict):
     if opts.pack > 1:
         from cluster.tuner.packing import packed_space
 
-        space, packs = packed_space(plan, opts.pack, resources["gpu"] > 0, opts.scheduler)
+        space, packs = packed_space(plan, opts.pack, record.resources["gpu"] > 0, scheduler_of(opts, plan))
         if not opts.quiet:
             print(packs.summary(opts.pack), flush=True)
-    return tune.Tuner(trainable(meta, resources), param_space=space, tune_config=tune_config,
-                      run_config=run_config(opts, meta))
+    return tune.Tuner(trainable(record), param_space=space, tune_config=tune_config,
+                      run_config=run_config(opts, record))

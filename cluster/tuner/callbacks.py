@@ -5,7 +5,7 @@ import logging
 
 from ray import tune
 
-from core import store_schema as S
+from core import phases, store_schema as S
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,26 @@ def _duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class PhaseMarker(tune.Callback):
+    """Start-up phases seen by Tune (core.phases; added only while $SWEEP_PHASE_LOG is set): the
+    first trial actor started, the first result, and the last trial's completion."""
+
+    def __init__(self):
+        self.open = 0
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        phases.mark("first_actor_ready", once=True)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        phases.mark("first_result", once=True)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        phases.mark("trial_complete")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        phases.mark("trial_complete")
 
 
 class ProgressDisplay(tune.Callback):

@@ -127,7 +127,7 @@ def _even_packs(cells: list[dict], k: int, smallest: int) -> list[list[dict]]:
 
 
 def check_pack(plan, k: int, scheduler: str | None = None, search: str = "random") -> None:
-    """Refuse `--pack K` (K > 1) where packs cannot be built; run by `build_plan`, before Ray or MLflow start.
+    """Refuse `--pack K` (K > 1) where packs cannot be built; run by `plan_sweep`, before Ray or MLflow start.
 
     Raises:
         ConfigError: a trial scheduler (ASHA stops whole Tune trials, i.e. every member of a pack),

@@ -17,7 +17,7 @@ from typing import Any
 
 from cluster.planning.plan import Plan, to_tune_space
 from cluster.planning.values import parse_assignment, parse_value
-from search_spaces.domains import SAMPLED, Choice, LogUniform, RandInt, Uniform
+from search_spaces.domains import Choice, LogUniform, RandInt, Uniform, is_domain
 from search_spaces.experiment import Experiment
 from core.errors import ConfigError
 from trainables.spec import check_keys
@@ -86,11 +86,7 @@ def apply_samples(exp: Experiment, samples: dict[str, Any]) -> Experiment:
 def _values(v: Any) -> list[Any]:
     if isinstance(v, list):
         return v
-    if isinstance(v, Choice):
-        return list(v.values)
-    if isinstance(v, (RandInt, LogUniform, Uniform)):
-        return [v.high]
-    return [v]
+    return v.extremes() if is_domain(v) else [v]
 
 
 def max_epochs(plan: Plan) -> int:
@@ -111,12 +107,12 @@ def asha_settings(plan: Plan, opts) -> dict[str, int] | None:
     budget (one default report interval). A grace period that reaches the budget would never
     stop anything (e.g. --smoke), so it then shrinks to a quarter of the budget.
     """
-    if check_options(opts)[0] != "asha":
+    if check_options(opts, plan)[0] != "asha":
         return None
     search = plan.experiment.search
     max_t = max_epochs(plan)
-    grace = getattr(opts, "grace_period", None) or (search.grace_period if search else max(1, max_t // 20))
-    rf = getattr(opts, "reduction_factor", None) or (search.reduction_factor if search else 3)
+    grace = opts.grace_period or (search.grace_period if search else max(1, max_t // 20))
+    rf = opts.reduction_factor or (search.reduction_factor if search else 3)
     if grace >= max_t:
         shrunk = max(1, max_t // 4)
         log.warning("ASHA grace period %d >= the %d-epoch budget; using %d", grace, max_t, shrunk)
@@ -136,14 +132,21 @@ def make_asha(settings: dict[str, int], pairings: int = 1):
     return ASHAScheduler(time_attr="epoch", **settings)
 
 
-def check_options(opts) -> tuple[str, str]:
-    """(scheduler, searcher) names from RunOptions, checked; raises ConfigError."""
-    scheduler = opts.scheduler or "none"
+def scheduler_of(opts, plan: Plan | None = None) -> str:
+    """The scheduler a sweep runs: --scheduler, else its experiment's Search, else "none"."""
+    search = plan.experiment.search if plan is not None else None
+    return opts.scheduler or (search.scheduler if search is not None else None) or "none"
+
+
+def check_options(opts, plan: Plan | None = None) -> tuple[str, str]:
+    """(scheduler, searcher) names from RunOptions (the scheduler resolved against `plan`'s
+    experiment), checked; raises ConfigError."""
+    scheduler = scheduler_of(opts, plan)
     if scheduler not in SCHEDULERS:
         raise ConfigError(f"--scheduler {scheduler!r} not allowed; use one of {', '.join(SCHEDULERS)}")
     if opts.search not in SEARCHERS:
         raise ConfigError(f"--search {opts.search!r} not allowed; use one of {', '.join(SEARCHERS)}")
-    grace, rf = getattr(opts, "grace_period", None), getattr(opts, "reduction_factor", None)
+    grace, rf = opts.grace_period, opts.reduction_factor
     if (grace is not None or rf is not None) and scheduler != "asha":
         raise ConfigError("--grace-period/--reduction-factor apply to ASHA only; add --scheduler asha")
     if grace is not None and grace < 1:
@@ -171,14 +174,14 @@ def _check_model_based(plan: Plan, searcher: str) -> None:
     seen: dict[str, Any] = {}
     for vals in plan.per_pairing.values():
         for k, v in vals.items():
-            if isinstance(v, SAMPLED) and seen.setdefault(k, v) != v:
+            if is_domain(v) and seen.setdefault(k, v) != v:
                 raise ConfigError(f"--search {searcher} needs one domain per key; {k!r} differs between "
                                   "pairings: use --search random")
 
 
 def check_search(plan: Plan, opts) -> None:
     """Every check of make_search, without Ray: run by the runner before Ray or MLflow start."""
-    _, searcher = check_options(opts)
+    _, searcher = check_options(opts, plan)
     if searcher in MODEL_BASED:
         _check_model_based(plan, searcher)
 
@@ -190,7 +193,7 @@ def make_search(plan: Plan, opts):
         ConfigError: unknown scheduler/searcher, a searcher package that is not installed, or
             a plan the searcher cannot express.
     """
-    scheduler_name, searcher = check_options(opts)
+    scheduler_name, searcher = check_options(opts, plan)
     search = plan.experiment.search
     metric = search.metric if search else "val_acc"
     mode = search.mode if search else "max"
@@ -238,28 +241,16 @@ class OptunaSpace:
 
     def __init__(self, plan: Plan):
         self.grid = {k: v for k, v in plan.axes.items() if isinstance(v, list) and len(v) > 1}
-        self.sampled = {k: v for k, v in plan.axes.items() if isinstance(v, SAMPLED)}
+        self.sampled = {k: v for k, v in plan.axes.items() if is_domain(v)}
         self.per_pairing = plan.per_pairing
         self.pairings = plan.axes["pairing"]
 
     def __call__(self, trial) -> dict[str, Any]:
-        out = {k: _suggest(trial, k, Choice(tuple(v))) for k, v in self.grid.items()}
-        out.update({k: _suggest(trial, k, d) for k, d in self.sampled.items()})
+        out = {k: Choice(tuple(v)).suggest(trial, k) for k, v in self.grid.items()}
+        out.update({k: d.suggest(trial, k) for k, d in self.sampled.items()})
         pairing = out.get("pairing", self.pairings[0])
         out["pairing"] = pairing
         for k, v in self.per_pairing.get(pairing, {}).items():
-            out[k] = _suggest(trial, k, v) if isinstance(v, SAMPLED) else v
+            out[k] = v.suggest(trial, k) if is_domain(v) else v
         return out
 
-
-def _suggest(trial, name: str, d: Any) -> Any:
-    if isinstance(d, LogUniform):
-        return trial.suggest_float(name, d.low, d.high, log=True)
-    if isinstance(d, Uniform):
-        return trial.suggest_float(name, d.low, d.high)
-    if isinstance(d, RandInt):
-        return trial.suggest_int(name, d.low, d.high)
-    values = list(d.values)
-    if all(v is None or isinstance(v, (bool, int, float, str)) for v in values):
-        return trial.suggest_categorical(name, values)
-    return values[trial.suggest_categorical(name, list(range(len(values))))]  # tuples: pick by index

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import ndimage
 
 if TYPE_CHECKING:
     from trainables.data.edges import EdgeDataConfig
@@ -100,6 +99,8 @@ def _diagonal(cfg, mode, n, rng):
     start, end = _bands(cfg, mode, n, m, True, rng)
     u = _intensity(cfg, n, m, rng)
     theta = rng.choice(DIAGONAL_ANGLES, (n, m))
+    from scipy import ndimage  # only diagonal edges rotate: every other process skips scipy's import
+
     for i in range(n):
         img = x[i]
         for j in range(m):

@@ -42,7 +42,7 @@ def resume_sweep(name: str, storage_path: str | None = None, address: str | None
             raise ConfigError(f"the parent run {meta['parent_run_id']} of sweep {name} is not in {uri} "
                               f"({type(exc).__name__}); was --tracking-uri changed?") from None
         tune_state.verify(folder, meta, parent.data.tags)
-        user_code.reload_recorded(meta)  # a user module whose file changed: refused here, before Ray
+        user_code.reload_recorded(meta, parent.data.tags)  # a changed user module: refused here, before Ray
         return _restore_and_fit(client, meta, opts, folder, address, parent.info.status)
 
 def _restore_and_fit(client, meta: dict, opts: RunOptions, folder: Path, address: str | None, status: str) -> int:

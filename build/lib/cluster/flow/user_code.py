@@ -57,9 +57,9 @@ def experiment_name(target: str | Experiment) -> str:
     """
     if isinstance(target, Experiment):
         if EXPERIMENTS.get(target.name) is not target:
-            from search_spaces import register_experiment
+            from search_spaces import _register
 
-            register_experiment(target)
+            _register(target, _caller())
         return target.name
     parsed = user_modules.parse_target(target)
     if parsed is None:
@@ -77,6 +77,17 @@ def experiment_name(target: str | Experiment) -> str:
         listed = ", ".join(f"{k} ({e.name})" for k, e in found.items()) or "none"
         raise ConfigError(f"{ref.origin} defines no experiment {attr!r} at module level; its experiments: {listed}")
     return exp.name
+
+
+def _caller() -> str:
+    """The module that called into the API (a notebook: `__main__`), for the origin of an
+    Experiment object passed to `api.run`."""
+    import sys
+
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in ("cluster", "search_spaces"):
+        frame = frame.f_back
+    return str(frame.f_globals.get("__name__", "__main__")) if frame is not None else "__main__"
 
 
 def module_study(target: str):
@@ -166,10 +177,20 @@ def _source(ref: ModuleRef) -> str | None:
     return data.decode("utf-8", errors="replace")
 
 
-def reload_recorded(meta: dict) -> list[ModuleRef]:
+def reload_recorded(meta: dict, parent_tags: dict | None = None) -> list[ModuleRef]:
     """Before `sweep resume` starts Ray: load each recorded module again, refusing one whose
-    source changed (the resumed trials would run other code than the record says)."""
+    source changed (the resumed trials would run other code than the record says), and a
+    sweep.json whose modules are not the ones the parent run recorded."""
     refs = [ModuleRef.from_dict(d) for d in meta.get(TAG_USER_MODULES) or ()]
+    if parent_tags is not None:
+        try:
+            tagged = [ModuleRef.from_dict(d) for d in json.loads(parent_tags.get(TAG_USER_MODULES) or "[]")]
+        except (ValueError, TypeError):
+            tagged = None
+        if tagged != refs:
+            raise ConfigError(f"sweep {meta.get('name')}: the user modules in sweep.json are not the ones its MLflow "
+                              f"parent run recorded (tag {TAG_USER_MODULES}); the sweep folder was changed, so it is "
+                              "not resumed")
     for ref in refs:
         if ref.kind == FILE:
             if not Path(ref.path).is_file():

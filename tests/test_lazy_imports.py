@@ -1,0 +1,58 @@
+"""Commands that only read the store or the registry start fast: `sweep list`, `sweep results`
+and `sweep report` import neither torch nor Ray (checked in a fresh interpreter's sys.modules)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from analysis_fakes import fake_store
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "torchvision", "ray")
+PROBE = """
+import json, sys
+from cluster.cli import main
+try:
+    code = main(sys.argv[2:])
+except SystemExit as exc:
+    code = exc.code
+loaded = sorted({m.split(".")[0] for m in sys.modules} & set(json.loads(sys.argv[1])))
+print("LOADED=" + json.dumps({"code": code, "heavy": loaded}))
+"""
+
+
+def _loaded(argv: list[str], cwd: Path) -> dict:
+    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(HEAVY), *argv], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    line = next((l for l in proc.stdout.splitlines() if l.startswith("LOADED=")), None)
+    assert line is not None, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return json.loads(line[len("LOADED="):])
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lazy-store")
+    uri, _ = fake_store(root)
+    return root, uri
+
+
+def test_sweep_list_imports_neither_torch_nor_ray(tmp_path):
+    got = _loaded(["list"], tmp_path)
+    assert got == {"code": 0, "heavy": []}
+
+
+def test_sweep_results_imports_neither_torch_nor_ray(store):
+    root, uri = store
+    got = _loaded(["results", "fake-exp", "--tracking-uri", uri], root)
+    assert got == {"code": 0, "heavy": []}
+
+
+def test_sweep_report_imports_neither_torch_nor_ray(store):
+    root, uri = store
+    got = _loaded(["report", "fake-exp", "--tracking-uri", uri, "--out", str(root / "report")], root)
+    assert got == {"code": 0, "heavy": []}
+    assert (root / "report" / "index.html").exists()

@@ -1,0 +1,137 @@
+"""The decision engine (analysis.sequential) against scipy and by seeded simulation (analysis.simulate)."""
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from analysis import sequential as Q
+from analysis import simulate as M
+
+
+def brownian_crossing(fractions, bounds, paths=200_000, seed=0) -> float:
+    rng = np.random.default_rng(seed)
+    t = np.asarray(fractions)
+    steps = rng.normal(size=(paths, len(t))) * np.sqrt(np.diff(np.concatenate([[0.0], t])))
+    z = np.cumsum(steps, axis=1) / np.sqrt(t)
+    return float((np.abs(z) >= np.asarray(bounds)).any(axis=1).mean())
+
+
+@pytest.mark.parametrize("kind", Q.SPENDING)
+def test_boundaries_spend_exactly_alpha(kind):
+    fr = (0.25, 0.5, 0.75, 1.0)
+    c = Q.boundaries(fr, 0.05, kind)
+    assert brownian_crossing(fr, c) == pytest.approx(0.05, abs=0.002)  # 200k paths: 3 SE ~ 0.0015
+    # each look spends its share: the first look alone
+    assert 2 * sps.norm.sf(c[0]) == pytest.approx(Q.spent(0.25, 0.05, kind))
+    if kind == "obf":
+        assert c[0] > c[1] > c[2] > c[3] > 1.96  # strict early, near the fixed-sample value at the end
+    else:
+        assert max(c) - min(c) < 0.03 and c[0] == pytest.approx(2.368, abs=0.005)  # Lan-DeMets Pocock
+
+
+def test_one_look_design_is_the_fixed_test():
+    d = Q.Design()
+    assert d.levels == (0.025,) and d.look_of(3) == 0 and d.last(3)
+    w = Q.Design.waves(3, 10, 3)
+    assert w.looks == (3, 6, 9, 10) and w.look_of(8) == 1 and w.look_of(12) == 3
+    with pytest.raises(ValueError):
+        Q.Design((6, 3))
+
+
+def test_exact_rank_sum_matches_scipy_and_its_interval_agrees_with_its_p():
+    rng = np.random.default_rng(3)
+    for m, n in ((4, 6), (7, 5), (9, 9)):
+        x, y = rng.normal(0.3, 1, m), rng.normal(0, 1, n)
+        s = Q.shift(x, y, 0.025)
+        assert s.p_greater == pytest.approx(sps.mannwhitneyu(x, y, alternative="greater", method="exact").pvalue)
+        assert s.p_less == pytest.approx(sps.mannwhitneyu(x, y, alternative="less", method="exact").pvalue)
+        assert (s.low > 0) == (s.p_greater <= 0.025) and (s.high < 0) == (s.p_less <= 0.025)
+    three = Q.shift([0.9, 0.91, 0.92], [0.6, 0.61, 0.62], 0.025, bound=1.0)
+    assert (three.low, three.high) == (-1.0, 1.0) and three.p_greater == pytest.approx(1 / 20)
+
+
+def test_welch_part_matches_scipy():
+    x, y = [0.91, 0.95, 0.93, 0.97], [0.88, 0.9, 0.86]
+    s = Q.welch_shift(x, y, 0.025)
+    assert s.p_greater == pytest.approx(sps.ttest_ind(x, y, equal_var=False, alternative="greater").pvalue)
+    ci = sps.ttest_ind(x, y, equal_var=False).confidence_interval(0.95)
+    assert (s.low, s.high) == pytest.approx((ci.low, ci.high))
+    exact = Q.welch_shift([0.9] * 3, [0.8] * 3, 0.025)
+    assert (exact.estimate, exact.low, exact.high) == pytest.approx((0.1, 0.1, 0.1))
+
+
+def test_median_interval_and_clopper_pearson():
+    med, low, high, cover = Q.median_interval([5, 1, 4, 2, 3, 6], 0.025)
+    assert (med, low, high) == (3.5, 1, 6) and cover == pytest.approx(1 - 2 / 64)
+    assert Q.median_interval([1, 2, 3], 0.025, (0, 1))[1:] == (0, 1, 1.0)  # no exact interval at 3 seeds
+    ci = sps.binomtest(2, 3).proportion_ci(0.95, method="exact")
+    assert Q.clopper_pearson(2, 3) == pytest.approx((ci.low, ci.high))
+    assert Q.clopper_pearson(3, 3)[1] == 1.0 and Q.clopper_pearson(0, 3)[0] == 0.0
+
+
+def test_two_part_decisions_and_outcomes():
+    d = Q.Design()
+    learned = Q.decide([0.95, 0.96, 0.97, 0.96], [0.6, 0.61, 0.62, 0.6], d, 0.05, 1.0)
+    assert learned.outcome == "greater" and learned.shift.low > 0
+    # same learned accuracy, one side loses a class in 6 of 8 seeds: only the rate part decides it
+    rate = Q.decide([0.95] * 8, [0.95, 0.96, 0.66, 0.66, 0.66, 0.66, 0.66, 0.66], d, 0.05, 1.0,
+                    [True] * 8, [True, True] + [False] * 6)
+    assert rate.outcome == "greater" and rate.learned == ((8, 8), (2, 8)) and rate.rate[0] < 0.0125
+    same = Q.decide([0.95, 0.96, 0.955, 0.96, 0.95], [0.955, 0.95, 0.96, 0.955, 0.96], d, 0.05, 1.0)
+    assert same.outcome == "equivalent" and -0.05 < same.shift.low and same.shift.high < 0.05
+    wide = Q.decide([0.5, 0.9, 0.7], [0.6, 0.95, 0.55], d, 0.05, 1.0)
+    assert wide.outcome == "inconclusive" and wide.cannot_exclude == max(abs(wide.shift.low), abs(wide.shift.high))
+    assert wide.seeds_needed is None or wide.seeds_needed > 3
+    assert Q.outcome(-0.01, 0.2, None) == "inconclusive" and Q.outcome(0.01, 0.2, None) == "greater"
+
+
+def test_seeds_needed_grows_as_the_effect_shrinks():
+    big, small = Q.seeds_needed(0.2, 0.1, None, 0.0125), Q.seeds_needed(0.05, 0.1, None, 0.0125)
+    assert big < small and small == pytest.approx(big * 16, rel=0.1)
+    assert Q.seeds_needed(0.0, 0.1, None, 0.0125) is None
+    assert Q.fewest_seeds(0.0125) == 5 and Q.fewest_seeds(0.0125, one_sample=True) == 7
+
+
+# -- the design's operating characteristics (issue 20, "done when") -----------------------------
+REPS = 300
+DESIGN = Q.Design.waves(3, 12)
+MC = 3 * math.sqrt(0.05 * 0.95 / REPS)
+
+
+@pytest.mark.parametrize("collapse", [0.0, 0.2, 0.5])
+def test_false_decision_rate_under_the_null(collapse):
+    arm = M.Arm(0.9, 0.03, collapse)
+    res = M.operating(arm, arm, DESIGN, REPS, seed=11)
+    assert res["different"] <= 0.05  # well inside: the observed rates are 0.6-1.9% at 1000 draws
+    if collapse < 0.5:
+        assert res["equivalent"] >= 0.15  # the equivalence outcome is reachable under a null
+    assert res["seeds"] < 12  # a null stops early too
+
+
+def test_false_equivalence_at_the_margin_and_power_for_twenty_points():
+    at_margin = M.operating(M.Arm(0.95, 0.03), M.Arm(0.9, 0.03), DESIGN, REPS, seed=12)
+    assert at_margin["equivalent"] <= 0.025 + MC
+    for collapse in (0.0, 0.2):
+        power = M.operating(M.Arm(0.9, 0.05, collapse), M.Arm(0.7, 0.05, collapse), DESIGN, REPS, seed=13)
+        assert power["greater"] >= 0.8 and power["seeds"] <= 12
+
+
+def test_the_spending_matters():
+    """Every look at the full level (no spending) decides a null more often than the design."""
+
+    class Naive(Q.Design):
+        @property
+        def levels(self):
+            return (0.05,) * self.k
+
+    naive = Naive(DESIGN.looks)
+    arm = M.Arm(0.9, 0.08, 0.2)
+    assert M.operating(arm, arm, naive, REPS, seed=5)["different"] > M.operating(arm, arm, DESIGN, REPS, seed=5)["different"]
+
+
+def test_the_two_part_test_beats_means_on_bimodal_arms():
+    table = M.choose(reps=200, n=12)
+    row = table["learned +6 pts, 25% collapse both (means +4.5)"]
+    assert row["two-part (used)"] >= 0.8 > 0.3 > row["means (Welch)"]
+    assert table["null, 30% collapse both"]["two-part (used)"] <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 200)
