@@ -77,11 +77,11 @@ def test_a_clash_with_a_builtin_exits_2_naming_both(study, capsys):
 def test_list_shows_where_each_entry_came_from(study, capsys):
     assert main(["list", "models", "-m", "my_study.py"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert any(l.startswith("tiny_cnn ") and l.endswith("(from my_study.py)") for l in lines)
-    assert all("(from" not in l for l in lines if l.startswith("simple_cnn "))
+    assert any(x.startswith("tiny_cnn ") and x.endswith("(from my_study.py)") for x in lines)
+    assert all("(from" not in x for x in lines if x.startswith("simple_cnn "))
     assert main(["list", "-m", "my_study.py"]) == 0
-    assert any(l.startswith("tiny-vs-simple-cnn") and l.endswith("(from my_study.py)")
-               for l in capsys.readouterr().out.splitlines())
+    assert any(x.startswith("tiny-vs-simple-cnn") and x.endswith("(from my_study.py)")
+               for x in capsys.readouterr().out.splitlines())
     assert main(["list", "pairings", "-m", "my_study.py"]) == 0
     assert "tiny_cnn/edges" in capsys.readouterr().out
 
