@@ -136,8 +136,9 @@ def run(experiment: str | Experiment, *, smoke: bool = False, seeds: int | None 
     opts = RunOptions(experiment=exp_name, smoke=smoke, seeds=seeds, sets=dict(set or {}),
                       grids={k: list(v) for k, v in (grid or {}).items()}, name=name, tracking_uri=tracking_uri,
                       storage_path=storage_path, address=address, **_progress(progress), **options)
-    code = run_sweep(opts)
-    return Sweep(getattr(opts, "started", None) or exp_name, exp_name, code, tracking_uri, storage_path)
+    started: list[str] = []
+    code = run_sweep(opts, on_start=started.append)
+    return Sweep(started[0] if started else exp_name, exp_name, code, tracking_uri, storage_path)
 
 
 def _progress(progress: str) -> dict[str, Any]:

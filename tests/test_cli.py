@@ -138,7 +138,7 @@ def _capture(monkeypatch, command: str) -> dict:
     if command == "run":
         import cluster.flow.run as mod
 
-        monkeypatch.setattr(mod, "run_sweep", lambda opts: seen.update(vars(opts)) or 0)
+        monkeypatch.setattr(mod, "run_sweep", lambda opts, **kw: seen.update(vars(opts)) or 0)
     elif command == "resume":
         import cluster.flow.resume as mod
 
@@ -198,7 +198,7 @@ def test_exit_code_2_for_bad_input_and_130_for_an_interrupt(monkeypatch, capsys)
     assert main(["run", "edge-data-per-class", "--set", "lr=0"]) == 2
     assert "lr must be > 0" in capsys.readouterr().err
 
-    def interrupted(opts):
+    def interrupted(opts, **kw):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(mod, "run_sweep", interrupted)

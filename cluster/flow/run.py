@@ -33,19 +33,20 @@ def declaration(plan: Plan) -> dict[str, Any]:
     return json.loads(json.dumps(d, default=repr))
 
 
-def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict[str, str] | None = None) -> int:
+def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict[str, str] | None = None,
+              on_start=None) -> int:
     """Run a sweep end to end; returns the process exit code (0 ok, 1 some trials failed,
     130/143 interrupted by SIGINT/SIGTERM: every run left RUNNING is then KILLED).
 
     `definition` is an in-memory Experiment used instead of the registry entry (`sweep confirm`);
-    `tags` are added to the parent run.
+    `tags` are added to the parent run; `on_start(name)` is called with the sweep's name once its
+    folder is claimed (cluster.api's handle).
     """
     exp = definition or get_experiment(opts.experiment)
     if exp.analytic:
         from cluster.flow.analytic import run_analytic
 
         return run_analytic(exp, opts.tracking_uri, opts.name)
-    caller_opts = opts
     sweep = plan_sweep(opts, definition)  # every cell validated here
     plan, opts = sweep.plan, sweep.options
     refs = user_code.sweep_refs(plan.experiment)  # the user modules its trials load (none: built-ins only)
@@ -57,7 +58,8 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
     preflight.run_checks(plan, opts)  # models built, data decoded, resources fit: before Ray and MLflow
     phases.mark("planned")
     name, lock = claim_sweep(storage, opts.name, plan.experiment.name)
-    caller_opts.started = opts.started = name  # for the API's handle (not an option: never in sweep.json)
+    if on_start is not None:
+        on_start(name)
     log_path = console.driver_log_path(storage, name)
     try:
         from concurrent.futures import ThreadPoolExecutor
