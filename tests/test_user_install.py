@@ -37,9 +37,12 @@ def _run(argv, cwd, env, timeout=600) -> subprocess.CompletedProcess:
 def venv(tmp_path_factory) -> Path:
     """bin/ of a fresh venv: the project from its wheel, dependencies from this interpreter's site dirs."""
     base = tmp_path_factory.mktemp("install")
-    wheels = base / "wheels"
+    wheels, src = base / "wheels", base / "src"  # built from a copy: setuptools writes build/ into the source
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "*.egg-info", "__pycache__", "ray_results", "mlflow.db*", "mlartifacts", "reports",
+        "data", ".sweep", "out"))
     built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels),
-                  str(ROOT)], base, dict(os.environ), timeout=300)
+                  str(src)], base, dict(os.environ), timeout=300)
     assert built.returncode == 0, built.stdout + built.stderr
     (wheel,) = wheels.glob("*.whl")
     env_dir = base / "venv"
