@@ -38,9 +38,9 @@ def venv(tmp_path_factory) -> Path:
     """bin/ of a fresh venv: the project from its wheel, dependencies from this interpreter's site dirs."""
     base = tmp_path_factory.mktemp("install")
     wheels, src = base / "wheels", base / "src"  # built from a copy: setuptools writes build/ into the source
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "build", "*.egg-info", "__pycache__", "ray_results", "mlflow.db*", "mlartifacts", "reports",
-        "data", ".sweep", "out"))
+    top = {".venv", ".git", "build", "ray_results", "mlartifacts", "reports", "data", ".sweep", "benchmarks"}
+    shutil.copytree(ROOT, src, ignore=lambda d, names: [n for n in names if n == "__pycache__" or n.endswith(".egg-info")
+                                                        or (Path(d) == ROOT and (n in top or n.startswith("mlflow.db")))])
     built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels),
                   str(src)], base, dict(os.environ), timeout=300)
     assert built.returncode == 0, built.stdout + built.stderr
