@@ -6,8 +6,9 @@ STAMP  := $(VENV)/.installed
 DEMO   ?= edge-data-per-class
 DEMO_MAX_SEEDS ?= 6
 PYTEST_ARGS ?=
+MUTANTS_ARGS ?=
 
-.PHONY: install lint demo smoke test test-slow test-all test-mutants ci bench bench-full bench-gpu clean ui up down
+.PHONY: install lint demo smoke test test-slow test-all test-mutants test-mutants-full test-mutants-named ci bench bench-full bench-gpu clean ui up down
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,7 +38,14 @@ test-slow: $(STAMP)  ## the slow tests (real sweeps, resume, faults, multi-node)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-mutants: $(STAMP)  ## mutation check of the core: killed/survived/stale per named mutant (~10 min)
+test-mutants: $(STAMP)  ## sampled mutation run of the core (cosmic-ray, fixed seed, 2 workers): killed/survived per module
+	$(BIN)/python -m tests.mutation.sample $(MUTANTS_ARGS)
+
+test-mutants-full: $(STAMP)  ## every cosmic-ray mutant of the core (the weekly run: hours), then the named mutants
+	$(BIN)/python -m tests.mutation.sample --full --json mutants-full.json $(MUTANTS_ARGS)
+	$(BIN)/python -m tests.mutation.run
+
+test-mutants-named: $(STAMP)  ## the named mutants (tests/mutation/run.py): each bug the suite once missed
 	$(BIN)/python -m tests.mutation.run
 
 ci:  ## what CI runs: default suite, every slow test, the mutation check; fails on any failure or hang

@@ -32,7 +32,7 @@ from analysis import sequential as Q
 from analysis import stats as ST
 from analysis.aggregate import group_cells, sort_key
 from analysis.side import Side, learned_flags, num_classes, summarise
-from analysis.style import cell_label, fmt_value, is_accuracy
+from analysis.style import cell_label, is_accuracy
 from core import store_schema as S
 
 ALPHA = Q.ALPHA

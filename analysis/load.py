@@ -15,6 +15,7 @@ import pandas as pd
 from analysis.sweep_data import SweepData
 from core import store_schema as S
 from core.errors import ConfigError
+from core.safe_paths import check_name
 
 if TYPE_CHECKING:  # mlflow is imported when a store is read, so `import analysis` needs no mlflow
     from mlflow.tracking import MlflowClient
@@ -90,6 +91,8 @@ def find_parent(client: MlflowClient, experiment: str | None = None, sweep: str 
             raise ConfigError(f"no parent run with id {parent_run_id!r}: {err}") from None
     if experiment is None and sweep is None:
         raise ConfigError("name an experiment, a sweep or a parent run id to load")
+    if sweep is not None:
+        check_name(sweep)  # every sweep the driver wrote has one; anything else would reach a filter string
     ids = _experiment_ids(client, experiment)
     is_sweep = f"tags.{S.TAG_ROLE} = '{S.ROLE_SWEEP}'"
     where = is_sweep + (f" and tags.{S.TAG_SWEEP} = {_quote(sweep)}" if sweep else "")

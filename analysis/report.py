@@ -21,6 +21,7 @@ from analysis.sweep_data import SweepData, empty_sweep
 from core.errors import ConfigError
 from core import store_schema as S
 from core.user_modules import recorded_changes
+from core.safe_paths import report_dir
 
 log = logging.getLogger(__name__)
 DEFAULT_PLOTS = ("accuracy_vs_data", "accuracy_vs_epochs", "curves", "kernels", "confusion",
@@ -149,7 +150,10 @@ def build_report(tracking_uri: str, experiment: str | None = None, sweep: str | 
     Raises:
         ConfigError: the sweep is not in the store, or its declaration names an unknown plot.
     """
+    if out_dir is not None:
+        report_dir(out_dir, "")  # an unusable --out fails before the store is read
     data, stored = _load(tracking_uri, experiment, sweep)
+    out = report_dir(out_dir, data.name, fallback=str(data.parent.get("run_id") or "sweep"))
     spec = report_spec(data, experiment)
     notes = list(spec.notes)
     # A user module (`sweep run my_study.py:NAME`) whose file changed since the sweep ran: said on the page.
@@ -174,15 +178,17 @@ def build_report(tracking_uri: str, experiment: str | None = None, sweep: str | 
                                  design=design, sequential=sequential)
     claims = R.claim_rows(data.parent.get("experiment") or data.name, spec.hypotheses, verdicts)
 
-    out = Path(out_dir) if out_dir else Path("reports") / data.name
-    out.mkdir(parents=True, exist_ok=True)
     written = []
-    for stem, (png, _) in figures.items():
-        (out / f"{stem}.png").write_bytes(png)
-        written.append(out / f"{stem}.png")
-    results.to_csv(out / "results.csv", index=False)
-    R.rows_frame(claims).to_csv(out / "claims.csv", index=False)
-    (out / "index.html").write_text(_page(data, spec, results, figures, verdicts, notes, claims), encoding="utf-8")
+    try:
+        for stem, (png, _) in figures.items():
+            (out / f"{stem}.png").write_bytes(png)
+            written.append(out / f"{stem}.png")
+        results.to_csv(out / "results.csv", index=False)
+        R.rows_frame(claims).to_csv(out / "claims.csv", index=False)
+        (out / "index.html").write_text(_page(data, spec, results, figures, verdicts, notes, claims), encoding="utf-8")
+    except OSError as exc:  # a full disk, a file where a folder should be
+        raise ConfigError(f"cannot write the report into {out}: {exc.strerror or exc} "
+                          f"({exc.filename or ''})") from None
     written += [out / "results.csv", out / "claims.csv", out / "index.html"]
     if log_to_parent and stored:
         from mlflow.tracking import MlflowClient

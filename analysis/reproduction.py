@@ -148,7 +148,7 @@ def ours_text(r: HypothesisResult, kind: str) -> str:
     else:
         text = b.text(r.metric) if b.n else "n/a"
     learned = learned_text(r)
-    return f"{text}; {learned}" if learned else text
+    return f"{text}; {learned}" if learned and "learned" not in text else text
 
 
 def single_disagreement(r: HypothesisResult, verdict: str) -> tuple[int, int]:
@@ -278,7 +278,8 @@ def table_html(rows: Sequence[ClaimRow], with_experiment: bool = True) -> str:
               f"decided on the mean, but a single-seed run (as in the notebook) disagrees in {FRAGILE_SHARE:.0%} of "
               "the seeds or more; undecided: not decided at this budget (what cannot be excluded and the seeds "
               "a decision would need); not tested: no runs of a side, or a kind not yet answered. Ours: our "
-              "mean(s) over seeds with the difference and its interval; learned k/n: seeds above chance. "
+              "mean(s) over seeds, then the verdict's effect estimate with its interval (the difference of the "
+              "seeds that learned, where the engine tests collapse apart); learned k/n: seeds that learned. "
               "Source value: the notebook's single run.")
     return (f"<p>{H.esc(counts_line(rows))}</p>" + H.table_html(df, raw_columns=("status",))
             + f'<p class="muted">{H.esc(legend)}</p>')

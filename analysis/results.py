@@ -13,7 +13,9 @@ from core import store_schema as S
 
 FORMATS = ("table", "csv", "json")
 TABLE_NOTE = (f"(accuracies: mean [{INTERVAL_NOTE}]; other metrics: mean ± half-width of the 95% t-interval; "
-              f"at chance: seeds at most {COLLAPSE_MARGIN * 100:.0f} points above 1/classes)")
+              f"at chance: seeds at most {COLLAPSE_MARGIN * 100:.0f} points above 1/classes; learned: seeds that lost "
+              "no class (classes_lost = 0; without it, above chance + 5 points) with the exact 95% interval of the "
+              "rate; learned seeds median: their median accuracy with the order-statistic 95% interval)")
 # Columns shown (when present) in the text table and the HTML report; the CSV has them all.
 HEADLINE = ("val_acc", "best_val_acc", "val_loss", "iou_original", "iou_shifted", "n_params",
             "train_time_s")
@@ -45,7 +47,31 @@ def sweep_results(data: SweepData) -> pd.DataFrame:
     acc = collapse_metric(table)
     if acc:
         table.insert(len(keys) + 3, "n_collapsed", [_collapsed(runs, keys, row, acc) for _, row in table.iterrows()])
+        learned = pd.DataFrame([_learned(runs, keys, row, acc) for _, row in table.iterrows()], columns=LEARNED_COLUMNS,
+                               index=table.index)
+        for i, col in enumerate(LEARNED_COLUMNS):
+            table.insert(len(keys) + 4 + i, col, learned[col])
     return table
+
+
+# Collapse as an outcome: seeds that learned every class (k of n, Clopper-Pearson 95%) and the median
+# accuracy of those seeds with its order-statistic interval (analysis.side).
+LEARNED_COLUMNS = ("n_learned", "learned_low", "learned_high", "learned_median", "learned_median_low",
+                   "learned_median_high")
+
+
+def _learned(runs: pd.DataFrame, keys: list[str], row: pd.Series, metric: str) -> tuple:
+    from analysis.side import summarise
+
+    cell = _cell_rows(runs, keys, row)
+    if S.TAG_STATUS_REASON in cell:
+        cell = cell[cell[S.TAG_STATUS_REASON] == S.STATUS_COMPLETED]
+    side = summarise(cell, metric, intervals=False) if len(cell) else None
+    if side is None or side.learned is None:
+        return (float("nan"),) * len(LEARNED_COLUMNS)
+    med, low, high, cover = side.learned_median
+    return (side.learned, side.learned_low, side.learned_high, med, low if cover < 1 else float("nan"),
+            high if cover < 1 else float("nan"))
 
 
 def collapse_metric(table: pd.DataFrame) -> str | None:
@@ -125,7 +151,8 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     shown = [m for m in HEADLINE if m in means]
     if "val_loss" in shown and "val_loss_mean" in means:
         shown[shown.index("val_loss")] = "val_loss_mean"
-    first = [c for c in table.columns if not any(c.startswith(f"{m}_") for m in means) and c != "n_collapsed"]
+    first = [c for c in table.columns if not any(c.startswith(f"{m}_") for m in means) and c != "n_collapsed"
+             and c not in LEARNED_COLUMNS]
     out = table[first].copy()
     acc = collapse_metric(table)
     for m in shown:
@@ -135,7 +162,19 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
             out[f"{m} median"] = [fmt_value(m, v) for v in table[f"{m}_median"]]
             if "n_collapsed" in table:
                 out["at chance"] = [("n/a" if v != v else f"{int(v)}/{n}") for v, n in zip(table["n_collapsed"], table["n"])]
+            if "n_learned" in table:
+                out["learned"] = [_fmt_learned(r) for _, r in table.iterrows()]
+                out["learned seeds median"] = [fmt_interval(m, r["learned_median"], r["learned_median_low"],
+                                                            r["learned_median_high"]) for _, r in table.iterrows()]
     return out
+
+
+def _fmt_learned(r: pd.Series) -> str:
+    """"2/3 [9-99%]": seeds that learned every class, with the exact 95% interval of the rate."""
+    k = r["n_learned"]
+    if k != k:
+        return "n/a"
+    return f"{int(k)}/{int(r['n'])} [{100 * r['learned_low']:.0f}-{100 * r['learned_high']:.0f}%]"
 
 
 def fmt_interval(metric: str, mean: float, low: float, high: float) -> str:

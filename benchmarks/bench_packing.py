@@ -25,7 +25,7 @@ def _configs(arch: str, k: int, epochs: int, sizes: list[int]) -> list[dict]:
 def _build(configs):
     import torch
 
-    from trainables.resolve import resolve_config
+    from trainables.spec import resolve_config
     from trainables.trainable import load_data, make_model, pick_device
 
     torch.set_num_threads(1)

@@ -258,6 +258,23 @@ def print_table(runs: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
     return medians
 
 
+def compare_histories(ref: dict, other: dict) -> tuple[list[str], set[str]]:
+    """Cells whose histories differ on the metric keys both sides log, and the keys only `other` logs
+    (a newer tree may log more metrics, e.g. min_class_recall: that is not a change of the record)."""
+    diff, added = [], set()
+    for cell in set(ref) | set(other):
+        a, b = ref.get(cell), other.get(cell)
+        if a is None or b is None:
+            diff.append(cell)
+            continue
+        keys_a, keys_b = {k for k, _, _ in a}, {k for k, _, _ in b}
+        added |= keys_b - keys_a
+        shared = keys_a & keys_b
+        if [row for row in a if row[0] in shared] != [row for row in b if row[0] in shared] or keys_a - keys_b:
+            diff.append(cell)
+    return sorted(diff), added
+
+
 def check_record(runs: dict[str, list[dict]]) -> bool:
     ok = True
     for v, rs in runs.items():
@@ -271,11 +288,12 @@ def check_record(runs: dict[str, list[dict]]) -> bool:
     if len(sweeps) > 1:
         ref_v, ref = sweeps[0]
         for v, r in sweeps[1:]:
-            if r["histories"] != ref["histories"]:
-                diff = [c for c in set(ref["histories"]) | set(r["histories"])
-                        if ref["histories"].get(c) != r["histories"].get(c)]
+            diff, added = compare_histories(ref["histories"], r["histories"])
+            if diff:
                 print(f"  !! metric histories of {v} differ from {ref_v} in cells {diff[:4]}")
                 ok = False
+            if added:
+                print(f"  {v} logs metrics {ref_v} does not: {sorted(added)} (compared on the shared keys)")
         print(f"  record: {len(sweeps)} sweeps, {sum(len(r['histories']) for _, r in sweeps)} child runs; metric "
               f"histories identical across before/after: {'yes' if ok else 'NO'}; every child run FINISHED")
     return ok

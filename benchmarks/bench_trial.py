@@ -28,7 +28,7 @@ def trainable_loop(arch: str, epochs: int, data_per_class: int = 100) -> dict:
     import torch
 
     from trainables.loop import Trainer
-    from trainables.resolve import resolve_config
+    from trainables.spec import resolve_config
     from trainables.trainable import load_data, make_model, pick_device
 
     torch.set_num_threads(1)
@@ -51,7 +51,7 @@ def notebook_loop(arch: str, epochs: int, data_per_class: int = 100) -> dict:
     import torch
 
     from benchmarks import notebook
-    from trainables.resolve import resolve_config
+    from trainables.spec import resolve_config
     from trainables.trainable import load_data, make_model, pick_device
 
     torch.set_num_threads(1)

@@ -99,7 +99,7 @@ def member_configs(pairing: str, k: int, epochs: int, device: str, data_per_clas
 def bench_packing(plan: Plan, device: torch.device) -> tuple[list[dict], dict]:
     from trainables.loop import Trainer
     from trainables.packing import PackedTrainer
-    from trainables.resolve import resolve_config
+    from trainables.spec import resolve_config
     from trainables.trainable import load_data, make_model
 
     rows, raw = [], {}
@@ -297,7 +297,7 @@ def notebook_epochs(model, bundle, tc, device: torch.device, epochs: int) -> Non
 
 def bench_loops(plan: Plan, device: torch.device) -> tuple[list[dict], dict]:
     from trainables.loop import Trainer
-    from trainables.resolve import resolve_config
+    from trainables.spec import resolve_config
     from trainables.trainable import load_data, make_model
 
     rows, raw = [], {}
@@ -348,7 +348,7 @@ CIFAR_VARIANTS = {"fp32": {}, "bf16": {"amp": "bf16"}, "channels_last": {"channe
 
 def bench_cifar(plan: Plan, device: torch.device, data_root: str) -> tuple[list[dict], dict]:
     from trainables.loop import Trainer
-    from trainables.resolve import resolve_config
+    from trainables.spec import resolve_config
     from trainables.trainable import load_data, make_model
 
     rows, raw = [], {}

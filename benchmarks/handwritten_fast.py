@@ -24,7 +24,7 @@ MODELS = {"simple_cnn/edges": {"kernel_size": 7}, "three_layer_mlp/edges": {"hid
 
 
 def configs(epochs: int, sizes: list[int], seed: int = 10) -> list[dict]:
-    """The sweep's trial configs (cluster.plan for edge-data-per-class, 1 seed), written out."""
+    """The sweep's trial configs (cluster.planning.plan for edge-data-per-class, 1 seed), written out."""
     return [{"lr": 0.01, "epochs": epochs, "data_per_class": n, "pairing": pairing, "seed": seed, "threads": 1,
              "log_to_mlflow": False, **extra}
             for n in sizes for pairing, extra in MODELS.items()]
@@ -41,7 +41,7 @@ def _trial(config: dict) -> tuple[dict, list[dict], float, float]:
 
     history: list[dict] = []
     start = time.time()
-    final = run_trial(config, tracking=None, report=lambda metrics, state: history.append(dict(metrics)))
+    run_trial(config, tracking=None, report=lambda metrics, state: history.append(dict(metrics)))
     return config, history, start, time.time()
 
 

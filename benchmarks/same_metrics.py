@@ -11,7 +11,9 @@ scheduler is turned off (ASHA's stops depend on the order results arrive), so ea
 deterministic on its own.
 
     python -m benchmarks.same_metrics run REF OUT          # REF: a git ref, or "worktree"
-    python -m benchmarks.same_metrics compare OUT/A OUT/B  # exit 1 on any difference
+    python -m benchmarks.same_metrics compare OUT/A OUT/B [--common]  # exit 1 on any difference
+                                                           # (--common: only sweeps both stores hold)
+    SAME_METRICS_ONLY=packed5,edge-hpo python -m ...       # only these cases
     python -m benchmarks.same_metrics both REF OUT         # both runs, then the comparison
 
 Takes about 1 minute per case and side on 2 busy cores (15 cases).
@@ -27,7 +29,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKED = ("edge-data-per-class", "packed", ["--pack", "4", "--seeds", "2"])
+# On CPU only models without convolutions pack, 5 members at least (trainables.packing.MIN_PACK): the
+# MLP cells of 5 seeds make packs; the CNN cells run unpacked beside them.
+PACKED = ("edge-data-per-class", "packed5", ["--pack", "5", "--seeds", "5"])
 VOLATILE_METRICS = ("train_time_s",)
 
 
@@ -53,7 +57,8 @@ def cases() -> list[tuple[str, str, list[str]]]:
             extra += ["--scheduler", "none"]
         out.append((name, name, extra))
     out.append(PACKED)
-    return out
+    only = os.environ.get("SAME_METRICS_ONLY")  # comma-separated case names: a partial run
+    return [c for c in out if not only or c[1] in only.split(",")]
 
 
 def source(ref: str, into: Path) -> Path:
@@ -120,31 +125,41 @@ def trials(side: Path) -> dict[tuple, dict[str, list[tuple[int, float]]]]:
             if r.data.tags.get("role") != "trial":
                 continue
             key = (r.data.tags.get("sweep"), tuple(sorted(r.data.params.items())))
-            if key in out:
-                raise SystemExit(f"two trials with the same params in {side}: {key}")
-            out[key] = {m: [(h.step, h.value) for h in sorted(client.get_metric_history(r.info.run_id, m),
-                                                               key=lambda h: (h.step, h.timestamp))]
-                        for m in sorted(r.data.metrics) if m not in VOLATILE_METRICS}
-    return out
+            # Trials with the same params (a search's samples with every sampled key fixed) are one
+            # key holding each of their histories; histories are compared as sorted lists.
+            out.setdefault(key, []).append(
+                {m: [(h.step, h.value) for h in sorted(client.get_metric_history(r.info.run_id, m),
+                                                       key=lambda h: (h.step, h.timestamp))]
+                 for m in sorted(r.data.metrics) if m not in VOLATILE_METRICS})
+    return {k: sorted(v, key=repr) for k, v in out.items()}
 
 
-def compare(a: Path, b: Path) -> int:
+def compare(a: Path, b: Path, common: bool = False) -> int:
+    """Every trial of both stores matched and equal; with `common`, only the sweeps both stores hold."""
     ta, tb = trials(a), trials(b)
+    if common:
+        both = {k[0] for k in ta} & {k[0] for k in tb}
+        ta, tb = ({k: v for k, v in t.items() if k[0] in both} for t in (ta, tb))
     problems = [f"only in {a.name}: {k}" for k in ta.keys() - tb.keys()]
     problems += [f"only in {b.name}: {k}" for k in tb.keys() - ta.keys()]
     values = 0
+    trials_compared, added = 0, set()
     for key in sorted(ta.keys() & tb.keys()):
-        ma, mb = ta[key], tb[key]
-        if ma.keys() != mb.keys():
-            problems.append(f"{key}: metrics {sorted(ma.keys() ^ mb.keys())} differ")
-        for m in sorted(ma.keys() & mb.keys()):
-            values += len(ma[m])
-            if ma[m] != mb[m]:
-                problems.append(f"{key[0]} {dict(key[1]).get('pairing')} seed {dict(key[1]).get('seed')}: {m} "
-                                f"{ma[m][:3]}... != {mb[m][:3]}...")
+        if len(ta[key]) != len(tb[key]):
+            problems.append(f"{key}: {len(ta[key])} trial(s) in {a.name}, {len(tb[key])} in {b.name}")
+        for ma, mb in zip(ta[key], tb[key]):
+            trials_compared += 1
+            if ma.keys() - mb.keys():
+                problems.append(f"{key}: metrics {sorted(ma.keys() - mb.keys())} missing in {b.name}")
+            added |= mb.keys() - ma.keys()  # a metric the newer code logs as well: not a difference
+            for m in sorted(ma.keys() & mb.keys()):
+                values += len(ma[m])
+                if ma[m] != mb[m]:
+                    problems.append(f"{key[0]} {dict(key[1]).get('pairing')} seed {dict(key[1]).get('seed')}: {m} "
+                                    f"{ma[m][:3]}... != {mb[m][:3]}...")
     sweeps = sorted({k[0] for k in ta})
-    print(f"{len(ta.keys() & tb.keys())} trials in both ({len(sweeps)} sweeps), {values} metric values compared; "
-          f"{len(problems)} difference(s)")
+    print(f"{trials_compared} trials in both ({len(sweeps)} sweeps), {values} metric values compared; "
+          f"{len(problems)} difference(s)" + (f"; metrics only {b.name} logs: {sorted(added)}" if added else ""))
     for p in problems[:50]:
         print("  " + p)
     return 1 if problems else 0
@@ -154,8 +169,8 @@ def main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[0] == "run":
         run(argv[1], Path(argv[2]).resolve())
         return 0
-    if len(argv) == 3 and argv[0] == "compare":
-        return compare(Path(argv[1]).resolve(), Path(argv[2]).resolve())
+    if len(argv) in (3, 4) and argv[0] == "compare":
+        return compare(Path(argv[1]).resolve(), Path(argv[2]).resolve(), common=argv[3:] == ["--common"])
     if len(argv) == 3 and argv[0] == "both":
         out = Path(argv[2]).resolve()
         return compare(run(argv[1], out), run("worktree", out))

@@ -7,9 +7,9 @@
     sweep.results()                               # pandas DataFrame: the columns of `sweep results`
     sweep.report()                                # HTML report; in Jupyter its verdicts and figures inline
 
-`run` takes what `sweep run` takes (keyword arguments named like the flags: seeds=, set=,
-grid=, name=, address=, tracking_uri=, storage_path=, ...) and refuses the same bad input
-with the same ConfigError (the CLI turns it into exit code 2). In Jupyter the progress is one
+`run` takes what `sweep run` takes (keyword arguments named like the flags or RunOptions'
+fields: seeds=, set=, grid=, name=, address=, tracking_uri=, storage_path=, ...), builds the same
+RunOptions through the same declarations and refuses the same bad input with the same ConfigError (the CLI turns it into exit code 2). In Jupyter the progress is one
 line redrawn in place in the cell's output; elsewhere the API prints nothing unless
 `progress="console"`. The `sweep` CLI is a thin layer over these functions.
 """
@@ -112,42 +112,45 @@ class Report:
         return str(self.path)
 
 
-def run(experiment: str | Experiment, *, smoke: bool = False, seeds: int | None = None,
-        set: dict[str, Any] | None = None, grid: dict[str, list] | None = None, name: str | None = None,
-        tracking_uri: str | None = None, storage_path: str | None = None, address: str | None = None,
-        progress: str = "auto", **options: Any) -> Sweep:
+def run(experiment: str | Experiment, *, progress: str = "auto", **options: Any) -> Sweep:
     """Run a sweep to its end and return its handle.
 
     Args:
         experiment: a registered name, "my_study.py:NAME", "acme.studies:NAME" or an Experiment.
-        smoke, seeds, name, tracking_uri, storage_path, address: as the `sweep run` flags.
-        set: {key: value} overrides (`--set`); grid: {key: [values]} (`--grid`).
         progress: "auto" (in Jupyter: redrawn in the cell; else nothing), "notebook", "console", "none".
-        **options: any other RunOptions field (cpus_per_trial=, max_concurrent=, pack=, until_decided=, ...).
+        **options: what `sweep run` takes, named as RunOptions' fields or as their flags
+            (smoke=True, seeds=3, set={"lr": 0.01} or sets=, grid={"lr": [1e-3, 1e-2]},
+            sample={"lr": "loguniform(1e-4,1e-1)"}, name=, tracking_uri=, storage_path=, address=,
+            cpus_per_trial=, max_concurrent=, pack=, until_decided=, ...). Built into the same
+            RunOptions as the CLI's flags (cluster.flow.options.from_kwargs: one declaration, same checks).
 
     Raises:
-        ConfigError: bad input, before Ray or MLflow start (the CLI's exit code 2).
+        ConfigError: bad input (an unknown option, a bad value), before Ray or MLflow start (the CLI's exit 2).
     """
-    from cluster.flow.options import RunOptions
+    from cluster.flow.options import RunOptions, from_kwargs
     from cluster.flow.run import run_sweep
 
     exp_name = user_code.experiment_name(experiment)
-    tracking_uri = _uri(tracking_uri)
-    opts = RunOptions(experiment=exp_name, smoke=smoke, seeds=seeds, sets=dict(set or {}),
-                      grids={k: list(v) for k, v in (grid or {}).items()}, name=name, tracking_uri=tracking_uri,
-                      storage_path=storage_path, address=address, **_progress(progress), **options)
+    opts = from_kwargs(RunOptions, _with_defaults(options, progress, notebook_progress=True), experiment=exp_name)
     started: list[str] = []
     code = run_sweep(opts, on_start=started.append)
-    return Sweep(started[0] if started else exp_name, exp_name, code, tracking_uri, storage_path)
+    return Sweep(started[0] if started else exp_name, exp_name, code, opts.tracking_uri, opts.storage_path)
 
 
-def _progress(progress: str) -> dict[str, Any]:
-    """RunOptions fields for a progress mode: the API is silent outside Jupyter unless asked."""
+def _with_defaults(options: dict[str, Any], progress: str, notebook_progress: bool) -> dict[str, Any]:
+    """The options with the API's defaults: MLflow at $MLFLOW_TRACKING_URI (as the CLI), quiet
+    outside Jupyter unless progress="console"."""
     if progress == "auto":
         progress = "notebook" if in_notebook() else "none"
     if progress not in ("notebook", "console", "none"):
         raise ConfigError(f"progress={progress!r}: use 'auto', 'notebook', 'console' or 'none'")
-    return {"quiet": progress != "console", "progress": progress}
+    out = dict(options)
+    if out.get("tracking_uri") is None:
+        out["tracking_uri"] = _uri(None)
+    out.setdefault("quiet", progress != "console")
+    if notebook_progress:
+        out["progress"] = progress
+    return out
 
 
 def resume(name: str, *, storage_path: str | None = None, address: str | None = None) -> Sweep:
@@ -173,19 +176,16 @@ class StudyRun:
         return head + (self.report._repr_html_() if self.report is not None else "")
 
 
-def study(target: str, *, smoke: bool = False, only: tuple[str, ...] = (), name: str | None = None,
-          tracking_uri: str | None = None, storage_path: str | None = None, address: str | None = None,
-          progress: str = "auto", **options: Any) -> StudyRun:
+def study(target: str, *, progress: str = "auto", **options: Any) -> StudyRun:
     """Run (or continue) a study: a built-in one, "my_study.py" (every experiment it defines, in
     order) or "my_study.py:STUDY" (a Study it defines); returns its handle with the study report.
-    options: the other StudyOptions fields (until_decided=, max_concurrent=, data_root=, out=, ...)."""
-    from cluster.flow.study import StudyOptions, run_study
+    options: what `sweep study` takes, named as StudyOptions' fields or their flags (smoke=, only=,
+    name=, until_decided=, max_concurrent=, data_root=, out=, tracking_uri=, ...)."""
+    from cluster.flow.options import StudyOptions, from_kwargs
+    from cluster.flow.study import run_study
 
     st = user_code.module_study(target)
-    tracking_uri = _uri(tracking_uri)
-    quiet = _progress(progress)["quiet"]
-    opts = StudyOptions(study=st.name, smoke=smoke, only=tuple(only), name=name, tracking_uri=tracking_uri,
-                        storage_path=storage_path, address=address, quiet=quiet, **options)
+    opts = from_kwargs(StudyOptions, _with_defaults(options, progress, notebook_progress=False), study=st.name)
     code = run_study(opts)
     index = (Path(opts.out) if opts.out else Path("reports") / opts.study_name) / "index.html"
     return StudyRun(opts.study_name, code, _report_handle(index, []) if index.exists() else None)

@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cluster.flow.options import RunOptions, StudyOptions, add_flags, finite_float, flag_values
 from core.errors import ConfigError
+from cluster.infra.argv import MLFLOW_HTTP_DEFAULTS, closed_console, parse_args
 
 import os
 
@@ -13,14 +15,7 @@ EPILOG = ("Defaults: local Ray (the head of `sweep up` when one is up, else star
           "sqlite:///mlflow.db. A cluster is one flag away: --address, --tracking-uri.")
 
 
-def _float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
+_float = finite_float
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,57 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run an experiment as a Ray Tune sweep logged to MLflow")
     run.add_argument("experiment", help="a registered name, or FILE.py:NAME / MODULE:NAME (an Experiment defined there)")
-    run.add_argument("--seeds", type=int, help="replicates per cell (default: the experiment's, 3 for most)")
-    run.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
-    run.add_argument("--grid", dest="grids", action="append", metavar="KEY=V1,V2",
-                     help="sweep a key over values (repeatable)")
-    run.add_argument("--smoke", action="store_true", help="tiny epochs/data: any experiment in < 2 min on 2 cores")
-    run.add_argument("--num-samples", type=int,
-                     help="Tune num_samples: samples of a search (default: the experiment's, else 1)")
-    run.add_argument("--sample", dest="samples", action="append", metavar="KEY=DOMAIN",
-                     help="search a key: loguniform(LO,HI), uniform(LO,HI), randint(LO,HI), choice(V1,V2,...)")
-    run.add_argument("--scheduler", choices=["asha", "none"], help="trial scheduler (default: the experiment's)")
-    run.add_argument("--grace-period", type=int, help="ASHA: epochs before the first stop (default: the experiment's)")
-    run.add_argument("--reduction-factor", type=int, help="ASHA: keep 1/N of the trials at each rung")
-    run.add_argument("--search", default="random", help="search algorithm: random (Tune's), hyperopt, optuna")
-    _add_common(run)
-    run.add_argument("--cpus-per-trial", type=_float)
-    run.add_argument("--gpus-per-trial", type=_float, help="fractional GPUs per trial (default 0.25 if GPUs)")
-    run.add_argument("--max-concurrent", type=int)
-    run.add_argument("--max-failures", type=int, default=2, help="retries per trial (FailureConfig)")
-    run.add_argument("--name", help="sweep name (default EXPERIMENT-YYYYmmdd-HHMMSS-xxxx, xxxx random)")
-    run.add_argument("--storage-path", help="Tune storage: local/shared path or cloud URI (default ./ray_results)")
-    run.add_argument("--data-root", help="where CIFAR-10/MNIST files live (config key data_root)")
-    run.add_argument("--pack", type=int, default=1, metavar="K",
-                     help="train up to K trials of one architecture as one vmapped model per Tune trial "
-                          "(README, Performance; conv models stay unpacked on CPU)")
-    run.add_argument("--yes", "--allow-large", dest="allow_large", action="store_true",
-                     help="run a sweep of more than 10,000 trials (refused otherwise)")
-    run.add_argument("--until-decided", action="store_true",
-                     help="add seeds, wave by wave, to cells whose hypotheses are still open (cluster/flow/adaptive.py)")
-    run.add_argument("--max-seeds", type=int, metavar="N", help="--until-decided: at most N seeds per cell (default 12)")
-    run.add_argument("--target-halfwidth", type=_float, metavar="H",
-                     help="--until-decided: also add seeds while a cell's accuracy interval is wider than ±H (e.g. 0.05)")
-    run.add_argument("--no-ship-code", action="store_true",
-                     help="with --address: use the project installed on the nodes instead of shipping this dir")
-    run.add_argument("--verbose", action="store_true",
-                     help="Ray's, Tune's and MLflow's own logs on the console (default: <storage>/<sweep>/driver.log)")
+    add_flags(run, RunOptions)  # every flag from RunOptions' one declaration
+    run.set_defaults(tracking_uri=DEFAULT_URI)
 
     stu = sub.add_parser("study", help="run a named set of experiments as one resumable job, then one study report")
     stu.add_argument("study", nargs="?", help="study name (see --list), FILE.py (all its experiments) or FILE.py:STUDY")
     stu.add_argument("--list", action="store_true", help="list the studies")
-    stu.add_argument("--smoke", action="store_true", help="every experiment with --smoke")
-    stu.add_argument("--only", help="comma-separated experiments of the study to run (default: all)")
-    stu.add_argument("--name", help="study name on disk (default study-NAME[-smoke]); the same name resumes")
-    stu.add_argument("--until-decided", action="store_true", help="adaptive replicates in every experiment with hypotheses")
-    stu.add_argument("--max-seeds", type=int, metavar="N")
-    stu.add_argument("--target-halfwidth", type=_float, metavar="H")
-    stu.add_argument("--storage-path", help="Tune storage and the study state (default ./ray_results)")
-    stu.add_argument("--max-concurrent", type=int)
-    stu.add_argument("--cpus-per-trial", type=_float)
-    stu.add_argument("--data-root")
-    stu.add_argument("--out", help="study report folder (default reports/<study name>)")
-    _add_common(stu)
+    add_flags(stu, StudyOptions)  # the flags it shares with `run` come from the same declaration
+    stu.set_defaults(tracking_uri=DEFAULT_URI)
 
     res = sub.add_parser("resume", help="resume an interrupted sweep (Tuner.restore) into the same MLflow runs")
     res.add_argument("name")
@@ -152,21 +104,11 @@ def cmd_list(args) -> int:
 
 def cmd_run(args) -> int:
     from cluster import api
-    from cluster.tuner.search import parse_samples
-    from cluster.planning.values import parse_grids, parse_sets
     from core import phases
 
     phases.mark("run_imported")
-    return api.run(args.experiment, seeds=args.seeds, set=parse_sets(args.sets), grid=parse_grids(args.grids),
-                   smoke=args.smoke, num_samples=args.num_samples, address=args.address,
-                   tracking_uri=args.tracking_uri, cpus_per_trial=args.cpus_per_trial,
-                   gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, name=args.name,
-                   storage_path=args.storage_path, data_root=args.data_root, max_failures=args.max_failures,
-                   scheduler=args.scheduler, search=args.search, ship_code=not args.no_ship_code,
-                   samples=parse_samples(args.samples), grace_period=args.grace_period,
-                   reduction_factor=args.reduction_factor, pack=args.pack, allow_large=args.allow_large,
-                   until_decided=args.until_decided, max_seeds=args.max_seeds,
-                   target_halfwidth=args.target_halfwidth, verbose=args.verbose, progress="console").exit_code
+    # The flags' values as given; cluster.api parses them as RunOptions declares (options.from_kwargs)
+    return api.run(args.experiment, progress="console", **flag_values(RunOptions, args)).exit_code
 
 
 def cmd_confirm(args) -> int:
@@ -185,12 +127,7 @@ def cmd_study(args) -> int:
     if args.list or not args.study:
         print(list_studies())
         return 0
-    only = tuple(x.strip() for x in (args.only or "").split(",") if x.strip())
-    return api.study(args.study, smoke=args.smoke, only=only, name=args.name, until_decided=args.until_decided,
-                     max_seeds=args.max_seeds, target_halfwidth=args.target_halfwidth, tracking_uri=args.tracking_uri,
-                     storage_path=args.storage_path, address=args.address, max_concurrent=args.max_concurrent,
-                     cpus_per_trial=args.cpus_per_trial, data_root=args.data_root, out=args.out,
-                     progress="console").exit_code
+    return api.study(args.study, progress="console", **flag_values(StudyOptions, args)).exit_code
 
 
 def cmd_resume(args) -> int:
@@ -271,11 +208,33 @@ FAST_EXIT = frozenset({"run", "resume", "study", "confirm"})
 def main(argv: list[str] | None = None) -> int:
     import os
 
+    closed = closed_console()
+    if closed:
+        other = sys.stderr if closed == "stdout" else sys.stdout
+        redirect = ">" if closed == "stdout" else "2>"
+        try:
+            print(f"sweep: {closed} is closed (`{redirect}&-`); send it to a file or to /dev/null instead "
+                  f"(`{redirect}/dev/null`)", file=other, flush=True)
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 2
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    unset = [key for key in MLFLOW_HTTP_DEFAULTS if key not in os.environ]
+    for key in unset:  # for this command only: a caller's own process (the tests) keeps its environment
+        os.environ[key] = MLFLOW_HTTP_DEFAULTS[key]
+    try:
+        return _main(argv)
+    finally:
+        if argv is not None:
+            for key in unset:
+                os.environ.pop(key, None)
+
+
+def _main(argv: list[str] | None) -> int:
     from core import phases
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     phases.mark("cli_imported")
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), sys.argv[1:] if argv is None else list(argv))
     outcome = {"code": 1}  # an exception escaping main exits 1, as Python's own exit would
     if argv is None and args.command in FAST_EXIT:  # the program, never a caller such as the tests
         import atexit
@@ -295,6 +254,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
+    import os
+    import signal
+
+    from cluster.flow.finish import console_closed, describe, silence_stdout
+    from cluster.infra.interrupts import Interrupted
+
+    def terminate(signum, frame):  # SIGTERM before the sweep's own guard (imports, Ray's start-up)
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate) if _main_thread() else None
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
@@ -303,6 +272,26 @@ def _dispatch(args) -> int:
     except KeyboardInterrupt as exc:  # cluster.infra.interrupts.Interrupted carries SIGINT or SIGTERM
         print(f"sweep {args.command}: interrupted", file=sys.stderr)
         return 128 + getattr(exc, "signum", 2)
+    except Exception as exc:  # noqa: BLE001 - a fault of the machine or a service: one line, no traceback
+        if os.environ.get("SWEEP_DEBUG"):
+            raise
+        if console_closed(exc):
+            silence_stdout()
+        try:
+            print(f"sweep {args.command}: stopped: {describe(exc)} (SWEEP_DEBUG=1 shows the traceback)",
+                  file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def _fast_exit(outcome: dict) -> None:

@@ -36,6 +36,7 @@ TAG_CONFIRM_MODE = "confirm_mode"
 TAG_CONFIRM_RANK = "confirm_rank"
 TAG_SEARCH_BEST = "search_best"           # JSON: pairing -> the search's best value, run id, config
 TAG_KIND = "kind"                         # "confirmation" for a confirmation sweep
+SEARCH_ANALYTIC = "analytic"              # TAG_SEARCH of an analytic experiment's run (no trials)
 KIND_CONFIRMATION = "confirmation"
 
 # --- Tags of a trial's run ---------------------------------------------------------------------
@@ -59,6 +60,7 @@ TAG_STATUS_REASON = "status_reason"
 STATUS_COMPLETED = "completed"            # trained every epoch: the only runs that count as results
 STATUS_FAILED = "failed"
 STATUS_STOPPED_EARLY = "stopped_early"    # a scheduler (ASHA) stopped it
+STATUS_INTERRUPTED = "interrupted"        # the driver got SIGINT/SIGTERM: the run was marked KILLED
 TAG_ERROR = "error"                       # last line of the error of a failed trial
 TAG_STOPPED_EPOCH = "stopped_epoch"
 TAG_STOP_REASON = "stop_reason"
@@ -101,6 +103,11 @@ ART_ERROR = "error.txt"                             # the traceback of a trial t
 ART_DECLARATION = "sweep/experiment.json"           # the experiment as it was run
 ART_USER_MODULES = "sweep/user_modules"             # the source of each user module the sweep ran (<file>.py)
 ART_REPORT_DIR = "report"                           # `sweep report` output
+# Of an analytic experiment's run (mlp-param-explosion: no trials).
+METRIC_MLP_PARAMS = "mlp_params"                    # step = the input dimension
+PARAM_HIDDEN = "hidden"
+PARAM_OUTPUTS = "outputs"
+ART_PARAM_EXPLOSION = "param_explosion.json"        # [{"label", "input_dim", "params"}]
 
 
 def trial_filter(parent_run_id: str, trial_id: str) -> str:

@@ -6,6 +6,7 @@ import pytest
 
 pytest.importorskip("ray", reason="the adaptive searcher is a Ray Tune Searcher")
 
+from analysis.sequential import Design
 from cluster.flow.adaptive import FINISHED, AdaptiveSettings, Replicates
 from search_spaces.experiment import Hypothesis
 from core.errors import ConfigError
@@ -139,13 +140,29 @@ def test_settings_are_checked():
     assert json.loads(s.parent_tags()["look_seeds"]) == [3, 6, 9, 12]
 
 
-def null_decided(reps: int, alpha: float = 0.05, seed: int = 0) -> float:
+class _EveryLookAtAlpha(Design):
+    """The uncorrected rule, written out here (not derived from the code under test): every look
+    tests at the full two-sided alpha."""
+
+    @property
+    def levels(self) -> tuple[float, ...]:
+        return (self.alpha / 2,) * self.k
+
+
+class _UncorrectedSettings(AdaptiveSettings):
+    @property
+    def design(self):
+        d = super().design
+        return _EveryLookAtAlpha(d.looks, d.alpha, d.spending)
+
+
+def null_decided(reps: int, alpha: float = 0.05, seed: int = 0, settings_cls=AdaptiveSettings) -> float:
     """Fraction of null sweeps (both sides from the same bimodal distribution) that end "different"."""
     hyp = (Hypothesis("CNN > MLP", CNN, MLP),)
     cells = [{"pairing": CNN}, {"pairing": MLP}]
     decided = 0
     for i in range(reps):
-        settings = AdaptiveSettings(first=3, max_seeds=12, alpha=alpha)
+        settings = settings_cls(first=3, max_seeds=12, alpha=alpha)
         rep = Replicates(cells, [10, 11, 12], hyp, [], settings)
 
         def value(cfg, s, i=i):  # the same draw for (sweep, side, seed) whatever the rule: paired comparison
@@ -165,6 +182,9 @@ def test_error_rate_under_repeated_looks_stays_below_alpha():
     mc = 3 * np.sqrt(0.05 * 0.95 / reps)  # three Monte-Carlo standard errors
     assert honest <= 0.05 + mc
     assert null_decided(reps, alpha=0.9) > honest  # a lax design on the same data stream decides more
+    # The correction over looks is what keeps it there: the same sweeps judged at the full alpha at
+    # every look end "different" more often (without the correction, honest equals this).
+    assert null_decided(reps, settings_cls=_UncorrectedSettings) > honest
 
 
 @pytest.mark.slow
@@ -228,3 +248,27 @@ def test_each_look_decides_at_its_own_level():
     assert rep.next("t99") == FINISHED and rep.looks[1].decided == ["CNN > MLP: yes"]
     [r] = rep.verdicts()
     assert r.early_stop and r.look == "look 2 of 4" and "stopped early" in r.sentence
+
+
+def test_a_study_takes_the_other_side_from_its_own_sweep(monkeypatch):
+    """Issue 20: within a study ("<study>.<experiment>") the other experiment's side is the study's
+    own sweep of it, never that experiment's newest sweep; outside a study, the newest."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    import analysis.load
+    from cluster.flow.adaptive import other_runs
+
+    asked = []
+
+    def fake_load(uri, experiment=None, sweep=None, parent_run_id=None):
+        asked.append((experiment, sweep))
+        return SimpleNamespace(runs=pd.DataFrame({"x": [1]}))
+
+    monkeypatch.setattr(analysis.load, "load_sweep", fake_load)
+    hyp = Hypothesis("deeper > simple", "deeper_cnn/edges", CNN, other_experiment="edge-data-per-class")
+    plan = SimpleNamespace(experiment=SimpleNamespace(name="edge-deeper", hypotheses=(hyp,)))
+    assert list(other_runs(plan, "sqlite://", "study-edge.edge-deeper")) == ["edge-data-per-class"]
+    other_runs(plan, "sqlite://", "my-sweep")
+    assert asked == [(None, "study-edge.edge-data-per-class"), ("edge-data-per-class", None)]

@@ -232,3 +232,35 @@ def test_adaptive_sweep_report_uses_the_design_and_lists_waves():
     assert decision_rule(SweepData(parent={"name": "s", "tags": {}}, runs=frame))[0] == 0.05
     old = SweepData(parent={"name": "s", "tags": {"until_decided": "true", "alpha_per_look": "0.0125"}}, runs=frame)
     assert decision_design(old)[0].levels == (0.00625,)  # a Bonferroni sweep keeps its per-look alpha
+
+
+def test_results_table_shows_learned_k_of_n_and_the_learned_median():
+    from analysis.results import display_table
+
+    cnn = [0.96, 0.98, 0.667, 1.0, 0.95, 0.667, 0.97, 0.99]
+    frame = runs({(CNN, 30): cnn, (MLP, 30): [0.6] * 8})
+    frame["classes_lost"] = [0, 0, 1, 0, 0, 1, 0, 0] + [0] * 8
+    data = SweepData(parent={"name": "s"}, runs=frame, swept_keys=["pairing", "data_per_class"],
+                     metrics=["val_acc", "classes_lost"])
+    shown = display_table(sweep_results(data)).set_index("pairing")
+    assert shown.loc[CNN, "learned"] == "6/8 [35-97%]" and shown.loc[CNN, "at chance"] == "0/8"
+    assert shown.loc[CNN, "learned seeds median"] == "97.5% [95.0, 100.0]"
+
+
+def test_every_declared_kind_is_answered_equivalence_and_interaction():
+    from analysis.hypotheses import KINDS
+    from search_spaces.experiment import HYPOTHESIS_KINDS
+
+    assert set(KINDS) == set(HYPOTHESIS_KINDS)
+    same = [0.95, 0.96, 0.955, 0.96, 0.95, 0.955]
+    frame = runs({(CNN, 10): same, (MLP, 10): [v + 0.002 for v in same],
+                  (CNN, 100): [0.99, 0.995, 0.99, 0.995, 0.99, 0.995], (MLP, 100): [0.97, 0.975, 0.97, 0.975, 0.97, 0.975]})
+    eq = Hypothesis("CNN ~ MLP at 10", CNN, MLP, kind="equivalence", margin=0.05, at={"data_per_class": 10})
+    diff = Hypothesis("CNN > MLP at 10", CNN, MLP, at={"data_per_class": 10})
+    gap = Hypothesis("the gap narrows", CNN, MLP, kind="interaction", at={"data_per_class": 100},
+                     at_other={"data_per_class": 10})
+    r_eq, r_diff, r_gap = evaluate_all([eq, diff, gap], frame, ["data_per_class"])
+    assert r_eq.verdict == "yes" and "within ±5.0 pts" in r_eq.sentence
+    assert r_diff.verdict == "equivalent" and math.isnan(r_diff.cannot_exclude)
+    # gap at 100 (+2.0 pts) minus gap at 10 (-0.2 pts) > 0
+    assert r_gap.verdict == "yes" and r_gap.effect[0] == pytest.approx(0.02 + 0.002)

@@ -239,3 +239,15 @@ def test_source_values_are_the_notebooks_printed_numbers():
             assert found, f"{exp}: {h.text!r} cites {value}% but {tag} prints no such number"
             checked += 1
     assert checked >= 60
+
+
+def test_base_overfitting_claim_reads_a_derived_metric():
+    import pandas as pd
+
+    from analysis.load import add_derived
+
+    runs = add_derived(pd.DataFrame({"val_loss": [1.5314, 0.8], "train_loss": [1.2640, 0.9]}))
+    assert runs["val_train_loss_gap"].round(4).tolist() == [0.2674, -0.1]
+    assert "val_train_loss_gap" not in add_derived(pd.DataFrame({"val_loss": [1.0]}))
+    overfit = [h for h in EXPERIMENTS["cifar10-mlp-vs-cnn"].hypotheses if h.metric == "val_train_loss_gap"]
+    assert len(overfit) == 2 and all(h.kind == "threshold" and h.threshold == 0.0 for h in overfit)

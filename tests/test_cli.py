@@ -37,6 +37,17 @@ def test_analytic_experiment_prints_and_logs(tracking_uri, capsys):
     assert parents[0].data.metrics["mlp_params"] == 6_370_133_642
 
 
+@pytest.mark.parametrize("flags, named", [(["--set", "lr=0.1"], "--set"), (["--seeds", "3"], "--seeds"),
+                                          (["--grid", "epochs=1,2", "--pack", "2"], "--grid, --pack")])
+def test_analytic_experiment_refuses_settings_it_cannot_apply(flags, named, tmp_path, capsys):
+    """mlp-param-explosion trains nothing: a --set (or any trial setting) would be logged as applied but not be."""
+    db = tmp_path / "mlflow.db"
+    assert main(["run", "mlp-param-explosion", "--tracking-uri", f"sqlite:///{db}", *flags]) == 2
+    err = capsys.readouterr().err
+    assert "is analytic" in err and named in err
+    assert not db.exists()
+
+
 def test_results_without_target_is_refused(tracking_uri, capsys):
     assert main(["results", "--tracking-uri", tracking_uri]) == 2
     assert "EXPERIMENT" in capsys.readouterr().err
@@ -244,3 +255,26 @@ def test_sigint_to_a_running_sweep_exits_130_and_leaves_no_run_running(tmp_path)
     parents, children = mlflow_runs(uri, "edge-data-per-class")
     assert len(parents) == 1 and parents[0].info.status != "RUNNING"
     assert all(c.info.status != "RUNNING" for c in children)
+
+
+def test_run_and_study_flags_come_from_one_declaration():
+    """Each option is declared once (a RunOptions field with its flag); `sweep run` and `sweep study` flags
+    are generated from it, so a flag they share has the same spelling, help and default in both."""
+    import argparse
+    import dataclasses
+
+    from cluster.flow.options import RunOptions, StudyOptions, cli_fields
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    actions = {cmd: {a.dest: a for a in sub[cmd]._actions} for cmd in ("run", "study")}
+    declared = {f.name: spec for f, spec in cli_fields(RunOptions)}
+    # quiet and progress have no flag: set by `sweep study` and cluster.api (progress="notebook" redraws
+    # the progress line in a Jupyter cell), not typed by a user of `sweep run`
+    assert set(declared) == {f.name for f in dataclasses.fields(RunOptions)} - {"experiment", "quiet", "progress"}
+    for name, spec in declared.items():
+        assert tuple(actions["run"][name].option_strings) == spec["names"]
+    shared = {f.name for f in dataclasses.fields(StudyOptions)} & set(declared) - {"name"}
+    assert len(shared) >= 9
+    for name in shared:
+        run, study = actions["run"][name], actions["study"][name]
+        assert (run.option_strings, run.help, run.default) == (study.option_strings, study.help, study.default)

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is n
 
 from benchmarks import notebook  # noqa: E402
 from trainables.loop import Trainer  # noqa: E402
-from trainables.resolve import resolve_config  # noqa: E402
+from trainables.spec import resolve_config  # noqa: E402
 from trainables.trainable import load_data, make_model  # noqa: E402
 
 

@@ -28,7 +28,7 @@ from trainables.loop import Trainer  # noqa: E402
 from trainables.packed_optim import PackedOptimizer  # noqa: E402
 from trainables.packing import PackedTrainer  # noqa: E402
 from trainables.pairings import PAIRINGS  # noqa: E402
-from trainables.resolve import resolve_config  # noqa: E402
+from trainables.spec import resolve_config  # noqa: E402
 from trainables.trainable import load_data, make_model, run_trial  # noqa: E402
 
 HAS_CUDA = torch.cuda.is_available()

@@ -110,22 +110,23 @@ def test_yes_flag_reaches_the_options():
 
 
 def test_every_dataset_has_a_memory_estimate():
-    from cluster.planning.validate import MEMORY_ESTIMATES
+    """Each dataset declares its peak memory in the registry; only file- or feature-backed ones may say None."""
     from trainables.data import DATASETS
 
-    assert set(DATASETS) == set(MEMORY_ESTIMATES)
+    assert {n for n, s in DATASETS.items() if s.peak_bytes is None} <= {n for n, s in DATASETS.items()
+                                                                       if s.kind != "synthetic"}
+    assert all(s.peak_bytes is None or callable(s.peak_bytes) for s in DATASETS.values())
 
 
 def test_memory_estimate_tracks_what_edges_really_allocate():
     """The estimate is an upper bound of the tensors built (generation overhead included) and not absurd."""
-    from cluster.planning.validate import _edges_bytes
-    from trainables.data import build_data
+    from trainables.data import DATASETS, build_data
     from trainables.data.edges import EdgeDataConfig
 
     cfg = {"data_per_class": 200, "valid_per_class": 50}
     b = build_data("edges", cfg)
     tensors = sum(t.element_size() * t.nelement() for t in (b.x_train, b.y_train, b.x_val, b.y_val))
-    est = _edges_bytes(EdgeDataConfig.from_config(cfg))
+    est = DATASETS["edges"].peak_bytes(EdgeDataConfig.from_config(cfg))
     assert tensors < est < 20 * tensors
 
 
@@ -250,7 +251,7 @@ def fake_sweep(tmp_path, empty_store):
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
 
     from cluster.folder import tune_state
-    from cluster.folder.record import SWEEP_FILE, write_meta
+    from cluster.folder.record import SWEEP_FILE, SweepRecord
 
     client = MlflowClient(tracking_uri)
     exp_id = client.create_experiment("edge-data-per-class")
@@ -266,8 +267,9 @@ def fake_sweep(tmp_path, empty_store):
             "git_sha": "x", "swept_keys": [], "n_trials": 1, "options": {"experiment": "edge-data-per-class"}}
     digest = tune_state.tuner_hash(folder)
     meta[tune_state.TAG_TUNER_SHA] = digest
-    meta["tune_state_at_exit"] = tune_state.state_hashes(folder)
-    write_meta(folder, meta)
+    record = SweepRecord.from_json(dict(meta))
+    record.record_exit_state()  # the manifest of every file, as the driver writes it at exit
+    meta = record.to_json()
     client.set_tag(parent, tune_state.TAG_TUNER_SHA, digest)
     assert (folder / SWEEP_FILE).exists()
     return SimpleNamespace(folder=folder, storage=storage, client=client, parent=parent, meta=meta)

@@ -122,4 +122,4 @@ def test_confirmation_table_puts_ci_beside_search_best(searched):
     for _, r in table.iterrows():
         assert 0 <= r["search_best"] <= 1 and r["confirmed_ci_low"] <= r["confirmed_mean"] <= r["confirmed_ci_high"]
         assert r["seeds"] == "11,12" and r["confirmation"] == "s1-confirm" and not math.isnan(r["confirmed_mean"])
-    assert "% [" in format_confirmation(confirmation_table(searched.uri, "s1"))  # bounded interval, never "±"
+    assert "± " in format_confirmation(confirmation_table(searched.uri, "s1"))  # val_loss: a symmetric t-interval

@@ -194,7 +194,7 @@ def test_shift_robustness_refuses_non_image_data():
 
 
 def test_shift_keys_are_trial_config_keys():
-    from trainables.resolve import resolve_config
+    from trainables.spec import resolve_config
     base = {"pairing": "lab_cnn/cifar10", "evaluators": ("shift_robustness",)}
     assert resolve_config({**base, "shift_max": 4, "shift_step": 2}).config["shift_max"] == 4
     with pytest.raises(ConfigError, match="shift_step"):

@@ -3,6 +3,7 @@ and `sweep report` import neither torch nor Ray (checked in a fresh interpreter'
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,8 +28,8 @@ print("LOADED=" + json.dumps({"code": code, "heavy": loaded}))
 
 def _loaded(argv: list[str], cwd: Path) -> dict:
     proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(HEAVY), *argv], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
-    line = next((l for l in proc.stdout.splitlines() if l.startswith("LOADED=")), None)
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("LOADED=")), None)
     assert line is not None, proc.stdout[-2000:] + proc.stderr[-3000:]
     return json.loads(line[len("LOADED="):])
 

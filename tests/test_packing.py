@@ -8,7 +8,7 @@ from torch import nn
 from trainables.config import TrainConfig
 from trainables.packed_trainable import run_pack
 from trainables.packing import PackedTrainer, pack_key, packing_pays, why_not_packable
-from trainables.resolve import resolve_config
+from trainables.spec import resolve_config
 from trainables.tracking import TrackingInfo
 from trainables.trainable import load_data, make_model, run_trial
 

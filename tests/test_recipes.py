@@ -124,7 +124,7 @@ def test_kuberay_rayjob_agrees_with_the_code():
     entry = shlex.split(job["spec"]["entrypoint"])
     assert entry[0] == "sweep"
     args = parse_sweep(entry[1:])
-    assert args.command == "run" and args.address == "auto" and args.no_ship_code
+    assert args.command == "run" and args.address == "auto" and not args.ship_code  # --no-ship-code
 
     head = spec["headGroupSpec"]["template"]["spec"]["containers"][0]
     assert {GCS_PORT, CLIENT_PORT} <= {p["containerPort"] for p in head["ports"]}

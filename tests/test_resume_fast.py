@@ -1,11 +1,13 @@
 """`sweep resume` of a packed sweep and of an ASHA search, with real Ray (2 CPUs) and tiny trials.
 
-Each test interrupts its sweep the way Ctrl-C does (SIGINT to the driver, which Tune turns into a
-graceful stop that saves its state) as soon as the first checkpoint exists, then resumes it by name:
-every trial ends with exactly one MLflow run holding each epoch once, and nothing is left RUNNING.
+Each test interrupts its sweep as Ctrl-C (SIGINT) or a SIGTERM would (the driver has Tune stop
+gracefully, saving its state) as soon as the first checkpoint exists, checks the exit code (130 or
+143), then resumes it by name: every trial ends with exactly one MLflow run holding each epoch
+once, no epoch is trained twice (the resume starts from the checkpoint), nothing is left RUNNING.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -32,16 +34,18 @@ def local_ray(ray_shutdown):
     yield
 
 
-def _interrupt_at_first_checkpoint(sweep_dir: Path, timeout: float = 120) -> threading.Event:
-    """SIGINT this process (as Ctrl-C would) once a trial of the sweep has saved a checkpoint."""
+def _interrupt_at_second_checkpoint(sweep_dir: Path, sig: int, timeout: float = 120) -> threading.Event:
+    """Send `sig` to this process (SIGINT as Ctrl-C would) once a trial of the sweep has saved its
+    second checkpoint: by then Tune has recorded the first one, so the resume restores a checkpoint
+    (interrupted at the first, Tune's last snapshot may not hold it yet and restarts the trial)."""
     sent = threading.Event()
 
     def watch():
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if any(sweep_dir.glob("*/checkpoint_*")):
+            if any(sweep_dir.glob("*/checkpoint_000001")):
                 sent.set()
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), sig)
                 return
             time.sleep(0.05)
 
@@ -49,14 +53,30 @@ def _interrupt_at_first_checkpoint(sweep_dir: Path, timeout: float = 120) -> thr
     return sent
 
 
-def _run_interrupted(argv: list[str], sweep_dir: Path) -> int:
-    sent = _interrupt_at_first_checkpoint(sweep_dir)
-    try:
-        code = main(argv)
-    except KeyboardInterrupt:  # pragma: no cover - Tune normally handles the first SIGINT itself
-        code = 130
+def _run_interrupted(argv: list[str], sweep_dir: Path, sig: int = signal.SIGINT) -> int:
+    """Run the sweep, interrupt it with `sig` while it trains; it exits 128 + sig (130 SIGINT, 143 SIGTERM)."""
+    sent = _interrupt_at_second_checkpoint(sweep_dir, sig)
+    code = main(argv)
     assert sent.is_set(), "the sweep finished before any checkpoint: nothing was interrupted"
+    assert code == 128 + sig, f"interrupted by {signal.Signals(sig).name}: exit {code}, not {128 + sig}"
     return code
+
+
+def _resumed_from_the_checkpoint(sweep_dir: Path, every: int) -> None:
+    """Tune's results of each trial (result.json): each report `every` epochs, so the epoch a trial
+    reports is `every` x Tune's training_iteration. Tune restores that count from the checkpoint it
+    hands the trial; a trial that ignored the checkpoint (trained from epoch 1 again) breaks it.
+    (A trial Tune restarts from scratch, having recorded no checkpoint for it, keeps it; so at least
+    one trial must have been restored: its first report after the resume is past iteration 1.)"""
+    files = sorted(sweep_dir.glob("*/result.json"))
+    assert files, f"no Tune result.json under {sweep_dir}"
+    restored = 0
+    for f in files:
+        rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        pairs = [(r["training_iteration"], r["epoch"]) for r in rows]
+        assert all(epoch == every * it for it, epoch in pairs), f"{f.parent.name}: (iteration, epoch) {pairs}"
+        restored += any(r["training_iteration"] > 1 and r["iterations_since_restore"] == 1 for r in rows)
+    assert restored, "no trial was restored from a checkpoint"
 
 
 def _each_epoch_once(uri: str, runs, epochs: int, metric: str = "train_loss") -> None:
@@ -81,7 +101,7 @@ def test_packed_sweep_resumes_every_member(tmp_path, monkeypatch, local_ray):
     argv = ["run", exp, "--pack", "5", "--name", name, "--tracking-uri", uri, "--storage-path", str(storage)]
     first = _run_interrupted(argv, storage / name)
     parents, children = mlflow_runs(uri, exp)
-    assert len(parents) == 1 and len(children) == 5
+    assert len(parents) == 1 and len(children) == 5 and parents[0].info.status == "KILLED"
     unfinished = [c for c in children if c.data.tags.get("status_reason") != "completed"]
     assert unfinished, f"every member completed before the interrupt (exit {first})"
 
@@ -92,6 +112,7 @@ def test_packed_sweep_resumes_every_member(tmp_path, monkeypatch, local_ray):
     assert all(c.info.status == "FINISHED" and c.data.tags["status_reason"] == "completed" for c in children)
     assert {c.data.tags["pack_size"] for c in children} == {"5"}
     _each_epoch_once(uri, children, 20)
+    _resumed_from_the_checkpoint(storage / name, TINY["report_every"])
 
 
 def test_asha_search_resumes(tmp_path, monkeypatch, local_ray):
@@ -106,9 +127,9 @@ def test_asha_search_resumes(tmp_path, monkeypatch, local_ray):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     storage = tmp_path / "rr"
     argv = ["run", exp, "--name", name, "--tracking-uri", uri, "--storage-path", str(storage), "--max-concurrent", "2"]
-    _run_interrupted(argv, storage / name)
+    _run_interrupted(argv, storage / name, signal.SIGTERM)
     parents, children = mlflow_runs(uri, exp)
-    assert len(parents) == 1
+    assert len(parents) == 1 and parents[0].info.status == "KILLED"
     assert any(c.data.tags.get("status_reason") not in ("completed", "stopped_early") for c in children) \
         or len(children) < 3, "every trial ended before the interrupt"
 
@@ -120,3 +141,4 @@ def test_asha_search_resumes(tmp_path, monkeypatch, local_ray):
     assert {c.data.tags["status_reason"] for c in children} <= {"completed", "stopped_early"}
     assert any(c.data.tags["status_reason"] == "completed" for c in children)
     _each_epoch_once(uri, children, 20)
+    _resumed_from_the_checkpoint(storage / name, TINY["report_every"])

@@ -26,6 +26,10 @@ ALLOWED = {
     ("cluster/tuner/schedulers.py", "pickle.load"): "Tune scheduler state",
     # Proof that the restricted unpickler's test payload really is hostile.
     ("tests/test_hostile_units.py", "pickle.loads"): "test payload",
+    # A class reference the test itself pickles, renamed to a pre-split module (resume of old sweeps).
+    ("tests/test_sweep_record.py", "pickle.loads"): "test's own class reference",
+    # Proof that the decoding-bomb payload really asks for 100,000 images.
+    ("tests/test_data_bombs.py", "pickle.loads"): "test payload",
     # A round trip of an object this test itself pickled (Tune pickles callbacks).
     ("tests/test_output.py", "pickle.loads"): "own round trip",
     # This file's proof that the hostile test payload really is hostile.

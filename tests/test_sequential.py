@@ -135,3 +135,14 @@ def test_the_two_part_test_beats_means_on_bimodal_arms():
     row = table["learned +6 pts, 25% collapse both (means +4.5)"]
     assert row["two-part (used)"] >= 0.8 > 0.3 > row["means (Welch)"]
     assert table["null, 30% collapse both"]["two-part (used)"] <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 200)
+
+
+def test_collapse_metrics_from_a_confusion_matrix():
+    from core import store_schema as S
+
+    # three classes: the second predicted once in 10 (recall 0.1 <= 1/6: lost), the third never (lost)
+    cm = [[10, 0, 0], [9, 1, 0], [4, 6, 0]]
+    out = S.collapse_metrics(cm)
+    assert out == {S.METRIC_MIN_CLASS_RECALL: 0.0, S.METRIC_CLASSES_LOST: 2.0}
+    assert S.collapse_metrics([[5, 5], [0, 10]]) == {S.METRIC_MIN_CLASS_RECALL: 0.5, S.METRIC_CLASSES_LOST: 0.0}
+    assert S.collapse_metrics([[0, 0], [0, 0]]) == {}

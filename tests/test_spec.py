@@ -153,7 +153,6 @@ def test_path_options_apply_only_where_used():
 def test_driver_checks_reuse_the_plan_specs(monkeypatch):
     """search (max_epochs), preflight and packing read the plan's specs; none resolves a cell again."""
     import cluster.planning.plan
-    import trainables.resolve
     import trainables.spec
     import trainables.trainable  # noqa: F401  (imported before the patch: it binds resolve_config)
     from cluster.planning import preflight
@@ -165,7 +164,7 @@ def test_driver_checks_reuse_the_plan_specs(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("a cell was resolved again")
 
-    for module in (cluster.planning.plan, trainables.resolve, trainables.spec):
+    for module in (cluster.planning.plan, trainables.spec):
         monkeypatch.setattr(module, "resolve_config", refuse)
     assert max_epochs(plan) == 3
     preflight.dry_run_plan(plan, local=True)

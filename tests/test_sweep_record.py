@@ -65,3 +65,27 @@ def test_a_sweep_json_of_the_wrong_shape_is_damaged(tmp_path, content):
     (tmp_path / "fs" / SWEEP_FILE).write_text(content)
     with pytest.raises(ConfigError, match="is damaged"):
         find_sweep("fs", str(tmp_path))
+
+
+@pytest.mark.parametrize("old, new, name", [
+    ("cluster.callbacks", "cluster.tuner.callbacks", "MlflowTrialFinalizer"),
+    ("cluster.plan", "cluster.planning.plan", "_PerPairing"),
+    ("cluster.adaptive", "cluster.tuner.adaptive_searcher", "AdaptiveSearcher"),
+    ("cluster.adaptive", "cluster.flow.adaptive", "Replicates"),
+])
+def test_tune_state_of_a_sweep_started_before_the_split_unpickles_on_resume(old, new, name):
+    """A tuner.pkl written before cluster/ was split names the old modules; resume resolves them while
+    it restores, and leaves nothing at the old paths."""
+    import importlib
+    import pickle
+    import sys
+
+    from cluster.flow.resume import _modules_of_older_drivers
+
+    cls = getattr(importlib.import_module(new), name)
+    data = pickle.dumps(cls, protocol=0).replace(new.encode(), old.encode())
+    with pytest.raises(ModuleNotFoundError):
+        pickle.loads(data)
+    with _modules_of_older_drivers():
+        assert pickle.loads(data) is cls
+    assert old not in sys.modules

@@ -24,6 +24,10 @@ def test_two_epochs_metrics_in_range():
     assert out["n_params"] == 606 and out["epoch"] == 2
     cm = out["confusion_matrix"]
     assert len(cm) == 3 and all(len(r) == 3 for r in cm) and sum(map(sum, cm)) == 30
+    # collapse as an outcome (issue 20): per-class recall from the same confusion matrix
+    recalls = [row[i] / sum(row) for i, row in enumerate(cm)]
+    assert out[S.METRIC_MIN_CLASS_RECALL] == pytest.approx(min(recalls))
+    assert out[S.METRIC_CLASSES_LOST] == sum(r <= 0.5 / 3 for r in recalls)
 
 
 @pytest.mark.parametrize("pairing", ["three_layer_mlp/edges", "simple_cnn_avgpool/edges", "deeper_cnn/edges",
@@ -79,6 +83,8 @@ def test_logs_child_run_with_history_and_artifacts(tracking_uri):
     hist = client.get_metric_history(run.info.run_id, "val_acc")
     assert sorted(m.step for m in hist) == [1, 2, 3, 4, 5]
     assert run.data.metrics["n_params"] == 606
+    assert run.data.metrics[S.METRIC_CLASSES_LOST] == out[S.METRIC_CLASSES_LOST]  # logged with the final metrics
+    assert run.data.metrics[S.METRIC_MIN_CLASS_RECALL] == pytest.approx(out[S.METRIC_MIN_CLASS_RECALL])
     files = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert files == {S.ART_CONFIG, S.ART_HISTORY, S.ART_CONFUSION, S.ART_SAMPLES, "kernels"}  # arrays, no PNG
     kernels = {a.path for a in client.list_artifacts(run.info.run_id, "kernels")}

@@ -167,11 +167,67 @@ def test_a_module_importing_pairings_first_keeps_its_own_pairings(tmp_path):
 def test_api_progress_modes():
     from cluster import api
 
-    assert api._progress("none") == {"quiet": True, "progress": "none"}
-    assert api._progress("console") == {"quiet": False, "progress": "console"}
-    assert api._progress("auto") == {"quiet": True, "progress": "none"}  # not in Jupyter: silent
+    assert api._with_defaults({}, "none", True)["quiet"] is True
+    assert api._with_defaults({}, "console", True) | {"tracking_uri": "x"} == {
+        "quiet": False, "progress": "console", "tracking_uri": "x"}
+    assert api._with_defaults({}, "auto", True)["progress"] == "none"  # not in Jupyter: silent
+    assert "progress" not in api._with_defaults({}, "auto", False)  # StudyOptions: quiet only
     with pytest.raises(ConfigError, match="progress='loud'"):
-        api._progress("loud")
+        api._with_defaults({}, "loud", True)
+
+
+def _captured_run(monkeypatch):
+    """cluster.flow.run.run_sweep replaced: the RunOptions it gets, no sweep."""
+    import cluster.flow.run as run_module
+
+    got = []
+
+    def run_sweep(opts, definition=None, tags=None, on_start=None):
+        got.append(opts)
+        return 0
+
+    monkeypatch.setattr(run_module, "run_sweep", run_sweep)
+    return got
+
+
+def test_the_api_and_the_cli_build_the_same_run_options(monkeypatch, tmp_path):
+    """One declaration: `sweep run ... --set/--grid/--sample/--yes` and api.run(set=, grid=, sample=, yes=)
+    (flag names or field names, parsed or command-line values) give equal RunOptions."""
+    from cluster import api
+    from cluster.cli import main
+
+    got = _captured_run(monkeypatch)
+    uri = f"sqlite:///{tmp_path}/m.db"
+    assert main(["run", "edge-data-per-class", "--smoke", "--seeds", "2", "--set", "lr=0.05", "--grid",
+                 "epochs=1,2", "--sample", "weight_decay=loguniform(1e-5,1e-3)", "--yes", "--no-ship-code",
+                 "--tracking-uri", uri]) == 0
+    api.run("edge-data-per-class", smoke=True, seeds=2, set={"lr": 0.05}, grid={"epochs": [1, 2]},
+            sample={"weight_decay": "loguniform(1e-5,1e-3)"}, yes=True, ship_code=False, tracking_uri=uri,
+            progress="console")
+    api.run("edge-data-per-class", smoke=True, seeds=2, sets=["lr=0.05"], grids=["epochs=1,2"],
+            samples=["weight_decay=loguniform(1e-5,1e-3)"], allow_large=True, ship_code=False,
+            tracking_uri=uri, progress="console")
+    assert got[0] == got[1] == got[2]
+    assert got[0].sets == {"lr": 0.05} and got[0].grids == {"epochs": [1, 2]} and got[0].allow_large
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"sedds": 3}, "unknown option 'sedds' for RunOptions; did you mean seeds"),
+    ({"set": {"lr": 0.1}, "sets": {"lr": 0.2}}, "option 'sets' given twice"),
+    ({"grid": {"lr": []}}, "--grid lr needs at least one value"),
+    ({"sample": {"seed": "randint(1,3)"}}, "--sample seed is not allowed"),
+    ({"sample": {"lr": 0.1}}, "--sample lr: 0.1 is not a domain"),
+    ({"set": 5}, "--set takes"),
+    ({"max_failures": -1}, "--max-failures must be >= 0"),
+    ({"cpus_per_trial": float("nan")}, "cpus"),
+])
+def test_the_api_refuses_bad_options_before_anything_runs(monkeypatch, kwargs, message):
+    from cluster import api
+
+    got = _captured_run(monkeypatch)
+    with pytest.raises(ConfigError, match=message):
+        api.run("edge-data-per-class", **kwargs)
+    assert got == []
 
 
 def test_notebook_progress_stream_keeps_one_redrawn_line():

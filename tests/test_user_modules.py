@@ -178,7 +178,8 @@ def test_a_user_dataset_and_explicit_pairing_get_the_same_key_checks(tmp_path):
         return DataBundle(x, y, x, y, 3)
 
     register_dataset("noise", DatasetSpec(build, NoiseConfig, "random images", "synthetic",
-                                          lambda c: (1, 28, 28), lambda c: 3, {"n_samples": 6}))
+                                          lambda c: (1, 28, 28), lambda c: 3, {"n_samples": 6},
+                                          peak_bytes=lambda c: 2 * c.n_samples * 28 * 28 * 4))
     register_pairing("flat_model", "noise", optimizer="sgd", lr=0.1, epochs=2, batch_size=4)
     """)
     user_modules.load_file(path)
@@ -193,3 +194,25 @@ def test_a_user_dataset_and_explicit_pairing_get_the_same_key_checks(tmp_path):
     with pytest.raises(ConfigError, match="pairing 'other_model/edges' from baddefaults.py: 'kernel_size' is not used"):
         user_modules.load_file(bad)
     assert "other_model/edges" not in PAIRINGS and "other_model" not in MODELS
+
+
+def test_a_synthetic_user_dataset_must_declare_its_memory(tmp_path):
+    """As for the built-in datasets (the driver's memory check): a synthetic one without peak_bytes is refused,
+    and nothing it registered stays."""
+    path = write(tmp_path, "nomem.py", """
+    from dataclasses import dataclass
+    from core.config_base import ConfigBase
+    from trainables.data import DatasetSpec, register_dataset
+
+    @dataclass(frozen=True)
+    class NoiseConfig(ConfigBase):
+        n_samples: int = 12
+
+    register_dataset("noise2", DatasetSpec(lambda cfg: None, NoiseConfig, "random", "synthetic",
+                                           lambda c: (1, 4, 4), lambda c: 2, {"n_samples": 4}, peak_bytes=None))
+    """)
+    with pytest.raises(ConfigError, match="'noise2' from nomem.py: peak_bytes must be a function"):
+        user_modules.load_file(path)
+    from trainables.data import DATASETS
+
+    assert "noise2" not in DATASETS

@@ -26,7 +26,7 @@ from core import store_schema as S
 from trainables.artifacts import trial_artifacts
 from trainables.data import DataBundle
 from trainables.evaluators import get_evaluator
-from trainables.resolve import Resolved
+from trainables.spec import TrialSpec
 from trainables.tracking import TrackingInfo, TrialRun
 
 Report = Callable[[dict, dict | None], None]
@@ -61,7 +61,7 @@ class Step(Protocol):
 class Member:
     """One trial of a step: its resolved config, data, conv1 kernels before training, MLflow run."""
 
-    r: Resolved
+    r: TrialSpec
     bundle: DataBundle
     initial_kernels: torch.Tensor | None
     run: TrialRun | None = None
@@ -78,7 +78,7 @@ def initial_kernels(model: nn.Module) -> torch.Tensor | None:
     return None if conv is None else conv.weight.detach().cpu().clone()
 
 
-def run_name(r: Resolved, swept_keys: tuple[str, ...]) -> str:
+def run_name(r: TrialSpec, swept_keys: tuple[str, ...]) -> str:
     parts = [r.pairing.name] + [f"{k}={r.config[k]}" for k in swept_keys if k != "pairing" and k in r.config]
     return " ".join(parts + [f"seed={r.train.seed}"])
 

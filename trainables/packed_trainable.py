@@ -22,7 +22,7 @@ from trainables.data import DataBundle
 from trainables.lifecycle import Member, Report, initial_kernels, run_members
 from trainables.models import count_params
 from trainables.packing import PACK_VARYING, PackedTrainer, pack_key
-from trainables.resolve import Resolved, resolve_config
+from trainables.spec import TrialSpec, resolve_config
 from trainables.tracking import TrackingInfo
 from trainables.trainable import SingleStep, load_data, make_model, pick_device, ray_placement, tune_session
 
@@ -34,7 +34,7 @@ class PackedStep:
     members' own models are rebuilt from the stacked parameters only for the final evaluation.
     """
 
-    def __init__(self, rs: list[Resolved], device: torch.device):
+    def __init__(self, rs: list[TrialSpec], device: torch.device):
         self.bundles = [load_data(r) for r in rs]
         models = [make_model(r, b) for r, b in zip(rs, self.bundles)]
         self.initial_kernels = [initial_kernels(m) for m in models]
@@ -93,7 +93,7 @@ def run_pack(configs: list[dict[str, Any]], tracking: TrackingInfo | None = None
                        packed=True, t0=t0, placement=ray_placement(device))
 
 
-def _check_same_pack(rs: list[Resolved]) -> None:
+def _check_same_pack(rs: list[TrialSpec]) -> None:
     """Raise ConfigError naming the first key (outside PACK_VARYING) in which two members differ."""
     first = dict(pack_key(rs[0].config))
     for r in rs[1:]:

@@ -24,7 +24,7 @@ from trainables.data import DataBundle, build_data
 from trainables.lifecycle import Member, Report, initial_kernels, run_members
 from trainables.loop import Trainer
 from trainables.models import build_model, count_params, model_kwargs
-from trainables.resolve import Resolved, resolve_config
+from trainables.spec import TrialSpec, resolve_config
 from trainables.tracking import TrackingInfo
 
 CHECKPOINT_FILE = "trial_state.pt"
@@ -59,7 +59,7 @@ def ray_placement(device: torch.device) -> dict[str, str]:
     return {S.TAG_RAY_NODE_ID: ctx.get_node_id(), S.TAG_GPU_IDS: ",".join(map(str, gpus)), S.TAG_DEVICE: device.type}
 
 
-def load_data(r: Resolved) -> DataBundle:
+def load_data(r: TrialSpec) -> DataBundle:
     """Build (or reuse from this process's cache) the trial's dataset, as a fresh bundle object."""
     key = json.dumps([r.pairing.dataset, dataclasses.asdict(r.data), r.train.seed], sort_keys=True, default=str)
     if key not in _DATA_CACHE:
@@ -69,7 +69,7 @@ def load_data(r: Resolved) -> DataBundle:
     return dataclasses.replace(_DATA_CACHE[key])
 
 
-def make_model(r: Resolved, bundle: DataBundle) -> nn.Module:
+def make_model(r: TrialSpec, bundle: DataBundle) -> nn.Module:
     """Seed torch with the trial's init seed, then build the pairing's model."""
     kwargs = dict(r.model_kwargs)
     accepted = model_kwargs(r.pairing.model)
@@ -89,7 +89,7 @@ class SingleStep:
 
     size = 1
 
-    def __init__(self, r: Resolved, device: torch.device):
+    def __init__(self, r: TrialSpec, device: torch.device):
         self.device = device
         self.bundle = load_data(r).to(device)
         self.model = make_model(r, self.bundle).to(device)
@@ -121,7 +121,7 @@ def run_trial(config: dict[str, Any], tracking: TrackingInfo | None = None, repo
     """Train one trial end to end.
 
     Args:
-        config: flat trial config (see trainables.resolve).
+        config: flat trial config (see trainables.spec).
         tracking: where to log in MLflow; None or config log_to_mlflow=False disables logging.
         report: called as report(metrics, state) every `report_interval` epochs and at the end;
             `state` is the checkpoint dict when a checkpoint is due, else None.

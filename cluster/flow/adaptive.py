@@ -326,8 +326,15 @@ def settings_from(opts, plan) -> AdaptiveSettings | None:
         raise ConfigError("--until-decided cannot be combined with --pack (waves are decided per trial)")
     if scheduler_of(opts, plan) != "none":
         raise ConfigError("--until-decided needs every replicate to finish; it cannot be combined with a scheduler")
-    settings = AdaptiveSettings(first=len(plan.seeds), max_seeds=opts.max_seeds or DEFAULT_MAX_SEEDS,
-                                target_halfwidth=opts.target_halfwidth)
+    max_seeds = DEFAULT_MAX_SEEDS if opts.max_seeds is None else opts.max_seeds  # 0 is a value, not "unset"
+    if isinstance(max_seeds, bool) or not isinstance(max_seeds, int):
+        raise ConfigError(f"--max-seeds must be a whole number of seeds, got {max_seeds!r}")
+    settings = AdaptiveSettings(first=len(plan.seeds), max_seeds=max_seeds, target_halfwidth=opts.target_halfwidth)
+    from cluster.planning import validate
+
+    # The most trials the waves can add up to, checked like any sweep's size (--yes above the limit).
+    cells = max(plan.n_trials() // max(len(plan.seeds), 1), 1)
+    validate.check_sweep_size(cells * settings.max_seeds, opts.allow_large)
     if not plan.experiment.hypotheses and settings.target_halfwidth is None:
         raise ConfigError(f"experiment {plan.experiment.name!r} declares no hypotheses: --until-decided has "
                           "nothing to decide; add --target-halfwidth H to add seeds until intervals are narrow")

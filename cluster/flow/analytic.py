@@ -6,7 +6,29 @@ import time
 
 from cluster.infra import tracking
 from core import store_schema as S
+from core.errors import ConfigError
 from search_spaces.experiment import Experiment
+
+# RunOptions an analytic experiment cannot apply (it trains nothing): flag -> the value that means "not given".
+NOT_APPLICABLE = {"sets": ("--set", {}), "grids": ("--grid", {}), "samples": ("--sample", {}),
+                  "seeds": ("--seeds", None), "num_samples": ("--num-samples", None), "pack": ("--pack", 1),
+                  "until_decided": ("--until-decided", False), "max_seeds": ("--max-seeds", None),
+                  "target_halfwidth": ("--target-halfwidth", None), "scheduler": ("--scheduler", None),
+                  "search": ("--search", "random"), "grace_period": ("--grace-period", None),
+                  "reduction_factor": ("--reduction-factor", None)}
+
+
+def check_analytic_options(exp: Experiment, opts) -> None:
+    """Refuse settings an analytic experiment cannot apply (promise 1: a setting nothing uses is an error).
+
+    Raises:
+        ConfigError: naming each such option.
+    """
+    values = vars(opts)
+    given = [flag for field, (flag, unset) in NOT_APPLICABLE.items() if values[field] != unset]
+    if given:
+        raise ConfigError(f"experiment {exp.name!r} is analytic (computed, no trials): {', '.join(given)} cannot "
+                          "apply to it; run it without them")
 
 
 def run_analytic(exp: Experiment, tracking_uri: str, name: str | None = None) -> int:
@@ -31,14 +53,14 @@ def run_analytic(exp: Experiment, tracking_uri: str, name: str | None = None) ->
     sweep = name or f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_id = tracking.create_parent_run(client, exp_id, sweep, exp.name,
                                         {S.TAG_SWEPT_KEYS: json.dumps(["image_size"]), S.TAG_GIT_SHA: tracking.git_sha(),
-                                         S.TAG_SEARCH: "analytic", S.TAG_SMOKE: "false"},
-                                        {"hidden": list(HIDDEN), "outputs": OUTPUTS},
+                                         S.TAG_SEARCH: S.SEARCH_ANALYTIC, S.TAG_SMOKE: "false"},
+                                        {S.PARAM_HIDDEN: list(HIDDEN), S.PARAM_OUTPUTS: OUTPUTS},
                                         {"name": exp.name, "description": exp.description, "plots": list(exp.plots),
                                          "analytic": True})
     now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric("mlp_params", float(p), now, int(d)) for _, d, p in rows])
+    client.log_batch(run_id, metrics=[Metric(S.METRIC_MLP_PARAMS, float(p), now, int(d)) for _, d, p in rows])
     client.log_text(run_id, json.dumps([{"label": lbl, "input_dim": d, "params": p} for lbl, d, p in rows], indent=2),
-                    "param_explosion.json")
+                    S.ART_PARAM_EXPLOSION)
     client.set_terminated(run_id, "FINISHED")
     print(f"logged to MLflow run {run_id} (sweep {sweep}); report: sweep report {exp.name}")
     return 0

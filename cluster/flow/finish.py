@@ -26,6 +26,90 @@ def interrupted(client, record: SweepRecord, signum: int) -> int:
     return 128 + signum
 
 
+def describe(exc: BaseException) -> str:
+    """One line saying what stopped the driver, looking through wrapped causes (Tune wraps errors)."""
+    import errno
+
+    seen, cur = set(), exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = f" writing {cur.filename}" if cur.filename else ""
+            return f"no space left on the device{where} (disk full or quota reached)"
+        if isinstance(cur, BrokenPipeError) or (isinstance(cur, OSError) and cur.errno == errno.EBADF):
+            return "the console was closed (stdout is a closed pipe)"
+        cur = cur.__cause__ or cur.__context__
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def console_closed(exc: BaseException) -> bool:
+    return "console was closed" in describe(exc)
+
+
+def silence_stdout() -> None:
+    """Point a broken stdout at /dev/null so nothing more (not even Python's exit flush) fails on it."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def stop_trials() -> None:
+    """Disconnect from Ray: a local Ray (started by this driver) stops with its workers; on a
+    `sweep up` head or a cluster, Ray kills the trial actors this driver owned."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+    except Exception:  # noqa: BLE001 - stopping is best effort; the runs are marked either way
+        pass
+
+
+def mark_failed(client, record: SweepRecord, exc: BaseException) -> str:
+    """Parent and every child run still RUNNING -> FAILED with the reason; the folder's exit
+    manifest recorded. Returns a sentence saying what was marked (or why it could not be)."""
+    import signal
+
+    why = describe(exc)
+    if console_closed(exc):
+        silence_stdout()
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in interrupts.SIGNALS}
+    try:
+        stop_trials()  # no trial may log (and reopen its run) after the runs are marked
+        try:
+            n = interrupts.mark_unfinished(client, record.experiment_id, record.parent_run_id, f"driver stopped: {why}",
+                                           status="FAILED", status_reason="driver_error")
+            marked = f"parent and {n} running trial run(s) marked FAILED"
+        except Exception as mark_exc:  # noqa: BLE001 - the store may be the thing that failed
+            marked = (f"the MLflow runs could not be marked ({describe(mark_exc)}); `sweep resume` marks them "
+                      "once the store answers again")
+        record.record_exit_state()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return marked
+
+
+def failed(client, record: SweepRecord, exc: BaseException) -> int:
+    """The driver cannot go on (a full disk, a store that stopped answering, a closed console):
+    runs marked (mark_failed), one message on stderr, exit code 1. `sweep resume` then continues
+    the sweep (finished trials are not rerun).
+    """
+    marked = mark_failed(client, record, exc)
+    try:
+        print(f"sweep {record.name}: stopped: {describe(exc)}; {marked}. Fix the cause, then "
+              f"`sweep resume {record.name}` reruns only what did not finish", file=sys.stderr, flush=True)
+    except (OSError, ValueError, AttributeError):
+        pass  # stderr closed too: the exit code and the runs' stop_reason tags say it
+    return 1
+
+
 def fit_and_close(tuner, client, record: SweepRecord, opts: RunOptions, guard: interrupts.SignalGuard) -> int:
     """Fit; then the parent run FINISHED (FAILED when every trial failed) and the results, or the
     interrupt's exact state. Returns the exit code (0 ok, 1 some trials failed, 128 + signal)."""

@@ -1,10 +1,15 @@
 """`sweep resume`: Tuner.restore of an interrupted sweep, under its lock, after its state is verified."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib
+import sys
+import types
+from collections.abc import Iterator
 
 from cluster.flow import user_code
-from cluster.flow.finish import fit_and_close, interrupted
+from cluster.flow.finish import fit_and_close, interrupted, mark_failed
 from cluster.flow.options import RunOptions
 from cluster.folder.record import SweepRecord, find_sweep
 from cluster.infra import console, interrupts, ray_setup, tracking
@@ -52,19 +57,24 @@ def _restore_and_fit(client, record: SweepRecord, opts: RunOptions, address: str
     if not tune.Tuner.can_restore(str(folder)):
         raise ConfigError(f"sweep {name!r} has no Tune state in {folder} to restore")
     with interrupts.SignalGuard() as guard:
+        running = False
         try:
-            tuner = tune.Tuner.restore(str(folder), trainable=trainable(record),
-                                       resume_unfinished=True, resume_errored=True, restart_errored=False)
+            with _modules_of_older_drivers():
+                tuner = tune.Tuner.restore(str(folder), trainable=trainable(record),
+                                           resume_unfinished=True, resume_errored=True, restart_errored=False)
             record.record_tuner_hash(client)  # restore rewrites tuner.pkl
             client.update_run(record.parent_run_id, status="RUNNING")
+            running = True
             print(f"resuming sweep {name} from {folder}; MLflow parent run {record.parent_run_id}", flush=True)
             return fit_and_close(tuner, client, record, opts, guard)
         except interrupts.Interrupted as exc:
             return interrupted(client, record, exc.signum)
         except KeyboardInterrupt:
             return interrupted(client, record, guard.signum or 2)
-        except BaseException:
-            _restore_status(client, record.parent_run_id, status)
+        except BaseException as exc:
+            if running and isinstance(exc, Exception) and not isinstance(exc, ConfigError):  # a full disk, a store gone, a closed console
+                mark_failed(client, record, exc)  # trials left RUNNING -> FAILED, manifest recorded
+            _restore_status(client, record.parent_run_id, status)  # the parent as it was before the resume
             raise
 
 
@@ -77,3 +87,32 @@ def _restore_status(client, run_id: str, status: str) -> None:
             client.set_terminated(run_id, status=status)
     except Exception:
         pass  # the resume's own error is the one to report
+
+
+# Where the driver's picklable classes (callbacks, scheduler, searcher, sample_from functions) lived
+# before cluster/ was split by concern: a sweep started then has these module names in its
+# tuner.pkl. While Tune unpickles that (verified) state, each old name points at the module that
+# holds the class now; nothing is left at the old paths afterwards.
+MOVED_MODULES = {
+    "cluster.callbacks": ("cluster.tuner.callbacks",), "cluster.schedulers": ("cluster.tuner.schedulers",),
+    "cluster.search": ("cluster.tuner.search",), "cluster.packing": ("cluster.tuner.packing",),
+    "cluster.plan": ("cluster.planning.plan",),
+    "cluster.adaptive": ("cluster.tuner.adaptive_searcher", "cluster.flow.adaptive"),
+}
+
+
+@contextlib.contextmanager
+def _modules_of_older_drivers() -> Iterator[None]:
+    """Old module names of MOVED_MODULES resolvable (for unpickling) inside the block only."""
+    added = [old for old in MOVED_MODULES if old not in sys.modules]
+    for old in added:
+        view = types.ModuleType(old, f"the names of {', '.join(MOVED_MODULES[old])} (unpickling only)")
+        for new in reversed(MOVED_MODULES[old]):
+            view.__dict__.update({k: v for k, v in vars(importlib.import_module(new)).items()
+                                  if not k.startswith("__")})
+        sys.modules[old] = view
+    try:
+        yield
+    finally:
+        for old in added:
+            sys.modules.pop(old, None)

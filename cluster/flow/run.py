@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.flow import user_code
-from cluster.flow.finish import fit_and_close, interrupted
+from cluster.flow.finish import failed, fit_and_close, interrupted
 from cluster.flow.options import RunOptions
 from cluster.flow.sweep import Sweep, plan_sweep
 from cluster.folder.record import SweepRecord, claim_sweep, release_claim
@@ -44,8 +44,9 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
     """
     exp = definition or get_experiment(opts.experiment)
     if exp.analytic:
-        from cluster.flow.analytic import run_analytic
+        from cluster.flow.analytic import check_analytic_options, run_analytic
 
+        check_analytic_options(exp, opts)
         return run_analytic(exp, opts.tracking_uri, opts.name)
     sweep = plan_sweep(opts, definition)  # every cell validated here
     plan, opts = sweep.plan, sweep.options
@@ -128,6 +129,11 @@ def _start_and_fit(sweep: Sweep, uri: str, storage: str, name: str, resources: d
             return interrupted(client, record, exc.signum)
         except KeyboardInterrupt:
             return interrupted(client, record, guard.signum or 2)
+        except Exception as exc:  # a full disk, a store gone, a closed console: runs marked, one message
+            code = failed(client, record, exc)
+            if isinstance(exc, ConfigError):
+                raise
+            return code
 
 
 RAY_HOW = {"head": "Ray: the head of `sweep up`", "local": "Ray started for this sweep (`sweep up` keeps one)",

@@ -9,55 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from analysis.study import StudyEntry
+from cluster.flow.options import StudyOptions
 from cluster.infra import tracking
 from search_spaces.studies import Study, check_studies, get_study
 from core.errors import ConfigError
+from core.safe_paths import is_name, report_dir
+from core.state_json import load_state_json
 
 STATE_FILE = "study.json"
-
-
-@dataclass
-class StudyOptions:
-    """Everything `sweep study` accepts, checked before Ray or MLflow start."""
-
-    study: str
-    smoke: bool = False
-    only: tuple[str, ...] = ()
-    name: str | None = None
-    until_decided: bool = False
-    max_seeds: int | None = None
-    target_halfwidth: float | None = None
-    tracking_uri: str = tracking.DEFAULT_TRACKING_URI
-    storage_path: str | None = None
-    address: str | None = None
-    max_concurrent: int | None = None
-    cpus_per_trial: float | None = None
-    data_root: str | None = None
-    out: str | None = None
-    quiet: bool = False
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        from cluster.folder.storage import NAME_RE
-
-        study = get_study(self.study)
-        unknown = [e for e in self.only if e not in study.experiments]
-        if unknown:
-            raise ConfigError(f"--only names experiments not in study {study.name!r}: {unknown}; "
-                              f"the study has {', '.join(study.experiments)}")
-        if self.name is not None and not NAME_RE.match(self.name):
-            raise ConfigError(f"--name {self.name!r} must be letters, digits, '_', '.', '-' (max 128 chars)")
-        if not self.until_decided and (self.max_seeds is not None or self.target_halfwidth is not None):
-            raise ConfigError("--max-seeds and --target-halfwidth apply to --until-decided only")
-
-    @property
-    def study_name(self) -> str:
-        return self.name or f"study-{self.study}" + ("-smoke" if self.smoke else "")
 
 
 def _storage(opts: StudyOptions) -> Path:
@@ -74,8 +38,8 @@ def load_state(path: Path, study: Study, opts: StudyOptions) -> list[StudyEntry]
     """The entries of an earlier run of this study (same name), else fresh ones."""
     wanted = [e for e in study.experiments if not opts.only or e in opts.only]
     old = {}
-    if path.exists():
-        saved = json.loads(path.read_text())
+    if os.path.lexists(path):
+        saved = _load_study_json(path)
         if saved.get("study") != study.name or bool(saved.get("smoke")) != opts.smoke:
             raise ConfigError(f"{path} belongs to study {saved.get('study')!r} (smoke={saved.get('smoke')}); "
                               f"pick another --name")
@@ -83,11 +47,27 @@ def load_state(path: Path, study: Study, opts: StudyOptions) -> list[StudyEntry]
     return [old.get(e) or StudyEntry(e, f"{opts.study_name}.{e}") for e in wanted]
 
 
+def _load_study_json(path: Path) -> dict:
+    """study.json through the checked loader: entries must be objects naming their fields."""
+    what = "remove it to start the study afresh under this name, or pick another --name"
+    saved = load_state_json(path, {"study": str, "entries": list}, what)
+    fields = {f.name for f in dataclasses.fields(StudyEntry)}
+    for e in saved["entries"]:
+        if (not isinstance(e, dict) or not isinstance(e.get("experiment"), str) or not set(e) <= fields
+                or not is_name(e.get("sweep")) or not isinstance(e.get("wall_s", 0.0), (int, float))):
+            raise ConfigError(f"{path} is damaged (an entry is not a study entry: {str(e)[:80]}); {what}")
+        try:
+            StudyEntry(**e)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{path} is damaged ({exc}); {what}") from None
+    return saved
+
+
 def save_state(path: Path, study: Study, opts: StudyOptions, entries: list[StudyEntry]) -> None:
     """Write the state atomically (a crash never leaves half a file)."""
     old = {}
-    if path.exists():
-        old = {e["experiment"]: e for e in json.loads(path.read_text())["entries"]}
+    if os.path.lexists(path):
+        old = {e["experiment"]: e for e in _load_study_json(path)["entries"]}
     old.update({e.experiment: dataclasses.asdict(e) for e in entries})
     ordered = [old[e] for e in study.experiments if e in old]
     tmp = path.with_suffix(".tmp")
@@ -226,7 +206,7 @@ def run_study(opts: StudyOptions) -> int:
 def write(opts: StudyOptions, study: Study, entries: list[StudyEntry], root: Path) -> Path:
     from analysis.study import write_study_report
 
-    out = Path(opts.out) if opts.out else Path("reports") / opts.study_name
+    out = report_dir(opts.out, opts.study_name)
     return write_study_report(opts.tracking_uri, opts.study_name, entries, out, study.description)
 
 

@@ -21,6 +21,32 @@ from core.errors import ConfigError
 LOCK_FILE = "sweep.lock"
 
 
+def open_lock_file(path: Path, mine: bool = True) -> int:
+    """Open (creating) a lock file without following a link: a planted `sweep.lock` symlink is
+    refused, never written through; a directory or unwritable file is a message, not a traceback.
+
+    Raises:
+        ConfigError: naming the path and what to do.
+    """
+    import errno
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(f"{path} is a symbolic link (to {os.readlink(path)!r}); a lock file is never "
+                              "followed. Remove the link") from None
+        if exc.errno == errno.EISDIR:
+            raise ConfigError(f"{path} is a folder, not a lock file; remove it (nothing of the sweep is in it)") from None
+        raise ConfigError(f"lock file {path} cannot be opened: {exc.strerror}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or (mine and st.st_uid != os.getuid()):
+        os.close(fd)
+        raise ConfigError(f"{path} is not a plain file of yours (a fifo, a device, or another user's); remove it")
+    return fd
+
+
 @contextlib.contextmanager
 def file_lock(path: Path, timeout: float = 120.0) -> Iterator[None]:
     """Hold an exclusive lock on `path` (created if needed), waiting up to `timeout` seconds.
@@ -28,7 +54,7 @@ def file_lock(path: Path, timeout: float = 120.0) -> Iterator[None]:
     Raises:
         ConfigError: the lock could not be taken in time.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = open_lock_file(path, mine=False)  # a shared store's lock may be another user's
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -56,7 +82,7 @@ class SweepLock:
 
     def acquire(self) -> SweepLock:
         """Take the lock or raise ConfigError naming the running pid (a dead holder's lock is taken over)."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = open_lock_file(self.path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

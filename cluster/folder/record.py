@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from cluster.folder.locks import LOCK_FILE, SweepLock
 from cluster.folder.storage import NAME_RE, resolve_storage
 from cluster.infra import console
 from core.errors import ConfigError
+from core.state_json import load_state_json
 from trainables.tracking import TrackingInfo
 
 
@@ -60,12 +62,21 @@ def release_claim(storage: str, name: str, lock: SweepLock | None, remove: bool 
 
 
 def write_meta(folder: Path | None, data: dict) -> None:
-    """sweep.json, written whole to a temporary file and renamed (never half-written)."""
+    """sweep.json, written whole to a fresh temporary file (O_EXCL: a planted name or link there is
+    never written through) and renamed over the old one (never half-written)."""
     if folder is None:
         return
-    tmp = folder / f".{SWEEP_FILE}.tmp"
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, folder / SWEEP_FILE)
+    text = json.dumps(data, indent=2, default=str).encode()
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{SWEEP_FILE}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, folder / SWEEP_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 # Keys a sweep.json must hold to be resumed (every version of the driver wrote them).
@@ -154,12 +165,21 @@ class SweepRecord:
 
     @classmethod
     def load(cls, folder: Path) -> SweepRecord:
-        """The record in `folder`/sweep.json; ConfigError when the file is damaged."""
+        """The record in `folder`/sweep.json, through the checked loader (a link is not followed,
+        size bounded, keys typed); ConfigError naming the path and what to do when it is damaged."""
         path = Path(folder) / SWEEP_FILE
+        what = ("the sweep cannot be resumed from it. Restore the file from a backup, or start the sweep "
+                "again under a new --name")
+        data = load_state_json(path, {"name": str, "tracking_uri": str, "parent_run_id": str, "experiment_id": str,
+                                      "options": dict, "resources": dict, "storage_path": str}, what)
+        if not NAME_RE.match(data["name"]):
+            raise ConfigError(f"{path} is damaged (name {data['name']!r} is not a sweep name); {what}")
+        if data.get("tune_state_at_exit") is not None and not isinstance(data["tune_state_at_exit"], dict):
+            raise ConfigError(f"{path} is damaged (tune_state_at_exit is not a map of file hashes); {what}")
         try:
-            return cls.from_json(json.loads(path.read_text()))
-        except (ValueError, KeyError, TypeError, IndexError, OSError) as exc:
-            raise ConfigError(f"{path} is damaged ({type(exc).__name__}: {exc}); the sweep cannot be resumed") from None
+            return cls.from_json(data)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise ConfigError(f"{path} is damaged ({type(exc).__name__}: {exc}); {what}") from None
 
     # -- the Tune state's hashes, the lock --------------------------------------------------------
     def record_tuner_hash(self, client) -> None:
@@ -178,13 +198,15 @@ class SweepRecord:
             return
         try:
             self.tune_state_at_exit = tune_state.state_hashes(self.folder)
+            self.extra["tune_state_manifest"] = tune_state.MANIFEST_KIND  # every file, not a list of names
             self.save()
         except OSError:
             pass  # a missing record only weakens the next resume's check to permissions + tuner.pkl
 
     def verify(self, parent_tags: dict[str, str]) -> None:
         """Refuse Tune state that someone else could have changed (cluster.folder.tune_state)."""
-        tune_state.verify(self.folder, self.tuner_sha, self.tune_state_at_exit, parent_tags)
+        tune_state.verify(self.folder, self.tuner_sha, self.tune_state_at_exit, parent_tags,
+                          self.extra.get("tune_state_manifest"))
 
     def lock(self) -> SweepLock:
         """The folder's lock (a context manager): one driver per sweep."""
@@ -199,16 +221,17 @@ class SweepRecord:
 def find_sweep(name: str, storage_path: str | None) -> SweepRecord:
     """The record of sweep `name`: --storage-path wins over the recorded path (a moved sweep's
     record then names the folder it was found in)."""
-    if not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.match(name):
         raise ConfigError(f"sweep name {name!r} must be letters, digits, '_', '.', '-' (max 128 chars)")
     storage = resolve_storage(storage_path)
     if "://" in storage:
         raise ConfigError(f"`sweep resume` reads sweep.json from a local or shared folder; {storage} is a URI. "
                           "Resume from a machine where the storage is mounted")
     path = Path(storage) / name / SWEEP_FILE
-    if not path.exists():
+    if not os.path.lexists(path):
         known = sorted(p.parent.name for p in Path(storage).glob(f"*/{SWEEP_FILE}"))
         raise ConfigError(f"no sweep named {name!r} in {storage}; known sweeps: {', '.join(known) or 'none'}")
+    tune_state.check_tree(path.parent)  # no link followed, nobody else's file read, before anything is opened
     record = SweepRecord.load(path.parent)
     if str(path.parent.parent) != str(record.storage_path) or record.name != name:
         print(f"sweep {name}: using the sweep folder {path.parent} (recorded: {record.storage_path}/{record.name})",

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from core.errors import ConfigError
+from core.safe_paths import NAME_RE  # noqa: F401 - re-exported for the driver
 
 # URI schemes pyarrow's file systems (used by Tune's storage) understand.
 STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 def resolve_storage(path: str | None) -> str:

@@ -1,16 +1,24 @@
-"""Guarding the Tune state `sweep resume` unpickles.
+"""Guarding the sweep folder `sweep resume` hands to Tune.
 
-`Tuner.restore` unpickles `tuner.pkl` and cloudpickled fields of `experiment_state-*.json`
-(and searcher/scheduler `.pkl` files): whoever can write a sweep folder can make `sweep resume`
-run code as the user who resumes. Before Ray starts, `verify` refuses (ConfigError, exit 2):
+`Tuner.restore` unpickles `tuner.pkl`, cloudpickled fields of `experiment_state-*.json`, the
+newest `basic-variant-state-*.json`, searcher/scheduler `.pkl` files, ...: whoever can write a
+sweep folder can make `sweep resume` run code as the user who resumes. Before the lock is taken,
+Ray starts or Tune opens anything, `verify` refuses (ConfigError, exit 2):
 
-1. any file or folder of the sweep that is owned by another user or writable by group/others
-   (a shared folder where someone else could have planted state);
-2. a `tuner.pkl` whose SHA-256 differs from the one recorded when the sweep started, in
+1. a symbolic link anywhere in the folder (sweep.lock, sweep.json, driver.log, trial folders
+   included: nothing is followed, no link target is ever written), or anything that is not a
+   plain file or folder (fifo, socket, device);
+2. any file or folder owned by another user or writable by group/others (a shared folder where
+   someone else could have planted state);
+3. a `tuner.pkl` whose SHA-256 differs from the one recorded when the sweep started, in
    sweep.json and, out of the folder writer's reach, as a tag of the MLflow parent run;
-3. when the previous driver ended cleanly (finished, Ctrl-C, SIGTERM), any Tune state file that
-   differs from the hashes recorded at that moment (after a SIGKILL there is no such record and
-   only 1 and 2 apply).
+4. when the previous driver ended cleanly (finished, failed, Ctrl-C, SIGTERM, a full disk...),
+   any file that differs from the manifest recorded at that moment: every file of the folder by
+   name and SHA-256, not a list of names Tune is known to read. A file added, removed or changed
+   since is refused; the one exception is a change to a checkpoint's payload
+   (`checkpoint_*/trial_state.pt`), which only the trainable reads, with
+   `torch.load(weights_only=True)`, and which it treats as corrupt when it does not load
+   (README "Corrupt checkpoints"). After a SIGKILL there is no manifest and 1-3 apply.
 
 What remains (README "Limits"): someone who can write as the same user, or who can change
 both the folder and the MLflow store, is not stopped; cloud storage URIs get no checks.
@@ -20,53 +28,61 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from core.errors import ConfigError
 
 TUNER_PKL = "tuner.pkl"
 TAG_TUNER_SHA = "tuner_pkl_sha256"
-# Files Tune (or our schedulers) deserialize with pickle/cloudpickle on restore.
-STATE_GLOBS = ("tuner.pkl", "experiment_state-*.json", "*.pkl", "*/error.pkl")
+# Files of the folder the driver itself writes and reads (never Tune): left out of the manifest.
+DRIVER_FILES = frozenset({"sweep.json", ".sweep.json.tmp", "sweep.lock", "driver.log"})
+MANIFEST_KIND = "every-file"  # sweep.json["tune_state_manifest"]; absent: an older driver's partial record
+CHECKPOINT_PAYLOAD = "trial_state.pt"  # trainables.trainable.CHECKPOINT_FILE (weights_only loads)
 
 
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(path, "rb", opener=_nofollow) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
 
 
-def state_files(folder: Path) -> list[Path]:
-    out: set[Path] = set()
-    for pattern in STATE_GLOBS:
-        out |= {p for p in folder.glob(pattern) if p.is_file()}
-    return sorted(out)
+def _nofollow(path, flags):
+    return os.open(path, flags | os.O_NOFOLLOW)
 
 
-def state_hashes(folder: Path) -> dict[str, str]:
-    """relative path -> SHA-256 of every Tune state file in the sweep folder."""
-    return {str(p.relative_to(folder)): sha256(p) for p in state_files(folder)}
+def entries(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    """(path, lstat) of the folder and everything under it, never following a link."""
+    folder = Path(folder)
+    yield folder, folder.lstat()
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        for name in sorted(dirs) + sorted(files):
+            path = Path(root) / name
+            try:
+                yield path, path.lstat()
+            except FileNotFoundError:
+                continue
 
 
-def tuner_hash(folder: Path) -> str | None:
-    path = Path(folder) / TUNER_PKL
-    return sha256(path) if path.is_file() else None
-
-
-def check_permissions(folder: Path) -> None:
-    """Refuse a sweep folder (or anything in it) owned by someone else or writable by group/others."""
+def check_tree(folder: Path) -> None:
+    """Checks 1 and 2 of the module docstring, on lstat data only (nothing opened)."""
     uid = os.getuid()
-    for path in [folder, *folder.rglob("*")]:
-        try:
-            st = path.lstat()
-        except OSError:
-            continue
+    folder = Path(folder)
+    try:
+        top = folder.lstat()
+    except OSError as exc:
+        raise ConfigError(f"sweep folder {folder} cannot be read: {exc.strerror}") from None
+    if stat.S_ISLNK(top.st_mode):
+        raise ConfigError(f"sweep folder {folder} is a symbolic link (to {os.path.realpath(folder)}); "
+                          "`sweep resume` follows no link: pass --storage-path with the real folder")
+    for path, st in entries(folder):
         if stat.S_ISLNK(st.st_mode):
-            if path.name in (TUNER_PKL,) or path.suffix in (".pkl", ".json"):
-                raise ConfigError(f"{path} is a symbolic link; Tune state must be a plain file of the sweep")
-            continue
+            raise ConfigError(f"{path} is a symbolic link (to {os.readlink(path)!r}); a sweep folder holds only "
+                              "files the driver and Tune wrote, so `sweep resume` refuses it. Remove the link")
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            raise ConfigError(f"{path} is not a plain file or folder; `sweep resume` refuses it. Remove it")
         if st.st_uid != uid:
             raise ConfigError(f"{path} belongs to another user (uid {st.st_uid}); `sweep resume` unpickles this "
                               "folder's Tune state, so it refuses folders others control")
@@ -75,16 +91,70 @@ def check_permissions(folder: Path) -> None:
                               f"`sweep resume` unpickles this folder's Tune state: chmod go-w -R {folder}")
 
 
-def verify(folder: Path, tuner_sha: str | None, ended: dict[str, str] | None, parent_tags: dict[str, str]) -> None:
-    """All three checks of the module docstring; ConfigError names the file that failed.
+check_permissions = check_tree  # the name issue 16's tests know
+
+
+def state_files(folder: Path) -> list[Path]:
+    """Every plain file of the sweep folder except the driver's own (DRIVER_FILES at the top)."""
+    folder = Path(folder)
+    return [p for p, st in entries(folder) if stat.S_ISREG(st.st_mode)
+            and not (p.parent == folder and driver_file(p.name))]
+
+
+def driver_file(name: str) -> bool:
+    """A top-level file of the driver's own: DRIVER_FILES or write_meta's temporary sweep.json."""
+    return name in DRIVER_FILES or (name.startswith(".sweep.json.") and name.endswith(".tmp"))
+
+
+def state_hashes(folder: Path) -> dict[str, str]:
+    """The manifest: relative path -> SHA-256 of every file `state_files` lists."""
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): sha256(p) for p in state_files(folder)}
+
+
+def tuner_hash(folder: Path) -> str | None:
+    path = Path(folder) / TUNER_PKL
+    return sha256(path) if path.is_file() and not path.is_symlink() else None
+
+
+def _payload(rel: str) -> bool:
+    parts = Path(rel).parts
+    return len(parts) >= 2 and parts[-1] == CHECKPOINT_PAYLOAD and parts[-2].startswith("checkpoint_")
+
+
+def check_manifest(folder: Path, recorded: dict[str, str]) -> None:
+    """Check 4 of the module docstring: the folder holds exactly the files recorded at exit."""
+    if not isinstance(recorded, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                  for k, v in recorded.items()):
+        raise ConfigError(f"{folder}/sweep.json: tune_state_at_exit is damaged (not a map of file hashes); "
+                          "the sweep's files cannot be checked, so it is not resumed")
+    now = state_hashes(folder)
+    extra = sorted(set(now) - set(recorded))
+    if extra:
+        raise ConfigError(f"{folder / extra[0]} appeared after the sweep's driver exited; refusing to unpickle it "
+                          f"({len(extra)} unexpected file(s)). Remove what you added, or start a new sweep")
+    for rel, digest in sorted(recorded.items()):
+        if rel not in now:
+            if not _payload(rel):
+                raise ConfigError(f"{folder / rel} was removed after the sweep's driver exited; the Tune state "
+                                  "no longer matches what was recorded, so it is not resumed")
+        elif now[rel] != digest and not _payload(rel):
+            raise ConfigError(f"{folder / rel} changed after the sweep's driver exited; refusing to unpickle it")
+
+
+def verify(folder: Path, tuner_sha: str | None, ended: dict[str, str] | None, parent_tags: dict[str, str],
+           manifest: str | None = MANIFEST_KIND) -> None:
+    """All four checks of the module docstring; ConfigError names the file that failed.
 
     Args:
         folder: the sweep folder.
         tuner_sha: tuner.pkl's SHA-256 as sweep.json records it (None: not recorded).
-        ended: the state files' hashes as the last driver left them (None: it did not exit cleanly).
+        ended: the exit manifest as the last driver left it (None: it did not exit cleanly).
         parent_tags: the MLflow parent run's tags (its own record of tuner.pkl's hash).
+        manifest: sweep.json's `tune_state_manifest` (MANIFEST_KIND: every file; None: an older
+            driver's record of its state files only).
     """
-    check_permissions(folder)
+    check_tree(folder)
     recorded = {tuner_sha, parent_tags.get(TAG_TUNER_SHA)} - {None}
     current = tuner_hash(folder)
     if len(recorded) > 1:
@@ -93,11 +163,12 @@ def verify(folder: Path, tuner_sha: str | None, ended: dict[str, str] | None, pa
     if recorded and current is not None and current not in recorded:
         raise ConfigError(f"{folder / TUNER_PKL} changed since the sweep started (SHA-256 {current[:12]}..., "
                           f"recorded {next(iter(recorded))[:12]}...); refusing to unpickle it")
-    if ended:
-        now = state_hashes(folder)
-        for rel, digest in ended.items():
-            if now.get(rel, digest) != digest:
-                raise ConfigError(f"{folder / rel} changed after the sweep's driver exited; refusing to unpickle it")
-        extra = sorted(set(now) - set(ended))
-        if extra:
-            raise ConfigError(f"{folder / extra[0]} appeared after the sweep's driver exited; refusing to unpickle it")
+    if ended is None:
+        return
+    if manifest == MANIFEST_KIND:
+        check_manifest(folder, ended)
+        return
+    for rel, digest in dict(ended).items():  # recorded by an older driver: its own files only
+        path = Path(folder) / rel
+        if path.is_file() and sha256(path) != digest:
+            raise ConfigError(f"{path} changed after the sweep's driver exited; refusing to unpickle it")

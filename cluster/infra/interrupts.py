@@ -15,6 +15,8 @@ import os
 import signal
 from typing import Any
 
+from core import store_schema as S
+
 log = logging.getLogger(__name__)
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -89,17 +91,26 @@ def mark_killed(client, experiment_id: str, parent_run_id: str, signum: int) -> 
     Returns:
         The number of child runs marked.
     """
-    reason = f"interrupted by {signal.Signals(signum).name}"
-    flt = f"tags.`mlflow.parentRunId` = '{parent_run_id}'"
+    return mark_unfinished(client, experiment_id, parent_run_id, f"interrupted by {signal.Signals(signum).name}")
+
+
+def mark_unfinished(client, experiment_id: str, parent_run_id: str, reason: str, status: str = "KILLED",
+                    status_reason: str = S.STATUS_INTERRUPTED) -> int:
+    """Parent and every child run left RUNNING (or failed by an interrupt) -> `status`, with `reason`.
+
+    Returns:
+        The number of child runs marked.
+    """
+    flt = S.children_filter(parent_run_id)
     n = 0
     for run in client.search_runs([experiment_id], filter_string=flt, max_results=50000):
-        status, error = run.info.status, run.data.tags.get("error", "")
-        if status == "RUNNING" or (status == "FAILED" and error.startswith("KeyboardInterrupt")):
-            client.set_tag(run.info.run_id, "status_reason", "interrupted")
-            client.set_tag(run.info.run_id, "stop_reason", reason)
-            client.set_terminated(run.info.run_id, status="KILLED")
+        now, error = run.info.status, run.data.tags.get(S.TAG_ERROR, "")
+        if now == "RUNNING" or (now == "FAILED" and error.startswith("KeyboardInterrupt")):
+            client.set_tag(run.info.run_id, S.TAG_STATUS_REASON, status_reason)
+            client.set_tag(run.info.run_id, S.TAG_STOP_REASON, reason)
+            client.set_terminated(run.info.run_id, status=status)
             n += 1
-    client.set_tag(parent_run_id, "status_reason", "interrupted")
-    client.set_tag(parent_run_id, "stop_reason", reason)
-    client.set_terminated(parent_run_id, status="KILLED")
+    client.set_tag(parent_run_id, S.TAG_STATUS_REASON, status_reason)
+    client.set_tag(parent_run_id, S.TAG_STOP_REASON, reason)
+    client.set_terminated(parent_run_id, status=status)
     return n

@@ -40,6 +40,11 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> str:
         path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
         if not path:
             raise ConfigError(f"sqlite tracking URI must look like sqlite:///path/to/mlflow.db, got {uri!r}")
+        if any(c in path for c in "?#%") or any(ord(c) < 32 for c in path):
+            # SQLAlchemy reads '?...' as connection options and '#' or '%xx' differently from the path
+            # checked here: the runs would go to another file.
+            raise ConfigError(f"the sqlite path {path!r} contains '?', '#', '%' or a control character, which "
+                              "the tracking URI cannot carry; use a path without them")
         try:
             db = Path(path).expanduser().resolve()
         except (OSError, RuntimeError) as exc:  # a symlink loop
@@ -49,19 +54,53 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> str:
         check_sqlite_file(db)
         return f"sqlite:///{db}"
     if scheme in ("http", "https"):
-        url = uri.rstrip("/") + "/health"
-        try:
-            with urllib.request.urlopen(_request(url), timeout=timeout) as resp:  # noqa: S310 (user-given server)
-                if resp.status != 200:
-                    raise ConfigError(f"MLflow server {uri} answered {resp.status} on /health")
-        except urllib.error.HTTPError as exc:
-            if exc.code not in (401, 403):  # basic-auth servers refuse /health without credentials
-                raise ConfigError(f"MLflow server {uri} answered HTTP {exc.code} on /health") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise ConfigError(f"MLflow tracking server {uri} is unreachable ({getattr(exc, 'reason', exc)}); "
-                              f"start one with `sweep server` or pass another --tracking-uri") from None
-        check_is_mlflow(uri, timeout)
+        _within(PROBE_DEADLINE, uri, lambda: _probe_server(uri, timeout))
     return uri
+
+
+# A server that trickles one byte every few seconds never trips a per-read timeout: the whole
+# probe (/health, then MLflow's REST API) must finish within this many seconds.
+PROBE_DEADLINE = 20.0
+
+
+def _within(seconds: float, uri: str, probe) -> None:
+    """Run `probe` in a daemon thread; ConfigError if it has not finished after `seconds`."""
+    import threading
+
+    outcome: list = []
+
+    def run():
+        try:
+            probe()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed back to the caller's thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, name="sweep-tracking-probe", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise ConfigError(f"MLflow tracking server {uri} did not answer within {seconds:.0f} s (it accepts "
+                          "connections but answers too slowly or not at all); check the server or pass "
+                          "another --tracking-uri")
+    if outcome and outcome[0] is not None:
+        raise outcome[0]
+
+
+def _probe_server(uri: str, timeout: float) -> None:
+    """/health answers, then MLflow's REST API answers like MLflow (ConfigError otherwise)."""
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(_request(url), timeout=timeout) as resp:  # noqa: S310 (user-given server)
+            if resp.status != 200:
+                raise ConfigError(f"MLflow server {uri} answered {resp.status} on /health")
+    except urllib.error.HTTPError as exc:
+        if exc.code not in (401, 403):  # basic-auth servers refuse /health without credentials
+            raise ConfigError(f"MLflow server {uri} answered HTTP {exc.code} on /health") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ConfigError(f"MLflow tracking server {uri} is unreachable ({getattr(exc, 'reason', exc)}); "
+                          f"start one with `sweep server` or pass another --tracking-uri") from None
+    check_is_mlflow(uri, timeout)
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"

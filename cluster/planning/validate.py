@@ -11,7 +11,7 @@ knowledge of the machine, each raising ConfigError (exit 2) with the value and w
 - resource flags are finite numbers (`--gpus-per-trial nan` would hang Ray's scheduler);
 - the device a trial asks for exists (`device=cuda` on a machine without CUDA, or with
   `--gpus-per-trial 0`, or on a cluster whose Ray sees no GPU);
-- the data one trial builds fits in memory (`MEMORY_ESTIMATES`, against half of this machine's
+- the data one trial builds fits in memory (each dataset's `peak_bytes` in the dataset registry, against half of this machine's
   physical memory), so `data_per_class=1000000` is a message, not a MemoryError;
 - sweep size: more than MAX_TRIALS trials needs `--yes`;
 - no fake replicates or silent precedence: duplicated grid or choice values, the same key in
@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from search_spaces.domains import is_domain
@@ -65,7 +65,8 @@ def check_options(opts) -> None:
             raise ConfigError(f"{flag} must be a finite number, got {value!r}")
     for flag, value in (("--seeds", opts.seeds), ("--num-samples", opts.num_samples),
                         ("--max-concurrent", opts.max_concurrent), ("--grace-period", opts.grace_period),
-                        ("--reduction-factor", opts.reduction_factor)):
+                        ("--reduction-factor", opts.reduction_factor),
+                        ("--max-seeds", opts.max_seeds)):
         if value is not None and abs(value) >= INT64:
             raise ConfigError(f"{flag} {value} is out of range")
 
@@ -260,33 +261,6 @@ def check_device_cluster(plan, cluster_gpus: float) -> None:
 
 # ---- memory ------------------------------------------------------------------------------------
 
-def _edges_bytes(d) -> int:
-    n = (d.data_per_class + d.valid_per_class) * len(d.class_type)
-    return n * d.spatial_resolution ** 2 * 4 * 8  # float32; generation peaks at ~8x the tensors (measured)
-
-
-def _localization_bytes(d) -> int:
-    return d.n_samples * 64 * 64 * 4 * 4
-
-
-def _cifar_bytes(d) -> int:
-    return 60_000 * 3 * 32 * 32 * 3  # uint8 files of fixed size: decoded, cached, split
-
-
-def _mnist_bytes(d) -> int:
-    return 70_000 * 28 * 28 * 3
-
-
-# dataset -> bytes one trial's data needs at its peak (None: bounded by files on disk, not by config).
-MEMORY_ESTIMATES: dict[str, Callable[[Any], int] | None] = {
-    "edges": _edges_bytes,
-    "localization": _localization_bytes,
-    "cifar10": _cifar_bytes,
-    "mnist": _mnist_bytes,
-    "cifar10_features": None,  # features of the fixed CIFAR-10 set, computed in batches
-}
-
-
 def physical_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
@@ -306,7 +280,7 @@ def memory_limit() -> int:
 
 
 def check_memory(plan) -> None:
-    """The largest trial's data estimate (MEMORY_ESTIMATES) must fit memory_limit()."""
+    """The largest trial's data estimate (the dataset registry's `peak_bytes`) must fit memory_limit()."""
     from trainables.data import get_dataset
     from trainables.pairings import get_pairing
 
@@ -314,7 +288,7 @@ def check_memory(plan) -> None:
     seen: set[str] = set()
     for cfg in _extreme_cells(plan):
         pairing = get_pairing(cfg["pairing"])
-        estimate = MEMORY_ESTIMATES.get(pairing.dataset)
+        estimate = get_dataset(pairing.dataset).peak_bytes
         if estimate is None:
             continue
         full = {**pairing.defaults, **{k: v for k, v in cfg.items() if v is not None}}

@@ -123,7 +123,7 @@ def make_tuner(plan, opts, record, trainable, run_config):
     settings = settings_from(opts, plan)
     keys = [k for k in plan.swept_keys if k != "pairing"]
     rep = Replicates(grid_cells(plan), plan.seeds, plan.experiment.hypotheses, keys, settings,
-                     other_runs(plan, record.tracking_uri, getattr(opts, "name", None)))
+                     other_runs(plan, record.tracking_uri, opts.name))
     searcher = AdaptiveSearcher(rep, record.tracking_uri, record.parent_run_id, opts.quiet)
     import ray
 
@@ -133,9 +133,11 @@ def make_tuner(plan, opts, record, trainable, run_config):
             cb.total = len(rep.cells) * settings.max_seeds
     run_config.callbacks = list(run_config.callbacks or []) + [
         WaveTagger(record.tracking_uri, record.experiment_id, record.parent_run_id, plan.seeds, settings)]
-    # num_samples is the bound the searcher can never exceed (every cell at --max-seeds); it
-    # stops earlier by returning FINISHED.
-    tune_config = tune.TuneConfig(num_samples=len(rep.cells) * settings.max_seeds, search_alg=searcher, reuse_actors=True,
+    # num_samples bounds the trials (every cell at --max-seeds), plus one: Tune stops asking the
+    # searcher once num_samples trials exist, and the last look (after the last wave, which may fill
+    # every cell) happens in that extra `suggest`; the searcher answers it FINISHED, never a trial.
+    tune_config = tune.TuneConfig(num_samples=len(rep.cells) * settings.max_seeds + 1, search_alg=searcher,
+                                  reuse_actors=True,
                                   max_concurrent_trials=opts.max_concurrent or slots)
     if not opts.quiet:
         print(f"until decided: {settings.rule}", flush=True)

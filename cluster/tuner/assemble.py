@@ -33,7 +33,7 @@ def run_config(opts: RunOptions, record: SweepRecord):
         from cluster.tuner.callbacks import PhaseMarker
 
         callbacks.append(PhaseMarker())
-    progress = getattr(opts, "progress", "console")
+    progress = opts.progress
     if progress == "notebook" or (not opts.quiet and progress != "none"):
         metric, mode = record.metric
         stream = None

@@ -43,6 +43,8 @@ class Mutant:
 
 G = "tests/test_mutant_guards.py"
 AGG = "tests/test_analysis_aggregate.py"
+SEQ = "tests/test_sequential.py"
+STAT = "tests/test_analysis_stats.py"
 PLAN = "tests/test_plan.py"
 HPO = "tests/test_hpo.py"
 SEC = "tests/test_security.py::test_trial_params_and_config_artifact_redact_credentials"
@@ -52,6 +54,7 @@ EDGE = "tests/test_edge_data.py"
 PACK = "tests/test_packing.py::test_packed_space_rejects_searches_and_schedulers"
 TRAIN = "tests/test_trainable.py"
 BAD = "tests/test_bad_input.py"
+U25 = "tests/test_unlisted_bugs.py"
 
 MUTANTS = [
     # --- statistics (analysis/aggregate.py) ---
@@ -68,15 +71,18 @@ MUTANTS = [
     Mutant("welch-one-value-tested", "analysis/aggregate.py", "if len(x) < 2 or len(y) < 2:",
            "if len(x) < 1 or len(y) < 1:", (G, AGG)),
     Mutant("welch-deterministic-separation", "analysis/aggregate.py", "1.0 if same else 0.0", "1.0", (AGG,)),
-    # --- verdicts (analysis/hypotheses.py) ---
-    Mutant("verdict-p-gt-alpha", "analysis/hypotheses.py", "p >= alpha or", "p > alpha or", (G, AGG)),
-    Mutant("verdict-min-as-max", "analysis/hypotheses.py", "verdict(test.mean_a, test.mean_b, test.p, h.mode, alpha)",
-           "verdict(test.mean_a, test.mean_b, test.p, \"max\", alpha)", (G, AGG)),
-    Mutant("holm-verdict-min-as-max", "analysis/hypotheses.py", "verdict(r.better[0], r.worse[0], q, r.mode, r.alpha)",
-           "verdict(r.better[0], r.worse[0], q, \"max\", r.alpha)", (G, AGG)),
-    Mutant("verdict-min-direction", "analysis/hypotheses.py", "else mean_better < mean_worse",
-           "else mean_better > mean_worse", (G, AGG)),
-    Mutant("verdict-tie-decided", "analysis/hypotheses.py", " or mean_better == mean_worse:", ":", (G, AGG)),
+    # --- verdicts (analysis/hypotheses.py, analysis/sequential.py: the two-part test, issue 20) ---
+    Mutant("verdict-min-as-max", "analysis/hypotheses.py", 'sign = 1.0 if h.mode == "max" else -1.0  # decide',
+           "sign = 1.0  # decide", (G, AGG)),
+    Mutant("two-part-ignores-learned-rate", "analysis/sequential.py", "if s.low > 0 or rate[0] <= part:",
+           "if s.low > 0:", (SEQ,)),
+    Mutant("two-part-level-not-split", "analysis/sequential.py", "    part = level / 2\n", "    part = level\n",
+           (STAT,)),
+    Mutant("spending-cumulative", "analysis/sequential.py",
+           "target = spent(t, alpha, kind) - spent(prev_t, alpha, kind)", "target = spent(t, alpha, kind)", (SEQ,)),
+    Mutant("equivalence-without-margin", "analysis/sequential.py",
+           "elif not ways and margin is not None and -margin < s.low and s.high < margin:",
+           "elif not ways and margin is not None:", (SEQ,)),
     Mutant("hypothesis-counts-stopped-runs", "analysis/hypotheses.py",
            "mask &= runs[S.TAG_STATUS_REASON] == S.STATUS_COMPLETED", "pass", (AGG,)),
     # --- planning and search-space translation (cluster/planning/plan.py, cluster/tuner/search.py, domains) ---
@@ -115,7 +121,7 @@ MUTANTS = [
     Mutant("redact-no-credential", "trainables/tracking.py", '"credential", ', "", (G, SEC)),
     Mutant("redact-not-nested", "trainables/tracking.py", "else redact(v) if isinstance(v, dict) else v",
            "else v", (G, SEC)),
-    # --- resolve / validate (trainables/resolve.py, config_base.py) ---
+    # --- resolve / validate (trainables/spec.py, core/config_base.py) ---
     Mutant("unknown-key-accepted", "trainables/spec.py", "if key not in known and key != CELL_KEY:",
            "if False:", (PLAN,)),
     Mutant("kernel-above-image-accepted", "trainables/models/edge.py", "(size and k > size)",
@@ -161,6 +167,40 @@ MUTANTS = [
     # --- the CLI ---
     Mutant("interrupt-exit-code", "cluster/cli.py", 'return 128 + getattr(exc, "signum", 2)', "return 1",
            ("tests/test_cli.py::test_exit_code_2_for_bad_input_and_130_for_an_interrupt",)),
+    # --- issue 25: bugs the suite missed until these tests (each checked by applying it) ---
+    Mutant("adaptive-parent-records-wrong-alpha", "cluster/flow/adaptive.py",
+           "SS.TAG_ALPHA: repr(d.alpha)", "SS.TAG_ALPHA: repr(d.levels[-1])",
+           (U25 + "::test_adaptive_parent_run_records_the_design_it_tested_with",)),
+    Mutant("study-judges-adaptive-at-one-look", "analysis/study.py", "        design, sequential = decision_design(data)",
+           "        design, sequential = type(decision_design(data)[0])(alpha=alpha), False",
+           (U25 + "::test_study_report_judges_an_adaptive_sweep_under_its_design",)),
+    Mutant("untagged-killed-run-completed", "analysis/load.py",
+           'runs[reason].fillna(runs["mlflow_status"].str.lower())', "runs[reason].fillna(S.STATUS_COMPLETED)",
+           (U25 + "::test_child_run_killed_before_it_was_tagged_is_not_a_result",)),
+    Mutant("pack-one-finished-earlier-is-finished", "trainables/lifecycle.py",
+           "if all(m.run is not None and m.run.finished_earlier for m in members)",
+           "if any(m.run is not None and m.run.finished_earlier for m in members)",
+           (U25 + "::test_pack_with_one_member_finished_earlier_trains_and_completes_the_others",)),
+    Mutant("pack-best-from-member-0", "trainables/lifecycle.py", "step.history_rows(i, 1, start - 1)",
+           "step.history_rows(0, 1, start - 1)", (U25 + "::test_restored_pack_members_keep_their_own_best_accuracy",)),
+    Mutant("flush-one-batch", "trainables/tracking.py", "        while self.buffer:", "        if self.buffer:",
+           (U25 + "::test_flush_drains_the_buffer_in_batches",)),
+    Mutant("evaluator-keys-for-any-pairing", "trainables/spec.py", "| _evaluator_keys(evaluators)", "| _evaluator_keys()",
+           (U25 + "::test_evaluator_keys_are_refused_for_trials_without_that_evaluator",)),
+    Mutant("ci-low-not-clipped", "analysis/stats.py", "return min(max(low, bounds[0]), bounds[1]), ",
+           "return min(low, bounds[1]), ", (U25 + "::test_accuracy_interval_lower_bound_is_clipped_to_zero",)),
+    Mutant("no-correction-over-looks", "analysis/sequential.py",
+           "        fr = tuple(n / self.looks[-1] for n in self.looks)", "        return (self.alpha / 2,) * self.k",
+           ("tests/test_adaptive.py::test_error_rate_under_repeated_looks_stays_below_alpha",)),
+    Mutant("sigterm-exits-130", "cluster/flow/finish.py", "    return 128 + signum", "    return 130",
+           ("tests/test_resume_fast.py::test_asha_search_resumes",)),
+    Mutant("graceful-stop-exits-as-done", "cluster/flow/finish.py",
+           "    if guard.signum is not None:  # Tune stopped gracefully", "    if False:  # Tune stopped gracefully",
+           ("tests/test_resume_fast.py::test_packed_sweep_resumes_every_member",)),
+    Mutant("packed-resume-ignores-checkpoint", "trainables/packed_trainable.py",
+           'run_pack(list(config["members"]), tracking, report, restore, trial_id=trial_id)',
+           'run_pack(list(config["members"]), tracking, report, None, trial_id=trial_id)',
+           ("tests/test_resume_fast.py::test_packed_sweep_resumes_every_member",)),
 ]
 
 

@@ -30,6 +30,9 @@ class DatasetSpec:
         num_classes: number of classes for a config instance (0 for regression).
         tiny: settings for the smallest useful dataset (a few samples): the registry tests train
             every pairing on it, so a new dataset is tested the moment it is registered.
+        peak_bytes: bytes one trial's data needs at its peak for a config instance (the driver's
+            memory check, cluster.planning.validate.check_memory); None when bounded by files on
+            disk, not by the config.
     """
 
     build: Callable[[Mapping[str, Any]], DataBundle]
@@ -39,6 +42,7 @@ class DatasetSpec:
     input_shape: Callable[[Any], tuple[int, ...]]
     num_classes: Callable[[Any], int]
     tiny: dict[str, Any]
+    peak_bytes: Callable[[Any], int] | None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -53,25 +57,45 @@ def _classes(n: int) -> Callable[[Any], int]:
     return lambda cfg: n
 
 
+def _edges_bytes(d) -> int:
+    n = (d.data_per_class + d.valid_per_class) * len(d.class_type)
+    return n * d.spatial_resolution ** 2 * 4 * 8  # float32; generation peaks at ~8x the tensors (measured)
+
+
+def _localization_bytes(d) -> int:
+    return d.n_samples * 64 * 64 * 4 * 4
+
+
+def _cifar_bytes(d) -> int:
+    return 60_000 * 3 * 32 * 32 * 3  # uint8 files of fixed size: decoded, cached, split
+
+
+def _mnist_bytes(d) -> int:
+    return 70_000 * 28 * 28 * 3
+
+
 DATASETS: dict[str, DatasetSpec] = {
     "edges": DatasetSpec(edges.build_edges, edges.EdgeDataConfig,
                          "synthetic edge detection (SPEC 1.1), 1x28x28, 3 or 5 classes", "synthetic",
                          lambda c: c.input_shape, lambda c: c.num_classes,
-                         {"data_per_class": 2, "valid_per_class": 2}),
+                         {"data_per_class": 2, "valid_per_class": 2}, peak_bytes=_edges_bytes),
     "localization": DatasetSpec(localization.build_localization, localization.LocalizationConfig,
                                 "synthetic 64x64 square localisation (SPEC 1.2), box regression", "synthetic",
                                 _shape((1, localization.CANVAS, localization.CANVAS)), _classes(0),
-                                {"n_samples": 16}),
+                                {"n_samples": 16}, peak_bytes=_localization_bytes),
     "cifar10": DatasetSpec(cifar.build_cifar10, cifar.Cifar10Config,
                            "CIFAR-10 from torchvision files under data_root (SPEC 1.3)", "files",
-                           lambda c: c.input_shape, _classes(10), {"train_subset": 16, "eval_subset": 8}),
+                           lambda c: c.input_shape, _classes(10), {"train_subset": 16, "eval_subset": 8},
+                           peak_bytes=_cifar_bytes),
     "mnist": DatasetSpec(mnist.build_mnist, mnist.MnistConfig,
                          "MNIST from torchvision files under data_root (SPEC 1.4)", "files",
-                         _shape((1, 28, 28)), _classes(10), {"train_subset": 16, "eval_subset": 8}),
+                         _shape((1, 28, 28)), _classes(10), {"train_subset": 16, "eval_subset": 8},
+                         peak_bytes=_mnist_bytes),
     "cifar10_features": DatasetSpec(features.build_cifar10_features, features.FeatureConfig,
                                     "cached frozen-backbone features of CIFAR-10 (SPEC 2.5)", "features",
                                     lambda c: c.input_shape, _classes(10),
-                                    {"train_subset": 8, "eval_subset": 4, "feature_batch_size": 4}),
+                                    {"train_subset": 8, "eval_subset": 4, "feature_batch_size": 4},
+                                    peak_bytes=None),  # features of the fixed CIFAR-10 set, computed in batches
 }
 
 
@@ -86,7 +110,8 @@ def register_dataset(name: str, spec: DatasetSpec, protocol: Mapping[str, Any] |
     (like the edge protocol for "edges"); without it, pair models with `register_pairing`.
 
     Raises:
-        ConfigError: the name is taken (built-in or another module's), or `spec` is no DatasetSpec.
+        ConfigError: the name is taken (built-in or another module's), `spec` is no DatasetSpec, or a
+            synthetic dataset gives no peak_bytes (the same rule as the built-in ones).
     """
     origin = registry.current_origin()
     if not isinstance(spec, DatasetSpec):
@@ -95,6 +120,10 @@ def register_dataset(name: str, spec: DatasetSpec, protocol: Mapping[str, Any] |
     if not hasattr(spec.config, "from_config") or not hasattr(spec.config, "keys"):
         raise ConfigError(f"dataset {name!r} from {origin}: its config must be a frozen dataclass deriving from "
                           "core.config_base.ConfigBase (keys are checked through it)")
+    if spec.peak_bytes is not None and not callable(spec.peak_bytes) or spec.peak_bytes is None and spec.kind == "synthetic":
+        raise ConfigError(f"dataset {name!r} from {origin}: peak_bytes must be a function of its config returning the "
+                          "bytes one trial's data needs at its peak (the driver's memory check); only a files- or "
+                          f"features-backed dataset may give None, this one is {spec.kind!r}")
     registry.register("dataset", name, spec, origin)
     if protocol is not None:
         from trainables.pairings import DATASET_PROTOCOLS  # noqa: F401  (tracked as "dataset protocol")

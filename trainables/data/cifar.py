@@ -26,6 +26,13 @@ FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILES = ["test_batch"]
 SPLITS = ("test", "45k5k")
+# What the official archive holds: five training batches and one test batch of 10,000 images each
+# (30,720,000 pixel bytes plus labels and file names, about 31 MB per file). A file larger than
+# MAX_BATCH_BYTES or declaring more images is refused before any array is built.
+IMAGES_PER_BATCH = 10_000
+PIXELS = 3 * 32 * 32
+MAX_BATCH_BYTES = IMAGES_PER_BATCH * PIXELS + (4 << 20)
+MAX_META_BYTES = 64 << 10
 
 
 def shown(path) -> str:
@@ -108,7 +115,7 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             batch (corrupt, truncated, wrong keys or sizes).
     """
     try:
-        entry = load_restricted(path)
+        entry = load_restricted(path, MAX_BATCH_BYTES)
     except UnsafePickle as err:
         raise ConfigError(f"CIFAR-10 file {path} is not a plain CIFAR-10 batch and was not loaded: {err}. "
                           "Replace it with the file from the official archive") from None
@@ -117,15 +124,21 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     entry = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
     data = entry.get("data")
     labels = entry.get("labels", entry.get("fine_labels"))
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or labels is None:
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or not isinstance(labels, list):
         raise ValueError(f"{path.name} has no uint8 'data' array and 'labels' list")
-    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
+    n = len(labels)
+    if n > IMAGES_PER_BATCH or data.shape not in ((n, PIXELS), (n, 3, 32, 32)):
+        raise ValueError(f"{path.name} holds data of shape {data.shape} for {n} labels; a batch is at most "
+                         f"{IMAGES_PER_BATCH} rows of {PIXELS} pixels, one label each")
+    if not all(type(v) is int for v in labels):
+        raise ValueError(f"{path.name} has labels that are not integers")
+    return data.reshape(n, 3, 32, 32), np.asarray(labels, dtype=np.int64)
 
 
 def check_meta(path: Path) -> None:
     """batches.meta, read with the restricted unpickler: a dict naming the 10 classes."""
     try:
-        meta = load_restricted(path)
+        meta = load_restricted(path, MAX_META_BYTES)
     except UnsafePickle as err:
         raise ConfigError(f"CIFAR-10 file {path} is not a plain batches.meta and was not loaded: {err}") from None
     names = meta.get("label_names", meta.get(b"label_names")) if isinstance(meta, dict) else None

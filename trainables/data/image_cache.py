@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.errors import ConfigError
+
 NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # LAB scratch models, MNIST-MLP
     "cifar": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),  # BASE
@@ -64,6 +66,12 @@ def cached_split(name: str, sources: Sequence[Path], load: Callable[[], tuple[np
         Tensors sharing memory with the cache: treat them as read-only.
     """
     stamp = _stamp(sources)
+    source_bytes = sum(p.stat().st_size for p in sources)
+
+    def bounded(x: np.ndarray, y: np.ndarray) -> bool:
+        # Every pixel must come from a byte of the originals, one label per image: a cache (or a
+        # decoder) claiming more cannot be the dataset and is never written or trusted.
+        return x.ndim >= 1 and y.shape == (len(x),) and x.nbytes <= source_bytes
     key = (name, tuple(str(p.resolve()) for p in sources), stamp)
     if key in _MEMORY:
         return _MEMORY[key]
@@ -72,12 +80,20 @@ def cached_split(name: str, sources: Sequence[Path], load: Callable[[], tuple[np
         xp, yp = cache_dir / f"{name}-{stamp}-x.npy", cache_dir / f"{name}-{stamp}-y.npy"
         if xp.exists() and yp.exists():
             try:
-                x, y = np.load(xp, mmap_mode="c"), np.load(yp)
+                x, y = np.load(xp, mmap_mode="c"), np.load(yp, mmap_mode="r")
+                if x.dtype != np.uint8 or y.dtype != np.int64 or not bounded(x, y):
+                    x = y = None
+                else:
+                    y = np.array(y)
             except (OSError, ValueError):  # a damaged cache file: rebuild from the originals
                 x = y = None
     if x is None:
         x, y = load()
         x, y = np.ascontiguousarray(x, dtype=np.uint8), np.asarray(y, dtype=np.int64)
+        if not bounded(x, y):
+            raise ConfigError(f"{name}: decoding {[str(p) for p in sources]} gave {len(x)} images "
+                              f"({x.nbytes:,} bytes) for {len(y)} labels from {source_bytes:,} bytes of files; "
+                              "the files are not the dataset. Replace them with the official ones")
         if cache_dir is not None:
             try:
                 cache_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,13 @@
-"""MNIST (SPEC 1.4) from torchvision's idx files under <data_root>/MNIST/raw, normalised on the device."""
+"""MNIST (SPEC 1.4) from torchvision's idx files under <data_root>/MNIST/raw, normalised on the device.
+
+The idx files are read here (not by torchvision) so that each header is checked against the
+sizes MNIST has before any array is built, and the array holds only bytes the file holds.
+"""
 from __future__ import annotations
 
+import math
+import os
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +24,39 @@ from core.errors import ConfigError
 
 FILES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+# What the official files hold: 60,000 training and 10,000 test images of 28x28 uint8 pixels.
+MAX_IMAGES = {True: 60_000, False: 10_000}
+SIDE = 28
+
+
+def read_idx(path: Path, item_shape: tuple[int, ...], max_items: int) -> np.ndarray:
+    """One uncompressed uint8 idx file as an (N, *item_shape) array, its header checked first.
+
+    The header (magic 0x0000 0x08 ndim, then ndim big-endian sizes) must declare at most
+    max_items items of item_shape, and the file must be exactly that long: the array is built
+    from bytes the file holds, never from the sizes it claims.
+
+    Raises:
+        ValueError: bad magic, dimensions, counts or file length (named).
+    """
+    ndim = 1 + len(item_shape)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        header = f.read(4 + 4 * ndim)
+        if len(header) < 4 + 4 * ndim or header[:3] != b"\x00\x00\x08" or header[3] != ndim:
+            raise ValueError(f"{path.name} does not start with the idx header of a {ndim}-d uint8 array")
+        dims = struct.unpack(f">{ndim}I", header[4:])
+        if tuple(dims[1:]) != item_shape or dims[0] > max_items:
+            raise ValueError(f"{path.name} declares {dims[0]} items of shape {tuple(dims[1:])}; expected at most "
+                             f"{max_items} of shape {item_shape}")
+        expected = len(header) + dims[0] * math.prod(item_shape)
+        if size != expected:
+            raise ValueError(f"{path.name} is {size:,} bytes; its header declares {expected:,}")
+        data = bytearray(expected - len(header))  # writable: torch.from_numpy wants that
+        got = f.readinto(data)
+    if got != len(data):
+        raise ValueError(f"{path.name} changed while it was read")
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims[0], *item_shape)
 
 
 @dataclass(frozen=True)
@@ -85,13 +125,10 @@ def load_mnist_uint8(data_root: str, train: bool, download: bool = False) -> tup
     raw = _raw(data_root)
 
     def load() -> tuple[np.ndarray, np.ndarray]:
+        images, labels = FILES[train]
         try:
-            from torchvision.datasets import MNIST  # lazy: a primed uint8 cache needs torch only
-
-            ds = MNIST(str(root), train=train, download=False)
-            x, y = ds.data.numpy()[:, None], ds.targets.numpy()
-        except ImportError:  # torchvision missing: say so, not "corrupt"
-            raise
+            x = read_idx(raw / images, (SIDE, SIDE), MAX_IMAGES[train])[:, None]
+            y = read_idx(raw / labels, (), MAX_IMAGES[train]).astype(np.int64)
         except Exception as err:  # bad magic number, truncated file
             raise ConfigError(f"MNIST files in {shown(raw)} are corrupt or truncated "
                               f"({type(err).__name__}: {str(err)[:200]}); delete them and copy or "
