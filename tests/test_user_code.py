@@ -268,3 +268,53 @@ def test_an_experiment_object_passed_to_the_api_is_registered_as_the_callers():
     assert user_code.experiment_name(exp) == "object-exp"
     assert registry.origin_of("experiment", "object-exp") == __name__
     assert user_code.experiment_name(exp) == "object-exp"  # the same object again: no clash
+
+
+def _search_store(tmp_path: Path, ref: user_modules.ModuleRef) -> str:
+    """An MLflow store holding a finished search `s-search` of my_study.py's experiment (two completed
+    trials of tiny_cnn/edges), its parent run tagged with the module as the driver tags it."""
+    from mlflow.tracking import MlflowClient
+
+    from core import store_schema as S
+
+    uri = f"sqlite:///{tmp_path}/search.db"
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment("tiny-vs-simple-cnn")
+    parent = client.create_run(exp_id, run_name="s-search", tags={
+        S.TAG_ROLE: S.ROLE_SWEEP, S.TAG_SWEEP: "s-search", S.TAG_EXPERIMENT: "tiny-vs-simple-cnn",
+        S.TAG_SWEPT_KEYS: json.dumps(["lr"]), S.TAG_USER_MODULES: json.dumps([ref.to_dict()])}).info.run_id
+    for seed, lr, acc in ((0, 0.01, 0.6), (1, 0.05, 0.8)):
+        run = client.create_run(exp_id, tags={S.TAG_PARENT_RUN_ID: parent, S.TAG_STATUS_REASON: S.STATUS_COMPLETED,
+                                              S.TAG_PAIRING: "tiny_cnn/edges"}).info.run_id
+        for key, value in {"pairing": "tiny_cnn/edges", "seed": seed, "lr": lr, "epochs": 3,
+                           "data_per_class": 10}.items():
+            client.log_param(run, key, value)
+        client.log_metric(run, "val_acc", acc)
+        client.set_terminated(run)
+    client.set_terminated(parent)
+    return uri
+
+
+def test_confirm_of_a_user_search_loads_its_recorded_modules_and_refuses_a_changed_one(study, tmp_path, monkeypatch):
+    """`sweep confirm` of a search of my_study.py's experiment, in a new process (nothing loaded): the search's
+    modules come back from its parent run's tag (hash-checked), so its user pairing is planned; an edited
+    module is refused with exit 2 before any sweep starts."""
+    _, ref = user_modules.load_file(study)
+    uri = _search_store(tmp_path, ref)
+    user_modules.LOADED.clear()
+    registry.forget(ref.origin)  # a fresh driver: tiny_cnn is unknown until the search's module is loaded
+    sys.modules.pop(ref.name, None)
+    assert "tiny-vs-simple-cnn" not in EXPERIMENTS
+    got = _captured_run(monkeypatch)
+    assert main(["confirm", "s-search", "--seeds", "2", "--tracking-uri", uri,
+                 "--storage-path", str(tmp_path / "rr")]) == 0
+    (opts,) = got
+    assert opts.experiment == "tiny-vs-simple-cnn" and registry.origin_of("model", "tiny_cnn") == "my_study.py"
+    assert user_code.sweep_refs(EXPERIMENTS["tiny-vs-simple-cnn"]) == [ref]  # recorded with the confirmation
+
+    study.write_text(study.read_text() + "\n# edited after the search\n")
+    user_modules.LOADED.clear()
+    registry.forget(ref.origin)
+    assert main(["confirm", "s-search", "--seeds", "2", "--tracking-uri", uri,
+                 "--storage-path", str(tmp_path / "rr")]) == 2
+    assert len(got) == 1

@@ -6,8 +6,9 @@ to the workers and what is recorded with the sweep (core.user_modules does the l
   module-level variable holding an Experiment, or an Experiment's name) or "acme.studies:NAME".
 - The sweep records every user module it loaded: sweep.json `user_modules`, the parent run's tag
   `user_modules` (name, sha256, path) and the source as the artifact `sweep/user_modules/<file>`,
-  plus a copy in `<storage>/<sweep>/user_modules/`. `sweep resume` refuses a module whose file
-  changed; `sweep report` says so when the file changed since the sweep ran.
+  plus a copy in `<storage>/<sweep>/user_modules/`. `sweep resume` and `sweep confirm` load them
+  again and refuse a module whose file changed; `sweep report` says so when the file changed since
+  the sweep ran.
 - With `--address`, the user's files travel to the workers in Ray's runtime environment
   (`py_modules`); the trials import them by name and check the hash (a local Ray reads the
   driver's path, with the same check).
@@ -189,15 +190,34 @@ def reload_recorded(record, parent_tags: dict | None = None) -> list[ModuleRef]:
     sweep.json whose modules are not the ones the parent run recorded."""
     refs = recorded_refs(record)
     name = record.get("name") if isinstance(record, dict) else record.name
-    if parent_tags is not None:
-        try:
-            tagged = [ModuleRef.from_dict(d) for d in json.loads(parent_tags.get(TAG_USER_MODULES) or "[]")]
-        except (ValueError, TypeError):
-            tagged = None
-        if tagged != refs:
-            raise ConfigError(f"sweep {name}: the user modules in sweep.json are not the ones its MLflow "
-                              f"parent run recorded (tag {TAG_USER_MODULES}); the sweep folder was changed, so it is "
-                              "not resumed")
+    if parent_tags is not None and tagged_refs(parent_tags, name) != refs:
+        raise ConfigError(f"sweep {name}: the user modules in sweep.json are not the ones its MLflow "
+                          f"parent run recorded (tag {TAG_USER_MODULES}); the sweep folder was changed, so it is "
+                          "not resumed")
+    return _load_again(refs, name)
+
+
+def tagged_refs(parent_tags: dict, name: str) -> list[ModuleRef]:
+    """The user modules a sweep's parent run recorded (its tag `user_modules`; none for built-ins only).
+
+    Raises:
+        ConfigError: the tag is not the list the driver writes.
+    """
+    try:
+        return [ModuleRef.from_dict(d) for d in json.loads(parent_tags.get(TAG_USER_MODULES) or "[]")]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise ConfigError(f"sweep {name}: its parent run's tag {TAG_USER_MODULES} is not a list of modules "
+                          "(name, sha256, path); the record was changed") from None
+
+
+def reload_tagged(parent_tags: dict, name: str) -> list[ModuleRef]:
+    """Before `sweep confirm` plans its rerun: load the user modules the search recorded on its
+    parent run (hash-checked), so its experiment, pairings and models are the ones that ran."""
+    return _load_again(tagged_refs(parent_tags, name), name)
+
+
+def _load_again(refs: list[ModuleRef], name: str) -> list[ModuleRef]:
+    """Load each recorded module, refusing one that is gone or whose source changed."""
     for ref in refs:
         if ref.kind == FILE:
             if not Path(ref.path).is_file():
