@@ -58,7 +58,12 @@ class HeadState:
 def state_dir() -> Path:
     """$SWEEP_HOME, else ./.sweep in the working directory (never a machine-wide location)."""
     home = os.environ.get("SWEEP_HOME")
-    return Path(home).expanduser().resolve() if home else Path.cwd().resolve() / ".sweep"
+    path = Path(home).expanduser().resolve() if home else Path.cwd().resolve() / ".sweep"
+    if path.exists() and not path.is_dir():
+        where = f"$SWEEP_HOME={home}" if home else str(path)
+        raise ConfigError(f"{where} is a file, not a folder: it holds this project's Ray head state "
+                          f"(ray-head.json); point $SWEEP_HOME at a folder (created if missing) or unset it")
+    return path
 
 
 def state_file() -> Path:
