@@ -45,6 +45,7 @@ def init_ray(address: str | None, num_cpus: int | None = None, ship_code: bool =
         if head is not None:
             _join_head(head)
             return "head"
+        ray_head.reap_orphans()  # agents a SIGKILLed sweep of this folder left (Ray does not stop them)
         with loopback_only():
             ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1",
                      log_to_driver=True, configure_logging=True, logging_level="WARNING")
