@@ -181,6 +181,14 @@ def test_interaction_verdict_follows_its_welch_interval():
     assert r.verdict == "no" and high < 0
     assert r.effect == pytest.approx((d, low, high))
     assert math.isnan(r.cannot_exclude) and "cannot exclude" not in r.sentence  # decided: nothing left open
+    # The same seeds as a loss (lower is better): the claim is about the loss gap, decided the same way,
+    # the effect shown on the loss scale (the CNN's loss lead shrinks from 5 to 0.5 pts: +4.5).
+    loss = runs(shrinks)
+    loss["val_loss"] = 1 - loss["val_acc"]
+    by_loss = Hypothesis("the loss gap widens with data", CNN, MLP, kind="interaction", metric="val_loss", mode="min",
+                         at={"data_per_class": 100}, at_other={"data_per_class": 10})
+    (r,) = evaluate_all([by_loss], loss, ["data_per_class"])
+    assert r.verdict == "no" and r.effect == pytest.approx((-d, -high, -low))
 
 
 def test_report_claim_list_shows_each_verdict_and_the_rule():
@@ -191,6 +199,7 @@ def test_report_claim_list_shows_each_verdict_and_the_rule():
     claims = [Hypothesis("CNN > MLP", CNN, MLP), Hypothesis("MLP > CNN", MLP, CNN)]
     results = evaluate_all(claims, frame, ["data_per_class"])
     assert [r.verdict for r in results] == ["yes", "no"]
+    assert all(math.isnan(r.cannot_exclude) and "cannot exclude" not in r.sentence for r in results)
     html = hypotheses_html(results, rule="one look")
     assert html.startswith("<ul>") and html.count("<li>") == 2
     assert '<span class="verdict v-yes">yes</span>' in html and '<span class="verdict v-no">no</span>' in html
@@ -253,6 +262,11 @@ def test_chance_claim_left_open_says_how_many_seeds_would_decide_it():
     assert near.verdict == spread.verdict == "inconclusive"
     assert near.seeds_needed is not None and 8 < near.seeds_needed < spread.seeds_needed
     assert f"about {near.seeds_needed} seeds per side would decide it" in near.sentence
+    assert near.confidence == pytest.approx(0.95) and "(95% interval)" in near.sentence
+    # [30, 40]%: inside chance - 5 pts but past chance + 5 pts: neither at chance nor clear of it.
+    above = evaluate_all([chance], runs({(MLP, 30): [0.30, 0.36, 0.33, 0.40, 0.31, 0.35, 0.32, 0.38]}),
+                         ["data_per_class"])[0]
+    assert above.effect[1:] == pytest.approx((0.30, 0.40)) and above.verdict == "inconclusive"
 
 
 def test_a_threshold_on_the_interval_end_is_neither_met_nor_contradicted():
@@ -268,6 +282,7 @@ def test_a_threshold_on_the_interval_end_is_neither_met_nor_contradicted():
     results = evaluate_all(claims, frame, ["data_per_class"])
     assert all(r.effect[1:] == pytest.approx((0.5, 0.7)) for r in results)
     assert [r.verdict for r in results] == ["inconclusive", "inconclusive", "no", "no"]
+    assert all(r.note == "" and "too few" not in r.sentence for r in results)  # 8 seeds give an interval
 
 
 def test_learned_counts_are_k_of_n_for_every_kind_of_claim():
