@@ -118,6 +118,19 @@ def test_fewest_seeds_is_where_complete_separation_first_reaches_the_level(level
         assert p_of(n) <= level * (1 + 1e-9)
         assert n == 1 or p_of(n - 1) > level
 
+
+def test_seeds_to_show_equivalence_grow_with_the_spread_squared():
+    # No difference, margin 5 pts: doubling the seeds' spread quadruples the seeds needed; an
+    # effect closer to the margin needs more.
+    need = [Q.seeds_needed(0.0, sd, 0.05, 0.0125) for sd in (0.05, 0.1, 0.2)]
+    assert need[1] == pytest.approx(4 * need[0], rel=0.1) and need[2] == pytest.approx(4 * need[1], rel=0.05)
+    assert Q.seeds_needed(0.01, 0.1, 0.05, 0.0125) > need[1]
+
+
+def test_a_one_look_design_states_its_alpha_and_interval():
+    assert Q.Design(alpha=0.05).rule == "one look, two-sided alpha 0.05 (95% intervals)"
+    assert Q.Design(alpha=0.1).rule == "one look, two-sided alpha 0.1 (90% intervals)"
+
 # -- the design's operating characteristics (issue 20, "done when") -----------------------------
 REPS = 300
 DESIGN = Q.Design.waves(3, 12)
