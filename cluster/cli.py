@@ -132,9 +132,8 @@ def cmd_up(args) -> int:
 
     if args.num_cpus is not None and args.num_cpus < 1:
         raise ConfigError(f"--num-cpus must be >= 1, got {args.num_cpus}")
-    before = ray_head.live_head()
-    head = ray_head.up(args.num_cpus)
-    verb = "already up" if before is not None else "up"
+    head, started = ray_head.start_or_join(args.num_cpus)
+    verb = "up" if started else "already up"
     print(f"{head.describe()}: {verb}. `sweep run` uses it; `sweep down` stops it (state: {ray_head.state_file()})")
     return 0
 

@@ -159,9 +159,9 @@ def _capture(monkeypatch, command: str) -> dict:
         import cluster.infra.ray_head as mod
         from cluster.infra.ray_head import HeadState
 
-        monkeypatch.setattr(mod, "live_head", lambda **kw: None)
-        monkeypatch.setattr(mod, "up", lambda num_cpus=None: seen.update(num_cpus=num_cpus)
-                            or HeadState("127.0.0.1:1", 1, num_cpus or 1, "/tmp/x", "/tmp", 0.0))
+        # (the CLI asks start_or_join, which decides "up" / "already up" under the project's lock)
+        monkeypatch.setattr(mod, "start_or_join", lambda num_cpus=None: seen.update(num_cpus=num_cpus)
+                            or (HeadState("127.0.0.1:1", 1, num_cpus or 1, "/tmp/x", "/tmp", 0.0), True))
     elif command == "confirm":
         import cluster.flow.confirm as mod
 
