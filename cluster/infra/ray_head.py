@@ -141,11 +141,8 @@ def _group_leftovers(state: HeadState) -> list[int]:
     return found
 
 
-def reap_leftovers(state: HeadState, note=print, wait_s: float = 5.0) -> int:
-    """Stop what a killed keeper left running (Ray's agents, raylet, GCS); the number stopped."""
-    pids = _group_leftovers(state)
-    if not pids:
-        return 0
+def _stop(pids: list[int], wait_s: float) -> None:
+    """SIGTERM, then SIGKILL what is still there after `wait_s`."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             try:
@@ -157,9 +154,51 @@ def reap_leftovers(state: HeadState, note=print, wait_s: float = 5.0) -> int:
             time.sleep(0.1)
         pids = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
         if not pids:
-            break
+            return
+
+
+def reap_leftovers(state: HeadState, note=print, wait_s: float = 5.0) -> int:
+    """Stop what a killed keeper left running (Ray's agents, raylet, GCS); the number stopped."""
+    pids = _group_leftovers(state)
+    if not pids:
+        return 0
+    _stop(pids, wait_s)
     note(f"note: stopped the Ray processes the killed keeper (pid {state.pid}) had left running")
     return 1
+
+
+def orphaned_ray_processes(cwd: Path | None = None) -> list[int]:
+    """Ray processes of this user left by a killed driver started in `cwd` (default: this folder).
+
+    A driver killed with SIGKILL takes its raylet and GCS with it (Ray ties them to the driver), but
+    Ray's dashboard and runtime-env agents outlive them (ray-project/ray#52385): they are re-parented
+    to init (ppid 1) and keep running. Those are found as: our uid, ppid 1, a `ray::` process name
+    and the driver's working directory; a running sweep's agents have their raylet as parent."""
+    cwd = (cwd or Path.cwd()).resolve()
+    uid, found = os.getuid(), []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if proc.stat().st_uid != uid:
+                continue
+            stat = (proc / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid != 1 or not (proc / "cmdline").read_bytes().startswith(b"ray::"):
+                continue
+            if Path(os.readlink(proc / "cwd")).resolve() == cwd:
+                found.append(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def reap_orphans(note=print, cwd: Path | None = None, wait_s: float = 5.0) -> int:
+    """Stop the Ray agents a killed driver of this folder left running; how many were stopped."""
+    pids = orphaned_ray_processes(cwd)
+    if not pids:
+        return 0
+    _stop(pids, wait_s)
+    note(f"note: stopped {len(pids)} Ray agent process(es) a killed sweep in this folder had left running")
+    return len(pids)
 
 
 def live_head(note=print, env_digest: str | None = None) -> HeadState | None:
@@ -226,6 +265,7 @@ def _start(num_cpus: int | None) -> HeadState:
     cpus = num_cpus or os.cpu_count() or 1
     if cpus < 1:
         raise ConfigError(f"--num-cpus must be >= 1, got {cpus}")
+    reap_orphans()
     directory = state_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / STATE_NAME
