@@ -71,6 +71,23 @@ def test_asha_flags_from_the_command_line_are_accepted_with_scheduler_asha():
     assert asha_settings(build_plan(opts), opts) == {"max_t": 400, "grace_period": 2, "reduction_factor": 2}
 
 
+def test_asha_runs_when_chosen_and_only_then():
+    from ray.tune.schedulers import ASHAScheduler
+
+    from cluster.tuner.schedulers import PerPairingASHA
+    from cluster.tuner.search import make_search
+
+    # edge-hpo declares ASHA: two pairings get one ASHA each, with the declared rungs
+    scheduler, _, metric, mode = make_search(make_plan(get_experiment("edge-hpo"), seeds=1), RunOptions("edge-hpo"))
+    assert isinstance(scheduler, PerPairingASHA) and (metric, mode) == ("val_acc", "max")
+    assert scheduler.asha == {"time_attr": "epoch", "max_t": 400, "grace_period": 10, "reduction_factor": 3}
+    # one pairing: Ray's own ASHAScheduler; --scheduler none: no scheduler, the search still ranks by its metric
+    opts = RunOptions("edge-deeper-hpo", grace_period=4, reduction_factor=2)
+    assert isinstance(make_search(make_plan(get_experiment("edge-deeper-hpo"), seeds=1), opts)[0], ASHAScheduler)
+    assert make_search(make_plan(get_experiment("edge-hpo"), seeds=1),
+                       RunOptions("edge-hpo", scheduler="none")) == (None, None, "val_acc", "max")
+
+
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"grace_period": 0}, "--grace-period must be >= 1"),
     ({"reduction_factor": 1}, "--reduction-factor must be >= 2"),
