@@ -54,6 +54,40 @@ def test_cli_grace_and_reduction_override_the_experiment():
     assert asha_settings(build_plan(opts), opts) == {"max_t": 8, "grace_period": 1, "reduction_factor": 2}
 
 
+def test_asha_without_a_declared_search_waits_a_twentieth_of_the_budget():
+    # edge-data-per-class declares no Search: ASHA's grace period is one twentieth of its 500 epochs
+    opts = RunOptions("edge-data-per-class", scheduler="asha")
+    assert asha_settings(build_plan(opts), opts) == {"max_t": 500, "grace_period": 25, "reduction_factor": 3}
+
+
+def test_asha_flags_from_the_command_line_are_accepted_with_scheduler_asha():
+    from cluster.cli import build_parser
+    from cluster.flow.options import from_args
+
+    # argv strings are built at run time, as sys.argv's are (never the interned literal "asha")
+    argv = [w.strip() for w in " run edge-hpo --scheduler asha --grace-period 2 --reduction-factor 2 ".split()]
+    args = build_parser().parse_args(argv)
+    opts = from_args(RunOptions, args, experiment=args.experiment)
+    assert asha_settings(build_plan(opts), opts) == {"max_t": 400, "grace_period": 2, "reduction_factor": 2}
+
+
+def test_asha_runs_when_chosen_and_only_then():
+    from ray.tune.schedulers import ASHAScheduler
+
+    from cluster.tuner.schedulers import PerPairingASHA
+    from cluster.tuner.search import make_search
+
+    # edge-hpo declares ASHA: two pairings get one ASHA each, with the declared rungs
+    scheduler, _, metric, mode = make_search(make_plan(get_experiment("edge-hpo"), seeds=1), RunOptions("edge-hpo"))
+    assert isinstance(scheduler, PerPairingASHA) and (metric, mode) == ("val_acc", "max")
+    assert scheduler.asha == {"time_attr": "epoch", "max_t": 400, "grace_period": 10, "reduction_factor": 3}
+    # one pairing: Ray's own ASHAScheduler; --scheduler none: no scheduler, the search still ranks by its metric
+    opts = RunOptions("edge-deeper-hpo", grace_period=4, reduction_factor=2)
+    assert isinstance(make_search(make_plan(get_experiment("edge-deeper-hpo"), seeds=1), opts)[0], ASHAScheduler)
+    assert make_search(make_plan(get_experiment("edge-hpo"), seeds=1),
+                       RunOptions("edge-hpo", scheduler="none")) == (None, None, "val_acc", "max")
+
+
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"grace_period": 0}, "--grace-period must be >= 1"),
     ({"reduction_factor": 1}, "--reduction-factor must be >= 2"),
@@ -172,6 +206,37 @@ def test_optuna_space_is_conditional_on_the_pairing():
     assert trial.asked["pairing"] == ("cat", (CNN, MLP))
     constants = tune_space(plan, SimpleNamespace(search="optuna"))
     assert constants["data_per_class"] == 30 and constants["seed"] == 10 and "lr" not in constants
+
+
+@pytest.mark.parametrize("searcher, exp_name", [("optuna", "edge-hpo"), ("hyperopt", "edge-deeper-hpo")])
+def test_each_model_based_searcher_gets_its_own_ray_search_algorithm(monkeypatch, searcher, exp_name):
+    # Without optuna/hyperopt installed here, Ray's wrappers are replaced by recorders: what is
+    # checked is which wrapper `--search NAME` builds and with what (space, metric, mode, seed).
+    import sys
+    import types
+
+    import cluster.tuner.search as search
+
+    monkeypatch.setattr(search.importlib.util, "find_spec", lambda name: object())  # pretend installed
+    built = {}
+
+    def recorder(kind):
+        class Recorder:
+            def __init__(self, **kwargs):
+                built[kind] = kwargs
+        return Recorder
+
+    for kind, cls in (("optuna", "OptunaSearch"), ("hyperopt", "HyperOptSearch")):
+        monkeypatch.setitem(sys.modules, f"ray.tune.search.{kind}", types.SimpleNamespace(**{cls: recorder(kind)}))
+    exp = get_experiment(exp_name)
+    plan = make_plan(exp, seeds=1)
+    scheduler, alg, metric, mode = search.make_search(plan, RunOptions(exp_name, search=searcher))
+    assert list(built) == [searcher] and (metric, mode) == (exp.search.metric, exp.search.mode)
+    if searcher == "optuna":
+        assert isinstance(built["optuna"]["space"], OptunaSpace) and built["optuna"]["seed"] == plan.seeds[0]
+        assert (built["optuna"]["metric"], built["optuna"]["mode"]) == (metric, mode)
+    else:
+        assert built["hyperopt"] == {"random_state_seed": plan.seeds[0]}
 
 
 def test_hyperopt_space_turns_grid_axes_into_choices():

@@ -96,6 +96,16 @@ def test_sampled_domains_become_tune_domains():
             "simple_cnn/edges": {"kernel_size": Choice((3, 99))}}, seeds=1))
 
 
+def test_per_pairing_key_the_pairing_does_not_use_is_refused():
+    # An experiment's per-pairing setting must be applied to that pairing: the MLP has no kernel,
+    # so giving it one is an error naming the pairing and those that accept the key (never a
+    # silently dropped setting).
+    exp = Experiment("pp", "d", ("simple_cnn/edges", "three_layer_mlp/edges"), fixed={"epochs": 2},
+                     per_pairing={"three_layer_mlp/edges": {"kernel_size": 5}}, seeds=1)
+    with pytest.raises(ConfigError, match=r"'kernel_size' is not used by pairing three_layer_mlp/edges.*simple_cnn/edges"):
+        make_plan(exp)
+
+
 def test_value_parsing():
     assert parse_value("1e-3") == 1e-3 and parse_value("true") is True and parse_value("[50, 10]") == [50, 10]
     assert parse_value("adam") == "adam"
