@@ -346,3 +346,27 @@ def test_hostile_input_refused_before_ray_and_mlflow(cls, row, argv, fragments, 
 def test_every_class_has_a_dozen_cases():
     for cls, rows in CLASSES.items():
         assert len(rows) >= (6 if cls == "size" else 12), cls
+
+
+# The sanity upper bounds (README "Validation"): the bound itself is a value a user may give; the
+# next value above it is refused with a message naming the value and the bound.
+UPPER_BOUNDS = {"lr": 10.0, "epochs": 100_000, "weight_decay": 1.0, "batch_size": 10_000_000,
+                "eval_batch_size": 10_000_000, "t_max": 100_000, "spatial_resolution": 4096, "resize": 4096}
+
+
+@pytest.mark.parametrize("key, bound", UPPER_BOUNDS.items())
+def test_sanity_upper_bounds_are_inclusive(key, bound):
+    import math
+    import re
+    from types import SimpleNamespace
+
+    from cluster.planning.validate import check_numbers
+    from core.errors import ConfigError
+
+    def plan(value):
+        return SimpleNamespace(fixed={key: value}, axes={"pairing": ["three_layer_mlp/edges"]}, per_pairing={})
+
+    check_numbers(plan(bound))  # the largest allowed value passes
+    above = bound + 1 if isinstance(bound, int) else math.nextafter(bound, math.inf)
+    with pytest.raises(ConfigError, match=re.escape(f"{key}={above!r} is above {bound:g}, the largest value")):
+        check_numbers(plan(above))
