@@ -206,6 +206,37 @@ def test_lock_names_the_running_pid_and_a_dead_holder_is_taken_over(tmp_path):
     lock.release()
 
 
+def test_store_lock_waits_for_its_holder_and_refuses_after_the_timeout(tmp_path):
+    """The lock beside a sqlite store (file_lock): a second taker waits while it is held, gets it
+    when the holder lets go, and after its timeout gets a message instead of waiting forever."""
+    import threading
+
+    from cluster.folder.locks import file_lock
+
+    path = tmp_path / "mlflow.db.lock"
+    results: dict[str, str] = {}
+
+    def contend(timeout: float, key: str) -> None:
+        try:
+            with file_lock(path, timeout=timeout):
+                results[key] = "locked"
+        except ConfigError as exc:
+            results[key] = str(exc)
+
+    with file_lock(path):
+        short = threading.Thread(target=contend, args=(0.3, "short"), daemon=True)
+        short.start()
+        short.join(15)
+        assert not short.is_alive(), "a held lock was waited on past the taker's timeout"
+        assert results == {"short": f"{path} has been locked by another process for 0 s"}
+        long = threading.Thread(target=contend, args=(60.0, "long"), daemon=True)
+        long.start()
+        time.sleep(0.3)
+        assert long.is_alive() and "long" not in results  # still waiting for the holder
+    long.join(15)
+    assert results["long"] == "locked"
+
+
 STORE = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
