@@ -522,6 +522,41 @@ def test_mark_killed_leaves_no_run_running(tracking_uri):
     assert p.info.status == "KILLED" and p.data.tags["stop_reason"] == "interrupted by SIGTERM"
 
 
+def test_a_later_interrupt_or_driver_error_leaves_runs_an_earlier_interrupt_closed(tracking_uri):
+    """After `sweep resume`, runs still carry the error tag of the attempt the first interrupt stopped
+    ("KeyboardInterrupt..."). A second interrupt, or a driver error, must not touch them: a trial
+    that then completed stays FINISHED, one the first interrupt marked KILLED keeps its reason and
+    end time; only what is RUNNING now is marked."""
+    from mlflow.tracking import MlflowClient
+
+    from cluster.infra.interrupts import mark_killed, mark_unfinished
+    from core import store_schema as S
+
+    client = MlflowClient(tracking_uri)
+    exp_id = client.create_experiment("k2")
+    parent = client.create_run(exp_id).info.run_id
+    runs = {}
+    for name, status, stop in [("completed-on-resume", "FINISHED", None),
+                               ("killed-first-time", "KILLED", "interrupted by SIGINT"), ("running", "RUNNING", None)]:
+        tags = {S.TAG_PARENT_RUN_ID: parent, S.TAG_ERROR: "KeyboardInterrupt: SIGINT"}
+        rid = client.create_run(exp_id, tags={**tags, **({S.TAG_STOP_REASON: stop} if stop else {})}).info.run_id
+        if status != "RUNNING":
+            client.set_terminated(rid, status, end_time=1_000)
+        runs[name] = rid
+
+    def state():
+        return {k: (client.get_run(r).info.status, client.get_run(r).info.end_time,
+                    client.get_run(r).data.tags.get(S.TAG_STOP_REASON)) for k, r in runs.items() if k != "running"}
+    before = state()
+    assert mark_killed(client, exp_id, parent, signal.SIGTERM) == 1
+    assert client.get_run(runs["running"]).info.status == "KILLED"
+    assert state() == before == {"completed-on-resume": ("FINISHED", 1_000, None),
+                                 "killed-first-time": ("KILLED", 1_000, "interrupted by SIGINT")}
+    assert mark_unfinished(client, exp_id, parent, "driver stopped: disk full", status="FAILED",
+                           status_reason="driver_error") == 0
+    assert state() == before
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_outside_fit_raises_with_its_number(sig):
     from cluster.infra.interrupts import Interrupted, SignalGuard
