@@ -2,14 +2,34 @@
 
 Reads the MLflow store (and search_spaces declarations); never builds a model. Statistics and
 plots take DataFrames (a SweepData), so they are testable without MLflow.
-"""
-from analysis.aggregate import aggregate, compare, t_interval, welch
-from analysis.hypotheses import HypothesisResult, evaluate, evaluate_all
-from analysis.load import load_artifacts, load_sweep
-from analysis.report import write_report
-from analysis.results import format_results, results_table, sweep_results
-from analysis.sweep_data import SampleImages, SweepData
 
-__all__ = ["HypothesisResult", "SampleImages", "SweepData", "aggregate", "compare", "evaluate",
-           "evaluate_all", "format_results", "load_artifacts", "load_sweep", "results_table",
-           "sweep_results", "t_interval", "welch", "write_report"]
+The names below are imported on first use (PEP 562), so `import analysis.results` for `sweep
+results` does not pull in the report's plots and matplotlib.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "aggregate": "analysis.aggregate", "compare": "analysis.aggregate", "t_interval": "analysis.aggregate",
+    "welch": "analysis.aggregate",
+    "HypothesisResult": "analysis.hypotheses", "evaluate": "analysis.hypotheses", "evaluate_all": "analysis.hypotheses",
+    "load_artifacts": "analysis.load", "load_sweep": "analysis.load",
+    "write_report": "analysis.report",
+    "format_results": "analysis.results", "results_table": "analysis.results", "sweep_results": "analysis.results",
+    "SampleImages": "analysis.sweep_data", "SweepData": "analysis.sweep_data",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

@@ -274,8 +274,15 @@ def one_sided(h, shown: dict, runs: pd.DataFrame, ctx: Context, intervals: bool 
         else:
             verdict_ = "inconclusive"
     side = summarise(runs, metric, intervals)
-    need = None
-    if verdict_ == "inconclusive" and len(v) > 1:
+    # What a one-seed run would have said: each seed on its own against the reference.
+    meets_one = (v >= ref if h.mode == "max" else v <= ref) if kind == "threshold" else np.abs(v - ref) <= margin
+    single = ST.SingleSeed(int(meets_one.sum()), int((~meets_one).sum()), 0, len(v))
+    need, beyond = None, Q.cannot_exclude(low, high, ref) if verdict_ == "inconclusive" else math.nan
+    if verdict_ == "inconclusive" and cover >= 1:
+        # The sign test cannot reach the level with this few seeds, whatever the values: the interval is
+        # the metric's whole range, so there is no effect size to quote, only the seeds it takes.
+        need, beyond = Q.fewest_seeds(ctx.design.levels[-1], True), math.nan
+    elif verdict_ == "inconclusive" and len(v) > 1:
         # sign test: seeds for the median interval to clear the reference by the current distance
         gap = abs(med - ref) if kind == "threshold" else max(margin - abs(med - ref), 0.0)
         need = Q.seeds_needed(gap, float(np.std(v, ddof=1)), None, ctx.design.levels[-1])
@@ -284,10 +291,11 @@ def one_sided(h, shown: dict, runs: pd.DataFrame, ctx: Context, intervals: bool 
     return HypothesisResult(
         h.text, shown, verdict_, metric, (side.mean, side.low, side.high, side.n), p=math.nan, p_adj=math.nan,
         effect=(med, low, high), sides=(side, Side()), alpha=ctx.design.alpha, mode=h.mode, kind=kind,
-        cannot_exclude=Q.cannot_exclude(low, high, ref) if verdict_ == "inconclusive" else math.nan,
-        seeds_needed=need, learned=((k, len(v)), (0, 0)), early_stop=ctx.early(len(v), verdict_),
-        confidence=1 - 2 * level if cover < 1 else 1.0, margin=margin, look=ctx.look_text(len(v)),
-        note="" if cover < 1 else "too few seeds for an interval: the metric's whole range")
+        cannot_exclude=beyond, seeds_needed=need, learned=((k, len(v)), (0, 0)), single=single,
+        early_stop=ctx.early(len(v), verdict_), confidence=1 - 2 * level if cover < 1 else 1.0, margin=margin,
+        look=ctx.look_text(len(v)),
+        note="" if cover < 1 else f"{len(v)} seeds are too few for the sign test's interval at this level "
+                                  f"(the metric's whole range)")
 
 
 def interaction(h, runs: pd.DataFrame, other: pd.DataFrame | None, ctx: Context,

@@ -20,6 +20,7 @@ from analysis.style import figure_png
 from analysis.sweep_data import SweepData, empty_sweep
 from core.errors import ConfigError
 from core import store_schema as S
+from core.user_modules import recorded_changes
 from core.safe_paths import report_dir
 
 log = logging.getLogger(__name__)
@@ -124,13 +125,15 @@ def _load(tracking_uri: str, experiment: str | None, sweep: str | None) -> tuple
 
 
 def write_report(tracking_uri: str, experiment: str | None = None, sweep: str | None = None,
-                 out_dir: str | Path | None = None, log_to_parent: bool = True) -> Path:
-    """Write the report of a sweep; returns index.html (see `build_report`)."""
-    return build_report(tracking_uri, experiment, sweep, out_dir, log_to_parent)[0]
+                 out_dir: str | Path | None = None, log_to_parent: bool = True,
+                 notes_out: list[str] | None = None) -> Path:
+    """Write the report of a sweep; returns index.html (see `build_report`); `notes_out` gets its notes."""
+    return build_report(tracking_uri, experiment, sweep, out_dir, log_to_parent, notes_out)[0]
 
 
 def build_report(tracking_uri: str, experiment: str | None = None, sweep: str | None = None,
-                 out_dir: str | Path | None = None, log_to_parent: bool = True) -> tuple[Path, list]:
+                 out_dir: str | Path | None = None, log_to_parent: bool = True,
+                 notes_out: list[str] | None = None) -> tuple[Path, list]:
     """Write the report of a sweep (an experiment's newest, or a named one) and return its path with
     the reproduction rows (analysis.reproduction.ClaimRow, one per source claim and cell).
 
@@ -153,6 +156,8 @@ def build_report(tracking_uri: str, experiment: str | None = None, sweep: str | 
     out = report_dir(out_dir, data.name, fallback=str(data.parent.get("run_id") or "sweep"))
     spec = report_spec(data, experiment)
     notes = list(spec.notes)
+    # A user module (`sweep run my_study.py:NAME`) whose file changed since the sweep ran: said on the page.
+    notes += recorded_changes((data.parent.get("tags") or {}).get(S.TAG_USER_MODULES))
     if stored:
         load_artifacts(data, kernels="kernels" in spec.plots, confusion="confusion" in spec.plots)
     wanted = set(spec.compare_with) | {h.other_experiment for h in spec.hypotheses if h.other_experiment}
@@ -191,6 +196,8 @@ def build_report(tracking_uri: str, experiment: str | None = None, sweep: str | 
         client = MlflowClient(tracking_uri=tracking_uri)
         for path in written:
             client.log_artifact(data.parent["run_id"], str(path), S.ART_REPORT_DIR)
+    if notes_out is not None:
+        notes_out.extend(notes)
     return out / "index.html", claims
 
 

@@ -207,8 +207,12 @@ def status_of(h: Any, r: HypothesisResult) -> tuple[str, str, int | None]:
         return "not tested", r.note, None
     if v == "inconclusive":
         need = seeds_needed(r)
-        detail = f"cannot exclude {_fmt_amount(r.metric, cannot_exclude(r))}" if r.effect[1] == r.effect[1] or \
-            getattr(r, "cannot_exclude", None) is not None else "too few seeds for an interval"
+        one_sided_without_interval = kind in ("threshold", "chance") and _num(getattr(r, "cannot_exclude", math.nan)) \
+            != _num(getattr(r, "cannot_exclude", math.nan))
+        if one_sided_without_interval or r.effect[1] != r.effect[1]:
+            detail = f"too few seeds for an interval ({_n_sides(r)[0]} run)"
+        else:
+            detail = f"cannot exclude {_fmt_amount(r.metric, cannot_exclude(r))}"
         if need:
             detail += f"; about {need} seeds per side would decide"
         return "undecided", detail, need

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cluster.flow.options import RunOptions, StudyOptions, add_flags, finite_float, from_args
+from cluster.flow.options import RunOptions, StudyOptions, add_flags, finite_float, flag_values
 from core.errors import ConfigError
 from cluster.infra.argv import MLFLOW_HTTP_DEFAULTS, closed_console, parse_args
 
@@ -24,16 +24,19 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog=EPILOG)
     sub = p.add_subparsers(dest="command", required=True)
 
-    ls = sub.add_parser("list", help="list experiments (default), models, pairings or config keys")
-    ls.add_argument("what", nargs="?", default="experiments", choices=["experiments", "models", "pairings", "keys"])
+    ls = sub.add_parser("list", help="list experiments (default), models, pairings, datasets or config keys")
+    ls.add_argument("what", nargs="?", default="experiments",
+                    choices=["experiments", "models", "pairings", "datasets", "keys"])
+    ls.add_argument("--module", "-m", dest="modules", action="append", metavar="FILE.py",
+                    help="also list what this user module registers (repeatable; installed plugins always are)")
 
     run = sub.add_parser("run", help="run an experiment as a Ray Tune sweep logged to MLflow")
-    run.add_argument("experiment")
+    run.add_argument("experiment", help="a registered name, or FILE.py:NAME / MODULE:NAME (an Experiment defined there)")
     add_flags(run, RunOptions)  # every flag from RunOptions' one declaration
     run.set_defaults(tracking_uri=DEFAULT_URI)
 
     stu = sub.add_parser("study", help="run a named set of experiments as one resumable job, then one study report")
-    stu.add_argument("study", nargs="?", help="study name (see --list)")
+    stu.add_argument("study", nargs="?", help="study name (see --list), FILE.py (all its experiments) or FILE.py:STUDY")
     stu.add_argument("--list", action="store_true", help="list the studies")
     add_flags(stu, StudyOptions)  # the flags it shares with `run` come from the same declaration
     stu.set_defaults(tracking_uri=DEFAULT_URI)
@@ -89,18 +92,23 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_list(args) -> int:
-    from cluster.flow import listing
+    from cluster.flow import listing, user_code
+    from core import user_modules
 
+    user_code.load_plugins()
+    for module in args.modules or ():
+        user_modules.load(module)
     print(listing.render(args.what))
     return 0
 
 
 def cmd_run(args) -> int:
-    from cluster.flow.run import run_sweep
+    from cluster import api
     from core import phases
 
     phases.mark("run_imported")
-    return run_sweep(from_args(RunOptions, args, experiment=args.experiment))
+    # The flags' values as given; cluster.api parses them as RunOptions declares (options.from_kwargs)
+    return api.run(args.experiment, progress="console", **flag_values(RunOptions, args)).exit_code
 
 
 def cmd_confirm(args) -> int:
@@ -113,12 +121,13 @@ def cmd_confirm(args) -> int:
 
 
 def cmd_study(args) -> int:
-    from cluster.flow.study import list_studies, run_study
+    from cluster import api
+    from cluster.flow.study import list_studies
 
     if args.list or not args.study:
         print(list_studies())
         return 0
-    return run_study(from_args(StudyOptions, args, study=args.study))
+    return api.study(args.study, progress="console", **flag_values(StudyOptions, args)).exit_code
 
 
 def cmd_resume(args) -> int:
@@ -132,9 +141,8 @@ def cmd_up(args) -> int:
 
     if args.num_cpus is not None and args.num_cpus < 1:
         raise ConfigError(f"--num-cpus must be >= 1, got {args.num_cpus}")
-    before = ray_head.live_head()
-    head = ray_head.up(args.num_cpus)
-    verb = "already up" if before is not None else "up"
+    head, started = ray_head.start_or_join(args.num_cpus)
+    verb = "up" if started else "already up"
     print(f"{head.describe()}: {verb}. `sweep run` uses it; `sweep down` stops it (state: {ray_head.state_file()})")
     return 0
 
@@ -147,27 +155,28 @@ def cmd_down(args) -> int:
 
 
 def cmd_results(args) -> int:
-    from analysis.results import format_results, results_table
-    from cluster.infra.tracking import check_tracking_uri
+    from analysis.results import format_results
+    from cluster import api
 
     _need_target(args)
-    table = results_table(check_tracking_uri(args.tracking_uri), experiment=args.experiment, sweep=args.sweep)
+    table = api.results(args.experiment, sweep=args.sweep, tracking_uri=args.tracking_uri)
     print(format_results(table, args.format))
     return 0
 
 
 def cmd_report(args) -> int:
-    from analysis.report import build_report
     from analysis.reproduction import console_lines
-    from cluster.infra.tracking import check_tracking_uri
+    from cluster import api
 
     _need_target(args)
-    path, claims = build_report(check_tracking_uri(args.tracking_uri), experiment=args.experiment, sweep=args.sweep,
-                                out_dir=args.out)
-    if claims:  # the source's claims with their status: counts, then each one not reproduced
-        lines = console_lines(claims, limit=12)
+    report = api.report(args.experiment, sweep=args.sweep, tracking_uri=args.tracking_uri, out=args.out, display=False)
+    for note in report.notes:
+        if note.startswith("user module"):
+            print(f"sweep report: note: {note}", file=sys.stderr)
+    if report.claims:  # the source's claims with their status: counts, then each one not reproduced
+        lines = console_lines(report.claims, limit=12)
         print("source claims: " + lines[0], *lines[1:], sep="\n")
-    print(f"report written: {path}")
+    print(f"report written: {report.path}")
     return 0
 
 

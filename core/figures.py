@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from core.errors import ConfigError
+
+if TYPE_CHECKING:  # matplotlib (~0.4 s) is imported by the functions that draw, not by `sweep results`
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 DPI = 100
 
 
 def new_figure(width: float, height: float) -> Figure:
     """A Figure bound to an Agg canvas (headless)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -129,6 +133,8 @@ def format_curve_axes(ax_loss: Axes, ax_acc: Axes) -> None:
     ax_acc.set_ylabel("accuracy (%)")
     for ax in (ax_loss, ax_acc):
         ax.grid(True, alpha=0.3)
+        from matplotlib.ticker import MaxNLocator
+
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.lines:
             ax.legend(fontsize=8)

@@ -25,6 +25,7 @@ TAG_SMOKE = "smoke"                       # "true" / "false"
 TAG_STORAGE_PATH = "storage_path"
 TAG_N_TRIALS = "n_trials"
 TAG_N_ERRORS = "n_errors"
+TAG_USER_MODULES = "user_modules"  # JSON list of the sweep's user modules: name, sha256, path, kind
 TAG_SCHEDULER = "scheduler"
 TAG_ASHA = "asha"
 TAG_CONFIRMED_BY = "confirmed_by"         # on a search: the sweeps that confirmed its best configs
@@ -100,6 +101,7 @@ ART_SAMPLES = "samples.npz"                         # x, y, class_names[, unperm
 ART_ERROR = "error.txt"                             # the traceback of a trial that failed for good
 # Of the parent run.
 ART_DECLARATION = "sweep/experiment.json"           # the experiment as it was run
+ART_USER_MODULES = "sweep/user_modules"             # the source of each user module the sweep ran (<file>.py)
 ART_REPORT_DIR = "report"                           # `sweep report` output
 # Of an analytic experiment's run (mlp-param-explosion: no trials).
 METRIC_MLP_PARAMS = "mlp_params"                    # step = the input dimension

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from search_spaces.edge import EDGE_EXPERIMENTS
+from core import registry
 from core.errors import ConfigError
 
 
@@ -53,6 +54,21 @@ STUDIES: dict[str, Study] = {s.name: s for s in [
     Study("param", "the PARAM notebook: small MLP vs three small ConvNets (needs CIFAR-10 on disk)",
           ("cifar10-param-efficiency",), offline=False, origin="PARAM"),
 ]}
+
+
+registry.track("study", STUDIES)
+
+
+def register_study(study: Study, origin: str | None = None) -> Study:
+    """Register a Study from user code (a module's module-level Studies register themselves).
+
+    Raises:
+        ConfigError: the name is taken by a built-in study or another module's.
+    """
+    origin = origin or registry.current_origin()
+    if registry.origin_of("study", study.name) != origin or STUDIES.get(study.name) is not study:
+        registry.register("study", study.name, study, origin)
+    return study
 
 
 def get_study(name: str) -> Study:

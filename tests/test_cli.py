@@ -149,7 +149,7 @@ def _capture(monkeypatch, command: str) -> dict:
     if command == "run":
         import cluster.flow.run as mod
 
-        monkeypatch.setattr(mod, "run_sweep", lambda opts: seen.update(vars(opts)) or 0)
+        monkeypatch.setattr(mod, "run_sweep", lambda opts, **kw: seen.update(vars(opts)) or 0)
     elif command == "resume":
         import cluster.flow.resume as mod
 
@@ -159,9 +159,9 @@ def _capture(monkeypatch, command: str) -> dict:
         import cluster.infra.ray_head as mod
         from cluster.infra.ray_head import HeadState
 
-        monkeypatch.setattr(mod, "live_head", lambda **kw: None)
-        monkeypatch.setattr(mod, "up", lambda num_cpus=None: seen.update(num_cpus=num_cpus)
-                            or HeadState("127.0.0.1:1", 1, num_cpus or 1, "/tmp/x", "/tmp", 0.0))
+        # (the CLI asks start_or_join, which decides "up" / "already up" under the project's lock)
+        monkeypatch.setattr(mod, "start_or_join", lambda num_cpus=None: seen.update(num_cpus=num_cpus)
+                            or (HeadState("127.0.0.1:1", 1, num_cpus or 1, "/tmp/x", "/tmp", 0.0), True))
     elif command == "confirm":
         import cluster.flow.confirm as mod
 
@@ -209,7 +209,7 @@ def test_exit_code_2_for_bad_input_and_130_for_an_interrupt(monkeypatch, capsys)
     assert main(["run", "edge-data-per-class", "--set", "lr=0"]) == 2
     assert "lr must be > 0" in capsys.readouterr().err
 
-    def interrupted(opts):
+    def interrupted(opts, **kw):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(mod, "run_sweep", interrupted)
@@ -268,7 +268,9 @@ def test_run_and_study_flags_come_from_one_declaration():
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
     actions = {cmd: {a.dest: a for a in sub[cmd]._actions} for cmd in ("run", "study")}
     declared = {f.name: spec for f, spec in cli_fields(RunOptions)}
-    assert set(declared) == {f.name for f in dataclasses.fields(RunOptions)} - {"experiment", "quiet"}
+    # quiet and progress have no flag: set by `sweep study` and cluster.api (progress="notebook" redraws
+    # the progress line in a Jupyter cell), not typed by a user of `sweep run`
+    assert set(declared) == {f.name for f in dataclasses.fields(RunOptions)} - {"experiment", "quiet", "progress"}
     for name, spec in declared.items():
         assert tuple(actions["run"][name].option_strings) == spec["names"]
     shared = {f.name for f in dataclasses.fields(StudyOptions)} & set(declared) - {"name"}

@@ -12,6 +12,7 @@ from search_spaces.images import IMAGE_EXPERIMENTS
 from core.errors import ConfigError
 from trainables.models import MODELS, build_model, count_params
 from trainables.pairings import PAIRINGS
+from trainables.spec import resolve_config
 
 # SPEC 2.2-2.5 parameter counts (stated or computed there).
 EXPECTED_PARAMS = {
@@ -20,11 +21,14 @@ EXPECTED_PARAMS = {
     "mnist_mlp": 535_818, "lenet5": 61_706, "modified_resnet18": 11_175_370,
     "mlp_detector": 2_230_020, "cnn_detector": 1_073_156, "linear_probe": 5_130,
 }
-INPUTS = {**{n: (3, 32, 32) for n in ("lab_mlp", "lab_cnn", "mlp_baseline", "base_cnn", "simple_mlp",
-                                       "convnet", "convnet_small", "convnet_tiny")},
-          **{n: (1, 28, 28) for n in ("mnist_mlp", "lenet5", "modified_resnet18")},
-          "mlp_detector": (1, 64, 64), "cnn_detector": (1, 64, 64), "linear_probe": (512,)}
 IMAGE_PAIRINGS = sorted(p for p, v in PAIRINGS.items() if v.dataset != "edges")
+# Each image model's input shape as its pairing's dataset makes it (the registries hold it).
+INPUTS = {PAIRINGS[p].model: resolve_config({"pairing": p}).input_shape for p in IMAGE_PAIRINGS}
+
+
+def test_every_image_model_has_a_spec_count_and_an_input():
+    image_models = {n for n, cls in MODELS.items() if getattr(cls, "__module__", "").split(".")[-1] != "edge"}
+    assert set(EXPECTED_PARAMS) == set(INPUTS) == image_models
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))

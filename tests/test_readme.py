@@ -4,6 +4,7 @@ experiments, `make` targets exist, `python -m` modules exist and accept the flag
 with or without a language, and indented blocks."""
 from __future__ import annotations
 
+import ast
 import importlib.util
 import re
 import shlex
@@ -66,7 +67,15 @@ def test_extractor_sees_unlabelled_and_indented_blocks():
 @pytest.mark.parametrize("command", [c for _, c in COMMANDS if c.split()[0].endswith("sweep")])
 def test_readme_sweep_command_parses(command):
     args = build_parser().parse_args(_argv(command)[1:])
-    if getattr(args, "experiment", None):
+    target = getattr(args, "experiment", None) or getattr(args, "study", None)
+    if target and ".py" in target:  # a user module: README's my_study.py is examples/my_study.py
+        file, _, name = target.partition(":")
+        tree = ast.parse((ROOT / "examples" / Path(file).name).read_text())
+        if name:
+            assigned = {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
+                        if isinstance(t, ast.Name)}
+            assert name in assigned, f"examples/{Path(file).name} defines no {name}"
+    elif getattr(args, "experiment", None):
         assert args.experiment in EXPERIMENTS
 
 

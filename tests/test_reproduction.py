@@ -130,3 +130,34 @@ def test_study_csv_and_report_lead_with_the_reproduction(tmp_path):
     table = summary_table(answers, [StudyEntry(exp.name, "s", "finished")])
     assert table.iloc[-1]["experiment"] == "total" and table.iloc[-1]["claims"] == len(exp.hypotheses)
     assert sum(table.iloc[-1][s] for s in R.STATUSES) == len(exp.hypotheses)
+
+
+THRESHOLD = Hypothesis("CNN reaches 90% at data_per_class=10", CNN, kind="threshold", threshold=0.9,
+                       at={"data_per_class": 10}, source="EDGE Q2", source_value="96%")
+
+
+def test_threshold_with_too_few_seeds_says_so_and_how_many_it_takes():
+    # Three seeds all at chance: the sign test cannot reach the level with 3 seeds whatever the values,
+    # so there is no "cannot exclude +-X" (it would be the distance to the metric's bound), only the seeds needed.
+    data = runs({(CNN, 10): [1 / 3, 1 / 3, 1 / 3]})
+    [r] = R.evaluate_claims([THRESHOLD], data, ["data_per_class"])
+    status, detail, need = R.status_of(THRESHOLD, r)
+    assert r.verdict == "inconclusive" and r.cannot_exclude != r.cannot_exclude
+    assert status == "undecided" and detail.startswith("too few seeds for an interval (3 run)")
+    assert need is not None and need > 3 and 0.5 ** need <= r.alpha and f"about {need} seeds" in detail
+    assert "pts" not in detail
+
+
+def test_threshold_claims_count_what_single_seed_runs_would_have_said():
+    # 12 seeds, 4 of them collapsed: the median clears 90% but the sign test's interval reaches the
+    # collapsed seeds, so undecided, and the single-seed tally says why.
+    data = runs({(CNN, 10): [0.97, 0.96, 0.95, 0.97, 0.98, 0.96, 0.95, 0.97, 0.5, 0.6, 0.55, 0.4]})
+    [r] = R.evaluate_claims([THRESHOLD], data, ["data_per_class"])
+    assert (r.single.wins, r.single.losses, r.single.n) == (8, 4, 12)
+    assert r.verdict == "inconclusive" and "yes in 8 of 12 seeds, no in 4" in r.single_seed_sentence
+    # a "yes" that a quarter of the one-seed runs would contradict is fragile
+    assert R.status_of(THRESHOLD, dataclasses.replace(r, verdict="yes"))[0] == "fragile"
+    clean = runs({(CNN, 10): [0.97, 0.96, 0.95, 0.97, 0.98, 0.96, 0.95, 0.97, 0.96, 0.99, 0.95, 0.94]})
+    [ok] = R.evaluate_claims([THRESHOLD], clean, ["data_per_class"])
+    assert ok.verdict == "yes" and R.status_of(THRESHOLD, ok)[0] == "reproduced"
+    assert (ok.single.wins, ok.single.losses) == (12, 0)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from core import user_modules
 from core.errors import ConfigError
 from trainables.data import DataBundle
 from trainables.lifecycle import Member, Report, initial_kernels, run_members
@@ -103,7 +104,9 @@ def _check_same_pack(rs: list[TrialSpec]) -> None:
                                   f"members may differ only in {', '.join(PACK_VARYING)}")
 
 
-def train_pack(config: dict[str, Any], tracking: TrackingInfo | None = None) -> None:
-    """Ray Tune function trainable for `sweep run --pack K`: config["members"] lists the member configs."""
+def train_pack(config: dict[str, Any], tracking: TrackingInfo | None = None, modules: tuple = ()) -> None:
+    """Ray Tune function trainable for `sweep run --pack K`: config["members"] lists the member configs;
+    `modules` are the sweep's user modules (core.user_modules.ModuleRef), loaded first."""
+    user_modules.ensure(modules)
     restore, report, trial_id = tune_session()
     run_pack(list(config["members"]), tracking, report, restore, trial_id=trial_id)

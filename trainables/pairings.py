@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.errors import UnknownName
+from core import registry
+from core.errors import ConfigError, UnknownName
 from trainables.models import MODELS
 
 
@@ -97,7 +98,52 @@ def declared_pairings(models: dict[str, type]) -> dict[str, Pairing]:
             for name, cls in models.items() for dataset, extra in getattr(cls, "PAIRS_WITH", {}).items()}
 
 
-PAIRINGS.update(declared_pairings(MODELS))
+# Built-in models only: a user model registered before this module was first imported (its
+# register_model imports it) registers its own pairings, with its origin.
+PAIRINGS.update(declared_pairings({k: v for k, v in MODELS.items() if registry.origin_of("model", k) == registry.BUILTIN}))
+registry.track("pairing", PAIRINGS)
+registry.track("dataset protocol", DATASET_PROTOCOLS)
+
+
+def register_pairing(model: str, dataset: str, **defaults: Any) -> Pairing:
+    """Register the pairing "model/dataset" from user code, with its protocol defaults (what
+    `_p(...)` above does for the built-in ones). The defaults are checked at once like any
+    config: a key the pairing does not use, or a bad value, is a ConfigError.
+    """
+    return _register(Pairing(model, dataset, dict(defaults)), registry.current_origin(), set(defaults))
+
+
+def register_declared(name: str, cls: type, origin: str) -> None:
+    """The pairings a user model declares in `PAIRS_WITH` (called by register_model)."""
+    for dataset, extra in getattr(cls, "PAIRS_WITH", {}).items():
+        if dataset not in DATASET_PROTOCOLS:
+            from trainables.data import DATASETS
+
+            if dataset not in DATASETS:
+                raise UnknownName("dataset", dataset, DATASETS)
+            raise ConfigError(f"model {name!r} from {origin}: PAIRS_WITH names dataset {dataset!r}, which has no "
+                              "standard protocol; use register_pairing(model, dataset, **defaults) instead")
+        _register(Pairing(name, dataset, {**DATASET_PROTOCOLS[dataset], **extra}), origin, set(extra))
+
+
+def _register(pairing: Pairing, origin: str, given: set[str]) -> Pairing:
+    from trainables.data import DATASETS
+
+    if pairing.model not in MODELS:
+        raise UnknownName("model", pairing.model, MODELS)
+    if pairing.dataset not in DATASETS:
+        raise UnknownName("dataset", pairing.dataset, DATASETS)
+    registry.register("pairing", pairing.name, pairing, origin)
+    try:
+        from trainables.spec import resolve_config
+
+        # the defaults the user gave: known keys, used by this pairing, valid values, shapes
+        resolve_config({"pairing": pairing.name, **{k: pairing.defaults[k] for k in given}})
+    except ConfigError as exc:
+        PAIRINGS.pop(pairing.name, None)
+        registry.ORIGINS.pop(("pairing", pairing.name), None)
+        raise ConfigError(f"pairing {pairing.name!r} from {origin}: {exc}") from None
+    return pairing
 
 
 def get_pairing(name: str) -> Pairing:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from core import phases, store_schema as S
+from core import user_modules
 from trainables.checkpoint import restore_state, tag_fallback
 from trainables.data import DataBundle, build_data
 from trainables.lifecycle import Member, Report, initial_kernels, run_members
@@ -166,9 +167,14 @@ def tune_session() -> tuple[dict | None, Report, str]:
     return restore, report, tune.get_context().get_trial_id()
 
 
-def train(config: dict[str, Any], tracking: TrackingInfo | None = None) -> None:
-    """Ray Tune function trainable: resumes from `tune.get_checkpoint()` and reports with checkpoints."""
+def train(config: dict[str, Any], tracking: TrackingInfo | None = None, modules: tuple = ()) -> None:
+    """Ray Tune function trainable: resumes from `tune.get_checkpoint()` and reports with checkpoints.
+
+    `modules` are the sweep's user modules (core.user_modules.ModuleRef): loaded, with their
+    recorded hashes, before the trial resolves its config, so user models and datasets exist here.
+    """
     phases.mark("trial_start")
+    user_modules.ensure(modules)
     restore, report, trial_id = tune_session()
     tag_fallback(tracking, trial_id)
     run_trial(config, tracking, report, restore, trial_id=trial_id)

@@ -123,16 +123,23 @@ def confirmation_experiment(search_experiment: str, search: str, bests: list[Bes
 def load_search(tracking_uri: str, search: str) -> dict[str, Any]:
     """The search's parent run, metric/mode, swept keys, completed trials and every seed it used.
 
+    The user modules the search loaded (its parent run's tag `user_modules`) are loaded again,
+    hash-checked, before anything of its experiment is looked up.
+
     Raises:
-        ConfigError: no sweep of that name in the store, or it ran no completed trial.
+        ConfigError: no sweep of that name in the store, it ran no completed trial, or one of its
+            user modules is gone or changed.
     """
     from mlflow.tracking import MlflowClient
 
     from analysis.load import find_parent, parse_value
 
+    from cluster.flow import user_code
+
     client = MlflowClient(tracking_uri=tracking_uri)
     parent = find_parent(client, sweep=search)
     tags = parent.data.tags
+    user_code.reload_tagged(tags, search)  # a user experiment's modules, as the search ran them (changed: refused)
     metric, mode = _objective(tracking_uri, parent.info.run_id, tags.get(S.TAG_EXPERIMENT, ""))
     flt = S.children_filter(parent.info.run_id)
     runs, token = [], None

@@ -100,6 +100,7 @@ class RunOptions:
     target_halfwidth: float | None = opt(None, "--target-halfwidth", type=finite_float, metavar="H",
                                          help="--until-decided: also add seeds while a cell's accuracy interval is "
                                               "wider than ±H (e.g. 0.05)")
+    progress: str = "console"  # "console" (unless quiet), "notebook" (redrawn in a Jupyter cell: cluster.api), "none"
 
     def __post_init__(self):
         validate.check_options(self)  # non-finite resource values first: the checks below compare them
@@ -111,13 +112,17 @@ class RunOptions:
             raise ConfigError(f"--max-failures must be >= 0, got {self.max_failures}")
         if self.pack < 1:
             raise ConfigError(f"--pack must be >= 1, got {self.pack}")
+        if self.progress not in ("console", "notebook", "none"):
+            raise ConfigError(f"progress {self.progress!r} is not one of console, notebook, none")
         ray_setup.check_gpu_arg(self.gpus_per_trial)
         if self.cpus_per_trial is not None and (self.cpus_per_trial < 1 or self.cpus_per_trial != int(self.cpus_per_trial)):
             raise ConfigError(f"--cpus-per-trial must be a whole number >= 1, got {self.cpus_per_trial:g}")
 
 
-def _only(text: str | None) -> tuple[str, ...]:
-    return tuple(x.strip() for x in (text or "").split(",") if x.strip())
+def _only(text: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """--only "a,b" (or, from cluster.api, a list of names) -> ("a", "b")."""
+    items = (text or "").split(",") if isinstance(text, str) or text is None else list(text)
+    return tuple(str(x).strip() for x in items if str(x).strip())
 
 
 @dataclass
@@ -182,10 +187,56 @@ def add_flags(parser: argparse.ArgumentParser, cls) -> None:
         parser.add_argument(*spec["names"], dest=f.name, **kwargs)
 
 
+def flag_values(cls, args: argparse.Namespace) -> dict[str, Any]:
+    """{field: value as given on the command line} for every declared option of `cls` (unparsed:
+    `from_kwargs` parses each as declared)."""
+    given = vars(args)
+    return {f.name: given[f.name] for f, _ in cli_fields(cls)}
+
+
+def _aliases(cls) -> dict[str, str]:
+    """Keyword -> field: each declared option also answers to its flag's name ("set" for --set,
+    "yes" for --yes), except a flag that negates its field (--no-ship-code)."""
+    out = {}
+    for f, spec in cli_fields(cls):
+        if spec["kwargs"].get("action") == "store_false":
+            continue
+        for flag_name in spec["names"]:
+            out.setdefault(flag_name.lstrip("-").replace("-", "_"), f.name)
+    return out
+
+
+def from_kwargs(cls, values: dict[str, Any], **fixed: Any):
+    """`cls` built from keyword arguments (cluster.api; the CLI through `from_args`): each key a field of
+    `cls` or its flag's name (`set=` for `sets`); a declared option's value goes through its declared
+    parse (which takes the command line's form, e.g. ["lr=0.1"], or the parsed one, {"lr": 0.1});
+    then `cls`'s own checks. `fixed` are fields set by the caller, taken as they are.
+
+    Raises:
+        ConfigError: an unknown keyword (close matches named), an option given twice, or a bad value.
+    """
+    import difflib
+
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    aliases = _aliases(cls)
+    parsers = {f.name: spec["parse"] for f, spec in cli_fields(cls)}
+    out: dict[str, Any] = {}
+    given_as: dict[str, str] = {name: name for name in fixed}
+    for key, value in values.items():
+        name = key if key in fields else aliases.get(key)
+        if name is None:
+            known = sorted(set(fields) | set(aliases))
+            close = difflib.get_close_matches(key, known, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; options: {', '.join(known)}"
+            raise ConfigError(f"unknown option {key!r} for {cls.__name__}{hint}")
+        if name in given_as:
+            raise ConfigError(f"option {name!r} given twice (as {given_as[name]!r} and as {key!r}); give it once")
+        given_as[name] = key
+        parse = parsers.get(name)
+        out[name] = parse(value) if parse is not None else value
+    return cls(**out, **fixed)
+
+
 def from_args(cls, args: argparse.Namespace, **values: Any):
     """`cls` built from parsed arguments (each declared option parsed as declared) plus `values`."""
-    given = vars(args)
-    for f, spec in cli_fields(cls):
-        value = given[f.name]
-        values[f.name] = spec["parse"](value) if spec["parse"] else value
-    return cls(**values)
+    return from_kwargs(cls, flag_values(cls, args), **values)

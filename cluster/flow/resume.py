@@ -8,6 +8,7 @@ import sys
 import types
 from collections.abc import Iterator
 
+from cluster.flow import user_code
 from cluster.flow.finish import fit_and_close, interrupted, mark_failed
 from cluster.flow.options import RunOptions
 from cluster.folder.record import SweepRecord, find_sweep
@@ -39,6 +40,7 @@ def resume_sweep(name: str, storage_path: str | None = None, address: str | None
             raise ConfigError(f"the parent run {record.parent_run_id} of sweep {name} is not in {uri} "
                               f"({type(exc).__name__}); was --tracking-uri changed?") from None
         record.verify(parent.data.tags)
+        user_code.reload_recorded(record, parent.data.tags)  # a changed user module: refused here, before Ray
         return _restore_and_fit(client, record, opts, address, parent.info.status)
 
 
@@ -48,7 +50,8 @@ def _restore_and_fit(client, record: SweepRecord, opts: RunOptions, address: str
     name, folder = record.name, record.folder
     log_path = console.driver_log_path(record.storage_path, name)
     console.quiet_libraries(log_path, opts.verbose)
-    ray_setup.init_ray(address or opts.address, ship_code=opts.ship_code)
+    refs = user_code.recorded_refs(record)
+    ray_setup.init_ray(address or opts.address, ship_code=opts.ship_code, py_modules=user_code.ship_paths(refs))
     if not opts.verbose:
         console.route_worker_output(log_path)
     if not tune.Tuner.can_restore(str(folder)):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cluster.flow import user_code
 from cluster.flow.finish import failed, fit_and_close, interrupted
 from cluster.flow.options import RunOptions
 from cluster.flow.sweep import Sweep, plan_sweep
@@ -32,12 +33,14 @@ def declaration(plan: Plan) -> dict[str, Any]:
     return json.loads(json.dumps(d, default=repr))
 
 
-def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict[str, str] | None = None) -> int:
+def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict[str, str] | None = None,
+              on_start=None) -> int:
     """Run a sweep end to end; returns the process exit code (0 ok, 1 some trials failed,
     130/143 interrupted by SIGINT/SIGTERM: every run left RUNNING is then KILLED).
 
     `definition` is an in-memory Experiment used instead of the registry entry (`sweep confirm`);
-    `tags` are added to the parent run.
+    `tags` are added to the parent run; `on_start(name)` is called with the sweep's name once its
+    folder is claimed (cluster.api's handle).
     """
     exp = definition or get_experiment(opts.experiment)
     if exp.analytic:
@@ -47,6 +50,7 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
         return run_analytic(exp, opts.tracking_uri, opts.name)
     sweep = plan_sweep(opts, definition)  # every cell validated here
     plan, opts = sweep.plan, sweep.options
+    refs = user_code.sweep_refs(plan.experiment)  # the user modules its trials load (none: built-ins only)
     uri = tracking.check_tracking_uri(opts.tracking_uri)
     storage = resolve_storage(opts.storage_path)
     if opts.name and "://" not in storage and (Path(storage) / opts.name).exists():
@@ -55,6 +59,8 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
     preflight.run_checks(plan, opts)  # models built, data decoded, resources fit: before Ray and MLflow
     phases.mark("planned")
     name, lock = claim_sweep(storage, opts.name, plan.experiment.name)
+    if on_start is not None:
+        on_start(name)
     log_path = console.driver_log_path(storage, name)
     try:
         from concurrent.futures import ThreadPoolExecutor
@@ -67,7 +73,7 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
             # resources fit.
             prepared = pool.submit(_prepare_tracking, uri, plan.experiment.name)
             console.quiet_libraries(log_path, opts.verbose)
-            ray_how = ray_setup.init_ray(opts.address, ship_code=opts.ship_code)
+            ray_how = ray_setup.init_ray(opts.address, ship_code=opts.ship_code, py_modules=user_code.ship_paths(refs))
             phases.mark("ray_ready", how=ray_how)
             if not opts.verbose:
                 console.route_worker_output(log_path)
@@ -84,7 +90,7 @@ def run_sweep(opts: RunOptions, definition: Experiment | None = None, tags: dict
         raise
     try:
         return _start_and_fit(sweep, uri, storage, name, resources, tags, tracking_ready,
-                              {"ray": ray_how, "driver_log": str(log_path)})
+                              {"ray": ray_how, "driver_log": str(log_path), "user_modules": refs})
     finally:
         release_claim(storage, name, lock)
 
@@ -107,9 +113,11 @@ def _start_and_fit(sweep: Sweep, uri: str, storage: str, name: str, resources: d
             name=name, experiment=plan.experiment.name, tracking_uri=uri, experiment_id=exp_id, parent_run_id=parent,
             resources=resources, storage_path=storage, git_sha=sha, swept_keys=plan.swept_keys,
             n_trials=plan.n_trials(), options=dataclasses.asdict(opts), metric=sweep.metric,
-            driver_log=started["driver_log"])
+            driver_log=started["driver_log"],
+            extra={S.TAG_USER_MODULES: [r.to_dict() for r in started["user_modules"]]})
         try:
             record.save()
+            user_code.record(client, parent, started["user_modules"], record.folder)
             if not opts.quiet:
                 print(f"sweep {name}: {plan.n_trials()} trials of {plan.experiment.name} "
                       f"({resources['cpu']:g} CPU, {resources['gpu']:g} GPU each); MLflow {uri}, parent run {parent}; "

@@ -157,7 +157,10 @@ def run_study(opts: StudyOptions) -> int:
         print(f"study {opts.study_name}: {len(entries)} experiments ({done} finished earlier, {len(todo)} to run); "
               f"state {path}", flush=True)
     if any(not get_experiment(e.experiment).analytic for e in todo):
-        ray_setup.init_ray(opts.address)
+        from cluster.flow.user_code import ship_paths
+        from core.user_modules import loaded_refs
+
+        ray_setup.init_ray(opts.address, py_modules=ship_paths(loaded_refs()))  # user modules travel once
     code = 0
     for entry in todo:
         entry.status, entry.note = "running", ""

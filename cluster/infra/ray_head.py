@@ -15,6 +15,7 @@ is removed with a note and the sweep starts its own Ray.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -31,6 +32,7 @@ from core.errors import ConfigError
 
 STATE_NAME = "ray-head.json"
 LOG_NAME = "ray-head.log"
+UP_LOCK_NAME = "ray-head.lock"  # held by `sweep up` / `sweep down` while they check and start or stop the head
 START_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 60.0
 # Environment of the keeper and of every driver that joins it: Ray uses 127.0.0.1 as the node
@@ -58,7 +60,12 @@ class HeadState:
 def state_dir() -> Path:
     """$SWEEP_HOME, else ./.sweep in the working directory (never a machine-wide location)."""
     home = os.environ.get("SWEEP_HOME")
-    return Path(home).expanduser().resolve() if home else Path.cwd().resolve() / ".sweep"
+    path = Path(home).expanduser().resolve() if home else Path.cwd().resolve() / ".sweep"
+    if path.exists() and not path.is_dir():
+        where = f"$SWEEP_HOME={home}" if home else str(path)
+        raise ConfigError(f"{where} is a file, not a folder: it holds this project's Ray head state "
+                          f"(ray-head.json); point $SWEEP_HOME at a folder (created if missing) or unset it")
+    return path
 
 
 def state_file() -> Path:
@@ -114,6 +121,86 @@ def is_alive(state: HeadState) -> bool:
     return bool(state.address) and _pid_is_keeper(state.pid) and _port_open(state.address)
 
 
+def _group_leftovers(state: HeadState) -> list[int]:
+    """Processes a dead keeper left behind: the keeper leads its own process group (started with
+    start_new_session), and Ray's daemons and agents stay in it. Only processes of that group that are
+    Ray's (their command line names the head's temp dir, or Ray renamed them `ray::...`) are counted,
+    so a reused group id is never someone else's."""
+    if state.pid <= 0 or _pid_is_keeper(state.pid):
+        return []
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if os.getpgid(int(proc.name)) != state.pid:
+                continue
+            cmdline = (proc / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if (state.temp_dir and state.temp_dir.encode() in cmdline) or cmdline.startswith(b"ray::"):
+            found.append(int(proc.name))
+    return found
+
+
+def _stop(pids: list[int], wait_s: float) -> None:
+    """SIGTERM, then SIGKILL what is still there after `wait_s`."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+            time.sleep(0.1)
+        pids = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+        if not pids:
+            return
+
+
+def reap_leftovers(state: HeadState, note=print, wait_s: float = 5.0) -> int:
+    """Stop what a killed keeper left running (Ray's agents, raylet, GCS); the number stopped."""
+    pids = _group_leftovers(state)
+    if not pids:
+        return 0
+    _stop(pids, wait_s)
+    note(f"note: stopped the Ray processes the killed keeper (pid {state.pid}) had left running")
+    return 1
+
+
+def orphaned_ray_processes(cwd: Path | None = None) -> list[int]:
+    """Ray processes of this user left by a killed driver started in `cwd` (default: this folder).
+
+    A driver killed with SIGKILL takes its raylet and GCS with it (Ray ties them to the driver), but
+    Ray's dashboard and runtime-env agents outlive them (ray-project/ray#52385): they are re-parented
+    to init (ppid 1) and keep running. Those are found as: our uid, ppid 1, a `ray::` process name
+    and the driver's working directory; a running sweep's agents have their raylet as parent."""
+    cwd = (cwd or Path.cwd()).resolve()
+    uid, found = os.getuid(), []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if proc.stat().st_uid != uid:
+                continue
+            stat = (proc / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid != 1 or not (proc / "cmdline").read_bytes().startswith(b"ray::"):
+                continue
+            if Path(os.readlink(proc / "cwd")).resolve() == cwd:
+                found.append(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def reap_orphans(note=print, cwd: Path | None = None, wait_s: float = 5.0) -> int:
+    """Stop the Ray agents a killed driver of this folder left running; how many were stopped."""
+    pids = orphaned_ray_processes(cwd)
+    if not pids:
+        return 0
+    _stop(pids, wait_s)
+    note(f"note: stopped {len(pids)} Ray agent process(es) a killed sweep in this folder had left running")
+    return len(pids)
+
+
 def live_head(note=print, env_digest: str | None = None) -> HeadState | None:
     """The head recorded in the state file if it is alive; a stale state file is removed, with a note.
 
@@ -133,20 +220,52 @@ def live_head(note=print, env_digest: str | None = None) -> HeadState | None:
         return state
     note(f"note: ignoring a stale Ray head state file {path} (its keeper is gone); starting Ray for this "
          "sweep. `sweep up` starts a head that later sweeps reuse.")
+    reap_leftovers(state, note=note)
     path.unlink(missing_ok=True)
     return None
 
 
+@contextlib.contextmanager
+def _exclusive(directory: Path):
+    """One `sweep up`/`sweep down` at a time per project: two at once would both start a keeper (the
+    later state file wins and the earlier keeper stops) and both say "up"."""
+    import fcntl
+
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(directory / UP_LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot open {directory / UP_LOCK_NAME} ({exc.strerror}); it must be a plain file "
+                          f"of yours") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the other `sweep up` holds it while its head starts (<= START_TIMEOUT_S)
+        yield
+    finally:
+        os.close(fd)
+
+
 def up(num_cpus: int | None = None, note=print) -> HeadState:
     """Start the project's Ray head, or return the live one. Raises ConfigError if it cannot start."""
-    existing = live_head(note=note)
-    if existing is not None:
-        if num_cpus is not None and num_cpus != existing.num_cpus:
-            raise ConfigError(f"a {existing.describe()} is already up; `sweep down` first to change --num-cpus")
-        return existing
+    return start_or_join(num_cpus, note)[0]
+
+
+def start_or_join(num_cpus: int | None = None, note=print) -> tuple[HeadState, bool]:
+    """(the head, whether this call started it): decided under the project's lock, so of two `sweep up`
+    at once exactly one starts the head and the other finds it."""
+    with _exclusive(state_dir()):
+        existing = live_head(note=note)
+        if existing is not None:
+            if num_cpus is not None and num_cpus != existing.num_cpus:
+                raise ConfigError(f"a {existing.describe()} is already up; `sweep down` first to change --num-cpus")
+            return existing, False
+        return _start(num_cpus), True
+
+
+def _start(num_cpus: int | None) -> HeadState:
     cpus = num_cpus or os.cpu_count() or 1
     if cpus < 1:
         raise ConfigError(f"--num-cpus must be >= 1, got {cpus}")
+    reap_orphans()
     directory = state_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / STATE_NAME
@@ -173,6 +292,13 @@ def up(num_cpus: int | None = None, note=print) -> HeadState:
 
 def down(note=print) -> bool:
     """Stop the project's head; True if one was running. The state file is removed either way."""
+    if not state_dir().is_dir():
+        return False
+    with _exclusive(state_dir()):
+        return _down(note)
+
+
+def _down(note) -> bool:
     path = state_file()
     state = read_state(path)
     if state is None:
@@ -186,6 +312,8 @@ def down(note=print) -> bool:
         if _pid_is_keeper(state.pid):
             note(f"note: the keeper (pid {state.pid}) did not stop within {STOP_TIMEOUT_S:.0f} s; killing it")
             os.kill(state.pid, signal.SIGKILL)
+            time.sleep(0.2)
+    reap_leftovers(state, note=note)
     path.unlink(missing_ok=True)
     return running
 

@@ -16,7 +16,8 @@ CREDENTIAL_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLO
                   "SWEEP_DATA_ROOT", "SWEEP_ALLOW_FAULT_INJECTION")
 
 
-def init_ray(address: str | None, num_cpus: int | None = None, ship_code: bool = True) -> str:
+def init_ray(address: str | None, num_cpus: int | None = None, ship_code: bool = True,
+             py_modules: list[str] | None = None) -> str:
     """Join or start Ray; returns how: "head" (the project's `sweep up` head), "local" (started
     here, capped to this machine, stopped when the sweep ends), "cluster" (--address), "running".
 
@@ -26,7 +27,8 @@ def init_ray(address: str | None, num_cpus: int | None = None, ship_code: bool =
     address="auto"). For a remote cluster the working directory (this project) travels in the
     runtime environment unless ship_code is False (project installed on every node, e.g. the
     recipes' images), and MLflow credentials / data root travel as environment variables, never
-    as config.
+    as config. The user's module files (`py_modules`) travel in the runtime environment too,
+    also with ship_code False: they are never installed on the nodes.
 
     A local Ray (started here or by `sweep up`) gets no runtime environment at all: its workers
     inherit the starting process's environment (credentials included), and a runtime env would
@@ -43,6 +45,7 @@ def init_ray(address: str | None, num_cpus: int | None = None, ship_code: bool =
         if head is not None:
             _join_head(head)
             return "head"
+        ray_head.reap_orphans()  # agents a SIGKILLed sweep of this folder left (Ray does not stop them)
         with loopback_only():
             ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1",
                      log_to_driver=True, configure_logging=True, logging_level="WARNING")
@@ -53,6 +56,8 @@ def init_ray(address: str | None, num_cpus: int | None = None, ship_code: bool =
     if ship_code:
         runtime_env["working_dir"] = str(Path.cwd())
         runtime_env["excludes"] = SHIP_EXCLUDES
+    if py_modules:  # the user's own files (cluster.flow.user_code), with or without --no-ship-code
+        runtime_env["py_modules"] = list(py_modules)
     try:
         ray.init(address=address, runtime_env=runtime_env or None, logging_level="WARNING")
     except ConnectionError as exc:

@@ -128,6 +128,8 @@ def check_sqlite_file(db: Path) -> None:
         con = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=10)
         try:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            found = [r[0] for r in con.execute("SELECT version_num FROM alembic_version")] \
+                if "alembic_version" in tables else []
         finally:
             con.close()
     except sqlite3.Error as exc:
@@ -135,6 +137,52 @@ def check_sqlite_file(db: Path) -> None:
     if tables and not {"alembic_version", "experiments", "runs"} <= tables:
         raise ConfigError(f"{db} is an SQLite database but not MLflow's (tables: {', '.join(sorted(tables)[:5])}); "
                           f"{hint}")
+    if found:
+        check_schema_revision(db, str(found[0]))
+
+
+def mlflow_schema_revisions() -> tuple[set[str], set[str]]:
+    """(every schema revision the installed MLflow knows, its head revisions), read from its alembic
+    migration scripts without importing mlflow."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec("mlflow")
+    if spec is None or not spec.submodule_search_locations:
+        return set(), set()
+    versions = Path(next(iter(spec.submodule_search_locations))) / "store" / "db_migrations" / "versions"
+    revisions, parents = set(), set()
+    for script in versions.glob("*.py"):
+        text = script.read_text(errors="replace")
+        rev = re.search(r'^revision\s*=\s*["\']([0-9a-f]+)["\']', text, re.M)
+        if rev:
+            revisions.add(rev.group(1))
+        parents |= set(re.findall(r'^down_revision\s*=\s*.*?["\']([0-9a-f]+)["\']', text, re.M))
+    return revisions, revisions - parents
+
+
+def check_schema_revision(db: Path, found: str) -> None:
+    """An MLflow database written by another MLflow version gets a message saying which way, before
+    MLflow itself would fail (or offer to migrate a database it does not know).
+
+    Raises:
+        ConfigError: the schema revision is unknown to the installed MLflow (a newer MLflow wrote it), or
+            an older one that needs `mlflow db upgrade`.
+    """
+    from importlib.metadata import version
+
+    known, heads = mlflow_schema_revisions()
+    if not known or found in heads:
+        return
+    installed = version("mlflow")
+    if found not in known:
+        raise ConfigError(f"the MLflow database {db} has schema revision {found!r}, unknown to the installed MLflow "
+                          f"{installed} (a newer MLflow wrote it?): open it with the MLflow that wrote it (or its "
+                          f"tracking server, --tracking-uri http://...), or pass another --tracking-uri; do not run "
+                          f"`mlflow db upgrade` on it with this version")
+    raise ConfigError(f"the MLflow database {db} has the older schema revision {found!r} (MLflow {installed} expects "
+                      f"{', '.join(sorted(heads))}): back it up, then run `mlflow db upgrade sqlite:///{db}`, or pass "
+                      f"another --tracking-uri")
 
 
 def _request(url: str) -> urllib.request.Request:

@@ -45,6 +45,9 @@ def run_checks(plan, opts) -> None:
     default_retry_s()  # a bad $SWEEP_MLFLOW_RETRY_S fails here, not after the parent run exists
     local = opts.address is None
     if local:
+        from cluster.infra.ray_head import state_dir
+
+        state_dir()  # a $SWEEP_HOME that is a file fails here, before any run or folder exists
         check_local_resources(opts.cpus_per_trial, opts.gpus_per_trial)
     dry_run_plan(plan, local)
 

@@ -28,10 +28,31 @@ def parse_assignment(item: str, flag: str = "--set") -> tuple[str, Any]:
     return key.strip(), parse_value(value)
 
 
-def parse_sets(items: list[str] | None) -> dict[str, Any]:
-    """'--set a=1 --set b=x' -> {"a": 1, "b": "x"}; the same key twice is refused (which one wins?)."""
+def command_items(items: Any, flag: str) -> list[str]:
+    """The command line's form of an option: a list of "KEY=VALUE" strings (one string alone is one)."""
+    if items is None:
+        return []
+    if isinstance(items, str):
+        return [items]
+    if isinstance(items, (list, tuple)) and all(isinstance(x, str) for x in items):
+        return list(items)
+    raise ConfigError(f"{flag} takes {{key: value}} or KEY=VALUE strings, got {items!r}")
+
+
+def _keys(mapping: dict, flag: str) -> None:
+    bad = [k for k in mapping if not isinstance(k, str) or not k.strip()]
+    if bad:
+        raise ConfigError(f"{flag} keys must be config key names (strings), got {bad!r}")
+
+
+def parse_sets(items: list[str] | dict[str, Any] | None) -> dict[str, Any]:
+    """'--set a=1 --set b=x' -> {"a": 1, "b": "x"}; the same key twice is refused (which one wins?).
+    A mapping (cluster.api: set={"a": 1}) is taken as already parsed."""
+    if isinstance(items, dict):
+        _keys(items, "--set")
+        return dict(items)
     out: dict[str, Any] = {}
-    for item in items or []:
+    for item in command_items(items, "--set"):
         key, value = parse_assignment(item)
         if key in out:
             raise ConfigError(f"--set {key} is given twice ({out[key]!r} and {value!r}); give it once")
@@ -39,14 +60,19 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def parse_grids(items: list[str] | None) -> dict[str, list[Any]]:
-    """'--grid lr=1e-3,1e-2' -> {"lr": [0.001, 0.01]} (a list literal works too)."""
+def parse_grids(items: list[str] | dict[str, Any] | None) -> dict[str, list[Any]]:
+    """'--grid lr=1e-3,1e-2' -> {"lr": [0.001, 0.01]} (a list literal works too). A mapping
+    (cluster.api: grid={"lr": [1e-3, 1e-2]}) holds the values as given, with the same checks."""
     out: dict[str, list[Any]] = {}
-    for item in items or []:
-        key, value = parse_assignment(item, "--grid")
+    if isinstance(items, dict):
+        _keys(items, "--grid")
+        pairs = [(k.strip(), v, f"{k}={v!r}") for k, v in items.items()]
+    else:
+        pairs = [(*parse_assignment(item, "--grid"), item) for item in command_items(items, "--grid")]
+    for key, value, item in pairs:
         if key in out:
             raise ConfigError(f"--grid {key} is given twice; give all its values in one --grid {key}=V1,V2,...")
-        if isinstance(value, str):
+        if isinstance(value, str) and not isinstance(items, dict):
             value = [parse_value(v) for v in value.split(",") if v.strip()]
         elif not isinstance(value, (list, tuple)):
             value = [value]

@@ -16,7 +16,11 @@ def trainable(record: SweepRecord):
 
     if record.options.get("pack", 1) > 1:
         train = train_pack
-    return tune.with_resources(tune.with_parameters(train, tracking=record.tracking_info()), record.resources)
+    from cluster.flow.user_code import worker_refs
+
+    modules = worker_refs(record)  # the trial loads them (hash-checked) before it builds anything
+    return tune.with_resources(tune.with_parameters(train, tracking=record.tracking_info(), modules=modules),
+                               record.resources)
 
 
 def run_config(opts: RunOptions, record: SweepRecord):
@@ -29,9 +33,16 @@ def run_config(opts: RunOptions, record: SweepRecord):
         from cluster.tuner.callbacks import PhaseMarker
 
         callbacks.append(PhaseMarker())
-    if not opts.quiet:
+    progress = opts.progress
+    if progress == "notebook" or (not opts.quiet and progress != "none"):
         metric, mode = record.metric
-        callbacks.append(ProgressDisplay(record.n_trials, record.swept_keys, metric=metric, mode=mode))
+        stream = None
+        if progress == "notebook":  # one line redrawn in the cell's output (cluster.infra.notebook)
+            from cluster.infra.notebook import DisplayStream
+
+            stream = DisplayStream()
+        callbacks.append(ProgressDisplay(record.n_trials, record.swept_keys, metric=metric, mode=mode,
+                                         stream=stream, tty=True if stream is not None else None))
     return tune.RunConfig(
         name=record.name, storage_path=record.storage_path,
         failure_config=tune.FailureConfig(max_failures=opts.max_failures),

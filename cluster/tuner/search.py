@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from cluster.planning.plan import Plan, to_tune_space
-from cluster.planning.values import parse_assignment, parse_value
+from cluster.planning.values import command_items, parse_assignment, parse_value
 from search_spaces.domains import Choice, LogUniform, RandInt, Uniform, is_domain
 from search_spaces.experiment import Experiment
 from core.errors import ConfigError
@@ -59,16 +59,27 @@ def parse_domain(text: str) -> Any:
     return DOMAINS[name](*args)
 
 
-def parse_samples(items: list[str] | None) -> dict[str, Any]:
-    """'--sample lr=loguniform(1e-4,1e-1)' (repeatable) -> {"lr": LogUniform(1e-4, 1e-1)}."""
+def parse_samples(items: list[str] | dict[str, Any] | None) -> dict[str, Any]:
+    """'--sample lr=loguniform(1e-4,1e-1)' (repeatable) -> {"lr": LogUniform(1e-4, 1e-1)}. A mapping
+    (cluster.api: sample={"lr": "loguniform(1e-4,1e-1)"}) holds domain texts or domains, same checks."""
+    if isinstance(items, dict):
+        pairs = [(str(k).strip(), v) for k, v in items.items()]
+    else:
+        pairs = []
+        for item in command_items(items, "--sample"):
+            key, _, text = item.partition("=")
+            parse_assignment(item, "--sample")  # same "key=value" check and message as --set
+            pairs.append((key.strip(), text))
     out: dict[str, Any] = {}
-    for item in items or []:
-        key, _, text = item.partition("=")
-        parse_assignment(item, "--sample")  # same "key=value" check and message as --set
-        key = key.strip()
+    for key, value in pairs:
         if key in ("pairing", "seed"):
             raise ConfigError(f"--sample {key} is not allowed: {key!r} is set by the experiment and --seeds")
-        out[key] = parse_domain(text)
+        if isinstance(value, str):
+            value = parse_domain(value)
+        elif not is_domain(value):
+            raise ConfigError(f"--sample {key}: {value!r} is not a domain; use one of loguniform(LOW, HIGH), "
+                              "uniform(LOW, HIGH), randint(LOW, HIGH), choice(V1, V2, ...)")
+        out[key] = value
     check_keys(out)
     return out
 

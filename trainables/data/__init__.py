@@ -7,7 +7,8 @@ from typing import Any
 
 from trainables.data import cifar, edges, features, localization, mnist
 from trainables.data.bundle import DataBundle
-from core.errors import UnknownName
+from core import registry
+from core.errors import ConfigError, UnknownName
 
 
 # What a dataset is made of, which decides what the driver checks before a sweep: synthetic data is
@@ -98,6 +99,39 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+registry.track("dataset", DATASETS)
+
+
+def register_dataset(name: str, spec: DatasetSpec, protocol: Mapping[str, Any] | None = None) -> DatasetSpec:
+    """Register a dataset from user code: a DatasetSpec like the built-in ones (its config a
+    `core.config_base.ConfigBase` frozen dataclass, so its keys are checked the same way).
+
+    `protocol` is the training defaults of models that pair with it through `PAIRS_WITH`
+    (like the edge protocol for "edges"); without it, pair models with `register_pairing`.
+
+    Raises:
+        ConfigError: the name is taken (built-in or another module's), `spec` is no DatasetSpec, or a
+            synthetic dataset gives no peak_bytes (the same rule as the built-in ones).
+    """
+    origin = registry.current_origin()
+    if not isinstance(spec, DatasetSpec):
+        raise ConfigError(f"dataset {name!r} from {origin}: expected a trainables.data.DatasetSpec, got "
+                          f"{type(spec).__name__}")
+    if not hasattr(spec.config, "from_config") or not hasattr(spec.config, "keys"):
+        raise ConfigError(f"dataset {name!r} from {origin}: its config must be a frozen dataclass deriving from "
+                          "core.config_base.ConfigBase (keys are checked through it)")
+    if spec.peak_bytes is not None and not callable(spec.peak_bytes) or spec.peak_bytes is None and spec.kind == "synthetic":
+        raise ConfigError(f"dataset {name!r} from {origin}: peak_bytes must be a function of its config returning the "
+                          "bytes one trial's data needs at its peak (the driver's memory check); only a files- or "
+                          f"features-backed dataset may give None, this one is {spec.kind!r}")
+    registry.register("dataset", name, spec, origin)
+    if protocol is not None:
+        from trainables.pairings import DATASET_PROTOCOLS  # noqa: F401  (tracked as "dataset protocol")
+
+        registry.register("dataset protocol", name, dict(protocol), origin)
+    return spec
+
+
 def get_dataset(name: str) -> DatasetSpec:
     """Look up a dataset spec; raises UnknownName with close matches."""
     try:
@@ -113,4 +147,4 @@ def build_data(name: str, cfg: Mapping[str, Any]) -> DataBundle:
     return spec.build(cfg)
 
 
-__all__ = ["DATASETS", "KINDS", "DataBundle", "DatasetSpec", "build_data", "get_dataset"]
+__all__ = ["DATASETS", "KINDS", "DataBundle", "DatasetSpec", "build_data", "get_dataset", "register_dataset"]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from core import registry
 from core.errors import ConfigError, UnknownName
 from trainables.models.cifar import (BaseCNN, ConvNet, ConvNetSmall, ConvNetTiny, LabCNN, LabMLP,
                                      MLPBaseline, SimpleMLP)
@@ -44,6 +45,49 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     # linear head on cached pretrained features (SPEC 2.5)
     "linear_probe": LinearProbe,
 }
+
+
+registry.track("model", MODELS)
+
+
+def register_model(name: str | Callable[..., nn.Module] | None = None):
+    """Register a model class from user code, like timm's `@register_model`.
+
+    `@register_model` (name: the class name in snake_case, TinyCNN -> "tiny_cnn") or
+    `@register_model("tiny_cnn")`. The class is what a built-in model is (README "Extending"):
+    its constructor's keywords become config keys; `PAIRS_WITH`, `CONFIG_NAMES`, `NOT_CONFIG`,
+    `check_fits` and `inactive_kwargs` work the same. Its `PAIRS_WITH` pairings are registered
+    with it.
+
+    Raises:
+        ConfigError: the name is taken by a built-in model or another module's, the class's
+            signature cannot be read, or a PAIRS_WITH dataset is unknown.
+    """
+    origin = registry.current_origin()
+
+    def deco(cls: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        key = name if isinstance(name, str) else _snake(getattr(cls, "__name__", ""))
+        if not callable(cls):
+            raise ConfigError(f"model {key!r} from {origin}: expected a class (an nn.Module), got {cls!r}")
+        try:
+            inspect.signature(cls)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"model {key!r} from {origin}: its constructor's signature cannot be read ({exc})") from None
+        registry.register("model", key, cls, origin)
+        from trainables.pairings import register_declared
+
+        register_declared(key, cls, origin)
+        return cls
+
+    if name is not None and not isinstance(name, str):
+        return deco(name)
+    return deco
+
+
+def _snake(text: str) -> str:
+    import re
+
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", text).lower()
 
 
 # Constructor keywords the data decides (shape of one input, number of classes) or the trial's
