@@ -370,3 +370,28 @@ def test_sanity_upper_bounds_are_inclusive(key, bound):
     above = bound + 1 if isinstance(bound, int) else math.nextafter(bound, math.inf)
     with pytest.raises(ConfigError, match=re.escape(f"{key}={above!r} is above {bound:g}, the largest value")):
         check_numbers(plan(above))
+
+
+def test_cuda_graphs_false_needs_no_gpu():
+    """Only cuda_graphs=true asks for a GPU: `--set cuda_graphs=false` runs on a machine without CUDA
+    and with --gpus-per-trial 0, locally or on a cluster without GPUs."""
+    from cluster.planning.plan import make_plan
+    from cluster.planning.validate import check_device_cluster, check_device_local, cuda_setting
+    from search_spaces import get_experiment
+
+    plan = make_plan(get_experiment("edge-data-per-class"), sets={"cuda_graphs": False}, seeds=1, smoke=True)
+    assert cuda_setting(plan) is None
+    check_device_local(plan, 0, local=True)
+    check_device_cluster(plan, 0.0)
+
+
+def test_default_memory_limit_is_half_of_this_machine(monkeypatch):
+    """README "Validation": one trial's data may use half of the physical memory unless
+    $SWEEP_MAX_TRIAL_MEMORY_GB says otherwise."""
+    from cluster.planning import validate
+
+    monkeypatch.delenv(validate.MEMORY_ENV, raising=False)
+    monkeypatch.setattr(validate, "physical_memory", lambda: 24 * 2 ** 30)
+    assert validate.memory_limit() == 12 * 2 ** 30
+    monkeypatch.setenv(validate.MEMORY_ENV, "3.5")
+    assert validate.memory_limit() == 3_500_000_000
