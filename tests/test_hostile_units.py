@@ -206,6 +206,37 @@ def test_lock_names_the_running_pid_and_a_dead_holder_is_taken_over(tmp_path):
     lock.release()
 
 
+def test_store_lock_waits_for_its_holder_and_refuses_after_the_timeout(tmp_path):
+    """The lock beside a sqlite store (file_lock): a second taker waits while it is held, gets it
+    when the holder lets go, and after its timeout gets a message instead of waiting forever."""
+    import threading
+
+    from cluster.folder.locks import file_lock
+
+    path = tmp_path / "mlflow.db.lock"
+    results: dict[str, str] = {}
+
+    def contend(timeout: float, key: str) -> None:
+        try:
+            with file_lock(path, timeout=timeout):
+                results[key] = "locked"
+        except ConfigError as exc:
+            results[key] = str(exc)
+
+    with file_lock(path):
+        short = threading.Thread(target=contend, args=(0.3, "short"), daemon=True)
+        short.start()
+        short.join(15)
+        assert not short.is_alive(), "a held lock was waited on past the taker's timeout"
+        assert results == {"short": f"{path} has been locked by another process for 0 s"}
+        long = threading.Thread(target=contend, args=(60.0, "long"), daemon=True)
+        long.start()
+        time.sleep(0.3)
+        assert long.is_alive() and "long" not in results  # still waiting for the holder
+    long.join(15)
+    assert results["long"] == "locked"
+
+
 STORE = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
@@ -489,6 +520,41 @@ def test_mark_killed_leaves_no_run_running(tracking_uri):
     assert status == {"a": "KILLED", "b": "FINISHED", "c": "KILLED", "d": "FAILED", "e": "KILLED"}
     p = client.get_run(parent)
     assert p.info.status == "KILLED" and p.data.tags["stop_reason"] == "interrupted by SIGTERM"
+
+
+def test_a_later_interrupt_or_driver_error_leaves_runs_an_earlier_interrupt_closed(tracking_uri):
+    """After `sweep resume`, runs still carry the error tag of the attempt the first interrupt stopped
+    ("KeyboardInterrupt..."). A second interrupt, or a driver error, must not touch them: a trial
+    that then completed stays FINISHED, one the first interrupt marked KILLED keeps its reason and
+    end time; only what is RUNNING now is marked."""
+    from mlflow.tracking import MlflowClient
+
+    from cluster.infra.interrupts import mark_killed, mark_unfinished
+    from core import store_schema as S
+
+    client = MlflowClient(tracking_uri)
+    exp_id = client.create_experiment("k2")
+    parent = client.create_run(exp_id).info.run_id
+    runs = {}
+    for name, status, stop in [("completed-on-resume", "FINISHED", None),
+                               ("killed-first-time", "KILLED", "interrupted by SIGINT"), ("running", "RUNNING", None)]:
+        tags = {S.TAG_PARENT_RUN_ID: parent, S.TAG_ERROR: "KeyboardInterrupt: SIGINT"}
+        rid = client.create_run(exp_id, tags={**tags, **({S.TAG_STOP_REASON: stop} if stop else {})}).info.run_id
+        if status != "RUNNING":
+            client.set_terminated(rid, status, end_time=1_000)
+        runs[name] = rid
+
+    def state():
+        return {k: (client.get_run(r).info.status, client.get_run(r).info.end_time,
+                    client.get_run(r).data.tags.get(S.TAG_STOP_REASON)) for k, r in runs.items() if k != "running"}
+    before = state()
+    assert mark_killed(client, exp_id, parent, signal.SIGTERM) == 1
+    assert client.get_run(runs["running"]).info.status == "KILLED"
+    assert state() == before == {"completed-on-resume": ("FINISHED", 1_000, None),
+                                 "killed-first-time": ("KILLED", 1_000, "interrupted by SIGINT")}
+    assert mark_unfinished(client, exp_id, parent, "driver stopped: disk full", status="FAILED",
+                           status_reason="driver_error") == 0
+    assert state() == before
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

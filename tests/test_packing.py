@@ -218,6 +218,18 @@ def test_make_packs_separates_what_must_not_share_a_pack():
     assert "scheduler" in plan.unpacked[MLP]
 
 
+def test_pack_summary_lists_the_sizes_of_real_packs_and_why_cells_stay_unpacked():
+    """The line `sweep run --pack K` prints: pack sizes are of packs (2+ members), a plain trial is none."""
+    from cluster.tuner.packing import make_packs
+
+    cells = [{"pairing": MLP, "seed": s} for s in range(5)] + [{"pairing": MLP, "scheduler": "cosine", "seed": s}
+                                                               for s in range(2)]
+    text = make_packs(cells, 8).summary(8)
+    assert text.startswith(f"--pack 8: 7 trials in 3 Tune trials (pack sizes 5); {MLP} unpacked: "), text
+    assert "scheduler" in text
+    assert make_packs(cells, 1).summary(1) == f"--pack 1: 7 trials in 7 Tune trials; {MLP} unpacked: --pack 1"
+
+
 def test_packed_space_rejects_searches_and_schedulers():
     from cluster.tuner.packing import packed_space
     from cluster.planning.plan import make_plan

@@ -194,6 +194,28 @@ def _batches(monkeypatch) -> list[int]:
     return calls
 
 
+def test_mlflow_http_timeout_stays_inside_the_trial_retry_window(monkeypatch):
+    """MLflow's own HTTP retries would outlast a short retry window (~4 min): a trial allows one
+    retry and a request timeout of its retry window clamped to [10, 120] s; values the user set win."""
+    import os
+
+    from trainables.tracking import bound_http_retries
+
+    keys = ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+    for key in keys:  # restored as they were when the test ends
+        monkeypatch.setenv(key, "unset")
+        monkeypatch.delenv(key)
+    for retry_s, timeout in ((1.0, "10"), (10.0, "10"), (60.0, "60"), (120.0, "120"), (3600.0, "120")):
+        for key in keys:
+            os.environ.pop(key, None)
+        bound_http_retries(retry_s)
+        assert (os.environ[keys[0]], os.environ[keys[1]]) == (timeout, "1"), retry_s
+    monkeypatch.setenv(keys[0], "7")
+    monkeypatch.setenv(keys[1], "0")
+    bound_http_retries(60.0)
+    assert (os.environ[keys[0]], os.environ[keys[1]]) == ("7", "0")
+
+
 @pytest.mark.parametrize("flush_s, writes", [(3600.0, 1), (0.0, 6)])
 def test_metric_writes_are_bounded_in_time_not_per_report(tracking_uri, monkeypatch, flush_s, writes):
     """report_every=1 over 6 epochs: with a long flush interval everything goes in the final write;
@@ -232,6 +254,33 @@ def test_trial_stopped_by_the_scheduler_keeps_every_reported_epoch(tracking_uri)
     assert run.info.status == "RUNNING" and S.TAG_STATUS_REASON not in run.data.tags
     for key in ("train_loss", "val_acc"):
         assert sorted(m.step for m in client.get_metric_history(run.info.run_id, key)) == [1, 2, 3]
+
+
+def test_a_restarted_trial_finds_its_run_and_never_writes_a_stored_epoch_twice(tracking_uri):
+    """A trial restarted after epoch 3 reopens the same child run (found by trial id) and logs
+    epochs 1..5 again: MLflow keeps each epoch once (the first attempt's values for 1..3)."""
+    from mlflow.tracking import MlflowClient
+
+    from trainables.tracking import TrialRun
+
+    client = MlflowClient(tracking_uri)
+    exp_id = client.create_experiment("t")
+    parent = client.create_run(exp_id).info.run_id
+    info = TrackingInfo(tracking_uri, exp_id, parent, "s", "t")
+    first = TrialRun(info, "t_r", None, "t_r", {})
+    for epoch in (1, 2, 3):
+        first.add(epoch, {"train_loss": 1.0 / epoch, "val_acc": epoch / 10})
+    first.flush()
+    again = TrialRun(info, "t_r", None, "t_r", {})
+    assert again.resumed and again.run_id == first.run_id and again.logged_step == 3
+    for epoch in (1, 2, 3, 4, 5):
+        again.add(epoch, {"train_loss": 9.0, "val_acc": 0.9})
+    again.complete()
+    for key, early in (("train_loss", [1.0, 0.5, 1 / 3]), ("val_acc", [0.1, 0.2, 0.3])):
+        hist = sorted((m.step, m.value) for m in client.get_metric_history(first.run_id, key))
+        assert [s for s, _ in hist] == [1, 2, 3, 4, 5], key
+        assert [v for _, v in hist[:3]] == pytest.approx(early), key
+    assert len(client.search_runs([exp_id], S.trial_filter(parent, "t_r"))) == 1
 
 
 def test_a_checkpoint_never_runs_ahead_of_what_mlflow_holds(tracking_uri):

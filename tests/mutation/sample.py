@@ -76,7 +76,7 @@ MODULES: dict[str, str] = {
     # tracking (the buffered writer, redaction)
     "trainables/tracking.py": f"tests/test_trainable.py tests/test_security.py {K} {U}",
     # validation of options and plans
-    "cluster/planning/validate.py": f"tests/test_bad_input.py tests/test_hostile_inputs.py {K}",
+    "cluster/planning/validate.py": f"tests/test_validate_rules.py tests/test_bad_input.py tests/test_hostile_inputs.py {K}",
     # signals and locks
     "cluster/infra/interrupts.py": INTR,
     "cluster/folder/locks.py": LOCKS,

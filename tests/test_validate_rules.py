@@ -1,0 +1,56 @@
+"""Rules of cluster.planning.validate checked on the functions themselves (no CLI, under a second
+each): the sanity bounds are inclusive, only cuda_graphs=true asks for a GPU, the default memory
+limit is half the machine. Listed first for validate.py in tests/mutation/sample.py, so a mutant that
+breaks one of these rules fails here at once instead of starting a sweep in the slower tables."""
+from __future__ import annotations
+
+import pytest
+
+
+# The sanity upper bounds (README "Validation"): the bound itself is a value a user may give; the
+# next value above it is refused with a message naming the value and the bound.
+UPPER_BOUNDS = {"lr": 10.0, "epochs": 100_000, "weight_decay": 1.0, "batch_size": 10_000_000,
+                "eval_batch_size": 10_000_000, "t_max": 100_000, "spatial_resolution": 4096, "resize": 4096}
+
+
+@pytest.mark.parametrize("key, bound", UPPER_BOUNDS.items())
+def test_sanity_upper_bounds_are_inclusive(key, bound):
+    import math
+    import re
+    from types import SimpleNamespace
+
+    from cluster.planning.validate import check_numbers
+    from core.errors import ConfigError
+
+    def plan(value):
+        return SimpleNamespace(fixed={key: value}, axes={"pairing": ["three_layer_mlp/edges"]}, per_pairing={})
+
+    check_numbers(plan(bound))  # the largest allowed value passes
+    above = bound + 1 if isinstance(bound, int) else math.nextafter(bound, math.inf)
+    with pytest.raises(ConfigError, match=re.escape(f"{key}={above!r} is above {bound:g}, the largest value")):
+        check_numbers(plan(above))
+
+
+def test_cuda_graphs_false_needs_no_gpu():
+    """Only cuda_graphs=true asks for a GPU: `--set cuda_graphs=false` runs on a machine without CUDA
+    and with --gpus-per-trial 0, locally or on a cluster without GPUs."""
+    from cluster.planning.plan import make_plan
+    from cluster.planning.validate import check_device_cluster, check_device_local, cuda_setting
+    from search_spaces import get_experiment
+
+    plan = make_plan(get_experiment("edge-data-per-class"), sets={"cuda_graphs": False}, seeds=1, smoke=True)
+    assert cuda_setting(plan) is None
+    check_device_local(plan, 0, local=True)
+    check_device_cluster(plan, 0.0)
+
+
+def test_default_memory_limit_is_half_of_this_machine(monkeypatch):
+    """README "Validation": one trial's data may use half of the physical memory unless
+    $SWEEP_MAX_TRIAL_MEMORY_GB says otherwise."""
+    from cluster.planning import validate
+
+    monkeypatch.delenv(validate.MEMORY_ENV, raising=False)
+    monkeypatch.setattr(validate, "physical_memory", lambda: 24 * 2 ** 30)
+    assert validate.memory_limit() == 12 * 2 ** 30
+    monkeypatch.setenv(validate.MEMORY_ENV, "3.5")
+    assert validate.memory_limit() == 3_500_000_000
