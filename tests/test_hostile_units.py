@@ -584,9 +584,10 @@ def test_first_signal_during_fit_asks_tune_to_stop_the_second_aborts(sig):
     def signal_interrupt_tune_run(signum, frame):  # the name Tune's handler has
         asked.append(signum)
 
-    old = signal.signal(signal.SIGUSR1, signal_interrupt_tune_run)
+    old = signal.getsignal(signal.SIGUSR1)
     try:
         with SignalGuard() as guard, guard.fitting():
+            signal.signal(signal.SIGUSR1, signal_interrupt_tune_run)  # what Tune's fit installs
             os.kill(os.getpid(), sig)
             time.sleep(0.5)
             assert asked == [signal.SIGUSR1] and guard.signum == sig
@@ -595,6 +596,28 @@ def test_first_signal_during_fit_asks_tune_to_stop_the_second_aborts(sig):
                 os.kill(os.getpid(), signal.SIGINT)
                 time.sleep(1)
         assert guard.exit_code == 128 + sig
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_before_this_fits_tune_handler_is_not_lost_to_the_last_fits(sig):
+    """Ctrl-C right after a fit starts, before Tune installs its handler: the handler an earlier fit
+    of this process left (an adaptive wave, a study's sweep) must not take the signal (its event is
+    watched by nobody, the trials would run to the end); the signal stops the sweep at once."""
+    from cluster.infra.interrupts import Interrupted, SignalGuard
+
+    stale = []
+
+    def signal_interrupt_tune_run(signum, frame):  # the earlier fit's handler, left installed
+        stale.append(signum)
+
+    old = signal.signal(signal.SIGUSR1, signal_interrupt_tune_run)
+    try:
+        with pytest.raises(Interrupted) as info, SignalGuard() as guard, guard.fitting():
+            os.kill(os.getpid(), sig)
+            time.sleep(1)
+        assert stale == [] and info.value.signum == sig and guard.exit_code == 128 + sig
     finally:
         signal.signal(signal.SIGUSR1, old)
 

@@ -44,13 +44,20 @@ class SignalGuard:
 
         Tune leaves its SIGUSR1 handler installed after a fit returns, so the handler alone cannot
         tell whether a fit is running (a signal after it, e.g. while the results print or between
-        a study's sweeps, must raise at once).
+        a study's sweeps, must raise at once). For the same reason the handler an earlier fit of
+        this process left (an adaptive wave, a study's previous sweep) is taken down first: its
+        event is watched by nobody, so a signal that reached it before this fit installs its own
+        would be lost and the trials would run to the end; until then a signal raises at once.
         """
+        usr1 = getattr(signal, "SIGUSR1", None)
+        previous = signal.signal(usr1, signal.SIG_DFL) if usr1 is not None else None
         self._in_fit = True
         try:
             yield self
         finally:
             self._in_fit = False
+            if usr1 is not None:
+                signal.signal(usr1, previous)
 
     def __enter__(self) -> SignalGuard:
         self._env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
