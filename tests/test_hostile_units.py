@@ -622,6 +622,27 @@ def test_signal_before_this_fits_tune_handler_is_not_lost_to_the_last_fits(sig):
         signal.signal(signal.SIGUSR1, old)
 
 
+def test_signal_during_fit_with_a_foreign_sigusr1_handler_is_not_taken_for_tunes():
+    """Only Tune's own handler (by its name) gets the graceful stop; any other SIGUSR1 handler
+    installed during a fit is not called and the signal stops the sweep at once."""
+    from cluster.infra.interrupts import Interrupted, SignalGuard
+
+    called = []
+
+    def user_handler(signum, frame):  # a name that is not Tune's (and sorts after it)
+        called.append(signum)
+
+    old = signal.getsignal(signal.SIGUSR1)
+    try:
+        with pytest.raises(Interrupted), SignalGuard() as guard, guard.fitting():
+            signal.signal(signal.SIGUSR1, user_handler)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        assert called == [] and guard.signum == signal.SIGINT
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+
+
 # ---- local Ray settings ------------------------------------------------------------------------
 
 def test_local_ray_gets_no_runtime_env_and_binds_loopback(monkeypatch):
