@@ -167,7 +167,9 @@ def restrict(runs: pd.DataFrame, at: Mapping[str, Any]) -> pd.DataFrame:
         if key not in runs:
             return runs.iloc[0:0]
         value = tuple(value) if isinstance(value, list) else value
-        runs = runs[runs[key].apply(lambda x, v=value: x == v)]
+        # a boolean mask even when no row is left: indexing with an empty non-bool Series would
+        # select columns (none), and the next step would find no metric column
+        runs = runs[runs[key].apply(lambda x, v=value: x == v).astype(bool)]
     return runs
 
 
@@ -381,7 +383,10 @@ def evaluate(hypothesis, runs: pd.DataFrame, keys: Sequence[str], other_runs: pd
             note += f" with {cell_label(at)}"
         return [_not_tested(h, at, note, ctx)]
     own = [k for k in keys if k in better and better[k].notna().any()]
-    shared = [k for k in own if not one and k in worse and worse[k].notna().any()]
+    # the rival runs of a cell: same values of the keys both sides sweep, except the keys the claim
+    # fixes to different values on each side (1000 vs 100 epochs in one sweep)
+    pinned = set(getattr(h, "better_fixed", None) or {}) | set(getattr(h, "worse_fixed", None) or {})
+    shared = [k for k in own if not one and k not in pinned and k in worse and worse[k].notna().any()]
     results = []
     for key, cell_runs in group_cells(better, own):
         cell = dict(zip(own, key if isinstance(key, tuple) else (key,)))

@@ -392,3 +392,23 @@ def test_every_declared_kind_is_answered_equivalence_and_interaction():
     assert r_diff.verdict == "equivalent" and math.isnan(r_diff.cannot_exclude)
     # gap at 100 (+2.0 pts) minus gap at 10 (-0.2 pts) > 0
     assert r_gap.verdict == "yes" and r_gap.effect[0] == pytest.approx(0.02 + 0.002)
+
+
+@pytest.mark.parametrize("keys", [["epochs", "data_per_class"], ["data_per_class", "epochs"]])
+def test_a_claim_fixing_a_swept_key_per_side_compares_across_that_key(keys):
+    """'CNN at 1000 epochs > CNN at 100 epochs' in one sweep that sweeps epochs: the rival runs of a
+    cell share every swept key except the ones the claim fixes per side. (Found by `sweep study edge
+    --until-decided`: the rivals were matched on epochs=1000 too, none was left, and the empty
+    frame lost its columns: KeyError 'val_acc' stopped the sweep.)"""
+    rng = np.random.default_rng(0)
+    rows = [{"pairing": "cnn", "epochs": ep, "data_per_class": 10, "seed": s, "val_acc": base + rng.normal(0, 0.01),
+             "status_reason": "completed"}
+            for ep, base in ((100, 0.6), (1000, 0.9)) for s in range(6)]
+    h = Hypothesis("CNN at 1000 epochs > CNN at 100 epochs", better="cnn", worse="cnn",
+                   better_fixed={"epochs": 1000}, worse_fixed={"epochs": 100}, at={"data_per_class": 10})
+    (r,) = evaluate_all([h], pd.DataFrame(rows), keys)
+    assert r.verdict == "yes" and r.cell == {"data_per_class": 10, "epochs": 1000}
+    assert r.better[3] == 6 and r.worse[3] == 6 and r.effect[0] == pytest.approx(0.3, abs=0.02)
+    # a cell whose rival side has no run at all is "not tested", not an error
+    (r,) = evaluate_all([h], pd.DataFrame([x for x in rows if x["epochs"] == 1000]), keys)
+    assert r.verdict == "not tested"

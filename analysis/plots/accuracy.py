@@ -100,7 +100,7 @@ def params_vs_accuracy(data: SweepData) -> Figures:
                     capsize=3, markersize=8, label=f"{label}: {fmt_interval('val_acc', *(r[f'val_acc_{k}'] for k in ('mean', 'ci_low', 'ci_high')))}")
         cell_runs = runs
         for k in data.cell_keys:
-            cell_runs = cell_runs[cell_runs[k].apply(lambda v, want=r[k]: v == want or (v != v and want != want))]
+            cell_runs = cell_runs[cell_runs[k].apply(lambda v, want=r[k]: v == want or (v != v and want != want)).astype(bool)]
         ax.scatter(pd.to_numeric(cell_runs["n_params"], errors="coerce"), 100 * pd.to_numeric(cell_runs["val_acc"], errors="coerce"),
                    s=14, facecolors="none", edgecolors=series_colour(cell), linewidths=0.9, alpha=0.8, zorder=3)
         ax.annotate(f"{r['n_params_mean']:,.0f}", (r["n_params_mean"], y), textcoords="offset points",
