@@ -712,3 +712,29 @@ def test_a_real_mlflow_server_is_recognised(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_driver_error_leaves_its_traceback_in_the_driver_log(tmp_path):
+    """A bug or library error stopping the driver: the console gets one line naming the log, the
+    driver log gets the whole traceback; faults of the machine (full disk, closed console) keep
+    their one line only."""
+    import errno
+    from types import SimpleNamespace
+
+    from cluster.flow.finish import _traceback_to_log
+
+    log = tmp_path / "driver.log"
+    log.write_text("ray says hello\n")
+    record = SimpleNamespace(name="s1", driver_log=str(log))
+    try:
+        {}["val_acc"]
+    except KeyError as exc:
+        said = _traceback_to_log(record, exc)
+    assert said == f" (the traceback is in {log})"
+    text = log.read_text()
+    assert text.startswith("ray says hello\nsweep s1: stopped by this error:\nTraceback")
+    assert "KeyError: 'val_acc'" in text and 'in test_a_driver_error_leaves' in text
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert _traceback_to_log(record, full) == "" and log.read_text() == text
+    assert _traceback_to_log(SimpleNamespace(name="s2", driver_log=None), KeyError("x")) == ""
+    assert _traceback_to_log(SimpleNamespace(name="s3", driver_log=str(tmp_path / "gone" / "d.log")), KeyError("x")) == ""

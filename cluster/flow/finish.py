@@ -102,12 +102,31 @@ def failed(client, record: SweepRecord, exc: BaseException) -> int:
     the sweep (finished trials are not rerun).
     """
     marked = mark_failed(client, record, exc)
+    where = _traceback_to_log(record, exc)
     try:
         print(f"sweep {record.name}: stopped: {describe(exc)}; {marked}. Fix the cause, then "
-              f"`sweep resume {record.name}` reruns only what did not finish", file=sys.stderr, flush=True)
+              f"`sweep resume {record.name}` reruns only what did not finish{where}", file=sys.stderr, flush=True)
     except (OSError, ValueError, AttributeError):
         pass  # stderr closed too: the exit code and the runs' stop_reason tags say it
     return 1
+
+
+def _traceback_to_log(record: SweepRecord, exc: BaseException) -> str:
+    """The whole traceback of an error that is not a fault of the machine (a bug, a library
+    error), appended to the sweep's driver.log: the console keeps its one line. Returns the
+    sentence pointing at it ("" when nothing was written)."""
+    import traceback
+
+    why = describe(exc)
+    if not record.driver_log or why.startswith(("no space left", "the console was closed")):
+        return ""
+    try:
+        with open(record.driver_log, "a", encoding="utf-8") as f:
+            f.write(f"sweep {record.name}: stopped by this error:\n")
+            traceback.print_exception(exc, file=f)
+    except OSError:
+        return ""
+    return f" (the traceback is in {record.driver_log})"
 
 
 def fit_and_close(tuner, client, record: SweepRecord, opts: RunOptions, guard: interrupts.SignalGuard) -> int:
