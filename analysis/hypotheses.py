@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -224,7 +225,16 @@ def two_sided(h, shown: dict, b_runs: pd.DataFrame, w_runs: pd.DataFrame, ctx: C
     sign = 1.0 if h.mode == "max" else -1.0  # decide on "higher is better" values
     bound = 1.0 if is_accuracy(metric) else math.inf
     margin = _margin(h, metric)
-    d = Q.decide(sign * b, sign * w, ctx.design, margin, bound, lb, lw)
+    # decide() reads "first side greater" in both parts: the seeds that learned score higher, and
+    # more seeds learn every class. Learning raises an accuracy and lowers a loss, so where the
+    # claim favours the side that learns less (lower on an accuracy: the shifted MLP < the unshifted
+    # MLP; higher on a loss) the sides go in swapped, each value negated: "greater" is still the
+    # claim's direction and the shift still better - worse on the "higher is better" scale.
+    if (h.mode == "min") == is_accuracy(metric):
+        d = Q.decide(-sign * w, -sign * b, ctx.design, margin, bound, lw, lb)
+        d = dataclasses.replace(d, learned=d.learned[::-1], rate=d.rate[::-1])
+    else:
+        d = Q.decide(sign * b, sign * w, ctx.design, margin, bound, lb, lw)
     s = d.shift
     effect = (sign * s.estimate, *sorted((sign * s.low, sign * s.high)))
     if kind == "equivalence":
