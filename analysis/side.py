@@ -7,6 +7,7 @@ that metric existed fall back to accuracy: learned when above chance + COLLAPSE_
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,7 +71,7 @@ def num_classes(runs: pd.DataFrame) -> int | None:
         return None
     row = runs.iloc[0]
     n = row.get("num_classes")
-    if isinstance(n, (int, float)) and n == n and not isinstance(n, bool):
+    if isinstance(n, numbers.Real) and n == n and not isinstance(n, (bool, np.bool_)):  # numpy ints too
         return int(n)
     ct = row.get("class_type")
     if isinstance(ct, (tuple, list)):

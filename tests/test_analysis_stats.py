@@ -439,3 +439,28 @@ def test_a_claim_for_the_side_that_learns_less_is_reproduced_by_its_collapse(met
                        mode="max" if mode == "min" else "min", at={"data_per_class": 100})
     (r,) = evaluate_all([other], runs, ["data_per_class"])
     assert r.verdict == "no", r
+
+
+def test_the_legend_names_the_rule_in_brackets_only_when_there_is_one():
+    from analysis.hypotheses import explain
+
+    assert "decided at two-sided 0.05 (group-sequential, look 2 of 4) by a two-part test" in \
+        explain(0.05, "group-sequential, look 2 of 4")
+    plain = explain(0.05)
+    assert "decided at two-sided 0.05 by a two-part test" in plain and "()" not in plain
+
+
+def _chance_runs(values, **extra) -> pd.DataFrame:
+    return pd.DataFrame([{"pairing": "mlp", "data_per_class": 30, "seed": s, "val_acc": v,
+                          "status_reason": "completed", **extra} for s, v in enumerate(values)])
+
+
+def test_a_chance_claim_far_below_chance_is_contradicted_and_unknown_classes_are_not_tested():
+    claim = Hypothesis("MLP at chance", better="mlp", kind="chance", at={"data_per_class": 30})
+    # 3 classes: chance 33.3%; every seed near 2% (below chance by far more than the margin): "no"
+    (r,) = evaluate_all([claim], _chance_runs([0.02 + 0.001 * i for i in range(12)], num_classes=3),
+                        ["data_per_class"])
+    assert r.verdict == "no", r
+    # the same runs with no way to know the number of classes: no chance level, "not tested"
+    (r,) = evaluate_all([claim], _chance_runs([0.02 + 0.001 * i for i in range(12)]), ["data_per_class"])
+    assert r.verdict == "not tested" and "number of classes is unknown" in r.note, r
