@@ -1,7 +1,7 @@
 """Faults of the machine in a real sweep (issue 24, case 3): an injected ENOSPC while Tune saves its
-state, and a console that closes after the header (`| head -1`). Each ends with exit 1, one
-message without a traceback, no run left RUNNING, and a `sweep resume` that finishes the sweep
-with every epoch logged exactly once."""
+state, a real small filesystem (a 64 MiB tmpfs) filled mid-sweep, and a console that closes after
+the header (`| head -1`). Each ends with exit 1, one message without a traceback, no run left
+RUNNING, and a `sweep resume` that finishes the sweep with every epoch logged exactly once."""
 from __future__ import annotations
 
 import errno
@@ -97,4 +97,88 @@ def test_console_closed_mid_sweep(tmp_path, monkeypatch, capsys, local_ray):
     parents, children = mlflow_runs(uri, exp)
     assert parents[0].info.status == "FAILED" and "RUNNING" not in {c.info.status for c in children}
     assert time.monotonic() - t < 300
+    _finish_by_resume(uri, exp, name, storage)
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A real 64 MiB tmpfs (root only: `mount` needs CAP_SYS_ADMIN, as on CI); unmounted after."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill_once_checkpointed(sweep_dir: Path, filler: Path, stop) -> None:
+    """Once a trial has saved a checkpoint, fill the filesystem to the last byte (a real ENOSPC for
+    every later write of Tune, the trials and the driver)."""
+    while not stop.is_set():
+        if any(sweep_dir.glob("*/checkpoint_*")):
+            try:
+                with open(filler, "wb") as f:
+                    while True:
+                        f.write(b"\0" * 65536)
+                        f.flush()
+            except OSError:
+                pass
+            return
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_a_real_full_filesystem_under_the_storage(tmp_path, monkeypatch, capsys, local_ray, small_filesystem):
+    import threading
+
+    name, exp = "tmpfs-full", "fast-tmpfs"
+    _tiny(monkeypatch, exp)
+    uri, storage = f"sqlite:///{tmp_path}/mlflow.db", small_filesystem / "rr"
+    filler, stop = small_filesystem / "filler", threading.Event()
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "0")  # Tune saves its state every step: it meets the full disk
+    watcher = threading.Thread(target=_fill_once_checkpointed, args=(storage / name, filler, stop), daemon=True)
+    watcher.start()
+    try:
+        code = main(["run", exp, "--name", name, "--tracking-uri", uri, "--storage-path", str(storage)])
+    finally:
+        stop.set()
+        watcher.join(5)
+    err = capsys.readouterr().err
+    assert filler.exists(), "the filesystem was never filled: the sweep ended before its first checkpoint"
+    assert code == 1, err
+    assert "no space left on the device" in err and "Traceback" not in err, err
+    assert f"sweep resume {name}" in err
+    parents, children = mlflow_runs(uri, exp)
+    assert parents[0].info.status == "FAILED", (err, [(c.info.status, c.data.tags.get("status_reason")) for c in children])
+    assert "RUNNING" not in {c.info.status for c in children}
+    filler.unlink()  # space freed
+    import shutil
+
+    free = shutil.disk_usage(small_filesystem).free
+    assert free > 32 * 2**20, f"only {free} bytes free after the filler was removed"
+    # Ray writes experiment_state-*.json in place: if the disk filled while it was written, it is cut
+    # short and Tune cannot continue the sweep (it would start the search over with empty configs):
+    # the resume is refused before Ray starts, saying so. Otherwise the resume finishes the sweep.
+    import json
+
+    newest = max((storage / name).glob("experiment_state-*.json"), key=lambda p: p.name)
+    try:
+        json.loads(newest.read_bytes())
+    except ValueError:
+        trials = sorted(p.name for p in (storage / name).glob("train_*"))
+        assert main(["resume", name, "--storage-path", str(storage)]) == 2
+        err = capsys.readouterr().err
+        assert f"{newest} is cut short or damaged" in err and "Traceback" not in err, err
+        assert sorted(p.name for p in (storage / name).glob("train_*")) == trials  # nothing started
+        parents, children = mlflow_runs(uri, exp)
+        assert parents[0].info.status == "FAILED" and "RUNNING" not in {c.info.status for c in children}
+        return
     _finish_by_resume(uri, exp, name, storage)

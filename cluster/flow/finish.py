@@ -38,7 +38,8 @@ def describe(exc: BaseException) -> str:
             return f"no space left on the device{where} (disk full or quota reached)"
         if isinstance(cur, BrokenPipeError) or (isinstance(cur, OSError) and cur.errno == errno.EBADF):
             return "the console was closed (stdout is a closed pipe)"
-        cur = cur.__cause__ or cur.__context__
+        inner = getattr(cur, "cause", None)  # a trial's error, as Ray hands it over (RayTaskError.cause)
+        cur = cur.__cause__ or cur.__context__ or (inner if isinstance(inner, BaseException) else None)
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:300]}"
 
@@ -96,11 +97,36 @@ def mark_failed(client, record: SweepRecord, exc: BaseException) -> str:
     return marked
 
 
+def full_storage(record: SweepRecord, exc: BaseException) -> BaseException:
+    """`exc`, or an ENOSPC naming the sweep folder when that folder's filesystem is full: Tune then
+    fails on files the full disk truncated (an empty pickled error: EOFError, UnpicklingError),
+    errors that do not say why."""
+    import errno
+    import shutil
+
+    if describe(exc).startswith("no space left") or "://" in record.storage_path:
+        return exc
+    try:
+        free = shutil.disk_usage(record.folder).free
+    except OSError:
+        return exc
+    if free >= FULL_BELOW:
+        return exc
+    full = OSError(errno.ENOSPC, f"No space left on device ({free} bytes free; then {describe(exc)})",
+                   str(record.folder))
+    full.__cause__ = exc
+    return full
+
+
+FULL_BELOW = 1 << 20  # bytes free under which the storage counts as full
+
+
 def failed(client, record: SweepRecord, exc: BaseException) -> int:
     """The driver cannot go on (a full disk, a store that stopped answering, a closed console):
     runs marked (mark_failed), one message on stderr, exit code 1. `sweep resume` then continues
     the sweep (finished trials are not rerun).
     """
+    exc = full_storage(record, exc)
     marked = mark_failed(client, record, exc)
     where = _traceback_to_log(record, exc)
     try:
@@ -140,6 +166,10 @@ def fit_and_close(tuner, client, record: SweepRecord, opts: RunOptions, guard: i
     phases.mark("fit_end")
     if guard.signum is not None:  # Tune stopped gracefully on our SIGINT/SIGTERM
         return interrupted(client, record, guard.signum)
+    full = next((r.error for r in results if r.error is not None and describe(r.error).startswith("no space left")),
+                None)
+    if full is not None:  # the trials met a full disk (their checkpoints): the sweep stops as the driver would
+        return failed(client, record, full)
     record.record_exit_state()
     errors = sum(1 for r in results if r.error is not None)
     client.set_tag(record.parent_run_id, S.TAG_N_ERRORS, str(errors))

@@ -142,6 +142,24 @@ def check_manifest(folder: Path, recorded: dict[str, str]) -> None:
             raise ConfigError(f"{folder / rel} changed after the sweep's driver exited; refusing to unpickle it")
 
 
+def check_experiment_state(folder: Path) -> None:
+    """The newest `experiment_state-*.json` (the one Tune restores) must be whole JSON. Ray writes
+    it in place, so a disk that filled while it was written leaves it cut short: Tune would then
+    start the sweep's search over with empty trial configs. Refused, saying so, before Ray starts."""
+    import json
+
+    newest = max(Path(folder).glob("experiment_state-*.json"), key=lambda p: p.name, default=None)
+    if newest is None or newest.is_symlink() or not newest.is_file():
+        return
+    try:
+        json.loads(newest.read_bytes())
+    except (ValueError, OSError) as exc:
+        raise ConfigError(
+            f"{newest} is cut short or damaged ({type(exc).__name__}: {str(exc)[:80]}; a disk that filled while "
+            f"Ray's Tune wrote it does this): Tune cannot continue this sweep. Run the experiment again under a "
+            f"new name (sweep run EXPERIMENT --name NEW); the runs already in MLflow are kept") from None
+
+
 def verify(folder: Path, tuner_sha: str | None, ended: dict[str, str] | None, parent_tags: dict[str, str],
            manifest: str | None = MANIFEST_KIND) -> None:
     """All four checks of the module docstring; ConfigError names the file that failed.
@@ -155,6 +173,7 @@ def verify(folder: Path, tuner_sha: str | None, ended: dict[str, str] | None, pa
             driver's record of its state files only).
     """
     check_tree(folder)
+    check_experiment_state(folder)
     recorded = {tuner_sha, parent_tags.get(TAG_TUNER_SHA)} - {None}
     current = tuner_hash(folder)
     if len(recorded) > 1:

@@ -34,9 +34,20 @@ def _stream(path: Path):
     return _state["stream"]
 
 
+class _LogFileHandler(logging.StreamHandler):
+    """The driver log's handler: a record it cannot write (the disk under the log is full) is
+    dropped, never printed on the console as "--- Logging error ---" with a traceback; the sweep's
+    own message says what stopped it."""
+
+    dropped = 0
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.dropped += 1
+
+
 def route_library_logs(path: Path) -> None:
     """Send the libraries' Python logging (and Python warnings) to `path` instead of the console."""
-    handler = logging.StreamHandler(_stream(path))
+    handler = _LogFileHandler(_stream(path))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     for name in LIBRARY_LOGGERS:
         logger = logging.getLogger(name)
