@@ -39,3 +39,26 @@ def mlflow_runs(uri: str, experiment: str):
     parents = [r for r in runs if r.data.tags.get("role") == "sweep"]
     children = [r for r in runs if r.data.tags.get("role") == "trial"]
     return parents, children
+
+
+@pytest.fixture
+def clean_user_registries():
+    """Whatever a test's user modules registered (models, datasets, pairings, experiments, loaded
+    modules, entry-point plugins) is gone afterwards."""
+    import sys
+    import tempfile
+
+    from cluster.flow import user_code
+    from core import registry, user_modules
+
+    origins, loaded, modules = set(registry.ORIGINS.values()), set(user_modules.LOADED), set(sys.modules)
+    yield
+    for origin in set(registry.ORIGINS.values()) - origins:
+        registry.forget(origin)
+    for name in set(user_modules.LOADED) - loaded:
+        user_modules.LOADED.pop(name)
+        sys.modules.pop(name, None)
+    for name in set(sys.modules) - modules:  # user modules a test loaded (from its temp dir)
+        if str(getattr(sys.modules[name], "__file__", "") or "").startswith(tempfile.gettempdir()):
+            del sys.modules[name]
+    user_code._PLUGINS_LOADED.clear()

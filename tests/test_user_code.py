@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,20 +19,7 @@ from search_spaces import EXPERIMENTS
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "my_study.py"
 
-
-@pytest.fixture(autouse=True)
-def clean_registries():
-    origins, loaded, modules = set(registry.ORIGINS.values()), set(user_modules.LOADED), set(sys.modules)
-    yield
-    for origin in set(registry.ORIGINS.values()) - origins:
-        registry.forget(origin)
-    for name in set(user_modules.LOADED) - loaded:
-        user_modules.LOADED.pop(name)
-        sys.modules.pop(name, None)
-    for name in set(sys.modules) - modules:  # user modules a test loaded (from its temp dir)
-        if str(getattr(sys.modules[name], "__file__", "") or "").startswith(tempfile.gettempdir()):
-            del sys.modules[name]
-    user_code._PLUGINS_LOADED.clear()
+pytestmark = pytest.mark.usefixtures("clean_user_registries")  # tests/conftest.py
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ same checks as built-ins, refusing clashes, and the hash check trials make (core
 from __future__ import annotations
 
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
 
@@ -18,20 +17,7 @@ from trainables.spec import resolve_config
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "my_study.py"
 
-
-@pytest.fixture(autouse=True)
-def clean_registries():
-    """Whatever a test's user modules registered is gone afterwards."""
-    origins, loaded, modules = set(registry.ORIGINS.values()), set(user_modules.LOADED), set(sys.modules)
-    yield
-    for origin in set(registry.ORIGINS.values()) - origins:
-        registry.forget(origin)
-    for name in set(user_modules.LOADED) - loaded:
-        user_modules.LOADED.pop(name)
-        sys.modules.pop(name, None)
-    for name in set(sys.modules) - modules:  # user modules a test loaded (from its temp dir)
-        if str(getattr(sys.modules[name], "__file__", "") or "").startswith(tempfile.gettempdir()):
-            del sys.modules[name]
+pytestmark = pytest.mark.usefixtures("clean_user_registries")  # tests/conftest.py
 
 
 def write(folder: Path, name: str, *parts: str) -> Path:
