@@ -19,10 +19,10 @@ learned seeds' means with its interval at the verdict's level; power-based seeds
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping, Sequence
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 

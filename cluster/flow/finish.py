@@ -48,6 +48,10 @@ def console_closed(exc: BaseException) -> bool:
     return "console was closed" in describe(exc)
 
 
+def disk_full(exc: BaseException) -> bool:
+    return describe(exc).startswith("no space left")
+
+
 def silence_stdout() -> None:
     """Point a broken stdout at /dev/null so nothing more (not even Python's exit flush) fails on it."""
     import os
@@ -97,6 +101,9 @@ def mark_failed(client, record: SweepRecord, exc: BaseException) -> str:
     return marked
 
 
+FULL_BELOW = 1 << 20  # bytes free under which the storage counts as full
+
+
 def full_storage(record: SweepRecord, exc: BaseException) -> BaseException:
     """`exc`, or an ENOSPC naming the sweep folder when that folder's filesystem is full: Tune then
     fails on files the full disk truncated (an empty pickled error: EOFError, UnpicklingError),
@@ -104,7 +111,7 @@ def full_storage(record: SweepRecord, exc: BaseException) -> BaseException:
     import errno
     import shutil
 
-    if describe(exc).startswith("no space left") or "://" in record.storage_path:
+    if disk_full(exc) or "://" in record.storage_path:
         return exc
     try:
         free = shutil.disk_usage(record.folder).free
@@ -116,9 +123,6 @@ def full_storage(record: SweepRecord, exc: BaseException) -> BaseException:
                    str(record.folder))
     full.__cause__ = exc
     return full
-
-
-FULL_BELOW = 1 << 20  # bytes free under which the storage counts as full
 
 
 def failed(client, record: SweepRecord, exc: BaseException) -> int:
@@ -143,8 +147,7 @@ def _traceback_to_log(record: SweepRecord, exc: BaseException) -> str:
     sentence pointing at it ("" when nothing was written)."""
     import traceback
 
-    why = describe(exc)
-    if not record.driver_log or why.startswith(("no space left", "the console was closed")):
+    if not record.driver_log or disk_full(exc) or console_closed(exc):
         return ""
     try:
         with open(record.driver_log, "a", encoding="utf-8") as f:
@@ -166,8 +169,7 @@ def fit_and_close(tuner, client, record: SweepRecord, opts: RunOptions, guard: i
     phases.mark("fit_end")
     if guard.signum is not None:  # Tune stopped gracefully on our SIGINT/SIGTERM
         return interrupted(client, record, guard.signum)
-    full = next((r.error for r in results if r.error is not None and describe(r.error).startswith("no space left")),
-                None)
+    full = next((r.error for r in results if r.error is not None and disk_full(r.error)), None)
     if full is not None:  # the trials met a full disk (their checkpoints): the sweep stops as the driver would
         return failed(client, record, full)
     record.record_exit_state()

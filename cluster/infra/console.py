@@ -39,10 +39,8 @@ class _LogFileHandler(logging.StreamHandler):
     dropped, never printed on the console as "--- Logging error ---" with a traceback; the sweep's
     own message says what stopped it."""
 
-    dropped = 0
-
     def handleError(self, record: logging.LogRecord) -> None:
-        self.dropped += 1
+        pass
 
 
 def route_library_logs(path: Path) -> None:
