@@ -738,3 +738,42 @@ def test_a_driver_error_leaves_its_traceback_in_the_driver_log(tmp_path):
     assert _traceback_to_log(record, full) == "" and log.read_text() == text
     assert _traceback_to_log(SimpleNamespace(name="s2", driver_log=None), KeyError("x")) == ""
     assert _traceback_to_log(SimpleNamespace(name="s3", driver_log=str(tmp_path / "gone" / "d.log")), KeyError("x")) == ""
+
+
+def test_a_cut_short_tune_experiment_state_is_refused_by_name(tmp_path):
+    """Ray writes experiment_state-*.json in place; a disk that filled meanwhile cuts it short.
+    The newest one (the one Tune restores) must parse; an older damaged one does not matter."""
+    from cluster.folder.tune_state import check_experiment_state
+
+    old = tmp_path / "experiment_state-2026-12-04_10-00-00.json"
+    new = tmp_path / "experiment_state-2026-12-04_11-00-00.json"
+    old.write_text('{"trial_data": [')
+    new.write_text('{"trial_data": []}')
+    check_experiment_state(tmp_path)  # the newest is whole
+    new.write_bytes(b'{"trial_data": [["{\\"config\\": ')  # cut at 16384 bytes in the real case
+    with pytest.raises(ConfigError, match=f"{new.name} is cut short or damaged .*sweep run EXPERIMENT --name NEW"):
+        check_experiment_state(tmp_path)
+    check_experiment_state(tmp_path / "empty-folder")  # no state at all: nothing to check
+
+
+def test_a_tune_error_on_a_full_storage_is_reported_as_the_full_disk(tmp_path, monkeypatch):
+    """Tune fails on its own files the full disk truncated (EOFError from an empty error pickle):
+    the driver says the disk is full, naming the sweep folder, and keeps the original as cause."""
+    import shutil
+    from types import SimpleNamespace
+
+    from cluster.flow import finish
+
+    record = SimpleNamespace(name="s1", storage_path=str(tmp_path), folder=tmp_path / "s1")
+    record.folder.mkdir()
+    tune_error = EOFError("Ran out of input")
+    usage = SimpleNamespace(total=64 << 20, used=64 << 20, free=4096)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage)
+    full = finish.full_storage(record, tune_error)
+    assert finish.describe(full) == f"no space left on the device writing {record.folder} (disk full or quota reached)"
+    assert full.__cause__ is tune_error
+    usage.free = finish.FULL_BELOW  # room left: the error is what it says
+    assert finish.full_storage(record, tune_error) is tune_error
+    cloud = SimpleNamespace(name="s2", storage_path="s3://bucket/rr", folder=None)
+    usage.free = 0
+    assert finish.full_storage(cloud, tune_error) is tune_error
