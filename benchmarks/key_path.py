@@ -4,7 +4,9 @@
 would start (the preflight has built every model and dataset by then, as the trial will). A
 project file counts when one of its functions receives or returns the value: the raw
 "KEY=VALUE" string, a local named KEY holding VALUE, or a dict/dataclass whose KEY is VALUE
-(first count: held directly; second: also inside a larger structure, a few levels deep). Tests and benchmarks are not counted. Runs against a git ref or the worktree:
+(first count: held directly; second: also inside a larger structure, a few levels deep). Only
+project files count: modules of the checkout's top-level packages (not tests, not benchmarks, never a
+virtual environment or installed library that sits inside the checkout). Runs against a git ref or the worktree:
 
     python -m benchmarks.key_path REF [KEY=VALUE ...]   # REF: a git ref or "worktree"
 
@@ -53,15 +55,20 @@ def carries(v, depth=0):
     return False
 
 files = set()
-skip = (os.path.join(code, "tests"), os.path.join(code, "benchmarks"))
+# Project files only: the top-level packages of the checkout (a folder holding __init__.py), not
+# tests or benchmarks, and never a virtual environment or installed library inside the checkout.
+PACKAGES = {p.name for p in Path(code).iterdir() if (p / "__init__.py").is_file()
+            and not p.name.startswith(".") and p.name not in ("tests", "benchmarks")}
 
 def profile(frame, event, arg):
     if event not in ("call", "return"):
         return
     fn = frame.f_code.co_filename
-    if not fn.startswith(code + os.sep) or fn.startswith(skip):
+    if not fn.startswith(code + os.sep):
         return
     rel = os.path.relpath(fn, code)
+    if rel.split(os.sep, 1)[0] not in PACKAGES or "site-packages" in rel:
+        return
     if rel in files:
         return
     if event == "call":
