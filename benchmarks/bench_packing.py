@@ -32,7 +32,7 @@ def _build(configs):
     device = pick_device("auto")
     rs = [resolve_config(c) for c in configs]
     bundles = [load_data(r) for r in rs]
-    models = [make_model(r, b) for r, b in zip(rs, bundles)]
+    models = [make_model(r) for r in rs]
     steps = sum(-(-b.x_train.shape[0] // r.train.batch_size) * r.train.epochs for r, b in zip(rs, bundles))
     return rs, bundles, models, device, steps
 

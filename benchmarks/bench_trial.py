@@ -35,7 +35,7 @@ def trainable_loop(arch: str, epochs: int, data_per_class: int = 100) -> dict:
     r = resolve_config(_config(arch, epochs, data_per_class))
     device = pick_device("auto")
     bundle = load_data(r).to(device)
-    model = make_model(r, bundle).to(device)
+    model = make_model(r).to(device)
     trainer = Trainer(model, bundle, r.train, device)
     steps_per_epoch = -(-bundle.x_train.shape[0] // r.train.batch_size)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -52,12 +52,12 @@ def notebook_loop(arch: str, epochs: int, data_per_class: int = 100) -> dict:
 
     from benchmarks import notebook
     from trainables.spec import resolve_config
-    from trainables.trainable import load_data, make_model, pick_device
+    from trainables.trainable import make_model, pick_device
 
     torch.set_num_threads(1)
     r = resolve_config(_config(arch, epochs, data_per_class))
     device = pick_device("auto")
-    model = make_model(r, load_data(r)).to(device)
+    model = make_model(r).to(device)
     train, valid = notebook.make_loaders(sorted({10, 30, 50, 100, data_per_class}), seed=10)
     t0, c0 = time.perf_counter(), time.process_time()
     val_acc, steps = notebook.train_model(model, epochs, train[data_per_class], valid, device)

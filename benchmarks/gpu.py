@@ -111,12 +111,12 @@ def bench_packing(plan: Plan, device: torch.device) -> tuple[list[dict], dict]:
         alone_s = []  # each member alone: one warm-up epoch, then `epochs` timed epochs
         for r, b in zip(rs, bundles):
             b = load_data(r).to(device)
-            trainer = Trainer(make_model(r, b).to(device), b, r.train, device)
+            trainer = Trainer(make_model(r).to(device), b, r.train, device)
             trainer.run_epoch(1)
             alone_s.append(timed(device, lambda t=trainer: [t.run_epoch(e) for e in range(2, epochs + 2)]))
 
         def packed_seconds(k: int, fused: bool | None = None) -> float:
-            trainer = PackedTrainer([make_model(r, b) for r, b in zip(rs[:k], bundles[:k])], bundles[:k],
+            trainer = PackedTrainer([make_model(r) for r in rs[:k]], bundles[:k],
                                     [r.train for r in rs[:k]], device)
             if fused is not None:
                 trainer.opt.fused = fused
@@ -307,14 +307,14 @@ def bench_loops(plan: Plan, device: torch.device) -> tuple[list[dict], dict]:
             r = resolve_config({"pairing": pairing, "data_per_class": plan.data_per_class, "epochs": e + 1, "log_to_mlflow": False,
                                 "device": device.type, **extra})
             b = load_data(r).to(device)
-            t = Trainer(make_model(r, b).to(device), b, r.train, device)
+            t = Trainer(make_model(r).to(device), b, r.train, device)
             t.run_epoch(1)
             return t, r, b
 
         t, r, b = trainer()
         steps = math.ceil(b.x_train.shape[0] / r.train.batch_size) * e
         loop_s = timed(device, lambda: [t.run_epoch(i) for i in range(2, e + 2)])
-        model = make_model(r, b).to(device)
+        model = make_model(r).to(device)
         notebook_epochs(model, b, r.train, device, 1)
         nb_s = timed(device, lambda: notebook_epochs(model, b, r.train, device, e))
         fam = raw[family] = {"steps": steps, "loop_s": loop_s, "notebook_s": nb_s}
@@ -361,7 +361,7 @@ def bench_cifar(plan: Plan, device: torch.device, data_root: str) -> tuple[list[
                             "log_to_mlflow": False, "device": device.type, **extra})
         b = load_data(r).to(device)  # the whole training set resident on the device
         try:
-            t = Trainer(make_model(r, b).to(device), b, r.train, device)
+            t = Trainer(make_model(r).to(device), b, r.train, device)
             t.run_epoch(1)
             seconds = timed(device, lambda: [t.run_epoch(i) for i in range(2, e + 2)]) / e
         except Exception as exc:  # an opt-in setting failing is a finding, not the end of the run

@@ -80,7 +80,10 @@ class ConfigBase:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]):
-        """Build from a flat trial config, reading only this class's keys (others are ignored)."""
+        """Build from a mapping of settings, reading only this class's keys (others are ignored);
+        an instance of this class is returned as it is (a builder handed its typed config)."""
+        if isinstance(cfg, cls):
+            return cfg
         return cls(**{k: cfg[k] for k in cls.keys() if k in cfg})
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,3 +94,18 @@ def check(cond: bool, message: str) -> None:
     """Raise ConfigError(message) unless `cond`."""
     if not cond:
         raise ConfigError(message)
+
+
+SEED_LIMIT = 2 ** 32  # seeds feed NumPy's legacy RandomState as well as torch
+IMAGE_SIDE_LARGEST = 4096  # the largest image side that makes sense (spatial_resolution, resize)
+
+
+def check_seed(name: str, value: int | None) -> None:
+    """A seed setting (None: unset) lies in [0, 2**32); raises ConfigError naming it."""
+    check(value is None or 0 <= value < SEED_LIMIT, f"{name}={value} is not allowed; seeds must be in [0, 2**32)")
+
+
+def check_at_most(name: str, value: float | None, largest: float) -> None:
+    """The upper sanity bound of a setting (None: unset); the class states its lower bound itself."""
+    check(value is None or value <= largest,
+          f"{name}={value!r} is above {largest:g}, the largest value that makes sense here")

@@ -47,8 +47,8 @@ def test_trainer_equals_notebook_loop(pairing, batch_size, extra):
            "log_to_mlflow": False, **extra}
     r = resolve_config(cfg)
     bundle = load_data(r)
-    fast_model = make_model(r, bundle)
-    slow_model = make_model(r, bundle)
+    fast_model = make_model(r)
+    slow_model = make_model(r)
     trainer = Trainer(fast_model, bundle, r.train, torch.device("cpu"))
     train = DataLoader(TensorDataset(bundle.x_train, bundle.y_train), batch_size=batch_size,
                        sampler=SameOrder(len(bundle.y_train), r.train.seed))

@@ -96,7 +96,7 @@ def _members(pairing: str, k: int, epochs: int, device: torch.device):
     rs = [resolve_config({"pairing": pairing, "data_per_class": 20, "seed": 10 + i, "lr": (1e-2, 5e-3, 2e-2)[i % 3],
                           "epochs": epochs, "log_to_mlflow": False}) for i in range(k)]
     bundles = [load_data(r) for r in rs]
-    models = [make_model(r, b) for r, b in zip(rs, bundles)]
+    models = [make_model(r) for r in rs]
     return rs, bundles, models
 
 
@@ -121,7 +121,7 @@ def test_packed_equals_unpacked_on_cuda(pairing):
             packed.run_epoch(epoch)
         for i, r in enumerate(rs):
             b = load_data(r).to(device)
-            alone = Trainer(make_model(r, b).to(device), b, r.train, device)
+            alone = Trainer(make_model(r).to(device), b, r.train, device)
             for epoch in range(1, epochs + 1):
                 alone.run_epoch(epoch)
             mine, ref = packed.history_rows(i, 1, epochs), alone.history_rows(1, epochs)
@@ -239,7 +239,7 @@ def _unpacked(pairing: str, dev: torch.device, **extra) -> Trainer:
     size = 100 if extra.get("cuda_graphs") else 20
     r = resolve_config({"pairing": pairing, "data_per_class": size, "epochs": 3, "log_to_mlflow": False, **extra})
     b = load_data(r).to(dev)
-    return Trainer(make_model(r, b).to(dev), b, r.train, dev)
+    return Trainer(make_model(r).to(dev), b, r.train, dev)
 
 
 def _packed(pairing: str, device: torch.device) -> PackedTrainer:
@@ -315,7 +315,7 @@ def _plain_epoch_reference(model, bundle, tc, gen):
     from trainables.loop import loss_fn, make_optimizer
 
     opt = make_optimizer(model, tc)
-    crit = loss_fn(tc)
+    crit = loss_fn(tc.loss)
     x, y = bundle.x_train, bundle.y_train
     order = torch.randperm(x.shape[0], generator=gen)
     x, y = x[order], y[order]
@@ -338,7 +338,7 @@ def test_cpu_default_step_is_bitwise_the_plain_loop(optimizer):
     r = resolve_config({"pairing": "simple_cnn/edges", "data_per_class": 20, "epochs": 3, "optimizer": optimizer,
                         "log_to_mlflow": False})
     b = load_data(r)
-    ref_model = make_model(r, b)
+    ref_model = make_model(r)
     ref_losses = _plain_epoch_reference(ref_model, b, r.train, torch.Generator().manual_seed(r.train.seed))
     loss_sum, _, _ = trainer.train_epoch()
     assert ref_losses.shape[0] == -(-b.x_train.shape[0] // r.train.batch_size)

@@ -30,7 +30,7 @@ def final_state(config: dict) -> tuple[dict, dict]:
 def packed(configs: list[dict]) -> PackedTrainer:
     rs = [resolve_config(c) for c in configs]
     bundles = [load_data(r) for r in rs]
-    models = [make_model(r, b) for r, b in zip(rs, bundles)]
+    models = [make_model(r) for r in rs]
     trainer = PackedTrainer(models, bundles, [r.train for r in rs], torch.device("cpu"))
     for epoch in range(1, rs[0].train.epochs + 1):
         trainer.run_epoch(epoch)
@@ -86,7 +86,7 @@ def test_state_dict_round_trip_resumes_identically():
     bundles = [load_data(r) for r in rs]
 
     def fresh():
-        return PackedTrainer([make_model(r, b) for r, b in zip(rs, bundles)], bundles, [r.train for r in rs],
+        return PackedTrainer([make_model(r) for r in rs], bundles, [r.train for r in rs],
                              torch.device("cpu"))
     first = fresh()
     for epoch in (1, 2):

@@ -156,7 +156,7 @@ def test_a_user_dataset_and_explicit_pairing_get_the_same_key_checks(tmp_path):
     class NoiseConfig(ConfigBase):
         n_samples: int = 12
 
-    def build(cfg):
+    def build(cfg, seed):
         c = NoiseConfig.from_config(cfg)
         g = torch.Generator().manual_seed(0)
         x = torch.randn(c.n_samples, 1, 28, 28, generator=g)

@@ -7,28 +7,37 @@ from __future__ import annotations
 import pytest
 
 
-# The sanity upper bounds (README "Validation"): the bound itself is a value a user may give; the
-# next value above it is refused with a message naming the value and the bound.
+# The sanity upper bounds (README "Validation"), each stated by the config class that owns the key:
+# the bound itself is a value a user may give; the next value above it is refused with a message
+# naming the value and the bound.
 UPPER_BOUNDS = {"lr": 10.0, "epochs": 100_000, "weight_decay": 1.0, "batch_size": 10_000_000,
                 "eval_batch_size": 10_000_000, "t_max": 100_000, "spatial_resolution": 4096, "resize": 4096}
+
+
+def _owners(key):
+    """The config classes that read `key` (every dataset's and the training settings)."""
+    from trainables.config import TrainConfig
+    from trainables.data import DATASETS
+
+    classes = [TrainConfig, *dict.fromkeys(d.config for d in DATASETS.values())]
+    return [cls for cls in classes if key in cls.keys()]
 
 
 @pytest.mark.parametrize("key, bound", UPPER_BOUNDS.items())
 def test_sanity_upper_bounds_are_inclusive(key, bound):
     import math
     import re
-    from types import SimpleNamespace
 
-    from cluster.planning.validate import check_numbers
     from core.errors import ConfigError
 
-    def plan(value):
-        return SimpleNamespace(fixed={key: value}, axes={"pairing": ["three_layer_mlp/edges"]}, per_pairing={})
-
-    check_numbers(plan(bound))  # the largest allowed value passes
-    above = bound + 1 if isinstance(bound, int) else math.nextafter(bound, math.inf)
-    with pytest.raises(ConfigError, match=re.escape(f"{key}={above!r} is above {bound:g}, the largest value")):
-        check_numbers(plan(above))
+    owners = _owners(key)
+    assert owners
+    for cls in owners:
+        base = {"pairing": "three_layer_mlp/edges"} if "pairing" in cls.keys() else {}
+        cls(**base, **{key: bound})  # the largest allowed value passes
+        above = bound + 1 if isinstance(bound, int) else math.nextafter(bound, math.inf)
+        with pytest.raises(ConfigError, match=re.escape(f"{key}={above!r} is above {bound:g}, the largest value")):
+            cls(**base, **{key: above})
 
 
 def test_cuda_graphs_false_needs_no_gpu():

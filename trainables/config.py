@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.config_base import ConfigBase, check
+from core.config_base import ConfigBase, check, check_at_most, check_seed
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULERS = ("none", "cosine")
@@ -11,6 +11,9 @@ LOSSES = ("cross_entropy", "mse")
 DEVICES = ("auto", "cpu", "cuda")
 EVALUATE_ON = ("heldout", "train")
 AMP_MODES = ("off", "bf16")
+# Upper bounds of the values that make sense (a typo such as lr=100 or epochs=1e6 is refused).
+LARGEST = {"lr": 10.0, "epochs": 100_000, "weight_decay": 1.0, "batch_size": 10_000_000,
+           "eval_batch_size": 10_000_000, "t_max": 100_000}
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,10 @@ class TrainConfig(ConfigBase):
 
     def __post_init__(self):
         super().__post_init__()
+        for key in ("seed", "model_seed"):
+            check_seed(key, getattr(self, key))
+        for key, largest in LARGEST.items():
+            check_at_most(key, getattr(self, key), largest)
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")

@@ -50,8 +50,9 @@ def make_scheduler(opt: torch.optim.Optimizer, tc: TrainConfig):
     return None
 
 
-def loss_fn(tc: TrainConfig):
-    return F.cross_entropy if tc.loss == "cross_entropy" else F.mse_loss
+def loss_fn(loss: str):
+    """The loss function named by TrainConfig.loss."""
+    return F.cross_entropy if loss == "cross_entropy" else F.mse_loss
 
 
 class Trainer:
@@ -60,7 +61,7 @@ class Trainer:
     def __init__(self, model: nn.Module, bundle: DataBundle, tc: TrainConfig, device: torch.device):
         self.model, self.bundle, self.tc, self.device = model, bundle, tc, device
         self.classify = bundle.task == "classification"
-        self.criterion = loss_fn(tc)
+        self.criterion = loss_fn(tc.loss)
         cuda_step.prepare_model(model, tc)
         self.opt = make_optimizer(model, tc)
         self.sched = make_scheduler(self.opt, tc)

@@ -36,7 +36,7 @@ class PackedStep:
 
     def __init__(self, rs: list[TrialSpec], device: torch.device):
         self.bundles = [load_data(r) for r in rs]
-        models = [make_model(r, b) for r, b in zip(rs, self.bundles)]
+        models = [make_model(r) for r in rs]
         self.initial_kernels = [initial_kernels(m) for m in models]
         self.trainer = PackedTrainer(models, self.bundles, [r.train for r in rs], device)
         self.n_params = count_params(models[0])

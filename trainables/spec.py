@@ -14,7 +14,9 @@ that would accept it, so every value a trial logs as a param was applied.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -134,6 +136,20 @@ class TrialSpec:
         """The settings to log as the trial's params: every one of them changed the trial."""
         return dict(self.config)
 
+    def build_signature(self) -> str:
+        """What decides whether this trial can build and run a batch: pairing, model keywords (the
+        init seed aside), data config, loss and evaluation split. Equal for the seeds of one cell."""
+        kwargs = {k: v for k, v in self.model_kwargs.items() if k != "seed"}
+        data = dataclasses.asdict(self.data) if dataclasses.is_dataclass(self.data) else repr(self.data)
+        return json.dumps([self.pairing.name, kwargs, data, self.train.loss, self.train.evaluate_on],
+                          sort_keys=True, default=str)
+
+
+def _part(full: Mapping[str, Any], keys: set[str]) -> dict[str, Any]:
+    """The settings of one part (training, data, an evaluator): each config class is handed its own
+    keys only, never the flat dict of the whole trial."""
+    return {k: v for k, v in full.items() if k in keys}
+
 
 def _freeze(value: Any) -> Any:
     return tuple(_freeze(v) for v in value) if isinstance(value, list) else value
@@ -168,15 +184,16 @@ def resolve_config(cell: Mapping[str, Any], strict: bool = True) -> TrialSpec:
     check_keys(cell)
     pairing = get_pairing(cell["pairing"])
     full = {**pairing.defaults, **cell}
-    train = TrainConfig.from_config(full)
+    train = TrainConfig.from_config(_part(full, TrainConfig.keys()))
     if train.fail_at_epoch is not None and os.environ.get(FAULT_ENV) != "1":
         raise ConfigError(f"fail_at_epoch is a fault-injection option for tests; set {FAULT_ENV}=1 to use it")
     evaluators: dict[str, Any] = {}
     for name in train.evaluators:
         get_evaluator(name)
-        evaluators[name] = EVALUATOR_CONFIGS[name].from_config(full) if name in EVALUATOR_CONFIGS else None
+        cls = EVALUATOR_CONFIGS.get(name)
+        evaluators[name] = cls.from_config(_part(full, cls.keys())) if cls is not None else None
     dataset = get_dataset(pairing.dataset)
-    data = dataset.config.from_config(full)
+    data = dataset.config.from_config(_part(full, dataset.config.keys()))
     input_shape = tuple(dataset.input_shape(data))
 
     names = model_config_keys(pairing.model)  # config key -> constructor keyword

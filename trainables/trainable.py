@@ -23,7 +23,7 @@ from trainables.checkpoint import restore_state, tag_fallback
 from trainables.data import DataBundle, build_data
 from trainables.lifecycle import Member, Report, initial_kernels, run_members
 from trainables.loop import Trainer
-from trainables.models import build_model, count_params, model_kwargs
+from trainables.models import build_model, count_params
 from trainables.spec import TrialSpec, resolve_config
 from trainables.tracking import TrackingInfo
 
@@ -65,20 +65,15 @@ def load_data(r: TrialSpec) -> DataBundle:
     if key not in _DATA_CACHE:
         if len(_DATA_CACHE) >= _DATA_CACHE_SIZE:
             _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
-        _DATA_CACHE[key] = build_data(r.pairing.dataset, r.config)
+        _DATA_CACHE[key] = build_data(r.pairing.dataset, r.data, r.train.seed)
     return dataclasses.replace(_DATA_CACHE[key])
 
 
-def make_model(r: TrialSpec, bundle: DataBundle) -> nn.Module:
-    """Seed torch with the trial's init seed, then build the pairing's model."""
-    kwargs = dict(r.model_kwargs)
-    accepted = model_kwargs(r.pairing.model)
-    if "num_classes" in accepted and bundle.num_classes:
-        kwargs["num_classes"] = bundle.num_classes
-    if "in_features" in accepted:
-        kwargs["in_features"] = int(bundle.x_train.shape[1])
+def make_model(r: TrialSpec) -> nn.Module:
+    """Seed torch with the trial's init seed, then build the pairing's model from the spec's
+    constructor keywords (the data-decided ones, num_classes and input sizes, included)."""
     torch.manual_seed(r.train.init_seed)
-    return build_model(r.pairing.model, **kwargs)
+    return build_model(r.pairing.model, **r.model_kwargs)
 
 
 class SingleStep:
@@ -92,7 +87,7 @@ class SingleStep:
     def __init__(self, r: TrialSpec, device: torch.device):
         self.device = device
         self.bundle = load_data(r).to(device)
-        self.model = make_model(r, self.bundle).to(device)
+        self.model = make_model(r).to(device)
         self.initial_kernels = initial_kernels(self.model)
         self.trainer = Trainer(self.model, self.bundle, r.train, device)
         self.n_params = count_params(self.model)

@@ -64,7 +64,7 @@ def plan_sweep(opts: RunOptions, definition: Experiment | None = None) -> Sweep:
     threads = int(opts.cpus_per_trial or 1)  # the trial's CPUs (cluster.infra.ray_setup.trial_resources)
     extra = {"data_root": opts.data_root} if opts.data_root else {}
     extra["threads"] = threads
-    validate.check_overrides(opts.sets, opts.grids, opts.samples, opts.data_root)
+    validate.check_overrides(opts.sets.keys(), opts.grids, opts.samples, opts.data_root)
     plan = make_plan(exp, opts.sets, opts.grids, opts.seeds, opts.smoke, num_samples, extra_fixed=extra,
                      precheck=lambda p: validate.check_plan(p, opts))
     validate.check_memory(plan)

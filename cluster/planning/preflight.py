@@ -19,8 +19,6 @@ need no files run here.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 
 from trainables.data import get_dataset
@@ -66,13 +64,6 @@ def check_local_resources(cpus: float | None, gpus: float | None) -> None:
                               "--address on a cluster with GPUs")
 
 
-def _signature(r: TrialSpec) -> str:
-    """What decides whether a trial can build: pairing, model kwargs and data config, not the seed."""
-    kwargs = {k: v for k, v in r.model_kwargs.items() if k != "seed"}
-    data = dataclasses.asdict(r.data) if dataclasses.is_dataclass(r.data) else repr(r.data)
-    return json.dumps([r.pairing.name, kwargs, data, r.train.loss, r.train.evaluate_on], sort_keys=True, default=str)
-
-
 def dry_run_plan(plan, local: bool) -> None:
     """Build each distinct combination once (see module docstring); ConfigError on the first failure.
 
@@ -82,7 +73,7 @@ def dry_run_plan(plan, local: bool) -> None:
     """
     seen: set[str] = set()
     for r in plan.checked:
-        sig = _signature(r)
+        sig = r.build_signature()
         if sig in seen:
             continue
         seen.add(sig)
@@ -119,25 +110,25 @@ def dry_run(r: TrialSpec) -> None:
     from trainables.loop import loss_fn
     from trainables.trainable import make_model
 
-    bundle = build_data(r.pairing.dataset, r.config)  # ConfigError for corrupt files comes from here
-    what = f"pairing {r.pairing.name} with {_describe(r)}"
+    bundle = build_data(r.pairing.dataset, r.data, r.train.seed)  # ConfigError for corrupt files comes from here
     try:
-        model = make_model(r, bundle)
+        model = make_model(r)
     except ConfigError:
         raise
     except Exception as err:
-        raise ConfigError(f"{what} cannot be built: {type(err).__name__}: {err}") from None
+        raise ConfigError(f"{_what(r)} cannot be built: {type(err).__name__}: {err}") from None
     x, y = bundle.x_train[:2], bundle.y_train[:2]
     try:
         with torch.no_grad():
             model.eval()
             out = model(bundle.prepare(x))
-            loss_fn(r.train)(out, y)
+            loss_fn(r.train.loss)(out, y)
     except Exception as err:  # shape errors surface as RuntimeError/ValueError from torch
-        raise ConfigError(f"{what} fails on a {tuple(x.shape[1:])} input ({type(err).__name__}: "
+        raise ConfigError(f"{_what(r)} fails on a {tuple(x.shape[1:])} input ({type(err).__name__}: "
                           f"{str(err)[:300]}); choose model settings that fit this input size") from None
 
 
-def _describe(r: TrialSpec) -> str:
+def _what(r: TrialSpec) -> str:
+    """The failing combination for a message (only built when the dry run fails)."""
     keys = [k for k in model_config_keys(r.pairing.model) if k in r.config]
-    return ", ".join(f"{k}={r.config[k]!r}" for k in keys) or "its defaults"
+    return f"pairing {r.pairing.name} with " + (", ".join(f"{k}={r.config[k]!r}" for k in keys) or "its defaults")

@@ -4,10 +4,10 @@
 rules each class knows). This module adds the checks that need the whole sweep in view or
 knowledge of the machine, each raising ConfigError (exit 2) with the value and what is allowed:
 
-- every number is finite (`--set lr=1e999` parses as inf; `nan`), in every fixed value, grid
-  value, per-pairing value and sampled-domain bound, nested lists included;
-- sanity bounds a config class does not state (lr <= 10, epochs <= 100,000, seeds in
-  [0, 2**32), every integer fits 64 bits);
+- every number is finite (`--set lr=1e999` parses as inf; `nan`) and every integer fits 64 bits,
+  in every fixed value, grid value, per-pairing value and sampled-domain bound, nested lists
+  included (the bounds of each setting, lower and upper, are its config class's own rules:
+  e.g. trainables.config.TrainConfig, lr in (0, 10]);
 - resource flags are finite numbers (`--gpus-per-trial nan` would hang Ray's scheduler);
 - the device a trial asks for exists (`device=cuda` on a machine without CUDA, or with
   `--gpus-per-trial 0`, or on a cluster whose Ray sees no GPU);
@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from search_spaces.domains import is_domain
@@ -32,19 +32,6 @@ MAX_TRIALS = 10_000  # larger sweeps need --yes (README "Limits")
 MEMORY_FRACTION = 0.5  # one trial's data may use at most this share of the machine's physical memory
 MEMORY_ENV = "SWEEP_MAX_TRIAL_MEMORY_GB"  # overrides the limit (e.g. for a driver smaller than the nodes)
 INT64 = 2 ** 63
-SEED_KEYS = ("seed", "model_seed", "data_seed", "valid_seed", "permutation_seed", "loc_seed", "split_seed",
-             "augment_seed")
-# Upper bounds for values no config class bounds from above (lower bounds are the classes' own).
-SANITY_RANGES: dict[str, float] = {
-    "lr": 10.0,
-    "epochs": 100_000,
-    "weight_decay": 1.0,
-    "batch_size": 10_000_000,
-    "eval_batch_size": 10_000_000,
-    "t_max": 100_000,
-    "spatial_resolution": 4096,
-    "resize": 4096,
-}
 # Keys the driver sets for every trial; a --set of them would be silently overwritten.
 DRIVER_KEYS = {"threads": "use --cpus-per-trial (each trial uses as many threads as CPUs it holds)"}
 
@@ -73,13 +60,14 @@ def check_options(opts) -> None:
 
 # ---- contradictions and duplicates on the command line ---------------------------------------
 
-def check_overrides(sets: dict[str, Any], grids: dict[str, list], samples: dict[str, Any],
+def check_overrides(set_keys: Collection[str], grids: dict[str, list], samples: dict[str, Any],
                     data_root: str | None) -> None:
     """Each key is given once, grid values are distinct, driver-owned keys are not set.
 
+    `set_keys` are the keys of --set (their values are the config classes' to check).
     (A key repeated within --set or --grid is refused while parsing: cluster.planning.values.)
     """
-    sources = {"--set": set(sets), "--grid": set(grids), "--sample": set(samples)}
+    sources = {"--set": set(set_keys), "--grid": set(grids), "--sample": set(samples)}
     if data_root is not None:
         sources["--data-root"] = {"data_root"}
     names = list(sources)
@@ -90,7 +78,7 @@ def check_overrides(sets: dict[str, Any], grids: dict[str, list], samples: dict[
                 raise ConfigError(f"{both[0]!r} is given by both {a} and {b}; give it once "
                                   "(a fixed value or a swept one, not both)")
     for key, hint in DRIVER_KEYS.items():
-        if key in sets or key in grids or key in samples:
+        if key in sources["--set"] or key in grids or key in samples:
             raise ConfigError(f"{key!r} is set by the driver for every trial; {hint}")
     for key, values in grids.items():
         check_distinct(f"--grid {key}", values)
@@ -155,7 +143,7 @@ def plan_values(plan) -> Iterator[tuple[str, Any]]:
 
 
 def check_numbers(plan) -> None:
-    """Every number finite, every int 64-bit, seeds and SANITY_RANGES respected."""
+    """Every number finite, every int 64-bit (ranges are the config classes' rules)."""
     for key, value in plan_values(plan):
         for path, x in _numbers(value, key):
             if isinstance(x, float) and not math.isfinite(x):
@@ -163,19 +151,6 @@ def check_numbers(plan) -> None:
                                   "give a finite value")
             if isinstance(x, int) and abs(x) >= INT64:
                 raise ConfigError(f"{path}={x} does not fit a 64-bit integer")
-        for x in value.extremes() if is_domain(value) else [value]:
-            _check_range(key, x)
-
-
-def _check_range(key: str, x: Any) -> None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return
-    if key in SEED_KEYS and not 0 <= x < 2 ** 32:
-        raise ConfigError(f"{key}={x} is not allowed; seeds must be in [0, 2**32)")
-    if key in SANITY_RANGES:  # upper bounds only: each config class states (and words) its lower bound
-        hi = SANITY_RANGES[key]
-        if x > hi:
-            raise ConfigError(f"{key}={x!r} is above {hi:g}, the largest value that makes sense here")
 
 
 PATH_KEYS = ("data_root", "weights", "feature_cache_dir")
@@ -286,47 +261,49 @@ def check_memory(plan) -> None:
 
     limit = memory_limit()
     seen: set[str] = set()
-    for cfg in _extreme_cells(plan):
-        pairing = get_pairing(cfg["pairing"])
-        estimate = get_dataset(pairing.dataset).peak_bytes
-        if estimate is None:
+    for pairing_name in plan.grid_axes.get("pairing", []):
+        pairing = get_pairing(pairing_name)
+        dataset = get_dataset(pairing.dataset)
+        if dataset.peak_bytes is None:
             continue
-        full = {**pairing.defaults, **{k: v for k, v in cfg.items() if v is not None}}
-        data = get_dataset(pairing.dataset).config.from_config(full)
+        keys = dataset.config.keys()  # the data's own settings: nothing else is handed to it
+        cfg = _extreme_cell(plan, pairing_name, keys)
+        data = dataset.config.from_config({**{k: v for k, v in pairing.defaults.items() if k in keys}, **cfg})
         key = repr(data)
         if key in seen:
             continue
         seen.add(key)
-        need = estimate(data)
+        need = dataset.peak_bytes(data)
         if need > limit:
             raise ConfigError(
                 f"one {pairing.dataset} trial would need about {need / 1e9:.1f} GB of memory for its data "
-                f"({_describe(data, full)}), more than the limit of {limit / 1e9:.1f} GB "
+                f"({_describe(data)}), more than the limit of {limit / 1e9:.1f} GB "
                 f"(half of this machine's memory; ${MEMORY_ENV} sets another); use smaller sizes")
 
 
-def _describe(data, full: dict) -> str:
+def _describe(data) -> str:
     keys = [k for k in ("data_per_class", "valid_per_class", "n_samples", "spatial_resolution")
             if hasattr(data, k)]
     return ", ".join(f"{k}={getattr(data, k)}" for k in keys) or "its defaults"
 
 
-def _extreme_cells(plan) -> Iterator[dict[str, Any]]:
-    """Per pairing, the cell with every numeric grid axis and sampled domain at its largest value."""
-    grid = plan.grid_axes
-    for pairing in grid.get("pairing", []):
-        cfg = {**plan.fixed, "pairing": pairing}
-        for k, v in grid.items():
-            if k == "pairing":
-                continue
-            nums = [x for x in v if isinstance(x, (int, float)) and not isinstance(x, bool)]
-            cfg[k] = max(nums) if nums and len(nums) == len(v) else v[0]
-        for k, v in {**plan.axes, **plan.per_pairing.get(pairing, {})}.items():
-            if is_domain(v):
-                cfg[k] = v.largest()
-            elif not isinstance(v, list):
-                cfg[k] = v
-        yield cfg
+def _extreme_cell(plan, pairing: str, keys: set[str]) -> dict[str, Any]:
+    """The settings among `keys` of `pairing`'s cell with every numeric grid axis and sampled domain
+    at its largest value (unset ones left out)."""
+    cfg = {k: v for k, v in plan.fixed.items() if k in keys}
+    for k, v in plan.grid_axes.items():
+        if k not in keys:
+            continue
+        nums = [x for x in v if isinstance(x, (int, float)) and not isinstance(x, bool)]
+        cfg[k] = max(nums) if nums and len(nums) == len(v) else v[0]
+    for k, v in {**plan.axes, **plan.per_pairing.get(pairing, {})}.items():
+        if k not in keys:
+            continue
+        if is_domain(v):
+            cfg[k] = v.largest()
+        elif not isinstance(v, list):
+            cfg[k] = v
+    return {k: v for k, v in cfg.items() if v is not None}
 
 
 # ---- entry points ------------------------------------------------------------------------------

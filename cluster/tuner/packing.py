@@ -49,18 +49,15 @@ def _model_check(resolved, device_type: str, cache: dict) -> str | None:
     """Why cells of this pairing/architecture stay unpacked (None: pack them); one model build per architecture."""
     import torch
 
-    from trainables.models import build_model, model_kwargs
+    from trainables.models import build_model
     from trainables.packing import packing_pays, why_not_packable
 
     tc = resolved.train
     key = (resolved.pairing.name, repr(sorted(resolved.model_kwargs.items())), device_type,
            tc.scheduler, tc.optimizer, tc.fail_at_epoch)
     if key not in cache:
-        kwargs = dict(resolved.model_kwargs)
-        if "num_classes" in model_kwargs(resolved.pairing.model) and getattr(resolved.data, "num_classes", None):
-            kwargs["num_classes"] = resolved.data.num_classes
-        with torch.random.fork_rng(devices=[]):
-            model = build_model(resolved.pairing.model, **kwargs)
+        with torch.random.fork_rng(devices=[]):  # the spec's keywords hold num_classes and input sizes
+            model = build_model(resolved.pairing.model, **resolved.model_kwargs)
         reason = why_not_packable(resolved.train, model)
         if reason is None and not packing_pays(model, device_type):
             reason = f"convolutions on {device_type} run no faster packed (measured)"

@@ -22,7 +22,8 @@ class DatasetSpec:
     """How to build one dataset.
 
     Attributes:
-        build: `build(cfg)` returns a DataBundle from a flat trial config.
+        build: `build(config, seed)` returns a DataBundle from the dataset's config instance and the
+            trial's seed (a builder that draws nothing from the trial seed ignores it).
         config: its config dataclass (validates its keys; `preflight()` checks files when it has one).
         summary: one line for `sweep list`.
         kind: one of KINDS.
@@ -35,7 +36,7 @@ class DatasetSpec:
             disk, not by the config.
     """
 
-    build: Callable[[Mapping[str, Any]], DataBundle]
+    build: Callable[[Any, int], DataBundle]
     config: type
     summary: str
     kind: str
@@ -140,11 +141,14 @@ def get_dataset(name: str) -> DatasetSpec:
         raise UnknownName("dataset", name, DATASETS) from None
 
 
-def build_data(name: str, cfg: Mapping[str, Any]) -> DataBundle:
-    """Validate `cfg` for dataset `name` and build its tensors (on CPU)."""
+def build_data(name: str, data: Any, seed: int | None = None) -> DataBundle:
+    """Build the tensors of dataset `name` (on CPU) from its typed config (a trial's
+    `TrialSpec.data`) and the trial's seed; a mapping of settings is validated into that config
+    first (the builder reads its "seed" when `seed` is not given)."""
     spec = get_dataset(name)
-    spec.config.from_config(cfg)  # validate before any expensive work
-    return spec.build(cfg)
+    if not isinstance(data, spec.config):
+        spec.config.from_config(data)  # validate before any expensive work
+    return spec.build(data, seed)
 
 
 __all__ = ["DATASETS", "KINDS", "DataBundle", "DatasetSpec", "build_data", "get_dataset", "register_dataset"]

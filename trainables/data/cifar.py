@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.config_base import ConfigBase, check
+from core.config_base import IMAGE_SIDE_LARGEST, ConfigBase, check, check_at_most, check_seed
 from trainables.data.bundle import DataBundle
 from trainables.data.image_cache import NORMALIZATIONS, ImageTransform, cached_split, take_first
 from core.errors import ConfigError
@@ -70,6 +70,8 @@ class Cifar10Config(ConfigBase):
 
     def __post_init__(self):
         super().__post_init__()
+        check_seed("split_seed", self.split_seed)
+        check_at_most("resize", self.resize, IMAGE_SIDE_LARGEST)
         allowed = ("half", "cifar", "imagenet", "none")
         check(self.normalization in allowed,
               f"normalization={self.normalization!r} not allowed for cifar10; use one of {allowed}")
@@ -200,7 +202,7 @@ def split_45k5k(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return perm[: n - n_valid], perm[n - n_valid:]
 
 
-def build_cifar10(cfg: Mapping[str, Any]) -> DataBundle:
+def build_cifar10(cfg: Mapping[str, Any], seed: int | None = None) -> DataBundle:
     """CIFAR-10 as a DataBundle of uint8 images; normalisation (and resize) run on the device.
 
     split "test": train = the 50k training set, held out = the 10k test set (eval_split "test").

@@ -12,13 +12,12 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from core.config_base import ConfigBase, check
+from core.config_base import IMAGE_SIDE_LARGEST, SEED_LIMIT, ConfigBase, check, check_at_most, check_seed
 from trainables.data.bundle import DataBundle
 from trainables.data.edge_patterns import (CLASS_TYPES, MODES, generate_edge_arrays,
                                            make_permutation)
 
 DATA_STREAMS = ("framework", "notebook")
-SEED_LIMIT = 2 ** 32  # legacy RandomState seeds
 
 
 @dataclass(frozen=True)
@@ -58,6 +57,9 @@ class EdgeDataConfig(ConfigBase):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        for key in ("data_seed", "valid_seed", "permutation_seed"):
+            check_seed(key, getattr(self, key))
+        check_at_most("spatial_resolution", self.spatial_resolution, IMAGE_SIDE_LARGEST)
         for key in ("data_per_class", "valid_per_class", "num_horizontal_edge",
                     "num_vertical_edge", "num_diagonal_edge", "min_edge_width"):
             check(getattr(self, key) >= 1, f"{key}={getattr(self, key)!r} is not allowed; must be >= 1")
@@ -79,9 +81,6 @@ class EdgeDataConfig(ConfigBase):
         check(0.0 < r <= 1.0, f"possible_edge_location_ratio={r!r} is not allowed; need 0 < r <= 1")
         check(self.data_stream in DATA_STREAMS,
               f"data_stream={self.data_stream!r} is not allowed; use one of {DATA_STREAMS}")
-        for key in ("permutation_seed", "valid_seed", "data_seed"):
-            v = getattr(self, key)
-            check(v is None or 0 <= v < SEED_LIMIT, f"{key}={v!r} is not allowed; need 0 <= seed < 2**32")
         if "vertical" in self.class_type and not self.vertical_intensity_fix:
             check(self.num_vertical_edge <= self.num_horizontal_edge,
                   f"num_vertical_edge={self.num_vertical_edge} > num_horizontal_edge="
@@ -214,7 +213,7 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).unsqueeze(1).to(torch.float32).div_(255.0)
 
 
-def build_edges(cfg: Mapping[str, Any]) -> DataBundle:
+def build_edges(cfg: EdgeDataConfig | Mapping[str, Any], seed: int | None = None) -> DataBundle:
     """Build the edge dataset of one trial as CPU tensors (x float32 (N,1,S,S) in [0,1]).
 
     Streams: "framework" draws the training set from RandomState(data_seed or cfg["seed"]
@@ -226,7 +225,10 @@ def build_edges(cfg: Mapping[str, Any]) -> DataBundle:
     validation set.
 
     Args:
-        cfg: flat trial config; EdgeDataConfig keys are read, others ignored.
+        cfg: the trial's EdgeDataConfig (what a trial passes), or a mapping of settings
+            (EdgeDataConfig keys are read, others ignored; its "seed" is the trial seed).
+        seed: the trial's seed (the training set's stream when data_seed is None); default:
+            the mapping's "seed", else 10.
 
     Returns:
         DataBundle with num_classes=len(class_type), class_names=class_type and meta
@@ -236,9 +238,11 @@ def build_edges(cfg: Mapping[str, Any]) -> DataBundle:
         ConfigError: an invalid key value, or a `num_classes` that disagrees with class_type.
     """
     c = EdgeDataConfig.from_config(cfg)
-    check(cfg.get("num_classes", c.num_classes) == c.num_classes,
-          f"num_classes={cfg.get('num_classes')!r} must equal len(class_type)={c.num_classes}")
-    seed = c.data_seed if c.data_seed is not None else cfg.get("seed", 10)
+    if not isinstance(cfg, EdgeDataConfig):
+        check(cfg.get("num_classes", c.num_classes) == c.num_classes,
+              f"num_classes={cfg.get('num_classes')!r} must equal len(class_type)={c.num_classes}")
+        seed = cfg.get("seed", 10) if seed is None else seed
+    seed = c.data_seed if c.data_seed is not None else (10 if seed is None else seed)
     check(isinstance(seed, int) and 0 <= seed < SEED_LIMIT,
           f"seed={seed!r} is not allowed; need an integer 0 <= seed < 2**32")
     perm = unperm = None

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from core.config_base import ConfigBase, check
+from core.config_base import IMAGE_SIDE_LARGEST, ConfigBase, check, check_at_most, check_seed
 from trainables.data.bundle import DataBundle
 from trainables.data.cifar import CLASS_NAMES, default_data_root, load_cifar10_uint8, missing_cifar_files
 from trainables.data.image_cache import NORMALIZATIONS, ImageTransform, take_first
@@ -72,6 +72,8 @@ class FeatureConfig(ConfigBase):
 
     def __post_init__(self):
         super().__post_init__()
+        check_seed("augment_seed", self.augment_seed)
+        check_at_most("resize", self.resize, IMAGE_SIDE_LARGEST)
         check(self.backbone in BACKBONES,
               f"backbone={self.backbone!r} not allowed; use one of {sorted(BACKBONES)}")
         allowed = ("imagenet", "half", "cifar", "none")
@@ -233,7 +235,7 @@ def clear_memory_cache() -> None:
     _MEMORY.clear()
 
 
-def build_cifar10_features(cfg: Mapping[str, Any]) -> DataBundle:
+def build_cifar10_features(cfg: Mapping[str, Any], seed: int | None = None) -> DataBundle:
     """Cached backbone features of CIFAR-10: train (N, d) and test (10k, d) float32, eval_split "test".
 
     meta carries feature_cache_hit / feature_cache_key (the trainable tags the MLflow run with them).

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.config_base import ConfigBase, check
+from core.config_base import ConfigBase, check, check_seed
 from trainables.data.bundle import DataBundle
 
 CANVAS, SIDE, RING, SHIFT = 64, 16, 3, 16
@@ -39,6 +39,7 @@ class LocalizationConfig(ConfigBase):
 
     def __post_init__(self):
         super().__post_init__()
+        check_seed("loc_seed", self.loc_seed)
         check(self.n_samples >= 1, f"n_samples must be >= 1, got {self.n_samples}")
         check(self.probe_ground_truth in GROUND_TRUTHS,
               f"probe_ground_truth={self.probe_ground_truth!r} not allowed; use one of {GROUND_TRUTHS}")
@@ -102,7 +103,7 @@ def probe_set(ground_truth: str = "faithful") -> dict[str, torch.Tensor]:
             "boxes_shifted": torch.tensor(boxes_shifted)}
 
 
-def build_localization(cfg: Mapping[str, Any]) -> DataBundle:
+def build_localization(cfg: Mapping[str, Any], seed: int | None = None) -> DataBundle:
     """Training images and boxes (task "regression"); held out = the 4 original probes (eval_split "probe").
 
     meta: probes, probes_shifted, boxes, boxes_shifted (per probe_ground_truth), probe_positions.

@@ -145,7 +145,7 @@ def load_mnist_uint8(data_root: str, train: bool, download: bool = False) -> tup
                         load, root / "uint8_cache")
 
 
-def build_mnist(cfg: Mapping[str, Any]) -> DataBundle:
+def build_mnist(cfg: Mapping[str, Any], seed: int | None = None) -> DataBundle:
     """MNIST as a DataBundle: train = 60k training set, held out = 10k test set (eval_split "test").
 
     Raises:
