@@ -4,13 +4,13 @@ Each member is logged exactly like an unpacked trial (same params, tags, per-epo
 artifacts, in its own MLflow child run, found again by the trial id f"{tune_trial_id}-m{i}"),
 plus the tags pack_size, pack_member and pack_trial_id. The Tune result holds every member's
 metrics under "m{i}/<metric>". The lifecycle is trainables.lifecycle, shared with unpacked
-trials; this module holds the packed inner step, `PackedStep`. A pack of one member runs the
+trials, and so is the set-up (trainables.trainable.run_specs: an unpacked trial is a pack of
+one); this module holds the packed inner step, `PackedStep`. A pack of one member runs the
 plain loop (`SingleStep`), which is how `sweep run --pack K` falls back for trials that packing
 would not speed up.
 """
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
@@ -19,12 +19,12 @@ from torch import nn
 from core import user_modules
 from core.errors import ConfigError
 from trainables.data import DataBundle
-from trainables.lifecycle import Member, Report, initial_kernels, run_members
+from trainables.lifecycle import Report, initial_kernels
 from trainables.models import count_params
 from trainables.packing import PACK_VARYING, PackedTrainer, pack_key
 from trainables.spec import TrialSpec, resolve_config
 from trainables.tracking import TrackingInfo
-from trainables.trainable import SingleStep, load_data, make_model, pick_device, ray_placement, tune_session
+from trainables.trainable import load_data, make_model, run_specs, tune_session
 
 
 class PackedStep:
@@ -78,19 +78,7 @@ def run_pack(configs: list[dict[str, Any]], tracking: TrackingInfo | None = None
     """
     rs = [resolve_config(c) for c in configs]
     _check_same_pack(rs)
-    tc = rs[0].train
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
-    device = pick_device(tc.device)
-    t0 = time.perf_counter()
-    if len(rs) == 1:
-        step = SingleStep(rs[0], device)
-        members = [Member(rs[0], step.bundle, step.initial_kernels)]
-    else:
-        step = PackedStep(rs, device)
-        members = [Member(r, b, k) for r, b, k in zip(rs, step.bundles, step.initial_kernels)]
-    return run_members(step, members, tracking=tracking, report=report, restore=restore, trial_id=trial_id,
-                       packed=True, t0=t0, placement=ray_placement(device))
+    return run_specs(rs, tracking, report, restore, trial_id, packed=True)
 
 
 def _check_same_pack(rs: list[TrialSpec]) -> None:

@@ -113,7 +113,7 @@ class SingleStep:
 
 def run_trial(config: dict[str, Any], tracking: TrackingInfo | None = None, report: Report | None = None,
               restore: dict | None = None, trial_id: str | None = None) -> dict[str, Any]:
-    """Train one trial end to end.
+    """Train one trial end to end: a pack of one member, reported and logged as an unpacked trial.
 
     Args:
         config: flat trial config (see trainables.spec).
@@ -126,16 +126,33 @@ def run_trial(config: dict[str, Any], tracking: TrackingInfo | None = None, repo
     Returns:
         The final metrics (last epoch's values, best_val_acc, n_params, confusion_matrix, ...).
     """
-    r = resolve_config(config)
-    tc = r.train
+    return run_specs([resolve_config(config)], tracking, report, restore, trial_id, packed=False)[0]
+
+
+def run_specs(rs: list[TrialSpec], tracking: TrackingInfo | None, report: Report | None, restore: dict | None,
+              trial_id: str | None, packed: bool) -> list[dict[str, Any]]:
+    """The one set-up of every trial, unpacked (`run_trial`) or packed (`trainables.packed_trainable.run_pack`):
+    the members' shared thread count and device, their inner step (one member: the plain loop,
+    `SingleStep`; more: `PackedStep`), then the lifecycle (trainables.lifecycle.run_members).
+
+    `packed` is the reporting format: "m{i}/..." metrics and pack tags (every `sweep run --pack`
+    trial, a pack of one included), or the plain unpacked trial's. Returns each member's final metrics.
+    """
+    tc = rs[0].train  # threads and device are shared by a pack's members (trainables.packing.pack_key)
     if tc.threads:
         torch.set_num_threads(tc.threads)
     device = pick_device(tc.device)
     t0 = time.perf_counter()
-    step = SingleStep(r, device)
-    member = Member(r, step.bundle, step.initial_kernels)
-    return run_members(step, [member], tracking=tracking, report=report, restore=restore, trial_id=trial_id,
-                       packed=False, t0=t0, placement=ray_placement(device))[0]
+    if len(rs) == 1:
+        step = SingleStep(rs[0], device)
+        members = [Member(rs[0], step.bundle, step.initial_kernels)]
+    else:
+        from trainables.packed_trainable import PackedStep  # vmapped members: only a pack imports them
+
+        step = PackedStep(rs, device)
+        members = [Member(r, b, k) for r, b, k in zip(rs, step.bundles, step.initial_kernels)]
+    return run_members(step, members, tracking=tracking, report=report, restore=restore, trial_id=trial_id,
+                       packed=packed, t0=t0, placement=ray_placement(device))
 
 
 def tune_session() -> tuple[dict | None, Report, str]:

@@ -120,7 +120,33 @@ def confirmation_experiment(search_experiment: str, search: str, bests: list[Bes
         seeds=seeds, seed_start=seed_start, plots=("leaderboard", "curves", "kernels"))
 
 
-def load_search(tracking_uri: str, search: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SearchRecord:
+    """What `sweep confirm` reads of a search from the tracking store.
+
+    Attributes:
+        parent: the search's parent run (mlflow Run).
+        client: the MlflowClient of the store.
+        experiment: the search's experiment name.
+        metric, mode: what the search optimised ("max" or "min").
+        trials: one dict per completed trial: run_id, params (typed), metrics.
+        seeds: every seed a trial of the search used (completed or not).
+        pairings: every pairing a trial of the search ran.
+        swept_keys: the keys the search swept (shown with each best configuration).
+    """
+
+    parent: Any
+    client: Any
+    experiment: str
+    metric: str
+    mode: str
+    trials: tuple[dict[str, Any], ...]
+    seeds: tuple[int, ...]
+    pairings: tuple[str, ...]
+    swept_keys: tuple[str, ...]
+
+
+def load_search(tracking_uri: str, search: str) -> SearchRecord:
     """The search's parent run, metric/mode, swept keys, completed trials and every seed it used.
 
     The user modules the search loaded (its parent run's tag `user_modules`) are loaded again,
@@ -157,10 +183,11 @@ def load_search(tracking_uri: str, search: str) -> dict[str, Any]:
                           "nothing to confirm")
     seeds = [int(s) for r in runs for s in [parse_value(r.data.params.get(S.PARAM_SEED, r.data.tags.get(S.TAG_SEED)))]
              if isinstance(s, int)]
-    return {"parent": parent, "client": client, "metric": metric, "mode": mode, "trials": trials,
-            "seeds": seeds, "pairings": sorted({r.data.tags.get(S.TAG_PAIRING, "") for r in runs} - {""}), "experiment": tags.get(S.TAG_EXPERIMENT) or client.get_experiment(
-                parent.info.experiment_id).name,
-            "swept_keys": tuple(json.loads(tags.get(S.TAG_SWEPT_KEYS, "[]")))}
+    return SearchRecord(
+        parent=parent, client=client, metric=metric, mode=mode, trials=tuple(trials), seeds=tuple(seeds),
+        pairings=tuple(sorted({r.data.tags.get(S.TAG_PAIRING, "") for r in runs} - {""})),
+        experiment=tags.get(S.TAG_EXPERIMENT) or client.get_experiment(parent.info.experiment_id).name,
+        swept_keys=tuple(json.loads(tags.get(S.TAG_SWEPT_KEYS, "[]"))))
 
 
 def _objective(tracking_uri: str, run_id: str, experiment: str) -> tuple[str, str]:
@@ -227,11 +254,11 @@ def confirm_sweep(search: str, seeds: int = 5, top: int = 1, tracking_uri: str =
         raise ConfigError(f"--top must be >= 1, got {top}")
     uri = tracking.check_tracking_uri(tracking_uri)
     s = load_search(uri, search)
-    parent, client = s["parent"], s["client"]
-    bests = pick_best(s["trials"], s["metric"], s["mode"], top, s["swept_keys"])
-    for pairing in sorted(set(s["pairings"]) - {b.pairing for b in bests}):
+    parent, client = s.parent, s.client
+    bests = pick_best(list(s.trials), s.metric, s.mode, top, s.swept_keys)
+    for pairing in sorted(set(s.pairings) - {b.pairing for b in bests}):
         print(f"note: {pairing} has no completed trial in {search}; it is not confirmed", flush=True)
-    seed_start = max(s["seeds"], default=9) + 1  # never a seed the search used
+    seed_start = max(s.seeds, default=9) + 1  # never a seed the search used
     if storage_path is None:
         stored = parent.data.tags.get(S.TAG_STORAGE_PATH, "")
         storage_path = stored if stored and "://" not in stored and Path(stored).is_dir() else None
@@ -244,16 +271,16 @@ def confirm_sweep(search: str, seeds: int = 5, top: int = 1, tracking_uri: str =
         sweep = _free_name(base, storage, client) if name is None else base
         if name is not None and tracking.find_parent_run(client, sweep) is not None:
             raise ConfigError(f"a sweep named {sweep!r} is already in the tracking store; pick another --name")
-        exp = confirmation_experiment(s["experiment"], search, group, seeds, seed_start)
+        exp = confirmation_experiment(s.experiment, search, group, seeds, seed_start)
         tags = {S.TAG_CONFIRMS: search, S.TAG_CONFIRMS_RUN_ID: parent.info.run_id, S.TAG_CONFIRM_RANK: str(rank),
-                S.TAG_CONFIRM_METRIC: s["metric"], S.TAG_CONFIRM_MODE: s["mode"], S.TAG_KIND: S.KIND_CONFIRMATION,
+                S.TAG_CONFIRM_METRIC: s.metric, S.TAG_CONFIRM_MODE: s.mode, S.TAG_KIND: S.KIND_CONFIRMATION,
                 S.TAG_SEARCH_BEST: json.dumps({b.pairing: {"value": b.value, "run_id": b.run_id,
                                                        "searched": b.searched} for b in group}, default=str)}
-        opts = RunOptions(experiment=s["experiment"], name=sweep, tracking_uri=uri, storage_path=storage,
+        opts = RunOptions(experiment=s.experiment, name=sweep, tracking_uri=uri, storage_path=storage,
                           num_samples=1, **run_options)
         if not opts.quiet:
             for b in group:
-                print(f"confirming {b.pairing} (rank {rank}, search {s['metric']}={b.value:.4g}, run {b.run_id}): "
+                print(f"confirming {b.pairing} (rank {rank}, search {s.metric}={b.value:.4g}, run {b.run_id}): "
                       + ", ".join(f"{k}={v}" for k, v in b.searched.items()), flush=True)
         try:
             code = max(code, run_sweep(opts, definition=exp, tags=tags))
@@ -265,6 +292,6 @@ def confirm_sweep(search: str, seeds: int = 5, top: int = 1, tracking_uri: str =
         from analysis.confirmation import confirmation_table, format_confirmation
 
         print(f"\nSearch {search}: best trial vs its confirmation over {seeds} fresh seeds "
-              f"({s['metric']}, mean ± 95% CI):")
+              f"({s.metric}, mean ± 95% CI):")
         print(format_confirmation(confirmation_table(uri, search)))
     return code

@@ -132,11 +132,10 @@ MUTANTS = [
     Mutant("fault-injection-ungated", "trainables/spec.py", 'os.environ.get(FAULT_ENV) != "1"', "False",
            (PLAN, TRAIN)),
     # --- --cpus-per-trial reaches the trial ---
-    # (lambda n: None)(...) drops the call whatever its argument is named
+    # (lambda n: None)(...) drops the call whatever its argument is named; unpacked and packed trials
+    # share one set-up (trainables.trainable.run_specs), so G's packed case is killed by it too
     Mutant("trainable-ignores-threads", "trainables/trainable.py", "torch.set_num_threads(",
            "(lambda n: None)(", (G, TRAIN)),
-    Mutant("packed-trainable-ignores-threads", "trainables/packed_trainable.py", "torch.set_num_threads(",
-           "(lambda n: None)(", (G,)),
     Mutant("checkpoint-unpickles", "trainables/checkpoint.py", "torch.load(path, weights_only=True,",
            "torch.load(path, weights_only=False,", (SEC_CKPT,)),
     Mutant("runner-ignores-cpus-per-trial", "cluster/flow/sweep.py", 'extra["threads"] = threads',
