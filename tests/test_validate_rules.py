@@ -63,3 +63,44 @@ def test_default_memory_limit_is_half_of_this_machine(monkeypatch):
     assert validate.memory_limit() == 12 * 2 ** 30
     monkeypatch.setenv(validate.MEMORY_ENV, "3.5")
     assert validate.memory_limit() == 3_500_000_000
+
+
+def test_a_path_under_a_file_is_named_as_such_not_as_a_link_loop(tmp_path):
+    """check_paths words each OSError by its errno: a data_root below a plain file (ENOTDIR) "cannot be
+    used: Not a directory"; only ELOOP is called a symbolic link loop."""
+    import re
+    from types import SimpleNamespace
+
+    from cluster.planning.validate import check_paths
+    from core.errors import ConfigError
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    plan = SimpleNamespace(fixed={"data_root": str(afile / "below")}, axes={}, per_pairing={})
+    with pytest.raises(ConfigError, match=re.escape("cannot be used: Not a directory")) as err:
+        check_paths(plan)
+    assert "link loop" not in str(err.value)
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(ConfigError, match="symbolic link loop"):
+        check_paths(SimpleNamespace(fixed={"data_root": str(loop / "x")}, axes={}, per_pairing={}))
+
+
+def test_memory_message_gives_the_estimate_to_a_tenth_of_a_gb(monkeypatch):
+    """The refusal names the estimate as computed (peak_bytes / 1e9, one decimal), not rounded down to
+    whole GB, and the limit."""
+    import re
+
+    from cluster.planning import validate
+    from cluster.planning.plan import make_plan
+    from core.errors import ConfigError
+    from search_spaces import get_experiment
+    from trainables.data import DATASETS
+
+    plan = make_plan(get_experiment("edge-data-per-class"), seeds=1, smoke=True)
+    monkeypatch.setitem(DATASETS, "edges", DATASETS["edges"].__class__(
+        **{**DATASETS["edges"].__dict__, "peak_bytes": lambda d: 2_700_000_000}))
+    monkeypatch.setenv(validate.MEMORY_ENV, "1")
+    with pytest.raises(ConfigError, match=re.escape("about 2.7 GB of memory")) as err:
+        validate.check_memory(plan)
+    assert "limit of 1.0 GB" in str(err.value)
