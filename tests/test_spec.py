@@ -213,3 +213,31 @@ def test_confirm_drops_settings_an_old_store_logged_but_never_applied():
     assert bests[CNN].config == {"kernel_size": 5, "lr": 0.1}
     plan = make_plan(confirmation_experiment("edge-hpo", "s", list(bests.values()), seeds=2, seed_start=100))
     assert plan.n_trials() == 4
+
+
+def test_an_evaluators_settings_are_applied_when_it_runs():
+    """A key of an evaluator the trial runs is used (logged, in its config); without the evaluator it
+    is an error naming what it needs."""
+    spec = resolve_config({"pairing": "simple_cnn/edges", "evaluators": ("shift_robustness",), "shift_max": 4})
+    assert spec.config["shift_max"] == 4 and spec.evaluators["shift_robustness"].shift_max == 4
+    assert "shift_max" in spec.applied_params()
+    with pytest.raises(ConfigError, match="shift_max needs evaluators to include 'shift_robustness'"):
+        resolve_config({"pairing": "simple_cnn/edges", "shift_max": 4})
+
+
+def test_a_dataset_no_pairing_uses_still_names_its_keys(monkeypatch):
+    """known_keys covers every registered dataset's config, paired or not (so `sweep list keys` and
+    the unknown-key check know a freshly registered dataset's settings)."""
+    from dataclasses import dataclass, replace
+
+    from core.config_base import ConfigBase
+    from trainables.data import DATASETS
+    from trainables.spec import known_keys
+
+    @dataclass(frozen=True)
+    class LonelyConfig(ConfigBase):
+        lonely_setting_xyz: int = 1
+
+    assert "lonely_setting_xyz" not in known_keys()
+    monkeypatch.setitem(DATASETS, "lonely", replace(DATASETS["edges"], config=LonelyConfig))
+    assert "lonely_setting_xyz" in known_keys()
