@@ -1,0 +1,167 @@
+"""`sweep resume` after a full disk cut Tune's experiment state short (issue 24, case 3).
+
+Ray's Tune writes `experiment_state-*.json` in place; a disk that fills meanwhile cuts it short.
+The driver keeps its own last good copy (cluster.folder.tune_copy, named and hashed by the MLflow
+parent run's tag) and `sweep resume` restores it: the sweep then completes with every trial
+FINISHED, every epoch logged once and the metrics of an uninterrupted run. Without a good copy
+(or with one that does not match its record) the resume is refused as before.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cluster.folder import tune_copy
+from cluster.folder.tune_state import sha256
+from core.errors import ConfigError
+from test_resume_fast import local_ray  # noqa: F401 (the fixture)
+
+S1, S2 = "2026-12-04_10-00-00", "2026-12-04_11-00-00"
+
+
+def _staging(tmp_path: Path, session: str, trials: int) -> Path:
+    staging = tmp_path / f"staging-{session}"
+    staging.mkdir()
+    (staging / f"experiment_state-{session}.json").write_text(json.dumps({"trial_data": list(range(trials))}))
+    (staging / f"basic-variant-state-{session}.json").write_text(json.dumps({"counter": trials}))
+    (staging / "tuner.pkl").write_bytes(b"not copied")
+    (staging / f"tmp-basic-variant-state-{session}.json").write_text("half")
+    (staging / "train_0001").mkdir()  # a trial folder: not copied
+    return staging
+
+
+def _folder_with_copy(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    staging = _staging(tmp_path, S1, trials=2)
+    files = tune_copy.staged_files(staging)
+    assert [p.name for p in files] == [f"basic-variant-state-{S1}.json", f"experiment_state-{S1}.json"]
+    name, digest = tune_copy.write_copy(folder, files)
+    assert digest == sha256(folder / tune_copy.COPY_ROOT / name / tune_copy.INDEX)
+    # Tune went on in a later session, then the full disk cut its experiment state at 16 KiB
+    (folder / "tuner.pkl").write_bytes(b"the tuner")
+    (folder / f"experiment_state-{S1}.json").write_text(json.dumps({"trial_data": [0, 1, 2]}))
+    (folder / f"basic-variant-state-{S1}.json").write_text(json.dumps({"counter": 3}))
+    (folder / f"basic-variant-state-{S2}.json").write_text(json.dumps({"counter": 4}))
+    (folder / f"experiment_state-{S2}.json").write_bytes(b'{"trial_data": [["{\\"config\\": ')
+    return folder, {tune_copy.TAG_COPY: f"{name} {digest}"}
+
+
+def test_a_cut_short_state_is_restored_from_the_drivers_good_copy(tmp_path):
+    folder, tags = _folder_with_copy(tmp_path)
+    assert tune_copy.cut_short(folder)[0].name == f"experiment_state-{S2}.json"
+    said = tune_copy.repair(folder, tags)
+    assert said.startswith(f"repaired experiment_state-{S2}.json (cut short: JSONDecodeError")
+    assert f"removed the newer, partial basic-variant-state-{S2}.json, experiment_state-{S2}.json" in said
+    assert sorted(p.name for p in folder.iterdir() if p.is_file()) == [
+        f"basic-variant-state-{S1}.json", f"experiment_state-{S1}.json", "tuner.pkl"]
+    assert json.loads((folder / f"experiment_state-{S1}.json").read_text()) == {"trial_data": [0, 1]}
+    assert json.loads((folder / f"basic-variant-state-{S1}.json").read_text()) == {"counter": 2}
+    assert (folder / "tuner.pkl").read_bytes() == b"the tuner"  # never replaced
+    assert tune_copy.repair(folder, tags) is None  # whole now: nothing to repair
+
+
+def test_an_intact_state_is_left_as_it_is(tmp_path):
+    folder, tags = _folder_with_copy(tmp_path)
+    (folder / f"experiment_state-{S2}.json").write_text('{"trial_data": []}')
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    assert tune_copy.repair(folder, tags) is None
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize("damage", ["file", "index", "no-tag", "other-tag"])
+def test_a_copy_that_does_not_match_its_record_is_not_restored(tmp_path, damage):
+    from cluster.folder.tune_state import verify
+
+    folder, tags = _folder_with_copy(tmp_path)
+    copy = folder / tune_copy.COPY_ROOT / tags[tune_copy.TAG_COPY].split()[0]
+    if damage == "file":
+        (copy / f"basic-variant-state-{S1}.json").write_text('{"counter": 99}')
+        match = "is missing or changed since the driver copied it"
+    elif damage == "index":
+        (copy / tune_copy.INDEX).write_text("{}")
+        match = "changed since the driver wrote it"
+    elif damage == "no-tag":
+        tags = {}
+        match = "is cut short or damaged .*no good copy.*sweep run EXPERIMENT --name NEW"
+    else:
+        tags = {tune_copy.TAG_COPY: f"copy-gone {'0' * 64}"}
+        match = "is cut short or damaged .*no good copy.*sweep run EXPERIMENT --name NEW"
+    cut = (folder / f"experiment_state-{S2}.json").read_bytes()
+    with pytest.raises(ConfigError, match=match):
+        tune_copy.repair(folder, tags)
+    with pytest.raises(ConfigError, match=match):
+        verify(folder, None, None, tags)  # refused with the trust checks, before the lock and Ray
+    assert (folder / f"experiment_state-{S2}.json").read_bytes() == cut  # nothing changed
+
+
+def test_the_copy_is_made_only_from_whole_state(tmp_path):
+    staging = _staging(tmp_path, S1, trials=1)
+    (staging / f"experiment_state-{S1}.json").write_bytes(b'{"trial_data": [')
+    assert tune_copy.staged_files(staging) is None
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert tune_copy.staged_files(empty) is None
+
+
+def test_a_copy_the_full_disk_interrupts_leaves_the_previous_one(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    folder, tags = _folder_with_copy(tmp_path)
+    before = sorted(p.name for p in (folder / tune_copy.COPY_ROOT).iterdir())
+    staging = _staging(tmp_path, S2, trials=5)
+    real_fsync = os.fsync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError):
+        tune_copy.write_copy(folder, tune_copy.staged_files(staging))
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert sorted(p.name for p in (folder / tune_copy.COPY_ROOT).iterdir()) == before
+    assert "repaired" in tune_copy.repair(folder, tags)
+
+
+# -- a real sweep -----------------------------------------------------------------------------------
+def test_resume_repairs_a_cut_short_state_and_completes_the_sweep(tmp_path, monkeypatch, local_ray, capsys):
+    """A tiny sweep interrupted after its second checkpoint; its newest experiment state then cut at
+    16 KiB as the full disk left it (the exit manifest recorded with it, as the failing driver does).
+    `sweep resume` restores the driver's copy and completes: every trial FINISHED, each epoch
+    logged once, the final metrics of each trial those of the same trial run uninterrupted."""
+    from mlflow.tracking import MlflowClient
+
+    from cluster.cli import main
+    from cluster.folder.record import SweepRecord
+    from conftest import mlflow_runs
+    from search_spaces import EXPERIMENTS
+    from search_spaces.experiment import Experiment
+    from test_faults import _assert_matches_reference
+    from test_resume_fast import MLP, TINY, _each_epoch_once, _run_interrupted
+
+    name, exp, epochs = "cut-state", "fast-cut-state", 20
+    monkeypatch.setitem(EXPERIMENTS, exp, Experiment(name=exp, description="tiny MLP", pairings=(MLP,),
+                                                     fixed={**TINY, "epochs": epochs, "log_artifacts": True}, seeds=2))
+    uri, storage = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "rr"
+    folder = storage / name
+    _run_interrupted(["run", exp, "--name", name, "--tracking-uri", uri, "--storage-path", str(storage)], folder)
+    parents, children = mlflow_runs(uri, exp)
+    assert parents[0].data.tags.get(tune_copy.TAG_COPY), "the driver kept no copy of Tune's state"
+    newest = tune_copy.newest_state(folder)
+    text = newest.read_bytes()
+    newest.write_bytes(text[:min(16384, len(text) // 2)])  # what the full disk left
+    SweepRecord.load(folder).record_exit_state()
+    capsys.readouterr()
+
+    assert main(["resume", name, "--storage-path", str(storage)]) == 0
+    out = capsys.readouterr().out
+    assert f"sweep {name}: repaired {newest.name} (cut short: JSONDecodeError" in out, out
+    parents, children = mlflow_runs(uri, exp)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 2 and len({c.data.tags["trial_id"] for c in children}) == 2
+    assert all(c.info.status == "FINISHED" and c.data.tags["status_reason"] == "completed" for c in children)
+    _each_epoch_once(uri, children, epochs)
+    _assert_matches_reference(MlflowClient(uri), children, tmp_path)
