@@ -19,6 +19,8 @@ from core.errors import ConfigError
 from test_resume_fast import local_ray  # noqa: F401 (the fixture)
 
 S1, S2 = "2026-12-04_10-00-00", "2026-12-04_11-00-00"
+# How a trial's checkpoint path shows in Tune's experiment state (inside a pickled, hex-encoded field)
+CHECKPOINT_0, CHECKPOINT_1 = b"checkpoint_000000".hex(), b"checkpoint_000001".hex()
 
 
 def _staging(tmp_path: Path, session: str, trials: int) -> Path:
@@ -128,10 +130,13 @@ def test_a_copy_the_full_disk_interrupts_leaves_the_previous_one(tmp_path, monke
 
 # -- a real sweep -----------------------------------------------------------------------------------
 def test_resume_repairs_a_cut_short_state_and_completes_the_sweep(tmp_path, monkeypatch, local_ray, capsys):
-    """A tiny sweep interrupted after its second checkpoint; its newest experiment state then cut at
-    16 KiB as the full disk left it (the exit manifest recorded with it, as the failing driver does).
+    """A tiny sweep whose driver copies of Tune's state fail (a full disk) after the first one that
+    names a checkpoint, interrupted after the second checkpoint; its newest experiment state then cut
+    at 16 KiB as the full disk left it (the exit manifest recorded with it, as the failing driver does).
     `sweep resume` restores the driver's copy and completes: every trial FINISHED, each epoch
     logged once, the final metrics of each trial those of the same trial run uninterrupted."""
+    import errno
+
     from mlflow.tracking import MlflowClient
 
     from cluster.cli import main
@@ -147,9 +152,27 @@ def test_resume_repairs_a_cut_short_state_and_completes_the_sweep(tmp_path, monk
                                                      fixed={**TINY, "epochs": epochs, "log_artifacts": True}, seeds=2))
     uri, storage = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "rr"
     folder = storage / name
+    real_copy, kept = tune_copy.write_copy, []
+
+    def full_after_first_checkpoint(where, files):
+        """The disk fills once a copy names a checkpoint: every later copy fails (the old one stays)."""
+        if kept:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        made = real_copy(where, files)
+        if CHECKPOINT_0.encode() in next(where.glob(f"{tune_copy.COPY_ROOT}/{made[0]}/experiment_state-*")).read_bytes():
+            kept.append(made[0])
+        return made
+
+    monkeypatch.setattr(tune_copy, "write_copy", full_after_first_checkpoint)
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "0")  # Tune saves its state every step (so the driver copies it)
     _run_interrupted(["run", exp, "--name", name, "--tracking-uri", uri, "--storage-path", str(storage)], folder)
+    monkeypatch.setattr(tune_copy, "write_copy", real_copy)
     parents, children = mlflow_runs(uri, exp)
-    assert parents[0].data.tags.get(tune_copy.TAG_COPY), "the driver kept no copy of Tune's state"
+    assert kept and parents[0].data.tags.get(tune_copy.TAG_COPY, "").startswith(kept[0] + " ")
+    copied = next((folder / tune_copy.COPY_ROOT / kept[0]).glob("experiment_state-*")).read_text()
+    assert CHECKPOINT_0 in copied and CHECKPOINT_1 not in copied  # the copy is older than the state Tune went on to save ...
+    logged = [max(m.step for m in MlflowClient(uri).get_metric_history(c.info.run_id, "train_loss")) for c in children]
+    assert max(logged) >= 10, logged  # ... and than what the trials logged: resumed trials redo epochs 6-10
     newest = tune_copy.newest_state(folder)
     text = newest.read_bytes()
     newest.write_bytes(text[:min(16384, len(text) // 2)])  # what the full disk left
