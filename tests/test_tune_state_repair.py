@@ -65,6 +65,27 @@ def test_a_cut_short_state_is_restored_from_the_drivers_good_copy(tmp_path):
     assert tune_copy.repair(folder, tags) is None  # whole now: nothing to repair
 
 
+@pytest.mark.parametrize("kind", ["basic-variant-state-{}.json", "searcher-state-{}.pkl"])
+def test_other_state_files_cut_short_are_repaired_too(tmp_path, kind):
+    """The sync into the sweep folder writes every state file in place: the searcher's too. Only
+    the newest of each kind counts (the one Tune reads); pickles are read opcode by opcode, never
+    unpickled."""
+    import pickle
+
+    folder, tags = _folder_with_copy(tmp_path)
+    (folder / f"experiment_state-{S2}.json").write_text('{"trial_data": []}')
+    (folder / f"searcher-state-{S1}.pkl").write_bytes(b"\x80\x05cut")  # older: Tune reads the newest only
+    (folder / f"searcher-state-{S2}.pkl").write_bytes(pickle.dumps({"state": list(range(100))}))
+    assert tune_copy.cut_short(folder) is None
+    whole = (folder / kind.format(S2)).read_bytes()
+    (folder / kind.format(S2)).write_bytes(whole[:len(whole) // 2])
+    assert tune_copy.cut_short(folder)[0].name == kind.format(S2)
+    said = tune_copy.repair(folder, tags)
+    assert said.startswith(f"repaired {kind.format(S2)} (cut short: "), said
+    assert not (folder / f"experiment_state-{S2}.json").exists() and not (folder / kind.format(S2)).exists()
+    assert json.loads((folder / f"experiment_state-{S1}.json").read_text()) == {"trial_data": [0, 1]}
+
+
 def test_an_intact_state_is_left_as_it_is(tmp_path):
     folder, tags = _folder_with_copy(tmp_path)
     (folder / f"experiment_state-{S2}.json").write_text('{"trial_data": []}')

@@ -52,15 +52,47 @@ def newest_state(folder: Path) -> Path | None:
 
 
 def cut_short(folder: Path) -> tuple[Path, str] | None:
-    """(path, why) when the newest experiment state does not parse as JSON; None when it does (or
-    there is none, or it is not a plain file: the trust checks refuse that)."""
-    newest = newest_state(folder)
-    if newest is None or newest.is_symlink() or not newest.is_file():
+    """(path, why) of a Tune state file that Tune would read and that is cut short: the newest of each
+    kind (`experiment_state-*.json`, `basic-variant-state-*.json`, `searcher-state-*.pkl`, ...: the
+    top-level files named by a session) that is not whole JSON, or not a whole pickle stream (read
+    opcode by opcode, never unpickled). None when all are whole (links and odd files are left to
+    the trust checks)."""
+    newest: dict[str, Path] = {}
+    if not Path(folder).is_dir():
         return None
+    for p in Path(folder).iterdir():
+        m = SESSION.search(p.name)
+        if m and not p.is_symlink() and p.is_file():
+            kind = p.name[:m.start()] + "." + m.group(2)
+            if kind not in newest or p.name > newest[kind].name:
+                newest[kind] = p
+    for kind in sorted(newest, key=lambda k: (not k.startswith("experiment_state"), k)):
+        why = _not_whole(newest[kind])
+        if why is not None:
+            return newest[kind], why
+    return None
+
+
+def no_copy(path: Path, why: str) -> str:
+    """The refusal of a cut-short state the driver holds no good copy of."""
+    return (f"{path} is cut short or damaged ({why}; a disk that filled while Ray's Tune wrote it does this), and "
+            f"the driver holds no good copy of it (sweeps started before this version kept none): Tune cannot "
+            f"continue this sweep. Run the experiment again under a new name (sweep run EXPERIMENT --name NEW); "
+            f"the runs already in MLflow are kept")
+
+
+def _not_whole(path: Path) -> str | None:
+    import pickletools
+
     try:
-        json.loads(newest.read_bytes())
-    except (ValueError, OSError) as exc:
-        return newest, f"{type(exc).__name__}: {str(exc)[:80]}"
+        data = path.read_bytes()
+        if path.suffix == ".json":
+            json.loads(data)
+        else:
+            for _ in pickletools.genops(data):
+                pass
+    except Exception as exc:  # ValueError (JSON, a pickle cut short), OSError
+        return f"{type(exc).__name__}: {str(exc)[:80]}"
     return None
 
 
@@ -155,10 +187,7 @@ def repair(folder: Path, tags: dict[str, str]) -> str | None:
     path, why = cut
     found = good_copy(folder, tags)
     if found is None:
-        raise ConfigError(
-            f"{path} is cut short or damaged ({why}; a disk that filled while Ray's Tune wrote it does this), and "
-            f"the driver holds no good copy of it: Tune cannot continue this sweep. Run the experiment again under "
-            f"a new name (sweep run EXPERIMENT --name NEW); the runs already in MLflow are kept")
+        raise ConfigError(no_copy(path, why))
     copy, index = found
     session = EXPERIMENT_STATE.match(index["experiment_state"]).group(1)
     removed = []

@@ -41,6 +41,7 @@ TAG_TUNER_SHA = "tuner_pkl_sha256"
 # Files of the folder the driver itself writes and reads (never Tune): left out of the manifest.
 DRIVER_FILES = frozenset({"sweep.json", ".sweep.json.tmp", "sweep.lock", "driver.log"})
 MANIFEST_KIND = "every-file"  # sweep.json["tune_state_manifest"]; absent: an older driver's partial record
+EXPERIMENT_STATE = "experiment_state-"
 CHECKPOINT_PAYLOAD = "trial_state.pt"  # trainables.trainable.CHECKPOINT_FILE (weights_only loads)
 
 
@@ -150,19 +151,9 @@ def check_experiment_state(folder: Path) -> None:
     it in place, so a disk that filled while it was written leaves it cut short: Tune would then
     start the sweep's search over with empty trial configs. Refused, saying so, before Ray starts,
     unless the driver holds a good copy to restore (`verify`; cluster.folder.tune_copy)."""
-    import json
-
-    newest = max(Path(folder).glob("experiment_state-*.json"), key=lambda p: p.name, default=None)
-    if newest is None or newest.is_symlink() or not newest.is_file():
-        return
-    try:
-        json.loads(newest.read_bytes())
-    except (ValueError, OSError) as exc:
-        raise ConfigError(
-            f"{newest} is cut short or damaged ({type(exc).__name__}: {str(exc)[:80]}; a disk that filled while "
-            f"Ray's Tune wrote it does this), and the driver holds no good copy of it (sweeps started before "
-            f"`sweep run` kept one, or a copy that does not match its record): Tune cannot continue this sweep. Run the experiment again under a "
-            f"new name (sweep run EXPERIMENT --name NEW); the runs already in MLflow are kept") from None
+    cut = tune_copy.cut_short(folder)
+    if cut is not None and EXPERIMENT_STATE in cut[0].name:
+        raise ConfigError(tune_copy.no_copy(*cut))
 
 
 def verify(folder: Path, tuner_sha: str | None, ended: dict[str, str] | None, parent_tags: dict[str, str],
@@ -178,8 +169,9 @@ def verify(folder: Path, tuner_sha: str | None, ended: dict[str, str] | None, pa
             driver's record of its state files only).
     """
     check_tree(folder)
-    if tune_copy.cut_short(folder) is not None and tune_copy.good_copy(folder, parent_tags) is None:
-        check_experiment_state(folder)  # cut short, and no good copy to restore (tune_copy.repair): refused
+    cut = tune_copy.cut_short(folder)
+    if cut is not None and tune_copy.good_copy(folder, parent_tags) is None:
+        raise ConfigError(tune_copy.no_copy(*cut))  # no good copy to restore (tune_copy.repair): refused
     recorded = {tuner_sha, parent_tags.get(TAG_TUNER_SHA)} - {None}
     current = tuner_hash(folder)
     if len(recorded) > 1:
