@@ -9,6 +9,7 @@ FINISHED, every epoch logged once and the metrics of an uninterrupted run. Witho
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ def _staging(tmp_path: Path, session: str, trials: int) -> Path:
     staging = tmp_path / f"staging-{session}"
     staging.mkdir()
     (staging / f"experiment_state-{session}.json").write_text(json.dumps({"trial_data": list(range(trials))}))
-    (staging / f"basic-variant-state-{session}.json").write_text(json.dumps({"counter": trials}))
+    (staging / f"basic-variant-state-{session}.json").write_bytes(pickle.dumps({"counter": trials}))  # Tune pickles it
     (staging / "tuner.pkl").write_bytes(b"not copied")
     (staging / f"tmp-basic-variant-state-{session}.json").write_text("half")
     (staging / "train_0001").mkdir()  # a trial folder: not copied
@@ -45,8 +46,8 @@ def _folder_with_copy(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     # Tune went on in a later session, then the full disk cut its experiment state at 16 KiB
     (folder / "tuner.pkl").write_bytes(b"the tuner")
     (folder / f"experiment_state-{S1}.json").write_text(json.dumps({"trial_data": [0, 1, 2]}))
-    (folder / f"basic-variant-state-{S1}.json").write_text(json.dumps({"counter": 3}))
-    (folder / f"basic-variant-state-{S2}.json").write_text(json.dumps({"counter": 4}))
+    (folder / f"basic-variant-state-{S1}.json").write_bytes(pickle.dumps({"counter": 3}))
+    (folder / f"basic-variant-state-{S2}.json").write_bytes(pickle.dumps({"counter": 4}))
     (folder / f"experiment_state-{S2}.json").write_bytes(b'{"trial_data": [["{\\"config\\": ')
     return folder, {tune_copy.TAG_COPY: f"{name} {digest}"}
 
@@ -60,7 +61,7 @@ def test_a_cut_short_state_is_restored_from_the_drivers_good_copy(tmp_path):
     assert sorted(p.name for p in folder.iterdir() if p.is_file()) == [
         f"basic-variant-state-{S1}.json", f"experiment_state-{S1}.json", "tuner.pkl"]
     assert json.loads((folder / f"experiment_state-{S1}.json").read_text()) == {"trial_data": [0, 1]}
-    assert json.loads((folder / f"basic-variant-state-{S1}.json").read_text()) == {"counter": 2}
+    assert pickle.loads((folder / f"basic-variant-state-{S1}.json").read_bytes()) == {"counter": 2}
     assert (folder / "tuner.pkl").read_bytes() == b"the tuner"  # never replaced
     assert tune_copy.repair(folder, tags) is None  # whole now: nothing to repair
 
@@ -70,8 +71,6 @@ def test_other_state_files_cut_short_are_repaired_too(tmp_path, kind):
     """The sync into the sweep folder writes every state file in place: the searcher's too. Only
     the newest of each kind counts (the one Tune reads); pickles are read opcode by opcode, never
     unpickled."""
-    import pickle
-
     folder, tags = _folder_with_copy(tmp_path)
     (folder / f"experiment_state-{S2}.json").write_text('{"trial_data": []}')
     (folder / f"searcher-state-{S1}.pkl").write_bytes(b"\x80\x05cut")  # older: Tune reads the newest only
@@ -101,7 +100,7 @@ def test_a_copy_that_does_not_match_its_record_is_not_restored(tmp_path, damage)
     folder, tags = _folder_with_copy(tmp_path)
     copy = folder / tune_copy.COPY_ROOT / tags[tune_copy.TAG_COPY].split()[0]
     if damage == "file":
-        (copy / f"basic-variant-state-{S1}.json").write_text('{"counter": 99}')
+        (copy / f"basic-variant-state-{S1}.json").write_bytes(pickle.dumps({"counter": 99}))
         match = "is missing or changed since the driver copied it"
     elif damage == "index":
         (copy / tune_copy.INDEX).write_text("{}")
@@ -194,6 +193,7 @@ def test_resume_repairs_a_cut_short_state_and_completes_the_sweep(tmp_path, monk
     assert CHECKPOINT_0 in copied and CHECKPOINT_1 not in copied  # the copy is older than the state Tune went on to save ...
     logged = [max(m.step for m in MlflowClient(uri).get_metric_history(c.info.run_id, "train_loss")) for c in children]
     assert max(logged) >= 10, logged  # ... and than what the trials logged: resumed trials redo epochs 6-10
+    assert tune_copy.cut_short(folder) is None  # Tune's own files (a pickle named .json among them) are whole
     newest = tune_copy.newest_state(folder)
     text = newest.read_bytes()
     newest.write_bytes(text[:min(16384, len(text) // 2)])  # what the full disk left

@@ -55,7 +55,7 @@ def cut_short(folder: Path) -> tuple[Path, str] | None:
     """(path, why) of a Tune state file that Tune would read and that is cut short: the newest of each
     kind (`experiment_state-*.json`, `basic-variant-state-*.json`, `searcher-state-*.pkl`, ...: the
     top-level files named by a session) that is not whole JSON, or not a whole pickle stream (read
-    opcode by opcode, never unpickled). None when all are whole (links and odd files are left to
+    opcode by opcode, never unpickled; `basic-variant-state-*.json` is a pickle despite its name). None when all are whole (links and odd files are left to
     the trust checks)."""
     newest: dict[str, Path] = {}
     if not Path(folder).is_dir():
@@ -86,11 +86,11 @@ def _not_whole(path: Path) -> str | None:
 
     try:
         data = path.read_bytes()
-        if path.suffix == ".json":
-            json.loads(data)
-        else:
+        if data[:1] == b"\x80" or path.suffix == ".pkl":  # a pickle (Tune's searcher states, ".json" names included)
             for _ in pickletools.genops(data):
                 pass
+        else:
+            json.loads(data)
     except Exception as exc:  # ValueError (JSON, a pickle cut short), OSError
         return f"{type(exc).__name__}: {str(exc)[:80]}"
     return None
