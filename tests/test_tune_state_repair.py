@@ -209,3 +209,53 @@ def test_resume_repairs_a_cut_short_state_and_completes_the_sweep(tmp_path, monk
     assert all(c.info.status == "FINISHED" and c.data.tags["status_reason"] == "completed" for c in children)
     _each_epoch_once(uri, children, epochs)
     _assert_matches_reference(MlflowClient(uri), children, tmp_path)
+
+
+def test_the_keeper_copies_once_per_save_and_keeps_the_previous_copy_when_the_tag_fails(tmp_path, monkeypatch):
+    """TuneStateKeeper (the driver's Tune callback): a copy per save of Tune's state, named by the
+    parent run's tag only once it is whole; a copy whose tag cannot be written is removed."""
+    import os
+    from types import SimpleNamespace
+
+    import mlflow.tracking
+
+    from cluster.tuner.callbacks import TuneStateKeeper
+
+    tags, fail = {}, []
+
+    class Client:
+        def __init__(self, tracking_uri):
+            pass
+
+        def set_tag(self, run_id, key, value):
+            if fail:
+                raise ConnectionError("the store does not answer")
+            tags[(run_id, key)] = value
+
+    monkeypatch.setattr(mlflow.tracking, "MlflowClient", Client)
+    folder, staging = tmp_path / "sweep", _staging(tmp_path, S1, trials=1)
+    folder.mkdir()
+    storage = SimpleNamespace(storage_filesystem=SimpleNamespace(type_name="local"), experiment_fs_path=str(folder),
+                              experiment_driver_staging_path=str(staging))
+    trials = [SimpleNamespace(storage=storage)]
+    keeper = TuneStateKeeper("sqlite:///unused.db", "parent")
+    keeper.on_step_end(0, [])  # no trial yet: nothing
+    assert not (folder / tune_copy.COPY_ROOT).exists()
+    keeper.on_step_end(1, trials)
+    first = tags[("parent", tune_copy.TAG_COPY)]
+    assert tune_copy.good_copy(folder, {tune_copy.TAG_COPY: first}) is not None
+    keeper.on_step_end(2, trials)  # Tune did not save again: no new copy
+    assert tags[("parent", tune_copy.TAG_COPY)] == first and keeper.copies == 1
+    state = staging / f"experiment_state-{S1}.json"
+    state.write_text(json.dumps({"trial_data": [0, 1, 2]}))
+    os.utime(state, ns=(1, 1))
+    fail.append(True)
+    keeper.on_step_end(3, trials)  # the tag cannot be written: the new copy goes, the old one stays
+    assert [p.name for p in (folder / tune_copy.COPY_ROOT).iterdir()] == [first.split()[0]]
+    fail.clear()
+    os.utime(state, ns=(2, 2))
+    keeper.on_step_end(4, trials)
+    second = tags[("parent", tune_copy.TAG_COPY)]
+    assert second != first and [p.name for p in (folder / tune_copy.COPY_ROOT).iterdir()] == [second.split()[0]]
+    copy, index = tune_copy.good_copy(folder, {tune_copy.TAG_COPY: second})
+    assert json.loads((copy / index["experiment_state"]).read_text()) == {"trial_data": [0, 1, 2]}

@@ -112,6 +112,7 @@ class TuneStateKeeper(tune.Callback):
             files = tune_copy.staged_files(staging)
             if files is None:
                 return
+            self._seen = seen  # tried once per save of Tune's (a full disk: one warning per save, not per step)
             name, digest = tune_copy.write_copy(folder, files)
         except Exception as exc:  # a full disk: the previous copy stays the good one
             log.warning("could not copy Tune's experiment state into %s: %s", folder, exc)
@@ -126,7 +127,6 @@ class TuneStateKeeper(tune.Callback):
 
             shutil.rmtree(folder / tune_copy.COPY_ROOT / name, ignore_errors=True)
             return
-        self._seen = seen
         self.copies += 1
         tune_copy.drop_copies(folder, keep=name)
 
