@@ -24,9 +24,9 @@ def resume_sweep(name: str, storage_path: str | None = None, address: str | None
     their checkpoints into the same MLflow runs; finished trials are not rerun.
 
     Refused (exit 2, before Ray starts) while another driver holds the sweep's lock, or when the
-    Tune state was changed by someone else (cluster.folder.tune_state). A Tune experiment state a
-    full disk cut short is first replaced by the driver's last good copy (cluster.folder.tune_copy). The parent run becomes RUNNING
-    only once Tune has restored; if the resume fails it gets its previous status back.
+    Tune state was changed by someone else (cluster.folder.tune_state). Tune state a full disk cut
+    short is first replaced by the driver's last good copy (cluster.folder.tune_copy). The parent
+    run becomes RUNNING only once Tune has restored; if the resume fails it gets its previous status back.
     """
     from mlflow.tracking import MlflowClient
 

@@ -10,8 +10,9 @@ Ray starts or Tune opens anything, `verify` refuses (ConfigError, exit 2):
    plain file or folder (fifo, socket, device);
 2. any file or folder owned by another user or writable by group/others (a shared folder where
    someone else could have planted state);
-3. a newest `experiment_state-*.json` that is cut short (a full disk) when the driver's last good
-   copy of it (cluster.folder.tune_copy, checked against the parent run's tag) cannot replace it;
+3. a Tune state file Tune would read (the newest `experiment_state-*.json`, searcher state, ...)
+   that is cut short (a full disk), when the driver's last good copy of Tune's state
+   (cluster.folder.tune_copy, checked against the parent run's tag) cannot replace it;
 4. a `tuner.pkl` whose SHA-256 differs from the one recorded when the sweep started, in
    sweep.json and, out of the folder writer's reach, as a tag of the MLflow parent run;
 5. when the previous driver ended cleanly (finished, failed, Ctrl-C, SIGTERM, a full disk...),
