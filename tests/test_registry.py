@@ -104,6 +104,22 @@ def test_every_pairing_trains_one_tiny_epoch(pairing, roots):
     assert out["n_params"] == sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.parametrize("pairing", sorted(PAIRINGS))
+def test_the_spec_holds_what_the_data_decides(pairing, roots):
+    """The model is built from the spec alone (trainables.trainable.make_model): the keywords the data
+    decides (num_classes, in_features, in_channels, input_dim) are those of the data the trial builds."""
+    from trainables.trainable import load_data
+
+    spec = resolve_config(tiny_cell(pairing, roots))
+    b = load_data(spec)
+    shape = tuple(b.prepare(b.x_train[:1]).shape[1:])
+    assert shape == spec.input_shape
+    kw = spec.model_kwargs
+    assert kw.get("num_classes", b.num_classes) == b.num_classes
+    assert kw.get("in_features", shape[0]) == shape[0] and kw.get("in_channels", shape[0]) == shape[0]
+    assert tuple(kw.get("input_dim", shape)) == shape
+
+
 # ---------------------------------------------------------------- every experiment plans
 
 @pytest.mark.parametrize("name", sorted(n for n, e in EXPERIMENTS.items() if not e.analytic))
