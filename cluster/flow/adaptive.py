@@ -37,6 +37,9 @@ from core import store_schema as SS
 from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
+# A trial config key naming the other experiment (of the same study) whose sweep records the trial:
+# cluster.tuner.adaptive_searcher.train_sides pops it and logs the trial under that sweep's parent run.
+OTHER_KEY = "_study_side"
 ALPHA = 0.05
 DEFAULT_MAX_SEEDS = 12
 FINISHED = "FINISHED"  # == ray.tune.search.Searcher.FINISHED (kept importable without Ray)
@@ -121,6 +124,21 @@ class Look:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class OtherCell:
+    """A cell of another experiment's sweep in the same study, the other side of a cross-experiment claim.
+
+    Attributes:
+        experiment: that experiment's name (a hypothesis's `other_experiment`).
+        config: its flat trial config without the seed (its plan's cell, as its sweep ran it).
+        key: the values of its sweep's swept keys: what picks this cell's runs out of its sweep.
+    """
+
+    experiment: str
+    config: dict[str, Any]
+    key: dict[str, Any]
+
+
 @dataclass
 class Replicates:
     """The adaptive replicate logic, without Ray: cells, issued trials, results, looks.
@@ -132,6 +150,10 @@ class Replicates:
         keys: cell keys other than the pairing (the plan's swept keys).
         settings: AdaptiveSettings.
         others: experiment name -> runs DataFrame for hypotheses with `other_experiment`.
+        other_cells: cells of those experiments' sweeps (in the same study) that may get seeds
+            while a claim comparing with them is open; their cell indices follow `cells`. Their
+            trials carry OTHER_KEY, are recorded in that experiment's sweep, and their seeds
+            continue after every seed that cell has in the store (no two replicates the same trial).
     """
 
     cells: list[dict[str, Any]]
@@ -140,6 +162,7 @@ class Replicates:
     keys: list[str]
     settings: AdaptiveSettings
     others: dict[str, pd.DataFrame] = field(default_factory=dict)
+    other_cells: list[OtherCell] = field(default_factory=list)
     issued: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # trial id -> (cell, seed, wave)
     results: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # trial id -> metrics (None: failed)
     queue: list[tuple[int, int, int]] = field(default_factory=list)
@@ -164,6 +187,9 @@ class Replicates:
                 return FINISHED
         cell, seed, wave = self.queue.pop(0)
         self.issued[trial_id] = (cell, seed, wave)
+        if cell >= len(self.cells):
+            other = self.other_cells[cell - len(self.cells)]
+            return {**other.config, "seed": seed, OTHER_KEY: other.experiment}
         return {**self.cells[cell], "seed": seed}
 
     def complete(self, trial_id: str, result: dict | None, error: bool = False) -> None:
@@ -176,22 +202,66 @@ class Replicates:
         return sum(1 for t in self.issued if t not in self.results)
 
     # -- decisions -------------------------------------------------------------------------
-    def frame(self) -> pd.DataFrame:
-        """Completed replicates so far as a runs table (the shape analysis.hypotheses reads)."""
+    def frame(self, experiment: str | None = None) -> pd.DataFrame:
+        """Completed replicates so far as a runs table (the shape analysis.hypotheses reads): this
+        sweep's cells, or (`experiment`) the trials this sweep added to that experiment's cells."""
         import pandas as pd
 
         rows = []
         for tid, (cell, seed, wave) in self.issued.items():
             res = self.results.get(tid, False)
-            if res is False:
+            own = cell < len(self.cells)
+            if res is False or (own if experiment else not own):
                 continue
-            row = {**self.cells[cell], SS.PARAM_SEED: seed, SS.TAG_WAVE: wave, "cell": cell,
+            if not own and self.other_cells[cell - len(self.cells)].experiment != experiment:
+                continue
+            config = self.cells[cell] if own else self.other_cells[cell - len(self.cells)].config
+            row = {**config, SS.PARAM_SEED: seed, SS.TAG_WAVE: wave, "cell": cell,
                    SS.TAG_STATUS_REASON: SS.STATUS_COMPLETED if res else SS.STATUS_FAILED, **(res or {})}
             rows.append({k: (tuple(v) if isinstance(v, list) else v) for k, v in row.items()})
         return pd.DataFrame(rows)
 
     def seeds_of(self, cell: int) -> list[int]:
-        return sorted(s for c, s, _ in list(self.issued.values()) + self.queue if c == cell)
+        mine = {s for c, s, _ in list(self.issued.values()) + self.queue if c == cell}
+        return sorted(mine | set(self._stored_seeds(cell)))
+
+    def _stored(self, cell: int) -> pd.DataFrame | None:
+        """The store's runs of another experiment's cell (any status), or None for a cell of this sweep."""
+        if cell < len(self.cells):
+            return None
+        from analysis.hypotheses import restrict
+
+        other = self.other_cells[cell - len(self.cells)]
+        runs = self.others.get(other.experiment)
+        return None if runs is None or runs.empty else restrict(runs, other.key)
+
+    def _stored_seeds(self, cell: int) -> list[int]:
+        runs = self._stored(cell)
+        if runs is None or SS.PARAM_SEED not in runs:
+            return []
+        return [int(s) for s in runs[SS.PARAM_SEED] if s == s]
+
+    def merged_others(self) -> dict[str, pd.DataFrame]:
+        """The other experiments' runs with the trials this sweep added to them (a resumed sweep finds
+        its own earlier additions in the store too: counted once)."""
+        import pandas as pd
+
+        out = dict(self.others)
+        for name in {o.experiment for o in self.other_cells}:
+            added = self.frame(name)
+            if added.empty:
+                continue
+            base = out.get(name, pd.DataFrame())
+            if not base.empty and SS.PARAM_SEED in base:
+                mine = {(c, s) for c, s, _ in self.issued.values() if c >= len(self.cells)}
+                drop = pd.Series(False, index=base.index)
+                for c, s in mine:
+                    stored = self._stored(c)
+                    if stored is not None:
+                        drop |= base.index.isin(stored.index[stored[SS.PARAM_SEED] == s])
+                base = base[~drop]
+            out[name] = pd.concat([base, added.drop(columns=["cell"])], ignore_index=True)
+        return out
 
     def verdicts(self):
         from analysis.hypotheses import evaluate_all
@@ -199,7 +269,7 @@ class Replicates:
         runs = self.frame()
         if runs.empty:
             return []
-        return evaluate_all(self.hypotheses, runs, self.keys, self.others, alpha=self.settings.alpha,
+        return evaluate_all(self.hypotheses, runs, self.keys, self.merged_others(), alpha=self.settings.alpha,
                             intervals=False, design=self.settings.design, sequential=True)
 
     def involved(self, result, h) -> set[int]:
@@ -215,6 +285,13 @@ class Replicates:
                 want = {**result.cell, **fixed}
                 if all(_same(cfg[k], v) for k, v in want.items() if k in cfg):
                     out.add(i)
+        other = getattr(h, "other_experiment", None)
+        for j, oc in enumerate(self.other_cells):  # the other side, in the other experiment's sweep
+            if oc.experiment != other or oc.config.get("pairing") != h.worse:
+                continue
+            want = {**(h.at or {}), **result.cell, **(getattr(h, "worse_fixed", None) or {})}
+            if all(_same(oc.config[k], v) for k, v in want.items() if k in oc.config):
+                out.add(len(self.cells) + j)
         return out
 
     def wide(self, runs: pd.DataFrame) -> set[int]:
@@ -244,6 +321,7 @@ class Replicates:
         verdicts = self.verdicts()
         by_text = {h.text: h for h in self.hypotheses}
         decided, still_open, need = [], [], set()
+        partners: dict[int, set[int]] = {}  # another experiment's cell -> this sweep's cells it is compared with
         cap = self.settings.max_seeds
         for r in verdicts:
             label = f"{r.text}{r.where}"
@@ -253,7 +331,11 @@ class Replicates:
                 still_open.append(f"{label}: {_open_reason(r)}; futile at --max-seeds {cap}, no more seeds")
             elif r.verdict == "inconclusive":
                 still_open.append(f"{label}: {_open_reason(r)}")
-                need |= self.involved(r, by_text[r.text])
+                cells = self.involved(r, by_text[r.text])
+                own = {c for c in cells if c < len(self.cells)}
+                need |= own
+                for c in cells - own:
+                    partners.setdefault(c, set()).update(own)
             else:
                 still_open.append(f"{label}: not tested ({r.note})")
         need |= self.wide(self.frame())
@@ -264,7 +346,16 @@ class Replicates:
             room = min(step, cap - len(have))
             top = max(have) if have else self.seeds[0] - 1
             queued += [(cell, top + 1 + k, self.wave + 1) for k in range(max(room, 0))]
-        capped = sorted(c for c in need if len(self.seeds_of(c)) >= cap)
+        for cell, own in sorted(partners.items()):
+            # The other side catches up with this side (seeds per side = the smaller side, so a
+            # claim's next look needs both): at most `step` more, never past this side's count
+            # after this wave, never past --max-seeds.
+            have = self.seeds_of(cell)
+            after = max(len(self.seeds_of(c)) + sum(1 for q in queued if q[0] == c) for c in own) if own else 0
+            room = min(step, cap - len(have), after - len(have))
+            top = max(have) if have else self.seeds[0] - 1
+            queued += [(cell, top + 1 + k, self.wave + 1) for k in range(max(room, 0))]
+        capped = sorted(c for c in need | set(partners) if len(self.seeds_of(c)) >= cap)
         note = f"{len(capped)} open cell(s) at --max-seeds {cap}" if capped else ""
         look = Look(self.wave, decided, still_open, len({c for c, _, _ in queued}), note)
         self.looks.append(look)
@@ -349,8 +440,7 @@ def other_runs(plan, tracking_uri: str, sweep: str | None = None) -> dict[str, p
     """
     from analysis.load import load_sweep
 
-    suffix = "." + plan.experiment.name
-    study = sweep[:-len(suffix)] if sweep and sweep.endswith(suffix) and len(sweep) > len(suffix) else None
+    study = study_of(plan, sweep)
     out = {}
     for name in sorted({h.other_experiment for h in plan.experiment.hypotheses if h.other_experiment}):
         try:
@@ -360,6 +450,50 @@ def other_runs(plan, tracking_uri: str, sweep: str | None = None) -> dict[str, p
             where = f"sweep {study}.{name}" if study else f"sweep of {name}"
             log.warning("no %s in the store: its comparisons cannot drive --until-decided", where)
     return out
+
+
+def study_of(plan, sweep: str | None) -> str | None:
+    """The study a sweep belongs to ("<study>.<experiment>"), else None."""
+    suffix = "." + plan.experiment.name
+    return sweep[:-len(suffix)] if sweep and sweep.endswith(suffix) and len(sweep) > len(suffix) else None
+
+
+def other_sides(plan, sweep: str | None, storage_path: str | None, others: dict[str, pd.DataFrame]):
+    """The cells of the study's own sweeps of other experiments that this sweep's cross-experiment
+    claims compare with, and each such sweep's TrackingInfo (where its trials are recorded).
+
+    Only within a study, and only for sweeps whose runs were loaded (`others`): a cell is that
+    sweep's plan cell (rebuilt from its recorded options) whose pairing is a claim's `worse`.
+    Returns ([], {}) outside a study.
+    """
+    study = study_of(plan, sweep)
+    if study is None:
+        return [], {}
+    from cluster.flow.options import RunOptions
+    from cluster.flow.sweep import build_plan
+    from cluster.folder.record import find_sweep
+
+    known = {f.name for f in dataclasses.fields(RunOptions)}
+    cells, tracking = [], {}
+    for name in sorted({h.other_experiment for h in plan.experiment.hypotheses if h.other_experiment}):
+        if name not in others:
+            continue
+        try:
+            record = find_sweep(f"{study}.{name}", storage_path)
+            opts = RunOptions(**{k: v for k, v in record.options.items() if k in known})
+            other_plan = build_plan(opts)
+        except ConfigError as exc:
+            log.warning("the other side of %s's claims cannot get seeds (%s)", plan.experiment.name, exc)
+            continue
+        worse = {(h.worse, tuple(sorted((getattr(h, "worse_fixed", None) or {}).items())))
+                 for h in plan.experiment.hypotheses if h.other_experiment == name}
+        swept = [k for k in other_plan.swept_keys if k != "seed"]
+        for cfg in grid_cells(other_plan):
+            if any(cfg.get("pairing") == w and all(_same(cfg.get(k), v) for k, v in fixed) for w, fixed in worse):
+                key = {k: (tuple(cfg[k]) if isinstance(cfg[k], list) else cfg[k]) for k in swept if k in cfg}
+                cells.append(OtherCell(name, cfg, {"pairing": cfg["pairing"], **key}))
+        tracking[name] = record.tracking_info()
+    return cells, tracking
 
 
 def grid_cells(plan) -> list[dict[str, Any]]:
