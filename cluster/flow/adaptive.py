@@ -397,7 +397,10 @@ def _same(a, b) -> bool:
 def _open_reason(r) -> str:
     from analysis.sequential import fmt_confidence
 
-    need = f", about {r.seeds_needed} seeds per side needed" if r.seeds_needed else ""
+    from analysis.hypotheses import seeds_advice
+
+    advice = seeds_advice(r)
+    need = f", {advice}" if advice else ""
     return f"{r.outcome} at n={r.better[3]}/{r.worse[3]} seeds ({fmt_confidence(r.confidence)} interval){need}"
 
 
