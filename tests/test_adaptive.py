@@ -426,3 +426,34 @@ def test_the_other_sides_cells_come_from_the_studys_own_sweep_of_that_experiment
     train_sides({"pairing": CNN, "seed": 16, OTHER_KEY: "edge-five-class"}, "own", {"edge-five-class": "theirs"})
     train_sides({"pairing": "deeper_cnn/edges", "seed": 13}, "own", {"edge-five-class": "theirs"})
     assert seen == [({"pairing": CNN, "seed": 16}, "theirs"), ({"pairing": "deeper_cnn/edges", "seed": 13}, "own")]
+
+
+def test_each_wave_starts_its_longest_trials_first_and_runs_the_same_trials():
+    """Wall time only: a wave's trials go longest first (the first wave by data_per_class x epochs,
+    later waves by the cells' measured train_time_s), so a wave ends on short trials instead of one
+    core waiting on a long one; which cells get which seeds is unchanged."""
+    def timed(cfg, seed):
+        return {"val_acc": outcome(cfg, seed), "epochs_completed": 5,
+                "train_time_s": {10: 50.0, 30: 1.0, 100: 20.0}[cfg["data_per_class"]]}
+
+    rep = make(max_seeds=9)
+    first = [rep.next(f"a{i}") for i in range(len(CELLS) * 3)]
+    assert [c["data_per_class"] for c in first] == [100] * 6 + [30] * 6 + [10] * 6  # by size
+    assert [c["seed"] for c in first[:2]] == [10, 10]  # ties seed-major: cells advance together
+    for i, cfg in enumerate(first):
+        rep.complete(f"a{i}", timed({k: v for k, v in cfg.items() if k != "seed"}, cfg["seed"]))
+    # later waves: by the measured times (dpc=10 now the longest), not by size
+    later = rep.longest_first([(c, 13, 1) for c in range(len(CELLS))])
+    assert [CELLS[c]["data_per_class"] for c, _, _ in later] == [10, 10, 100, 100, 30, 30]
+    wave1 = [rep.next(f"b{i}") for i in range(len(rep.queue) + 1) if rep.queue or not rep.pending()]
+    wave1 = [c for c in wave1 if isinstance(c, dict)]
+    assert wave1 and [c["data_per_class"] for c in wave1] == sorted(
+        (c["data_per_class"] for c in wave1), key=lambda d: -{10: 50, 30: 1, 100: 20}[d])
+    # the same seeds per cell as before the ordering (seed-major), whatever the order
+    plain = make(max_seeds=9)
+    plain.longest_first = lambda queue: sorted(queue, key=lambda q: (q[1], q[0]))
+    plain.queue = plain.longest_first(plain.queue)
+    ordered = make(max_seeds=9)
+    drive(plain), drive(ordered)
+    assert seeds_per_cell(plain) == seeds_per_cell(ordered)
+    assert {(c, s) for c, s, _ in plain.issued.values()} == {(c, s) for c, s, _ in ordered.issued.values()}

@@ -172,7 +172,36 @@ class Replicates:
 
     def __post_init__(self):
         if not self.queue and not self.issued:
-            self.queue = [(c, s, 0) for s in self.seeds for c in range(len(self.cells))]
+            self.queue = self.longest_first([(c, s, 0) for s in self.seeds for c in range(len(self.cells))])
+
+    # -- order of a wave (wall time only: the cells, seeds and results are the same in any order) ---
+    def measured(self, cell: int) -> float | None:
+        """Mean train_time_s of the cell's completed trials (this sweep's, and the store's for another
+        experiment's cell); None before any completed."""
+        times = [r[SS.METRIC_TRAIN_TIME_S] for tid, (c, _, _) in self.issued.items() if c == cell
+                 for r in [self.results.get(tid)] if r and SS.METRIC_TRAIN_TIME_S in r]
+        stored = self._stored(cell)
+        if stored is not None and SS.METRIC_TRAIN_TIME_S in stored:
+            times += [float(t) for t in stored[SS.METRIC_TRAIN_TIME_S] if t == t]
+        return sum(times) / len(times) if times else None
+
+    def size(self, cell: int) -> float:
+        """data_per_class x epochs of the cell's config: the work of a trial before any was timed."""
+        cfg = self.cells[cell] if cell < len(self.cells) else self.other_cells[cell - len(self.cells)].config
+        out = 1.0
+        for key in ("data_per_class", "epochs"):
+            value = cfg.get(key)
+            out *= float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 1.0
+        return out
+
+    def longest_first(self, queue: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+        """A wave's trials, longest first (LPT: a wave ends on short trials, so a core waits less before
+        the look). One measure for the whole wave: measured times where every cell has one, else the
+        configs' size. Ties seed-major: every cell advances together."""
+        cells = sorted({q[0] for q in queue})
+        times = {c: self.measured(c) for c in cells}
+        cost = times if all(t is not None for t in times.values()) else {c: self.size(c) for c in cells}
+        return sorted(queue, key=lambda q: (-cost[q[0]], q[1], q[0]))
 
     # -- what Tune calls -------------------------------------------------------------------
     def next(self, trial_id: str) -> dict[str, Any] | str | None:
@@ -361,7 +390,7 @@ class Replicates:
         self.looks.append(look)
         if queued:
             self.wave += 1
-            self.queue = sorted(queued, key=lambda q: (q[1], q[0]))  # seed-major: every cell advances together
+            self.queue = self.longest_first(queued)
         else:
             self.finished = True
         return look
