@@ -124,7 +124,7 @@ def download_artifact(tracking_uri: str, run_id: str, artifact: str, dst: str | 
 
 
 def load_sweep(tracking_uri: str, experiment: str | None = None, sweep: str | None = None,
-               parent_run_id: str | None = None) -> SweepData:
+               parent_run_id: str | None = None, histories: bool = True) -> SweepData:
     """Load one sweep: the parent run, one row per trial, and the metric histories.
 
     Args:
@@ -132,6 +132,8 @@ def load_sweep(tracking_uri: str, experiment: str | None = None, sweep: str | No
         experiment: experiment name; alone it selects the experiment's newest sweep.
         sweep: sweep name (the parent run's `sweep` tag); the newest one of that name wins.
         parent_run_id: the parent run id (takes precedence).
+        histories: also load the per-epoch metric histories (one store query per run and key: most
+            of the time of a load; verdicts and tables read only the final values).
 
     Returns:
         SweepData with typed params (numbers as numbers, lists as tuples).
@@ -161,7 +163,7 @@ def load_sweep(tracking_uri: str, experiment: str | None = None, sweep: str | No
             row[key] = value
             metrics.add(key)
         rows.append(row)
-    wanted = [(r.info.run_id, k) for r in children for k in r.data.metrics if k in S.HISTORY_KEYS]
+    wanted = [(r.info.run_id, k) for r in children for k in r.data.metrics if histories and k in S.HISTORY_KEYS]
     for run_id, key, points in _histories(client, wanted, tracking_uri):
         history += [(run_id, key, m.step, m.value) for m in points]
     runs = add_derived(pd.DataFrame(rows))

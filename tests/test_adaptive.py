@@ -293,8 +293,9 @@ def test_a_study_takes_the_other_side_from_its_own_sweep(monkeypatch):
 
     asked = []
 
-    def fake_load(uri, experiment=None, sweep=None, parent_run_id=None):
+    def fake_load(uri, experiment=None, sweep=None, parent_run_id=None, histories=True):
         asked.append((experiment, sweep))
+        assert not histories  # final values only: the histories are most of a load's time
         return SimpleNamespace(runs=pd.DataFrame({"x": [1]}))
 
     monkeypatch.setattr(analysis.load, "load_sweep", fake_load)

@@ -476,8 +476,9 @@ def other_runs(plan, tracking_uri: str, sweep: str | None = None) -> dict[str, p
     out = {}
     for name in sorted({h.other_experiment for h in plan.experiment.hypotheses if h.other_experiment}):
         try:
-            out[name] = (load_sweep(tracking_uri, sweep=f"{study}.{name}") if study
-                         else load_sweep(tracking_uri, experiment=name)).runs
+            # final values only: the per-epoch histories are most of a load's time and no verdict reads them
+            out[name] = (load_sweep(tracking_uri, sweep=f"{study}.{name}", histories=False) if study
+                         else load_sweep(tracking_uri, experiment=name, histories=False)).runs
         except ConfigError:
             where = f"sweep {study}.{name}" if study else f"sweep of {name}"
             log.warning("no %s in the store: its comparisons cannot drive --until-decided", where)
