@@ -132,8 +132,8 @@ def load_sweep(tracking_uri: str, experiment: str | None = None, sweep: str | No
         experiment: experiment name; alone it selects the experiment's newest sweep.
         sweep: sweep name (the parent run's `sweep` tag); the newest one of that name wins.
         parent_run_id: the parent run id (takes precedence).
-        histories: also load the per-epoch metric histories (one store query per run and key: most
-            of the time of a load; verdicts and tables read only the final values).
+        histories: False leaves `history` empty (one store query per run and key saved: the
+            results table reads only each run's final values).
 
     Returns:
         SweepData with typed params (numbers as numbers, lists as tuples).

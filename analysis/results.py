@@ -141,7 +141,7 @@ def results_table(tracking_uri: str, experiment: str | None = None, sweep: str |
     Raises:
         ConfigError: the experiment or sweep is not in the store.
     """
-    return sweep_results(load_sweep(tracking_uri, experiment=experiment, sweep=sweep))
+    return sweep_results(load_sweep(tracking_uri, experiment=experiment, sweep=sweep, histories=False))
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
