@@ -458,3 +458,44 @@ def test_each_wave_starts_its_longest_trials_first_and_runs_the_same_trials():
     drive(plain), drive(ordered)
     assert seeds_per_cell(plain) == seeds_per_cell(ordered)
     assert {(c, s) for c, s, _ in plain.issued.values()} == {(c, s) for c, s, _ in ordered.issued.values()}
+
+
+def test_a_run_and_its_resume_record_the_other_sides_trials_in_that_sweep(monkeypatch):
+    """assemble.trainable (used by `sweep run` and by `sweep resume`) gives an adaptive sweep of a study
+    the other sweeps' tracking: a resumed sweep records the other side where the first run did; a
+    trial of a sweep it cannot find is refused with the reason, never logged in the wrong sweep."""
+    from types import SimpleNamespace
+
+    import cluster.folder.record as record_mod
+    import cluster.tuner.adaptive_searcher as AS
+    from cluster.flow.adaptive import OTHER_KEY
+    from cluster.tuner import assemble
+
+    monkeypatch.setattr(record_mod, "find_sweep",
+                        lambda name, storage: SimpleNamespace(tracking_info=lambda: f"tracking of {name}"))
+    record = SimpleNamespace(experiment="edge-deeper", name="study-edge.edge-deeper", storage_path="/nowhere",
+                             options={"until_decided": True})
+    assert AS.other_tracking(record) == {"edge-five-class": "tracking of study-edge.edge-five-class"}
+    assert AS.other_tracking(SimpleNamespace(**{**vars(record), "name": "my-sweep"})) == {}
+    made = []
+    monkeypatch.setattr(AS, "sides_trainable", lambda rec, others: made.append(others) or "sides")
+    assert assemble.trainable(record) == "sides" and made == [AS.other_tracking(record)]
+    with pytest.raises(ConfigError, match="edge-five-class"):
+        AS.train_sides({"pairing": CNN, "seed": 16, OTHER_KEY: "edge-five-class"}, "own", {})
+
+
+def test_another_experiments_cell_without_stored_seeds_starts_at_the_first_seed():
+    """A cell of the other sweep with no seed of its own in the store (here: another lr than the runs
+    the claim read) starts at the first wave's first seed, like a cell of this sweep."""
+    from cluster.flow.adaptive import OTHER_KEY, OtherCell
+
+    rep = _deeper_vs_simple()
+    cfg = {"pairing": CNN, "data_per_class": 30, "lr": 0.5}
+    rep.other_cells = [OtherCell("edge-five-class", cfg, {"pairing": CNN, "data_per_class": 30, "lr": 0.5})]
+    assert rep.seeds_of(len(rep.cells)) == []
+    asked = []
+    while isinstance(out := rep.next(f"t{len(rep.issued)}"), dict):
+        asked.append(out)
+        rep.complete(f"t{len(rep.issued) - 1}", {"val_acc": _deeper_value(out, out["seed"]), "epochs_completed": 5})
+    other = [c["seed"] for c in asked if c.get(OTHER_KEY)]
+    assert other and other[:3] == [10, 11, 12]

@@ -498,3 +498,20 @@ def test_a_one_sample_claim_on_its_reference_says_no_realistic_number_of_seeds_d
     clear = evaluate_all([meets], runs({(CNN, 30): [1.0, 0.99, 0.98, 0.97, 0.99, 0.96, 0.5]}), ["data_per_class"])[0]
     assert clear.verdict == "inconclusive" and clear.seeds_needed == 13 and not clear.undecidable  # 6 of 7 meet it
     assert status_of(meets, clear)[1].endswith("; about 13 seeds would decide")
+
+
+def test_a_chance_interval_ending_on_the_band_is_not_clear_of_chance():
+    """The chance claim is "no" only when the interval is clear of chance ± margin: an interval whose
+    upper end is exactly chance - margin cannot exclude the band's edge."""
+    from types import SimpleNamespace
+
+    from analysis import stats as ST
+
+    chance = SimpleNamespace(text="MLP at chance", better=MLP, kind="chance", threshold=None, metric="val_acc",
+                             mode="max", **ONE_SIDED)
+    edge = ST.chance_level(3) - ST.COLLAPSE_MARGIN
+    below = [edge - 0.2, edge - 0.15, edge - 0.1, edge - 0.12, edge - 0.05, edge - 0.08, edge - 0.02, edge]
+    [r] = evaluate_all([chance], runs({(MLP, 30): below}), ["data_per_class"])
+    assert r.effect[2] == edge and r.verdict == "inconclusive"
+    [clear] = evaluate_all([chance], runs({(MLP, 30): below[:-1] + [edge - 0.01]}), ["data_per_class"])
+    assert clear.verdict == "no"

@@ -125,9 +125,39 @@ def train_sides(config: dict, tracking=None, others=None, modules: tuple = ()) -
 
     name = config.get(OTHER_KEY)
     if name is not None:
+        if name not in (others or {}):
+            from core.errors import ConfigError
+
+            raise ConfigError(f"this trial belongs to the study's sweep of {name!r}, which this sweep cannot "
+                              "find (its sweep.json is gone): nowhere to record it")
         config = {k: v for k, v in config.items() if k != OTHER_KEY}
-        tracking = (others or {})[name]
+        tracking = others[name]
     return train(config, tracking=tracking, modules=modules)
+
+
+def other_tracking(record) -> dict:
+    """Where the trials of the other side are recorded: experiment -> TrackingInfo of the study's own
+    sweep of it ("<study>.<experiment>"), for each `other_experiment` of this sweep's claims; {} outside
+    a study. Read from the sweep records, so `sweep resume` finds them as the first run did."""
+    from types import SimpleNamespace
+
+    from cluster.flow.adaptive import study_of
+    from cluster.folder.record import find_sweep
+    from core.errors import ConfigError
+    from search_spaces import get_experiment
+
+    try:
+        exp = get_experiment(record.experiment)
+    except ConfigError:  # a user experiment not loaded here: no claims to compare
+        return {}
+    study = study_of(SimpleNamespace(experiment=exp), record.name)
+    out = {}
+    for name in sorted({h.other_experiment for h in exp.hypotheses if h.other_experiment} if study else ()):
+        try:
+            out[name] = find_sweep(f"{study}.{name}", record.storage_path).tracking_info()
+        except ConfigError:
+            continue
+    return out
 
 
 def sides_trainable(record, others: dict):
@@ -147,10 +177,10 @@ def make_tuner(plan, opts, record, trainable, run_config):
     settings = settings_from(opts, plan)
     keys = [k for k in plan.swept_keys if k != "pairing"]
     others = other_runs(plan, record.tracking_uri, opts.name)
-    sides, tracking = other_sides(plan, opts.name, record.storage_path, others)
+    # the other side's cells; their trials are recorded in the study's own sweep of that experiment
+    # (the trainable, cluster.tuner.assemble.trainable -> sides_trainable, knows where)
+    sides, _ = other_sides(plan, opts.name, record.storage_path, others)
     rep = Replicates(grid_cells(plan), plan.seeds, plan.experiment.hypotheses, keys, settings, others, sides)
-    if sides:  # the other side's trials are recorded in the study's own sweep of that experiment
-        trainable = sides_trainable(record, tracking)
     searcher = AdaptiveSearcher(rep, record.tracking_uri, record.parent_run_id, opts.quiet)
     import ray
 
