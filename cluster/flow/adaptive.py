@@ -14,11 +14,10 @@ stops early too) or, from the second look on, when the power-based seeds needed 
 --max-seeds (non-binding futility: it can only remove decisions). `python -m analysis.simulate`
 prints the error rates and power of this design.
 
-Ray Tune-native: `AdaptiveSearcher` (cluster.tuner.adaptive_searcher) is a `ray.tune.search.Searcher`. Tune asks it for trials
-(`suggest`) and tells it results (`on_trial_complete`); the Tuner's num_samples is only a bound
-(every cell at --max-seeds) and the run ends when the searcher says FINISHED, with reused actors, one Ray session and one parent run. Its state
-is saved with the experiment (`save`/`restore`), so `sweep resume` continues without duplicates.
-Each replicate is its own child run, tagged `wave` (0 = the first) by `WaveTagger`.
+Ray Tune-native: `AdaptiveSearcher` (cluster.tuner.adaptive_searcher) is a Tune Searcher; the run ends
+when it says FINISHED (one Ray session, one parent run); its state is saved with the experiment, so
+`sweep resume` continues without duplicates. Each replicate is a child run tagged `wave` (0 = first).
+Settings, grid cells and a study's other sides: cluster.flow.adaptive_plan.
 """
 from __future__ import annotations
 
@@ -33,13 +32,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pandas loads when replicates are counted, not while a plan is checked
     import pandas as pd
 
+from cluster.flow.adaptive_plan import (OTHER_KEY, OtherCell, _same, grid_cells, other_runs,  # noqa: F401
+                                        other_sides, settings_from, study_of, trial_size)
 from core import store_schema as SS
 from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
-# A trial config key naming the other experiment (of the same study) whose sweep records the trial:
-# cluster.tuner.adaptive_searcher.train_sides pops it and logs the trial under that sweep's parent run.
-OTHER_KEY = "_study_side"
 ALPHA = 0.05
 DEFAULT_MAX_SEEDS = 12
 FINISHED = "FINISHED"  # == ray.tune.search.Searcher.FINISHED (kept importable without Ray)
@@ -124,21 +122,6 @@ class Look:
     note: str = ""
 
 
-@dataclass(frozen=True)
-class OtherCell:
-    """A cell of another experiment's sweep in the same study, the other side of a cross-experiment claim.
-
-    Attributes:
-        experiment: that experiment's name (a hypothesis's `other_experiment`).
-        config: its flat trial config without the seed (its plan's cell, as its sweep ran it).
-        key: the values of its sweep's swept keys: what picks this cell's runs out of its sweep.
-    """
-
-    experiment: str
-    config: dict[str, Any]
-    key: dict[str, Any]
-
-
 @dataclass
 class Replicates:
     """The adaptive replicate logic, without Ray: cells, issued trials, results, looks.
@@ -186,13 +169,7 @@ class Replicates:
         return sum(times) / len(times) if times else None
 
     def size(self, cell: int) -> float:
-        """data_per_class x epochs of the cell's config: the work of a trial before any was timed."""
-        cfg = self.cells[cell] if cell < len(self.cells) else self.other_cells[cell - len(self.cells)].config
-        out = 1.0
-        for key in ("data_per_class", "epochs"):
-            value = cfg.get(key)
-            out *= float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 1.0
-        return out
+        return trial_size(self.cells[cell] if cell < len(self.cells) else self.other_cells[cell - len(self.cells)].config)
 
     def longest_first(self, queue: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
         """A wave's trials, longest first (LPT: a wave ends on short trials, so a core waits less before
@@ -239,13 +216,10 @@ class Replicates:
         rows = []
         for tid, (cell, seed, wave) in self.issued.items():
             res = self.results.get(tid, False)
-            own = cell < len(self.cells)
-            if res is False or (own if experiment else not own):
+            other = self.other_cells[cell - len(self.cells)] if cell >= len(self.cells) else None
+            if res is False or (other.experiment != experiment if other else experiment is not None):
                 continue
-            if not own and self.other_cells[cell - len(self.cells)].experiment != experiment:
-                continue
-            config = self.cells[cell] if own else self.other_cells[cell - len(self.cells)].config
-            row = {**config, SS.PARAM_SEED: seed, SS.TAG_WAVE: wave, "cell": cell,
+            row = {**(other.config if other else self.cells[cell]), SS.PARAM_SEED: seed, SS.TAG_WAVE: wave, "cell": cell,
                    SS.TAG_STATUS_REASON: SS.STATUS_COMPLETED if res else SS.STATUS_FAILED, **(res or {})}
             rows.append({k: (tuple(v) if isinstance(v, list) else v) for k, v in row.items()})
         return pd.DataFrame(rows)
@@ -256,10 +230,10 @@ class Replicates:
 
     def _stored(self, cell: int) -> pd.DataFrame | None:
         """The store's runs of another experiment's cell (any status), or None for a cell of this sweep."""
-        if cell < len(self.cells):
-            return None
         from analysis.hypotheses import restrict
 
+        if cell < len(self.cells):
+            return None
         other = self.other_cells[cell - len(self.cells)]
         runs = self.others.get(other.experiment)
         return None if runs is None or runs.empty else restrict(runs, other.key)
@@ -329,12 +303,11 @@ class Replicates:
         import pandas as pd
 
         from analysis.stats import bootstrap_interval
+        from analysis.style import is_accuracy
 
         h = self.settings.target_halfwidth
         if h is None or runs.empty:
             return set()
-        from analysis.style import is_accuracy
-
         metric = next((x.metric for x in self.hypotheses if is_accuracy(x.metric)), "val_acc")
         done = runs[runs[SS.TAG_STATUS_REASON] == SS.STATUS_COMPLETED]
         out = set()
@@ -417,124 +390,11 @@ class Replicates:
                 "note": last.note if last else ""}
 
 
-def _same(a, b) -> bool:
-    a = tuple(a) if isinstance(a, list) else a
-    b = tuple(b) if isinstance(b, list) else b
-    return a == b
-
-
 def _open_reason(r) -> str:
-    from analysis.sequential import fmt_confidence
-
     from analysis.hypotheses import seeds_advice
+    from analysis.sequential import fmt_confidence
 
     advice = seeds_advice(r)
     need = f", {advice}" if advice else ""
     return f"{r.outcome} at n={r.better[3]}/{r.worse[3]} seeds ({fmt_confidence(r.confidence)} interval){need}"
-
-
-# -- hooks used by cluster.flow.run and cluster.tuner --------------------------------------------------
-def settings_from(opts, plan) -> AdaptiveSettings | None:
-    """The adaptive settings of a run, checked against its plan; None without --until-decided."""
-    from cluster.tuner.search import scheduler_of
-
-    if not opts.until_decided:
-        if opts.max_seeds is not None or opts.target_halfwidth is not None:
-            raise ConfigError("--max-seeds and --target-halfwidth apply to --until-decided only")
-        return None
-    if plan.sampled or plan.num_samples != 1 or opts.search != "random":
-        raise ConfigError("--until-decided adds seeds to grid cells; it cannot be combined with sampled axes, "
-                          "--num-samples or --search")
-    if opts.pack > 1:
-        raise ConfigError("--until-decided cannot be combined with --pack (waves are decided per trial)")
-    if scheduler_of(opts, plan) != "none":
-        raise ConfigError("--until-decided needs every replicate to finish; it cannot be combined with a scheduler")
-    max_seeds = DEFAULT_MAX_SEEDS if opts.max_seeds is None else opts.max_seeds  # 0 is a value, not "unset"
-    if isinstance(max_seeds, bool) or not isinstance(max_seeds, int):
-        raise ConfigError(f"--max-seeds must be a whole number of seeds, got {max_seeds!r}")
-    settings = AdaptiveSettings(first=len(plan.seeds), max_seeds=max_seeds, target_halfwidth=opts.target_halfwidth)
-    from cluster.planning import validate
-
-    # The most trials the waves can add up to, checked like any sweep's size (--yes above the limit).
-    cells = max(plan.n_trials() // max(len(plan.seeds), 1), 1)
-    validate.check_sweep_size(cells * settings.max_seeds, opts.allow_large)
-    if not plan.experiment.hypotheses and settings.target_halfwidth is None:
-        raise ConfigError(f"experiment {plan.experiment.name!r} declares no hypotheses: --until-decided has "
-                          "nothing to decide; add --target-halfwidth H to add seeds until intervals are narrow")
-    return settings
-
-
-def other_runs(plan, tracking_uri: str, sweep: str | None = None) -> dict[str, pd.DataFrame]:
-    """Runs of the experiments named by `other_experiment`, where stored.
-
-    Within a study (the sweep is named "<study>.<experiment>") the other side is the study's own
-    sweep "<study>.<other>", never another sweep of that experiment; outside a study, the newest.
-    """
-    from analysis.load import load_sweep
-
-    study = study_of(plan, sweep)
-    out = {}
-    for name in sorted({h.other_experiment for h in plan.experiment.hypotheses if h.other_experiment}):
-        try:
-            # final values only: the per-epoch histories are most of a load's time and no verdict reads them
-            out[name] = (load_sweep(tracking_uri, sweep=f"{study}.{name}", histories=False) if study
-                         else load_sweep(tracking_uri, experiment=name, histories=False)).runs
-        except ConfigError:
-            where = f"sweep {study}.{name}" if study else f"sweep of {name}"
-            log.warning("no %s in the store: its comparisons cannot drive --until-decided", where)
-    return out
-
-
-def study_of(plan, sweep: str | None) -> str | None:
-    """The study a sweep belongs to ("<study>.<experiment>"), else None."""
-    suffix = "." + plan.experiment.name
-    return sweep[:-len(suffix)] if sweep and sweep.endswith(suffix) and len(sweep) > len(suffix) else None
-
-
-def other_sides(plan, sweep: str | None, storage_path: str | None, others: dict[str, pd.DataFrame]):
-    """The cells of the study's own sweeps of other experiments that this sweep's cross-experiment
-    claims compare with, and each such sweep's TrackingInfo (where its trials are recorded).
-
-    Only within a study, and only for sweeps whose runs were loaded (`others`): a cell is that
-    sweep's plan cell (rebuilt from its recorded options) whose pairing is a claim's `worse`.
-    Returns ([], {}) outside a study.
-    """
-    study = study_of(plan, sweep)
-    if study is None:
-        return [], {}
-    from cluster.flow.options import RunOptions
-    from cluster.flow.sweep import build_plan
-    from cluster.folder.record import find_sweep
-
-    known = {f.name for f in dataclasses.fields(RunOptions)}
-    cells, tracking = [], {}
-    for name in sorted({h.other_experiment for h in plan.experiment.hypotheses if h.other_experiment}):
-        if name not in others:
-            continue
-        try:
-            record = find_sweep(f"{study}.{name}", storage_path)
-            opts = RunOptions(**{k: v for k, v in record.options.items() if k in known})
-            other_plan = build_plan(opts)
-        except ConfigError as exc:
-            log.warning("the other side of %s's claims cannot get seeds (%s)", plan.experiment.name, exc)
-            continue
-        worse = {(h.worse, tuple(sorted((getattr(h, "worse_fixed", None) or {}).items())))
-                 for h in plan.experiment.hypotheses if h.other_experiment == name}
-        swept = [k for k in other_plan.swept_keys if k != "seed"]
-        for cfg in grid_cells(other_plan):
-            if any(cfg.get("pairing") == w and all(_same(cfg.get(k), v) for k, v in fixed) for w, fixed in worse):
-                key = {k: (tuple(cfg[k]) if isinstance(cfg[k], list) else cfg[k]) for k in swept if k in cfg}
-                cells.append(OtherCell(name, cfg, {"pairing": cfg["pairing"], **key}))
-        tracking[name] = record.tracking_info()
-    return cells, tracking
-
-
-def grid_cells(plan) -> list[dict[str, Any]]:
-    """One flat config per grid cell, without the seed (the searcher adds the seeds)."""
-    cells: dict[str, dict[str, Any]] = {}
-    for cfg in plan.cells():
-        cell = {k: v for k, v in cfg.items() if k != "seed"}
-        cells.setdefault(repr(sorted(cell.items(), key=lambda kv: kv[0])), cell)
-    return list(cells.values())
-
 
