@@ -202,10 +202,11 @@ def test_sigkilled_driver_then_resume_runs_every_trial_exactly_once(tmp_path, ra
     finished_before: dict[str, tuple] = {}
     tree: dict[int, str] = {}
     try:
-        client = MlflowClient(uri)
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
-            if (tmp_path / "mlflow.db").exists():
+            # Open the store only once the driver has set it up and opened its parent run (its header
+            # names it): MlflowClient() creates a missing store's tables, racing the driver's schema check.
+            if b"parent run" in (tmp_path / "driver.log").read_bytes():
                 _, children = mlflow_runs(uri, "edge-data-per-class")
                 states = [c.info.status for c in children]
                 if "FINISHED" in states and "RUNNING" in states:
@@ -216,6 +217,7 @@ def test_sigkilled_driver_then_resume_runs_every_trial_exactly_once(tmp_path, ra
         assert any("raylet" in cmd for cmd in tree.values())
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        client = MlflowClient(uri)
         _, children = mlflow_runs(uri, "edge-data-per-class")
         finished_before = {c.info.run_id: (c.info.start_time, c.info.end_time,
                                            len(client.get_metric_history(c.info.run_id, "train_loss")))

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from cluster.flow import user_code
 from cluster.flow.finish import fit_and_close, interrupted, mark_failed
 from cluster.flow.options import RunOptions
+from cluster.folder import tune_copy
 from cluster.folder.record import SweepRecord, find_sweep
 from cluster.infra import console, interrupts, ray_setup, tracking
 from cluster.tuner.assemble import trainable
@@ -23,8 +24,9 @@ def resume_sweep(name: str, storage_path: str | None = None, address: str | None
     their checkpoints into the same MLflow runs; finished trials are not rerun.
 
     Refused (exit 2, before Ray starts) while another driver holds the sweep's lock, or when the
-    Tune state was changed by someone else (cluster.folder.tune_state). The parent run becomes RUNNING
-    only once Tune has restored; if the resume fails it gets its previous status back.
+    Tune state was changed by someone else (cluster.folder.tune_state). Tune state a full disk cut
+    short is first replaced by the driver's last good copy (cluster.folder.tune_copy). The parent
+    run becomes RUNNING only once Tune has restored; if the resume fails it gets its previous status back.
     """
     from mlflow.tracking import MlflowClient
 
@@ -41,6 +43,11 @@ def resume_sweep(name: str, storage_path: str | None = None, address: str | None
                               f"({type(exc).__name__}); was --tracking-uri changed?") from None
         record.verify(parent.data.tags)
         user_code.reload_recorded(record, parent.data.tags)  # a changed user module: refused here, before Ray
+        repaired = tune_copy.repair(record.folder, parent.data.tags)  # a full disk cut Tune's state short
+        if repaired is not None:
+            if record.tune_state_at_exit is not None:
+                record.record_exit_state()  # the folder as repaired is what the driver leaves, should Ray fail
+            print(f"sweep {name}: {repaired}", flush=True)
         return _restore_and_fit(client, record, opts, address, parent.info.status)
 
 

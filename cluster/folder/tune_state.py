@@ -10,15 +10,18 @@ Ray starts or Tune opens anything, `verify` refuses (ConfigError, exit 2):
    plain file or folder (fifo, socket, device);
 2. any file or folder owned by another user or writable by group/others (a shared folder where
    someone else could have planted state);
-3. a `tuner.pkl` whose SHA-256 differs from the one recorded when the sweep started, in
+3. a Tune state file Tune would read (the newest `experiment_state-*.json`, searcher state, ...)
+   that is cut short (a full disk), when the driver's last good copy of Tune's state
+   (cluster.folder.tune_copy, checked against the parent run's tag) cannot replace it;
+4. a `tuner.pkl` whose SHA-256 differs from the one recorded when the sweep started, in
    sweep.json and, out of the folder writer's reach, as a tag of the MLflow parent run;
-4. when the previous driver ended cleanly (finished, failed, Ctrl-C, SIGTERM, a full disk...),
+5. when the previous driver ended cleanly (finished, failed, Ctrl-C, SIGTERM, a full disk...),
    any file that differs from the manifest recorded at that moment: every file of the folder by
    name and SHA-256, not a list of names Tune is known to read. A file added, removed or changed
    since is refused; the one exception is a change to a checkpoint's payload
    (`checkpoint_*/trial_state.pt`), which only the trainable reads, with
    `torch.load(weights_only=True)`, and which it treats as corrupt when it does not load
-   (README "Corrupt checkpoints"). After a SIGKILL there is no manifest and 1-3 apply.
+   (README "Corrupt checkpoints"). After a SIGKILL there is no manifest and 1-4 apply.
 
 What remains (README "Limits"): someone who can write as the same user, or who can change
 both the folder and the MLflow store, is not stopped; cloud storage URIs get no checks.
@@ -31,6 +34,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from cluster.folder import tune_copy
 from core.errors import ConfigError
 
 TUNER_PKL = "tuner.pkl"
@@ -38,6 +42,7 @@ TAG_TUNER_SHA = "tuner_pkl_sha256"
 # Files of the folder the driver itself writes and reads (never Tune): left out of the manifest.
 DRIVER_FILES = frozenset({"sweep.json", ".sweep.json.tmp", "sweep.lock", "driver.log"})
 MANIFEST_KIND = "every-file"  # sweep.json["tune_state_manifest"]; absent: an older driver's partial record
+EXPERIMENT_STATE = "experiment_state-"
 CHECKPOINT_PAYLOAD = "trial_state.pt"  # trainables.trainable.CHECKPOINT_FILE (weights_only loads)
 
 
@@ -123,7 +128,7 @@ def _payload(rel: str) -> bool:
 
 
 def check_manifest(folder: Path, recorded: dict[str, str]) -> None:
-    """Check 4 of the module docstring: the folder holds exactly the files recorded at exit."""
+    """Check 5 of the module docstring: the folder holds exactly the files recorded at exit."""
     if not isinstance(recorded, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                   for k, v in recorded.items()):
         raise ConfigError(f"{folder}/sweep.json: tune_state_at_exit is damaged (not a map of file hashes); "
@@ -145,24 +150,16 @@ def check_manifest(folder: Path, recorded: dict[str, str]) -> None:
 def check_experiment_state(folder: Path) -> None:
     """The newest `experiment_state-*.json` (the one Tune restores) must be whole JSON. Ray writes
     it in place, so a disk that filled while it was written leaves it cut short: Tune would then
-    start the sweep's search over with empty trial configs. Refused, saying so, before Ray starts."""
-    import json
-
-    newest = max(Path(folder).glob("experiment_state-*.json"), key=lambda p: p.name, default=None)
-    if newest is None or newest.is_symlink() or not newest.is_file():
-        return
-    try:
-        json.loads(newest.read_bytes())
-    except (ValueError, OSError) as exc:
-        raise ConfigError(
-            f"{newest} is cut short or damaged ({type(exc).__name__}: {str(exc)[:80]}; a disk that filled while "
-            f"Ray's Tune wrote it does this): Tune cannot continue this sweep. Run the experiment again under a "
-            f"new name (sweep run EXPERIMENT --name NEW); the runs already in MLflow are kept") from None
+    start the sweep's search over with empty trial configs. Refused, saying so, before Ray starts,
+    unless the driver holds a good copy to restore (`verify`; cluster.folder.tune_copy)."""
+    cut = tune_copy.cut_short(folder)
+    if cut is not None and EXPERIMENT_STATE in cut[0].name:
+        raise ConfigError(tune_copy.no_copy(*cut))
 
 
 def verify(folder: Path, tuner_sha: str | None, ended: dict[str, str] | None, parent_tags: dict[str, str],
            manifest: str | None = MANIFEST_KIND) -> None:
-    """All four checks of the module docstring; ConfigError names the file that failed.
+    """All five checks of the module docstring; ConfigError names the file that failed.
 
     Args:
         folder: the sweep folder.
@@ -173,7 +170,9 @@ def verify(folder: Path, tuner_sha: str | None, ended: dict[str, str] | None, pa
             driver's record of its state files only).
     """
     check_tree(folder)
-    check_experiment_state(folder)
+    cut = tune_copy.cut_short(folder)
+    if cut is not None and tune_copy.good_copy(folder, parent_tags) is None:
+        raise ConfigError(tune_copy.no_copy(*cut))  # no good copy to restore (tune_copy.repair): refused
     recorded = {tuner_sha, parent_tags.get(TAG_TUNER_SHA)} - {None}
     current = tuner_hash(folder)
     if len(recorded) > 1:

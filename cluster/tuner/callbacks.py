@@ -76,6 +76,61 @@ class MlflowTrialFinalizer(tune.Callback):
             log.warning("could not mark trial %s as failed in MLflow: %s", trial.trial_id, exc)
 
 
+class TuneStateKeeper(tune.Callback):
+    """The driver's last good copy of Tune's experiment state (cluster.folder.tune_copy): after
+    each step in which Tune saved its state, a fresh copy in the sweep folder and the parent run's
+    tag naming it. A failed copy (a full disk, a store that does not answer) keeps the previous one."""
+
+    def __init__(self, tracking_uri: str, parent_run_id: str):
+        self.uri, self.parent_run_id = tracking_uri, parent_run_id
+        self._seen = None  # (name, mtime_ns, size) of the staged experiment state last copied
+        self.copies = 0
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_seen": None, "copies": 0}
+
+    def on_step_end(self, iteration, trials, **info):
+        if not trials:
+            return
+        from pathlib import Path
+
+        from cluster.folder import tune_copy
+
+        storage = trials[0].storage
+        if getattr(storage.storage_filesystem, "type_name", "local") != "local":
+            return  # cloud storage: no sweep folder of the driver's (`sweep resume` needs a local one)
+        folder = Path(storage.experiment_fs_path)  # where Tune writes now (a moved sweep included)
+        try:
+            staging = Path(storage.experiment_driver_staging_path)
+            newest = tune_copy.newest_state(staging)
+            if newest is None:
+                return
+            st = newest.stat()
+            seen = (newest.name, st.st_mtime_ns, st.st_size)
+            if seen == self._seen:
+                return
+            files = tune_copy.staged_files(staging)
+            if files is None:
+                return
+            self._seen = seen  # tried once per save of Tune's (a full disk: one warning per save, not per step)
+            name, digest = tune_copy.write_copy(folder, files)
+        except Exception as exc:  # a full disk: the previous copy stays the good one
+            log.warning("could not copy Tune's experiment state into %s: %s", folder, exc)
+            return
+        try:
+            from mlflow.tracking import MlflowClient
+
+            MlflowClient(tracking_uri=self.uri).set_tag(self.parent_run_id, tune_copy.TAG_COPY, f"{name} {digest}")
+        except Exception as exc:  # the tag still names the previous copy, which is kept
+            log.warning("could not record the copy of Tune's experiment state: %s", exc)
+            import shutil
+
+            shutil.rmtree(folder / tune_copy.COPY_ROOT / name, ignore_errors=True)
+            return
+        self.copies += 1
+        tune_copy.drop_copies(folder, keep=name)
+
+
 def _members(trial) -> list[tuple[dict, dict]]:
     """(config, last metrics) of each cell a Tune trial trains: one, or a pack's members ("m{i}/" keys)."""
     cfg, last = getattr(trial, "config", {}) or {}, getattr(trial, "last_result", None) or {}
