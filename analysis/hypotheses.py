@@ -76,6 +76,7 @@ class HypothesisResult:
     confidence: float = 1 - ALPHA
     margin: float | None = None
     look: str = ""  # "look 2 of 4" for a group-sequential sweep
+    undecidable: str = ""  # inconclusive, and no realistic number of seeds decides it: why
 
     @property
     def where(self) -> str:
@@ -110,8 +111,8 @@ class HypothesisResult:
                      f"{name} {fmt_effect(self.metric, self.effect)} ({level} interval)", fmt_p(self.p)]
         if self.look:
             parts.append(self.look + (", stopped early: the estimate is biased away from 0" if self.early_stop else ""))
-        if self.verdict == "inconclusive" and self.seeds_needed:
-            parts.append(f"about {self.seeds_needed} seeds per side would decide it")
+        if self.verdict == "inconclusive":
+            parts += [x for x in [seeds_advice(self)] if x]
         parts.append(f"n={b.n}/{w.n}" if self.kind not in ("threshold", "chance") else f"n={b.n}")
         if self.note:
             parts.append(self.note)
@@ -120,6 +121,19 @@ class HypothesisResult:
     @property
     def single_seed_sentence(self) -> str:
         return "" if self.single is None else self.single.sentence
+
+
+def seeds_advice(r: HypothesisResult, it: str = " it") -> str:
+    """"about 12 seeds would decide it" (one sample: threshold, chance), "about 9 seeds per side would
+    decide it" (two sides), or why no realistic number of seeds would; "" without advice."""
+    if r.undecidable:
+        return f"no realistic number of seeds would decide{it} ({r.undecidable})"
+    if not r.seeds_needed:
+        return ""
+    per = "" if r.kind in ("threshold", "chance") else " per side"
+    if r.seeds_needed > Q.REALISTIC:
+        return f"no realistic number of seeds would decide{it} (more than {Q.REALISTIC}{per} at the current estimate)"
+    return f"about {r.seeds_needed} seeds{per} would decide{it}"
 
 
 def fmt_effect(metric: str, effect: tuple[float, float, float], signed: bool = True) -> str:
@@ -290,24 +304,49 @@ def one_sided(h, shown: dict, runs: pd.DataFrame, ctx: Context, intervals: bool 
     meets_one = (v >= ref if h.mode == "max" else v <= ref) if kind == "threshold" else np.abs(v - ref) <= margin
     single = ST.SingleSeed(int(meets_one.sum()), int((~meets_one).sum()), 0, len(v))
     need, beyond = None, Q.cannot_exclude(low, high, ref) if verdict_ == "inconclusive" else math.nan
+    far = ""
     if verdict_ == "inconclusive" and cover >= 1:
         # The sign test cannot reach the level with this few seeds, whatever the values: the interval is
         # the metric's whole range, so there is no effect size to quote, only the seeds it takes.
         need, beyond = Q.fewest_seeds(ctx.design.levels[-1], True), math.nan
     elif verdict_ == "inconclusive" and len(v) > 1:
-        # sign test: seeds for the median interval to clear the reference by the current distance
-        gap = abs(med - ref) if kind == "threshold" else max(margin - abs(med - ref), 0.0)
-        need = Q.seeds_needed(gap, float(np.std(v, ddof=1)), None, ctx.design.levels[-1])
-        need = None if need is None else max(Q.fewest_seeds(ctx.design.levels[-1], True), math.ceil(need * 3 / 4))
+        need = Q.one_sample_seeds(_sign_routes(v, kind, h.mode, ref, margin), ctx.design.levels[-1])
+        if need is None:
+            far = _why_far(v, kind, h.mode, ref, margin, metric)
     k = int(flags.sum()) if flags is not None else len(v)
     return HypothesisResult(
         h.text, shown, verdict_, metric, (side.mean, side.low, side.high, side.n), p=math.nan, p_adj=math.nan,
         effect=(med, low, high), sides=(side, Side()), alpha=ctx.design.alpha, mode=h.mode, kind=kind,
         cannot_exclude=beyond, seeds_needed=need, learned=((k, len(v)), (0, 0)), single=single,
         early_stop=ctx.early(len(v), verdict_), confidence=1 - 2 * level if cover < 1 else 1.0, margin=margin,
-        look=ctx.look_text(len(v)),
+        look=ctx.look_text(len(v)), undecidable=far,
         note="" if cover < 1 else f"{len(v)} seeds are too few for the sign test's interval at this level "
                                   f"(the metric's whole range)")
+
+
+def _sign_routes(v: np.ndarray, kind: str, mode: str, ref: float, margin: float | None) -> list[list[float]]:
+    """The ways a threshold or chance claim can be decided, each a list of sign tests that must all
+    succeed, as the share of seeds on the needed side of each reference (the sign test's own
+    parameter, so a bimodal spread is taken as it is)."""
+    above = lambda x: float(np.mean(v >= x))  # noqa: E731
+    below = lambda x: float(np.mean(v <= x))  # noqa: E731
+    if kind == "threshold":
+        meets, fails = (above(ref), 1 - above(ref)) if mode == "max" else (below(ref), 1 - below(ref))
+        return [[meets], [fails]]
+    # at chance: the median within ref +- margin (both ends); not at chance: clear of one end
+    return [[above(ref - margin), below(ref + margin)], [1 - below(ref + margin)], [1 - above(ref - margin)]]
+
+
+def _why_far(v: np.ndarray, kind: str, mode: str, ref: float, margin: float | None, metric: str) -> str:
+    """Why no realistic number of seeds decides a one-sample claim: where the seeds sit."""
+    pts = (lambda x: f"{100 * x:.1f}%") if is_accuracy(metric) else (lambda x: f"{x:.4g}")
+    if kind == "threshold":
+        meets = int(np.sum(v >= ref if mode == "max" else v <= ref))
+        return f"{meets} of {len(v)} seeds meet {pts(ref)}: the median sits on the threshold"
+    # the end of chance's band (ref +- margin) whose sign test is furthest from deciding
+    low, high = int(np.sum(v >= ref - margin)), int(np.sum(v <= ref + margin))
+    k, where = (high, f"at or below {pts(ref + margin)}") if high <= low else (low, f"at or above {pts(ref - margin)}")
+    return f"{k} of {len(v)} seeds {where}: the median sits on the edge of chance ± {pts(margin)}"
 
 
 def interaction(h, runs: pd.DataFrame, other: pd.DataFrame | None, ctx: Context,

@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.hypotheses import HypothesisResult, evaluate_all, fmt_effect
+from analysis.sequential import REALISTIC
 from analysis.style import fmt_value, is_accuracy
 
 STATUSES = ("reproduced", "contradicted", "equivalent", "fragile", "undecided", "not tested")
@@ -181,6 +182,8 @@ def seeds_needed(r: HypothesisResult) -> int | None:
     given = getattr(r, "seeds_needed", None)
     if given is not None and _num(given) == _num(given):
         return int(given)
+    if getattr(r, "undecidable", ""):
+        return None
     d, low, high = r.effect
     n = min(_n_sides(r))
     if d != d or low != low or high != high or n < 2 or abs(d) < 1e-12:
@@ -213,8 +216,14 @@ def status_of(h: Any, r: HypothesisResult) -> tuple[str, str, int | None]:
             detail = f"too few seeds for an interval ({_n_sides(r)[0]} run)"
         else:
             detail = f"cannot exclude {_fmt_amount(r.metric, cannot_exclude(r))}"
-        if need:
-            detail += f"; about {need} seeds per side would decide"
+        from analysis.hypotheses import seeds_advice
+
+        advice = seeds_advice(dataclasses.replace(r, seeds_needed=need), it="") if isinstance(r, HypothesisResult) \
+            else (f"about {need} seeds per side would decide" if need else "")
+        if getattr(r, "undecidable", "") or (need and need > REALISTIC):
+            need = None  # no figure in the table's seeds-needed column: no realistic number decides it
+        if advice:
+            detail += f"; {advice}"
         return "undecided", detail, need
     if v == "equivalent":
         margin = getattr(h, "margin", None)

@@ -309,6 +309,31 @@ def seeds_needed(effect: float, sd: float, margin: float | None, level: float, p
     return max(n, 2) if n <= cap else None
 
 
+REALISTIC = 100  # seeds per cell: a figure beyond this is no advice; the report says no realistic number decides
+
+
+def sign_test_seeds(p: float, level: float, power: float = POWER) -> float:
+    """Seeds for a one-sided sign test at `level` to succeed with `power` when each seed lands on the
+    claimed side of the reference with probability `p` (normal approximation to Bin(n, p) against
+    Bin(n, 1/2): sqrt(n) (p - 1/2) = z_level / 2 + z_power sqrt(p (1 - p))). inf when p <= 1/2: the
+    median is not on that side, and no number of seeds shows it is."""
+    if p != p or p <= 0.5:
+        return math.inf
+    za, zb = stats.norm.ppf(1 - level), stats.norm.ppf(power)
+    return ((za / 2 + zb * math.sqrt(p * (1 - p))) / (p - 0.5)) ** 2
+
+
+def one_sample_seeds(routes: Sequence[Sequence[float]], level: float, power: float = POWER) -> int | None:
+    """Seeds for a threshold or chance claim to be decided: each route (one way to a verdict) is a list
+    of sign tests that must all succeed, given by the share of seeds on the claimed side of each
+    reference; the cheapest route wins. Never below `fewest_seeds` (the exact test's floor). None
+    when no route is in reach within REALISTIC seeds (the median sits on a reference)."""
+    need = min((max(sign_test_seeds(p, level, power) for p in route) for route in routes if route), default=math.inf)
+    if need > REALISTIC:
+        return None
+    return max(math.ceil(need), fewest_seeds(level, True))
+
+
 def fewest_seeds(level: float, one_sample: bool = False) -> int:
     """The fewest seeds per side with which the exact test can reach `level` at all (complete
     separation for the rank-sum test, every seed on one side for the sign test)."""

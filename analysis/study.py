@@ -157,19 +157,27 @@ def load_study_sweeps(tracking_uri: str, entries: list[StudyEntry]) -> tuple[dic
             notes.append(f"{e.experiment}: {e.status}" + (f" ({e.note})" if e.note else ""))
             continue
         try:
-            sweeps[e.experiment] = load_sweep(tracking_uri, experiment=e.experiment, sweep=e.sweep)
+            # no metric histories: the study report shows verdicts and tables, not curves
+            sweeps[e.experiment] = load_sweep(tracking_uri, experiment=e.experiment, sweep=e.sweep, histories=False)
         except ConfigError as exc:
             notes.append(f"{e.experiment}: sweep {e.sweep!r} not loaded: {exc}")
     return sweeps, notes
 
 
+def load_study(tracking_uri: str, entries: list[StudyEntry]) -> tuple[dict[str, SweepData], list[str], StudyAnswers]:
+    """(sweeps, notes, answers): the study's sweeps loaded and its claims answered, once for the report
+    and the console summary."""
+    sweeps, notes = load_study_sweeps(tracking_uri, entries)
+    return sweeps, notes, study_verdicts(sweeps)
+
+
 def write_study_report(tracking_uri: str, study: str, entries: list[StudyEntry], out_dir: str | Path,
-                       description: str = "") -> Path:
-    """Write index.html (verdicts, results, cost) and study.csv for a study; returns index.html."""
+                       description: str = "", loaded: tuple | None = None) -> Path:
+    """Write index.html (verdicts, results, cost) and study.csv for a study; returns index.html.
+    `loaded`: load_study's answer, when the caller has it (else loaded here)."""
     from analysis.results import TABLE_NOTE, display_table, sweep_results
 
-    sweeps, notes = load_study_sweeps(tracking_uri, entries)
-    answers = study_verdicts(sweeps)
+    sweeps, notes, answers = loaded or load_study(tracking_uri, entries)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     verdict_rows(answers).to_csv(out / "study.csv", index=False)
@@ -199,10 +207,11 @@ def write_study_report(tracking_uri: str, study: str, entries: list[StudyEntry],
     return out / "index.html"
 
 
-def summary_lines(tracking_uri: str, entries: list[StudyEntry], limit: int | None = 20) -> list[str]:
-    """Console lines: the reproduction counts, then each claim not reproduced (at most `limit`)."""
-    sweeps, notes = load_study_sweeps(tracking_uri, entries)
-    answers = study_verdicts(sweeps)
+def summary_lines(tracking_uri: str, entries: list[StudyEntry], limit: int | None = 20,
+                  loaded: tuple | None = None) -> list[str]:
+    """Console lines: the reproduction counts, then each claim not reproduced (at most `limit`).
+    `loaded`: load_study's answer, when the caller has it (the report's: not loaded twice)."""
+    _, notes, answers = loaded or load_study(tracking_uri, entries)
     return ["source claims: " + R.console_lines(answers.claim_rows, limit)[0],
             *R.console_lines(answers.claim_rows, limit)[1:], *notes]
 

@@ -293,8 +293,9 @@ def test_a_study_takes_the_other_side_from_its_own_sweep(monkeypatch):
 
     asked = []
 
-    def fake_load(uri, experiment=None, sweep=None, parent_run_id=None):
+    def fake_load(uri, experiment=None, sweep=None, parent_run_id=None, histories=True):
         asked.append((experiment, sweep))
+        assert not histories  # final values only: the histories are most of a load's time
         return SimpleNamespace(runs=pd.DataFrame({"x": [1]}))
 
     monkeypatch.setattr(analysis.load, "load_sweep", fake_load)
@@ -303,3 +304,198 @@ def test_a_study_takes_the_other_side_from_its_own_sweep(monkeypatch):
     assert list(other_runs(plan, "sqlite://", "study-edge.edge-deeper")) == ["edge-data-per-class"]
     other_runs(plan, "sqlite://", "my-sweep")
     assert asked == [(None, "study-edge.edge-data-per-class"), ("edge-data-per-class", None)]
+
+
+def _deeper_vs_simple(with_sides: bool = True, stored_seeds=range(10, 16)):
+    """edge-deeper's claim against the study's own edge-five-class sweep (SimpleCNN at 30/class, 6
+    seeds stored). DeeperCNN collapses on some seeds: the claim stays open at the first looks."""
+    import pandas as pd
+
+    from cluster.flow.adaptive import OtherCell
+
+    deeper = [{"pairing": "deeper_cnn/edges", "data_per_class": 30, "lr": 1e-3}]
+    hyp = Hypothesis("deeper CNN < SimpleCNN at data_per_class=30", "deeper_cnn/edges", CNN, mode="min",
+                     at={"data_per_class": 30}, other_experiment="edge-five-class")
+    simple = [{"pairing": p, "data_per_class": d, "lr": 1e-2} for p in (CNN, MLP) for d in (10, 30)]
+    rng = np.random.default_rng(5)
+    stored = pd.DataFrame([{**c, "seed": s, "val_acc": 0.85 + 0.15 * rng.random(), "classes_lost": 0,
+                            "status_reason": "completed"} for c in simple for s in stored_seeds])
+    sides = [OtherCell("edge-five-class", simple[1], {"pairing": CNN, "data_per_class": 30})] if with_sides else []
+    return Replicates(deeper, [10, 11, 12], (hyp,), [], AdaptiveSettings(first=3, max_seeds=12),
+                      {"edge-five-class": stored}, sides)
+
+
+def _deeper_value(cfg, seed):
+    if cfg["pairing"] == CNN:
+        return 0.85 + 0.15 * ((seed * 7) % 10) / 10
+    return 0.2 if seed % 3 == 1 else 0.76 + 0.15 * ((seed * 3) % 10) / 10  # collapses on one seed of three
+
+
+def test_the_other_side_of_a_cross_experiment_claim_gets_seeds_too():
+    """Issue 20: while a claim against another experiment's sweep is open, that cell of the study's
+    own sweep of the other experiment gets seeds too (recorded there: the config names it), never a
+    seed it already has, never past this side's count or --max-seeds; without it the claim's seeds
+    per side stay at the other side's 6."""
+    from cluster.flow.adaptive import OTHER_KEY
+
+    rep = _deeper_vs_simple()
+    asked = []
+    orig = rep.next
+
+    def record(tid):
+        out = orig(tid)
+        if isinstance(out, dict):
+            asked.append(out)
+        return out
+
+    rep.next = record
+    drive(rep, value=_deeper_value)
+    other = [c for c in asked if c.get(OTHER_KEY) == "edge-five-class"]
+    assert other, "the other side never got a seed"
+    assert all(c["pairing"] == CNN and c["data_per_class"] == 30 and c["lr"] == 1e-2 for c in other)
+    assert sorted(c["seed"] for c in other) == list(range(16, 16 + len(other)))  # after the stored 10-15
+    own = [c for c in asked if OTHER_KEY not in c]
+    assert len(other) + 6 <= len(own) <= 12  # it catches up, never overtakes this side
+    merged = rep.merged_others()["edge-five-class"]
+    cell = merged[(merged["pairing"] == CNN) & (merged["data_per_class"] == 30)]
+    assert not cell.duplicated("seed").any() and len(cell) == 6 + len(other)
+    [r] = rep.verdicts()
+    assert r.worse[3] == 6 + len(other)  # the verdict reads the added seeds
+    # Without the other side's cells, the claim never sees more than 6 seeds on that side.
+    alone = _deeper_vs_simple(with_sides=False)
+    drive(alone, value=_deeper_value)
+    assert alone.verdicts()[0].worse[3] == 6
+
+
+def test_a_resumed_sweep_counts_the_other_sides_trials_once():
+    """After a resume, the trials this sweep added to the other experiment's sweep are in the store
+    too: they are counted once and their seeds are not issued again."""
+    import pandas as pd
+
+    from cluster.flow.adaptive import OTHER_KEY
+
+    rep = _deeper_vs_simple()
+    drive(rep, value=_deeper_value)
+    added = rep.frame("edge-five-class")
+    assert not added.empty and (added["seed"] >= 16).all()
+    store = pd.concat([rep.others["edge-five-class"], added.drop(columns=["cell"])], ignore_index=True)
+    again = _deeper_vs_simple()
+    again.others = {"edge-five-class": store}
+    again.load_state(json.loads(json.dumps(rep.state())))
+    merged = again.merged_others()["edge-five-class"]
+    assert len(merged) == len(store) and not merged.duplicated(["pairing", "data_per_class", "seed"]).any()
+    other_cell = len(again.cells)
+    assert again.seeds_of(other_cell) == sorted(set(range(10, 16)) | set(added["seed"]))
+    assert OTHER_KEY not in again.frame().columns
+
+
+def test_the_other_sides_cells_come_from_the_studys_own_sweep_of_that_experiment(monkeypatch):
+    """other_sides rebuilds the other sweep's plan from its recorded options and keeps the cells a
+    claim compares with; train_sides logs those trials under that sweep (the key never reaches training)."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    import cluster.folder.record as record_mod
+    import trainables.trainable
+    from cluster.flow.adaptive import OTHER_KEY, other_sides
+    from cluster.flow.options import RunOptions
+    from cluster.tuner.adaptive_searcher import train_sides
+    from search_spaces import get_experiment
+
+    asked = []
+
+    def fake_find(name, storage):
+        asked.append(name)
+        opts = RunOptions(experiment="edge-five-class", name=name, smoke=True)
+        return SimpleNamespace(options=vars(opts), tracking_info=lambda: f"tracking of {name}")
+
+    monkeypatch.setattr(record_mod, "find_sweep", fake_find)
+    plan = SimpleNamespace(experiment=get_experiment("edge-deeper"))
+    others = {"edge-five-class": pd.DataFrame()}
+    cells, tracking = other_sides(plan, "study-edge.edge-deeper", None, others)
+    assert asked == ["study-edge.edge-five-class"]
+    assert cells and {c.config["pairing"] for c in cells} == {CNN} and {c.experiment for c in cells} == {
+        "edge-five-class"}
+    assert {c.key["data_per_class"] for c in cells} == {c.config["data_per_class"] for c in cells}
+    assert tracking == {"edge-five-class": "tracking of study-edge.edge-five-class"}
+    assert other_sides(plan, "my-sweep", None, others) == ([], {})  # outside a study: no other sweep to add to
+    assert other_sides(plan, "study-edge.edge-deeper", None, {}) == ([], {})  # its runs were not loaded
+
+    seen = []
+    monkeypatch.setattr(trainables.trainable, "train", lambda config, tracking, modules: seen.append((config, tracking)))
+    train_sides({"pairing": CNN, "seed": 16, OTHER_KEY: "edge-five-class"}, "own", {"edge-five-class": "theirs"})
+    train_sides({"pairing": "deeper_cnn/edges", "seed": 13}, "own", {"edge-five-class": "theirs"})
+    assert seen == [({"pairing": CNN, "seed": 16}, "theirs"), ({"pairing": "deeper_cnn/edges", "seed": 13}, "own")]
+
+
+def test_each_wave_starts_its_longest_trials_first_and_runs_the_same_trials():
+    """Wall time only: a wave's trials go longest first (the first wave by data_per_class x epochs,
+    later waves by the cells' measured train_time_s), so a wave ends on short trials instead of one
+    core waiting on a long one; which cells get which seeds is unchanged."""
+    def timed(cfg, seed):
+        return {"val_acc": outcome(cfg, seed), "epochs_completed": 5,
+                "train_time_s": {10: 50.0, 30: 1.0, 100: 20.0}[cfg["data_per_class"]]}
+
+    rep = make(max_seeds=9)
+    first = [rep.next(f"a{i}") for i in range(len(CELLS) * 3)]
+    assert [c["data_per_class"] for c in first] == [100] * 6 + [30] * 6 + [10] * 6  # by size
+    assert [c["seed"] for c in first[:2]] == [10, 10]  # ties seed-major: cells advance together
+    for i, cfg in enumerate(first):
+        rep.complete(f"a{i}", timed({k: v for k, v in cfg.items() if k != "seed"}, cfg["seed"]))
+    # later waves: by the measured times (dpc=10 now the longest), not by size
+    later = rep.longest_first([(c, 13, 1) for c in range(len(CELLS))])
+    assert [CELLS[c]["data_per_class"] for c, _, _ in later] == [10, 10, 100, 100, 30, 30]
+    wave1 = [rep.next(f"b{i}") for i in range(len(rep.queue) + 1) if rep.queue or not rep.pending()]
+    wave1 = [c for c in wave1 if isinstance(c, dict)]
+    assert wave1 and [c["data_per_class"] for c in wave1] == sorted(
+        (c["data_per_class"] for c in wave1), key=lambda d: -{10: 50, 30: 1, 100: 20}[d])
+    # the same seeds per cell as before the ordering (seed-major), whatever the order
+    plain = make(max_seeds=9)
+    plain.longest_first = lambda queue: sorted(queue, key=lambda q: (q[1], q[0]))
+    plain.queue = plain.longest_first(plain.queue)
+    ordered = make(max_seeds=9)
+    drive(plain), drive(ordered)
+    assert seeds_per_cell(plain) == seeds_per_cell(ordered)
+    assert {(c, s) for c, s, _ in plain.issued.values()} == {(c, s) for c, s, _ in ordered.issued.values()}
+
+
+def test_a_run_and_its_resume_record_the_other_sides_trials_in_that_sweep(monkeypatch):
+    """assemble.trainable (used by `sweep run` and by `sweep resume`) gives an adaptive sweep of a study
+    the other sweeps' tracking: a resumed sweep records the other side where the first run did; a
+    trial of a sweep it cannot find is refused with the reason, never logged in the wrong sweep."""
+    from types import SimpleNamespace
+
+    import cluster.folder.record as record_mod
+    import cluster.tuner.adaptive_searcher as AS
+    from cluster.flow.adaptive import OTHER_KEY
+    from cluster.tuner import assemble
+
+    monkeypatch.setattr(record_mod, "find_sweep",
+                        lambda name, storage: SimpleNamespace(tracking_info=lambda: f"tracking of {name}"))
+    record = SimpleNamespace(experiment="edge-deeper", name="study-edge.edge-deeper", storage_path="/nowhere",
+                             options={"until_decided": True})
+    assert AS.other_tracking(record) == {"edge-five-class": "tracking of study-edge.edge-five-class"}
+    assert AS.other_tracking(SimpleNamespace(**{**vars(record), "name": "my-sweep"})) == {}
+    made = []
+    monkeypatch.setattr(AS, "sides_trainable", lambda rec, others: made.append(others) or "sides")
+    assert assemble.trainable(record) == "sides" and made == [AS.other_tracking(record)]
+    with pytest.raises(ConfigError, match="edge-five-class"):
+        AS.train_sides({"pairing": CNN, "seed": 16, OTHER_KEY: "edge-five-class"}, "own", {})
+
+
+def test_another_experiments_cell_without_stored_seeds_starts_at_the_first_seed():
+    """A cell of the other sweep with no seed of its own in the store (here: another lr than the runs
+    the claim read) starts at the first wave's first seed, like a cell of this sweep."""
+    from cluster.flow.adaptive import OTHER_KEY, OtherCell
+
+    rep = _deeper_vs_simple()
+    cfg = {"pairing": CNN, "data_per_class": 30, "lr": 0.5}
+    rep.other_cells = [OtherCell("edge-five-class", cfg, {"pairing": CNN, "data_per_class": 30, "lr": 0.5})]
+    assert rep.seeds_of(len(rep.cells)) == []
+    asked = []
+    while isinstance(out := rep.next(f"t{len(rep.issued)}"), dict):
+        asked.append(out)
+        rep.complete(f"t{len(rep.issued) - 1}", {"val_acc": _deeper_value(out, out["seed"]), "epochs_completed": 5})
+    other = [c["seed"] for c in asked if c.get(OTHER_KEY)]
+    assert other and other[:3] == [10, 11, 12]

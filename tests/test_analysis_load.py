@@ -2,6 +2,7 @@
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 
 pytest.importorskip("mlflow", reason="reads and writes MLflow stores")
@@ -60,6 +61,16 @@ def test_history_is_long_and_complete(store):
     assert val["value"].iloc[-1] == pytest.approx(run["val_acc"])
     shift = h[(h["run_id"] == run["run_id"]) & (h["key"] == "shift_acc")]
     assert list(shift["step"]) == [0, 2, 4]
+
+
+def test_final_values_alone_skip_the_histories(store):
+    """histories=False (the study's loads and the adaptive searcher's other side): the same runs,
+    no per-epoch histories (one store query per run and key saved)."""
+    uri, _ = store
+    full, final = load_sweep(uri, sweep="fake-sweep"), load_sweep(uri, sweep="fake-sweep", histories=False)
+    assert len(full.history) and final.history.empty and list(final.history.columns) == list(full.history.columns)
+    pd.testing.assert_frame_equal(full.runs, final.runs)
+    assert full.metrics == final.metrics and full.swept_keys == final.swept_keys
 
 
 def test_load_by_parent_id_and_results_table(store):

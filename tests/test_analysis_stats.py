@@ -261,7 +261,10 @@ def test_chance_claim_left_open_says_how_many_seeds_would_decide_it():
                           ["data_per_class"])[0]
     assert near.verdict == spread.verdict == "inconclusive"
     assert near.seeds_needed is not None and 8 < near.seeds_needed < spread.seeds_needed
-    assert f"about {near.seeds_needed} seeds per side would decide it" in near.sentence
+    # one sample: no "per side" (issue 20); the sign test's own power formula (7 of 8 seeds inside
+    # each end of chance +- 5 pts -> 12 seeds; 6 of 8 below the upper end -> 29)
+    assert (near.seeds_needed, spread.seeds_needed) == (12, 29)
+    assert "about 12 seeds would decide it" in near.sentence and "per side" not in near.sentence
     assert near.confidence == pytest.approx(0.95) and "(95% interval)" in near.sentence
     # [30, 40]%: inside chance - 5 pts but past chance + 5 pts: neither at chance nor clear of it.
     above = evaluate_all([chance], runs({(MLP, 30): [0.30, 0.36, 0.33, 0.40, 0.31, 0.35, 0.32, 0.38]}),
@@ -464,3 +467,51 @@ def test_a_chance_claim_far_below_chance_is_contradicted_and_unknown_classes_are
     # the same runs with no way to know the number of classes: no chance level, "not tested"
     (r,) = evaluate_all([claim], _chance_runs([0.02 + 0.001 * i for i in range(12)]), ["data_per_class"])
     assert r.verdict == "not tested" and "number of classes is unknown" in r.note, r
+
+
+def test_a_one_sample_claim_on_its_reference_says_no_realistic_number_of_seeds_decides_it():
+    """Issue 20: the edge study printed "about 1679 seeds per side would decide" for a CNN >= 95%
+    claim whose median sat on the threshold (5 of 9 seeds meet it) and 1149 for a chance claim on
+    the edge of chance's band. The sign test at that share needs far more than any study runs: say so."""
+    from types import SimpleNamespace
+
+    from analysis.reproduction import status_of
+
+    meets = SimpleNamespace(text="CNN >= 95%", better=CNN, kind="threshold", threshold=0.95, metric="val_acc",
+                            mode="max", **ONE_SIDED)
+    on_it = evaluate_all([meets], runs({(CNN, 30): [1.0, 1.0, 0.967, 0.96, 0.951, 0.7, 0.5, 0.33, 0.94]}),
+                         ["data_per_class"])[0]
+    assert on_it.verdict == "inconclusive" and on_it.seeds_needed is None
+    assert on_it.undecidable == "5 of 9 seeds meet 95.0%: the median sits on the threshold"
+    assert "no realistic number of seeds would decide it (5 of 9 seeds meet 95.0%" in on_it.sentence
+    status, detail, need = status_of(meets, on_it)
+    assert status == "undecided" and need is None and "no realistic number of seeds would decide (5 of 9" in detail
+    assert "seeds per side" not in on_it.sentence + detail
+    chance = SimpleNamespace(text="deeper at chance", better=CNN, kind="chance", threshold=None, metric="val_acc",
+                             mode="max", **ONE_SIDED)
+    # three classes: chance 33.3%, band 28.3-38.3%; 5 of 9 seeds at or below its upper end
+    edge = evaluate_all([chance], runs({(CNN, 30): [0.30, 0.33, 0.35, 0.36, 0.37, 0.6, 0.7, 0.8, 0.9]}),
+                        ["data_per_class"])[0]
+    assert edge.verdict == "inconclusive" and edge.seeds_needed is None
+    assert edge.undecidable == "5 of 9 seeds at or below 38.3%: the median sits on the edge of chance ± 5.0%"
+    # a clear majority of seeds past the threshold: a figure, one sample, no "per side"
+    clear = evaluate_all([meets], runs({(CNN, 30): [1.0, 0.99, 0.98, 0.97, 0.99, 0.96, 0.5]}), ["data_per_class"])[0]
+    assert clear.verdict == "inconclusive" and clear.seeds_needed == 13 and not clear.undecidable  # 6 of 7 meet it
+    assert status_of(meets, clear)[1].endswith("; about 13 seeds would decide")
+
+
+def test_a_chance_interval_ending_on_the_band_is_not_clear_of_chance():
+    """The chance claim is "no" only when the interval is clear of chance ± margin: an interval whose
+    upper end is exactly chance - margin cannot exclude the band's edge."""
+    from types import SimpleNamespace
+
+    from analysis import stats as ST
+
+    chance = SimpleNamespace(text="MLP at chance", better=MLP, kind="chance", threshold=None, metric="val_acc",
+                             mode="max", **ONE_SIDED)
+    edge = ST.chance_level(3) - ST.COLLAPSE_MARGIN
+    below = [edge - 0.2, edge - 0.15, edge - 0.1, edge - 0.12, edge - 0.05, edge - 0.08, edge - 0.02, edge]
+    [r] = evaluate_all([chance], runs({(MLP, 30): below}), ["data_per_class"])
+    assert r.effect[2] == edge and r.verdict == "inconclusive"
+    [clear] = evaluate_all([chance], runs({(MLP, 30): below[:-1] + [edge - 0.01]}), ["data_per_class"])
+    assert clear.verdict == "no"

@@ -94,6 +94,49 @@ def test_seeds_needed_grows_as_the_effect_shrinks():
 
 
 
+@pytest.mark.parametrize("p, pinned", [(0.6, 194), (0.75, 29), (0.875, 12)])
+def test_sign_test_seeds_give_the_power_asked_for(p, pinned):
+    # Issue 20: a threshold/chance claim is a one-sample sign test: seeds from its own power formula
+    # (share p of seeds on the claimed side), checked against the exact binomial power at that n.
+    n = math.ceil(Q.sign_test_seeds(p, 0.025))
+    assert n == pinned
+    k = next(k for k in range(n + 1) if sps.binom.sf(k - 1, n, 0.5) <= 0.025)  # fewest successes that reject
+    assert 0.7 <= sps.binom.sf(k - 1, n, p) <= 0.9  # about 80%, up to the binomial's steps
+    assert Q.sign_test_seeds(0.5, 0.025) == math.inf and Q.sign_test_seeds(0.3, 0.025) == math.inf
+
+
+def test_one_sample_seeds_take_the_cheapest_route_and_refuse_absurd_figures():
+    assert Q.one_sample_seeds([[0.875]], 0.025) == 12
+    assert Q.one_sample_seeds([[0.875, 0.75], [0.3]], 0.025) == 29  # every test of a route must succeed
+    assert Q.one_sample_seeds([[0.75], [0.875]], 0.025) == 12  # the cheaper way to a verdict
+    assert Q.one_sample_seeds([[1.0]], 0.0105) == Q.fewest_seeds(0.0105, one_sample=True) == 7  # the exact floor
+    # On the threshold (5 of 9 seeds meet it) or beyond REALISTIC: no figure at all.
+    assert Q.one_sample_seeds([[5 / 9], [4 / 9]], 0.0105) is None
+    assert Q.one_sample_seeds([[0.6]], 0.025) is None and Q.REALISTIC == 100
+
+
+def test_seeds_to_show_equivalence_pinned_to_the_formula():
+    # no difference, margin 5 pts, sd 10 pts, one-sided 0.0125: 2 ((z_0.9875 + z_0.9) sd / margin)^2
+    # per side, inflated by pi/3 (the rank test's efficiency)
+    za, zb = sps.norm.ppf(1 - 0.0125), sps.norm.ppf(0.9)
+    assert Q.seeds_needed(0.0, 0.1, 0.05, 0.0125) == math.ceil(2 * ((za + zb) * 0.1 / 0.05) ** 2 * math.pi / 3) == 104
+
+
+def test_cannot_exclude_is_the_farthest_end_from_the_centre():
+    assert Q.cannot_exclude(0.2, 0.5, 0.3) == pytest.approx(0.2)  # a threshold at 30%: [20, 50]% reaches 20 pts past it
+    assert Q.cannot_exclude(0.1, 0.35, 0.3) == pytest.approx(0.2)
+    assert Q.cannot_exclude(-0.1, 0.05) == pytest.approx(0.1)
+
+
+def test_welch_interval_with_two_seeds_on_a_side_matches_scipy():
+    better, worse = [0.90, 0.94], [0.50, 0.56, 0.53]
+    s = Q.welch_shift(better, worse, 0.025, 1.0)
+    ci = sps.ttest_ind(better, worse, equal_var=False).confidence_interval(0.95)
+    assert (s.low, s.high) == pytest.approx((ci.low, ci.high)) and -1.0 < s.low < s.high < 1.0
+    one = Q.welch_shift([0.9], worse, 0.025, 1.0)  # one seed: no interval, the bounds
+    assert (one.low, one.high) == (-1.0, 1.0)
+
+
 def test_equivalent_only_when_the_whole_interval_is_inside_the_margin():
     assert Q.outcome(-0.04, 0.04, 0.05) == "equivalent"
     # reaching past -margin (or +margin) on either side: cannot claim equivalence

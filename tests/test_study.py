@@ -111,6 +111,7 @@ def fake_runner(monkeypatch, tmp_path, outcomes: dict):
     monkeypatch.setattr(cs, "write", lambda *a, **k: tmp_path / "index.html")
     monkeypatch.setattr(ray_setup, "init_ray", lambda *a, **k: None)
     monkeypatch.setattr("analysis.study.summary_lines", lambda *a, **k: [])
+    monkeypatch.setattr("analysis.study.load_study", lambda *a, **k: ({}, [], None))  # loaded once for both
     return calls
 
 
@@ -167,3 +168,23 @@ def test_sweep_finished_reads_tune_state(tmp_path):
 
     (tmp_path / "searcher-state-1.pkl").write_text(json.dumps({"finished": True}))
     assert sweep_finished(tmp_path)
+
+
+def test_the_study_loads_its_sweeps_once_for_the_report_and_the_summary(monkeypatch, tmp_path, capsys):
+    """The report and the console summary share one load of the study's sweeps (each load queries
+    every run of every sweep: loading twice cost the edge study minutes at its end)."""
+    import cluster.flow.study as cs
+    from cluster.flow.study import StudyOptions, run_study
+
+    fake_runner(monkeypatch, tmp_path, {})
+    loads, seen = [], []
+    token = ({}, ["a note"], None)
+    monkeypatch.setattr("analysis.study.load_study", lambda *a, **k: loads.append(a) or token)
+    monkeypatch.setattr(cs, "write", lambda *a, **k: seen.append(("write", a[-1])) or tmp_path / "index.html")
+    monkeypatch.setattr("analysis.study.summary_lines",
+                        lambda *a, **k: seen.append(("summary", k.get("loaded"))) or ["the summary"])
+    opts = StudyOptions("edge", smoke=True, only=("edge-detector-init",), storage_path=str(tmp_path / "once"),
+                        tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    assert run_study(opts) == 0
+    assert len(loads) == 1 and seen == [("write", token), ("summary", token)]
+    assert "the summary" in capsys.readouterr().out

@@ -14,11 +14,10 @@ stops early too) or, from the second look on, when the power-based seeds needed 
 --max-seeds (non-binding futility: it can only remove decisions). `python -m analysis.simulate`
 prints the error rates and power of this design.
 
-Ray Tune-native: `AdaptiveSearcher` (cluster.tuner.adaptive_searcher) is a `ray.tune.search.Searcher`. Tune asks it for trials
-(`suggest`) and tells it results (`on_trial_complete`); the Tuner's num_samples is only a bound
-(every cell at --max-seeds) and the run ends when the searcher says FINISHED, with reused actors, one Ray session and one parent run. Its state
-is saved with the experiment (`save`/`restore`), so `sweep resume` continues without duplicates.
-Each replicate is its own child run, tagged `wave` (0 = the first) by `WaveTagger`.
+Ray Tune-native: `AdaptiveSearcher` (cluster.tuner.adaptive_searcher) is a Tune Searcher; the run ends
+when it says FINISHED (one Ray session, one parent run); its state is saved with the experiment, so
+`sweep resume` continues without duplicates. Each replicate is a child run tagged `wave` (0 = first).
+Settings, grid cells and a study's other sides: cluster.flow.adaptive_plan.
 """
 from __future__ import annotations
 
@@ -33,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pandas loads when replicates are counted, not while a plan is checked
     import pandas as pd
 
+from cluster.flow.adaptive_plan import (OTHER_KEY, OtherCell, _same, grid_cells, other_runs,  # noqa: F401
+                                        other_sides, settings_from, study_of, trial_size)
 from core import store_schema as SS
 from core.errors import ConfigError
 
@@ -132,6 +133,10 @@ class Replicates:
         keys: cell keys other than the pairing (the plan's swept keys).
         settings: AdaptiveSettings.
         others: experiment name -> runs DataFrame for hypotheses with `other_experiment`.
+        other_cells: cells of those experiments' sweeps (in the same study) that may get seeds
+            while a claim comparing with them is open; their cell indices follow `cells`. Their
+            trials carry OTHER_KEY, are recorded in that experiment's sweep, and their seeds
+            continue after every seed that cell has in the store (no two replicates the same trial).
     """
 
     cells: list[dict[str, Any]]
@@ -140,6 +145,7 @@ class Replicates:
     keys: list[str]
     settings: AdaptiveSettings
     others: dict[str, pd.DataFrame] = field(default_factory=dict)
+    other_cells: list[OtherCell] = field(default_factory=list)
     issued: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # trial id -> (cell, seed, wave)
     results: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # trial id -> metrics (None: failed)
     queue: list[tuple[int, int, int]] = field(default_factory=list)
@@ -149,7 +155,30 @@ class Replicates:
 
     def __post_init__(self):
         if not self.queue and not self.issued:
-            self.queue = [(c, s, 0) for s in self.seeds for c in range(len(self.cells))]
+            self.queue = self.longest_first([(c, s, 0) for s in self.seeds for c in range(len(self.cells))])
+
+    # -- order of a wave (wall time only: the cells, seeds and results are the same in any order) ---
+    def measured(self, cell: int) -> float | None:
+        """Mean train_time_s of the cell's completed trials (this sweep's, and the store's for another
+        experiment's cell); None before any completed."""
+        times = [r[SS.METRIC_TRAIN_TIME_S] for tid, (c, _, _) in self.issued.items() if c == cell
+                 for r in [self.results.get(tid)] if r and SS.METRIC_TRAIN_TIME_S in r]
+        stored = self._stored(cell)
+        if stored is not None and SS.METRIC_TRAIN_TIME_S in stored:
+            times += [float(t) for t in stored[SS.METRIC_TRAIN_TIME_S] if t == t]
+        return sum(times) / len(times) if times else None
+
+    def size(self, cell: int) -> float:
+        return trial_size(self.cells[cell] if cell < len(self.cells) else self.other_cells[cell - len(self.cells)].config)
+
+    def longest_first(self, queue: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+        """A wave's trials, longest first (LPT: a wave ends on short trials, so a core waits less before
+        the look). One measure for the whole wave: measured times where every cell has one, else the
+        configs' size. Ties seed-major: every cell advances together."""
+        cells = sorted({q[0] for q in queue})
+        times = {c: self.measured(c) for c in cells}
+        cost = times if all(t is not None for t in times.values()) else {c: self.size(c) for c in cells}
+        return sorted(queue, key=lambda q: (-cost[q[0]], q[1], q[0]))
 
     # -- what Tune calls -------------------------------------------------------------------
     def next(self, trial_id: str) -> dict[str, Any] | str | None:
@@ -164,6 +193,9 @@ class Replicates:
                 return FINISHED
         cell, seed, wave = self.queue.pop(0)
         self.issued[trial_id] = (cell, seed, wave)
+        if cell >= len(self.cells):
+            other = self.other_cells[cell - len(self.cells)]
+            return {**other.config, "seed": seed, OTHER_KEY: other.experiment}
         return {**self.cells[cell], "seed": seed}
 
     def complete(self, trial_id: str, result: dict | None, error: bool = False) -> None:
@@ -176,22 +208,63 @@ class Replicates:
         return sum(1 for t in self.issued if t not in self.results)
 
     # -- decisions -------------------------------------------------------------------------
-    def frame(self) -> pd.DataFrame:
-        """Completed replicates so far as a runs table (the shape analysis.hypotheses reads)."""
+    def frame(self, experiment: str | None = None) -> pd.DataFrame:
+        """Completed replicates so far as a runs table (the shape analysis.hypotheses reads): this
+        sweep's cells, or (`experiment`) the trials this sweep added to that experiment's cells."""
         import pandas as pd
 
         rows = []
         for tid, (cell, seed, wave) in self.issued.items():
             res = self.results.get(tid, False)
-            if res is False:
+            other = self.other_cells[cell - len(self.cells)] if cell >= len(self.cells) else None
+            if res is False or (other.experiment != experiment if other else experiment is not None):
                 continue
-            row = {**self.cells[cell], SS.PARAM_SEED: seed, SS.TAG_WAVE: wave, "cell": cell,
+            row = {**(other.config if other else self.cells[cell]), SS.PARAM_SEED: seed, SS.TAG_WAVE: wave, "cell": cell,
                    SS.TAG_STATUS_REASON: SS.STATUS_COMPLETED if res else SS.STATUS_FAILED, **(res or {})}
             rows.append({k: (tuple(v) if isinstance(v, list) else v) for k, v in row.items()})
         return pd.DataFrame(rows)
 
     def seeds_of(self, cell: int) -> list[int]:
-        return sorted(s for c, s, _ in list(self.issued.values()) + self.queue if c == cell)
+        mine = {s for c, s, _ in list(self.issued.values()) + self.queue if c == cell}
+        return sorted(mine | set(self._stored_seeds(cell)))
+
+    def _stored(self, cell: int) -> pd.DataFrame | None:
+        """The store's runs of another experiment's cell (any status), or None for a cell of this sweep."""
+        from analysis.hypotheses import restrict
+
+        if cell < len(self.cells):
+            return None
+        other = self.other_cells[cell - len(self.cells)]
+        runs = self.others.get(other.experiment)
+        return None if runs is None or runs.empty else restrict(runs, other.key)
+
+    def _stored_seeds(self, cell: int) -> list[int]:
+        runs = self._stored(cell)
+        if runs is None or SS.PARAM_SEED not in runs:
+            return []
+        return [int(s) for s in runs[SS.PARAM_SEED] if s == s]
+
+    def merged_others(self) -> dict[str, pd.DataFrame]:
+        """The other experiments' runs with the trials this sweep added to them (a resumed sweep finds
+        its own earlier additions in the store too: counted once)."""
+        import pandas as pd
+
+        out = dict(self.others)
+        for name in {o.experiment for o in self.other_cells}:
+            added = self.frame(name)
+            if added.empty:
+                continue
+            base = out.get(name, pd.DataFrame())
+            if not base.empty and SS.PARAM_SEED in base:
+                mine = {(c, s) for c, s, _ in self.issued.values() if c >= len(self.cells)}
+                drop = pd.Series(False, index=base.index)
+                for c, s in mine:
+                    stored = self._stored(c)
+                    if stored is not None:
+                        drop |= base.index.isin(stored.index[stored[SS.PARAM_SEED] == s])
+                base = base[~drop]
+            out[name] = pd.concat([base, added.drop(columns=["cell"])], ignore_index=True)
+        return out
 
     def verdicts(self):
         from analysis.hypotheses import evaluate_all
@@ -199,7 +272,7 @@ class Replicates:
         runs = self.frame()
         if runs.empty:
             return []
-        return evaluate_all(self.hypotheses, runs, self.keys, self.others, alpha=self.settings.alpha,
+        return evaluate_all(self.hypotheses, runs, self.keys, self.merged_others(), alpha=self.settings.alpha,
                             intervals=False, design=self.settings.design, sequential=True)
 
     def involved(self, result, h) -> set[int]:
@@ -215,6 +288,13 @@ class Replicates:
                 want = {**result.cell, **fixed}
                 if all(_same(cfg[k], v) for k, v in want.items() if k in cfg):
                     out.add(i)
+        other = getattr(h, "other_experiment", None)
+        for j, oc in enumerate(self.other_cells):  # the other side, in the other experiment's sweep
+            if oc.experiment != other or oc.config.get("pairing") != h.worse:
+                continue
+            want = {**(h.at or {}), **result.cell, **(getattr(h, "worse_fixed", None) or {})}
+            if all(_same(oc.config[k], v) for k, v in want.items() if k in oc.config):
+                out.add(len(self.cells) + j)
         return out
 
     def wide(self, runs: pd.DataFrame) -> set[int]:
@@ -223,12 +303,11 @@ class Replicates:
         import pandas as pd
 
         from analysis.stats import bootstrap_interval
+        from analysis.style import is_accuracy
 
         h = self.settings.target_halfwidth
         if h is None or runs.empty:
             return set()
-        from analysis.style import is_accuracy
-
         metric = next((x.metric for x in self.hypotheses if is_accuracy(x.metric)), "val_acc")
         done = runs[runs[SS.TAG_STATUS_REASON] == SS.STATUS_COMPLETED]
         out = set()
@@ -244,6 +323,7 @@ class Replicates:
         verdicts = self.verdicts()
         by_text = {h.text: h for h in self.hypotheses}
         decided, still_open, need = [], [], set()
+        partners: dict[int, set[int]] = {}  # another experiment's cell -> this sweep's cells it is compared with
         cap = self.settings.max_seeds
         for r in verdicts:
             label = f"{r.text}{r.where}"
@@ -253,7 +333,11 @@ class Replicates:
                 still_open.append(f"{label}: {_open_reason(r)}; futile at --max-seeds {cap}, no more seeds")
             elif r.verdict == "inconclusive":
                 still_open.append(f"{label}: {_open_reason(r)}")
-                need |= self.involved(r, by_text[r.text])
+                cells = self.involved(r, by_text[r.text])
+                own = {c for c in cells if c < len(self.cells)}
+                need |= own
+                for c in cells - own:
+                    partners.setdefault(c, set()).update(own)
             else:
                 still_open.append(f"{label}: not tested ({r.note})")
         need |= self.wide(self.frame())
@@ -264,13 +348,22 @@ class Replicates:
             room = min(step, cap - len(have))
             top = max(have) if have else self.seeds[0] - 1
             queued += [(cell, top + 1 + k, self.wave + 1) for k in range(max(room, 0))]
-        capped = sorted(c for c in need if len(self.seeds_of(c)) >= cap)
+        for cell, own in sorted(partners.items()):
+            # The other side catches up with this side (seeds per side = the smaller side, so a
+            # claim's next look needs both): at most `step` more, never past this side's count
+            # after this wave, never past --max-seeds.
+            have = self.seeds_of(cell)
+            after = max(len(self.seeds_of(c)) + sum(1 for q in queued if q[0] == c) for c in own) if own else 0
+            room = min(step, cap - len(have), after - len(have))
+            top = max(have) if have else self.seeds[0] - 1
+            queued += [(cell, top + 1 + k, self.wave + 1) for k in range(max(room, 0))]
+        capped = sorted(c for c in need | set(partners) if len(self.seeds_of(c)) >= cap)
         note = f"{len(capped)} open cell(s) at --max-seeds {cap}" if capped else ""
         look = Look(self.wave, decided, still_open, len({c for c, _, _ in queued}), note)
         self.looks.append(look)
         if queued:
             self.wave += 1
-            self.queue = sorted(queued, key=lambda q: (q[1], q[0]))  # seed-major: every cell advances together
+            self.queue = self.longest_first(queued)
         else:
             self.finished = True
         return look
@@ -297,77 +390,11 @@ class Replicates:
                 "note": last.note if last else ""}
 
 
-def _same(a, b) -> bool:
-    a = tuple(a) if isinstance(a, list) else a
-    b = tuple(b) if isinstance(b, list) else b
-    return a == b
-
-
 def _open_reason(r) -> str:
+    from analysis.hypotheses import seeds_advice
     from analysis.sequential import fmt_confidence
 
-    need = f", about {r.seeds_needed} seeds per side needed" if r.seeds_needed else ""
+    advice = seeds_advice(r)
+    need = f", {advice}" if advice else ""
     return f"{r.outcome} at n={r.better[3]}/{r.worse[3]} seeds ({fmt_confidence(r.confidence)} interval){need}"
-
-
-# -- hooks used by cluster.flow.run and cluster.tuner --------------------------------------------------
-def settings_from(opts, plan) -> AdaptiveSettings | None:
-    """The adaptive settings of a run, checked against its plan; None without --until-decided."""
-    from cluster.tuner.search import scheduler_of
-
-    if not opts.until_decided:
-        if opts.max_seeds is not None or opts.target_halfwidth is not None:
-            raise ConfigError("--max-seeds and --target-halfwidth apply to --until-decided only")
-        return None
-    if plan.sampled or plan.num_samples != 1 or opts.search != "random":
-        raise ConfigError("--until-decided adds seeds to grid cells; it cannot be combined with sampled axes, "
-                          "--num-samples or --search")
-    if opts.pack > 1:
-        raise ConfigError("--until-decided cannot be combined with --pack (waves are decided per trial)")
-    if scheduler_of(opts, plan) != "none":
-        raise ConfigError("--until-decided needs every replicate to finish; it cannot be combined with a scheduler")
-    max_seeds = DEFAULT_MAX_SEEDS if opts.max_seeds is None else opts.max_seeds  # 0 is a value, not "unset"
-    if isinstance(max_seeds, bool) or not isinstance(max_seeds, int):
-        raise ConfigError(f"--max-seeds must be a whole number of seeds, got {max_seeds!r}")
-    settings = AdaptiveSettings(first=len(plan.seeds), max_seeds=max_seeds, target_halfwidth=opts.target_halfwidth)
-    from cluster.planning import validate
-
-    # The most trials the waves can add up to, checked like any sweep's size (--yes above the limit).
-    cells = max(plan.n_trials() // max(len(plan.seeds), 1), 1)
-    validate.check_sweep_size(cells * settings.max_seeds, opts.allow_large)
-    if not plan.experiment.hypotheses and settings.target_halfwidth is None:
-        raise ConfigError(f"experiment {plan.experiment.name!r} declares no hypotheses: --until-decided has "
-                          "nothing to decide; add --target-halfwidth H to add seeds until intervals are narrow")
-    return settings
-
-
-def other_runs(plan, tracking_uri: str, sweep: str | None = None) -> dict[str, pd.DataFrame]:
-    """Runs of the experiments named by `other_experiment`, where stored.
-
-    Within a study (the sweep is named "<study>.<experiment>") the other side is the study's own
-    sweep "<study>.<other>", never another sweep of that experiment; outside a study, the newest.
-    """
-    from analysis.load import load_sweep
-
-    suffix = "." + plan.experiment.name
-    study = sweep[:-len(suffix)] if sweep and sweep.endswith(suffix) and len(sweep) > len(suffix) else None
-    out = {}
-    for name in sorted({h.other_experiment for h in plan.experiment.hypotheses if h.other_experiment}):
-        try:
-            out[name] = (load_sweep(tracking_uri, sweep=f"{study}.{name}") if study
-                         else load_sweep(tracking_uri, experiment=name)).runs
-        except ConfigError:
-            where = f"sweep {study}.{name}" if study else f"sweep of {name}"
-            log.warning("no %s in the store: its comparisons cannot drive --until-decided", where)
-    return out
-
-
-def grid_cells(plan) -> list[dict[str, Any]]:
-    """One flat config per grid cell, without the seed (the searcher adds the seeds)."""
-    cells: dict[str, dict[str, Any]] = {}
-    for cfg in plan.cells():
-        cell = {k: v for k, v in cfg.items() if k != "seed"}
-        cells.setdefault(repr(sorted(cell.items(), key=lambda kv: kv[0])), cell)
-    return list(cells.values())
-
 

@@ -192,22 +192,25 @@ def run_study(opts: StudyOptions) -> int:
             entry.note = "some trials failed"
         code = max(code, 1 if rc else 0)
         save_state(path, study, opts, entries)
-    report = write(opts, study, entries, root)
+    from analysis.study import load_study
+
+    loaded = load_study(uri, entries)  # once, for the report and the console summary
+    report = write(opts, study, entries, root, loaded)
     if not opts.quiet:
         from analysis.study import summary_lines
 
         print(f"\nstudy {opts.study_name}:")
-        for line in summary_lines(uri, entries):
+        for line in summary_lines(uri, entries, loaded=loaded):
             print(f"  {line}")
         print(f"study report: {report}")
     return code
 
 
-def write(opts: StudyOptions, study: Study, entries: list[StudyEntry], root: Path) -> Path:
+def write(opts: StudyOptions, study: Study, entries: list[StudyEntry], root: Path, loaded: tuple | None = None) -> Path:
     from analysis.study import write_study_report
 
     out = report_dir(opts.out, opts.study_name)
-    return write_study_report(opts.tracking_uri, opts.study_name, entries, out, study.description)
+    return write_study_report(opts.tracking_uri, opts.study_name, entries, out, study.description, loaded)
 
 
 def list_studies() -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
-from cluster.flow.adaptive import AdaptiveSettings, Replicates, grid_cells, other_runs, settings_from
+from cluster.flow.adaptive import (OTHER_KEY, AdaptiveSettings, Replicates, grid_cells, other_runs, other_sides,
+                                   settings_from)
 from core import store_schema as SS
 
 log = logging.getLogger(__name__)
@@ -116,27 +117,84 @@ class WaveTagger(_callback_base()):
         self._tag(trial)
 
 
+def train_sides(config: dict, tracking=None, others=None, modules: tuple = ()) -> None:
+    """The trial function of an adaptive sweep in a study whose claims compare with another
+    experiment's sweep: a trial carrying OTHER_KEY is that experiment's cell and is logged under its
+    sweep's parent run (others[name]); the key is removed before training (nothing else sees it)."""
+    from trainables.trainable import train
+
+    name = config.get(OTHER_KEY)
+    if name is not None:
+        if name not in (others or {}):
+            from core.errors import ConfigError
+
+            raise ConfigError(f"this trial belongs to the study's sweep of {name!r}, which this sweep cannot "
+                              "find (its sweep.json is gone): nowhere to record it")
+        config = {k: v for k, v in config.items() if k != OTHER_KEY}
+        tracking = others[name]
+    return train(config, tracking=tracking, modules=modules)
+
+
+def other_tracking(record) -> dict:
+    """Where the trials of the other side are recorded: experiment -> TrackingInfo of the study's own
+    sweep of it ("<study>.<experiment>"), for each `other_experiment` of this sweep's claims; {} outside
+    a study. Read from the sweep records, so `sweep resume` finds them as the first run did."""
+    from types import SimpleNamespace
+
+    from cluster.flow.adaptive import study_of
+    from cluster.folder.record import find_sweep
+    from core.errors import ConfigError
+    from search_spaces import get_experiment
+
+    try:
+        exp = get_experiment(record.experiment)
+    except ConfigError:  # a user experiment not loaded here: no claims to compare
+        return {}
+    study = study_of(SimpleNamespace(experiment=exp), record.name)
+    out = {}
+    for name in sorted({h.other_experiment for h in exp.hypotheses if h.other_experiment} if study else ()):
+        try:
+            out[name] = find_sweep(f"{study}.{name}", record.storage_path).tracking_info()
+        except ConfigError:
+            continue
+    return out
+
+
+def sides_trainable(record, others: dict):
+    """`train_sides` with this sweep's tracking info, the other sweeps' and the Ray resources."""
+    from ray import tune
+
+    from cluster.flow.user_code import worker_refs
+
+    return tune.with_resources(tune.with_parameters(train_sides, tracking=record.tracking_info(), others=others,
+                                                    modules=worker_refs(record)), record.resources)
+
+
 def make_tuner(plan, opts, record, trainable, run_config):
     """The Tuner of an adaptive sweep: AdaptiveSearcher, num_samples = the most trials possible, reused actors."""
     from ray import tune
 
     settings = settings_from(opts, plan)
     keys = [k for k in plan.swept_keys if k != "pairing"]
-    rep = Replicates(grid_cells(plan), plan.seeds, plan.experiment.hypotheses, keys, settings,
-                     other_runs(plan, record.tracking_uri, opts.name))
+    others = other_runs(plan, record.tracking_uri, opts.name)
+    # the other side's cells; their trials are recorded in the study's own sweep of that experiment
+    # (the trainable, cluster.tuner.assemble.trainable -> sides_trainable, knows where)
+    sides, _ = other_sides(plan, opts.name, record.storage_path, others)
+    rep = Replicates(grid_cells(plan), plan.seeds, plan.experiment.hypotheses, keys, settings, others, sides)
     searcher = AdaptiveSearcher(rep, record.tracking_uri, record.parent_run_id, opts.quiet)
     import ray
 
     slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(record.resources.get("cpu", 1), 1)))
+    most = (len(rep.cells) + len(rep.other_cells)) * settings.max_seeds
     for cb in run_config.callbacks or []:
         if hasattr(cb, "total"):  # ProgressDisplay: count against the most trials the sweep may run
-            cb.total = len(rep.cells) * settings.max_seeds
+            cb.total = most
     run_config.callbacks = list(run_config.callbacks or []) + [
         WaveTagger(record.tracking_uri, record.experiment_id, record.parent_run_id, plan.seeds, settings)]
     # num_samples bounds the trials (every cell at --max-seeds), plus one: Tune stops asking the
     # searcher once num_samples trials exist, and the last look (after the last wave, which may fill
     # every cell) happens in that extra `suggest`; the searcher answers it FINISHED, never a trial.
-    tune_config = tune.TuneConfig(num_samples=len(rep.cells) * settings.max_seeds + 1, search_alg=searcher,
+    tune_config = tune.TuneConfig(num_samples=most + 1, search_alg=searcher,
                                   reuse_actors=True,
                                   max_concurrent_trials=opts.max_concurrent or slots)
     if not opts.quiet:

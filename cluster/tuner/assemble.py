@@ -16,6 +16,10 @@ def trainable(record: SweepRecord):
 
     if record.options.get("pack", 1) > 1:
         train = train_pack
+    if record.options.get("until_decided"):  # a run and its resume alike: the other side's trials log there
+        from cluster.tuner.adaptive_searcher import other_tracking, sides_trainable
+
+        return sides_trainable(record, other_tracking(record))
     from cluster.flow.user_code import worker_refs
 
     modules = worker_refs(record)  # the trial loads them (hash-checked) before it builds anything
