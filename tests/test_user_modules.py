@@ -202,3 +202,35 @@ def test_a_synthetic_user_dataset_must_declare_its_memory(tmp_path):
     from trainables.data import DATASETS
 
     assert "noise2" not in DATASETS
+
+
+def test_a_one_argument_user_builder_still_gets_its_settings_and_the_seed(tmp_path):
+    """Builders written before they got the seed apart (`build(cfg)`, reading cfg["seed"]) keep
+    working: they are handed their dataset's settings and the trial's seed in one mapping."""
+    path = write(tmp_path, "oldbuild.py", """
+    from dataclasses import dataclass
+    import torch
+    from core.config_base import ConfigBase
+    from trainables.data import DataBundle, DatasetSpec, register_dataset
+
+    SEEN = []
+
+    @dataclass(frozen=True)
+    class NoiseConfig(ConfigBase):
+        n_samples: int = 12
+
+    def build(cfg):
+        c = NoiseConfig.from_config(cfg)
+        SEEN.append((c.n_samples, cfg["seed"]))
+        x = torch.randn(c.n_samples, 1, 4, 4, generator=torch.Generator().manual_seed(cfg["seed"]))
+        y = torch.arange(c.n_samples) % 2
+        return DataBundle(x, y, x, y, 2)
+
+    register_dataset("oldnoise", DatasetSpec(build, NoiseConfig, "random", "synthetic", lambda c: (1, 4, 4),
+                                             lambda c: 2, {"n_samples": 4}, peak_bytes=lambda c: 1))
+    """)
+    module, _ = user_modules.load_file(path)
+    from trainables.data import build_data
+
+    bundle = build_data("oldnoise", module.NoiseConfig(n_samples=5), seed=7)
+    assert module.SEEN == [(5, 7)] and len(bundle.y_train) == 5

@@ -125,12 +125,35 @@ def register_dataset(name: str, spec: DatasetSpec, protocol: Mapping[str, Any] |
         raise ConfigError(f"dataset {name!r} from {origin}: peak_bytes must be a function of its config returning the "
                           "bytes one trial's data needs at its peak (the driver's memory check); only a files- or "
                           f"features-backed dataset may give None, this one is {spec.kind!r}")
+    spec = _with_seed_argument(spec)
     registry.register("dataset", name, spec, origin)
     if protocol is not None:
         from trainables.pairings import DATASET_PROTOCOLS  # noqa: F401  (tracked as "dataset protocol")
 
         registry.register("dataset protocol", name, dict(protocol), origin)
     return spec
+
+
+def _with_seed_argument(spec: DatasetSpec) -> DatasetSpec:
+    """A builder written for the one-argument form, `build(cfg)`, from before builders got the seed
+    apart: it is handed what it read then, its dataset's settings and the trial's "seed" in one mapping."""
+    import dataclasses
+    import inspect
+
+    try:
+        params = inspect.signature(spec.build).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: called the documented way
+        return spec
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) != 1 or any(p.kind == p.VAR_POSITIONAL for p in params):
+        return spec
+    old = spec.build
+
+    def build(cfg, seed):
+        settings = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+        return old({**settings, "seed": seed} if seed is not None else settings)
+
+    return dataclasses.replace(spec, build=build)
 
 
 def get_dataset(name: str) -> DatasetSpec:
