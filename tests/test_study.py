@@ -168,6 +168,10 @@ def test_sweep_finished_reads_tune_state(tmp_path):
 
     (tmp_path / "searcher-state-1.pkl").write_text(json.dumps({"finished": True}))
     assert sweep_finished(tmp_path)
+    # a state a full disk cut short: not finished (its `sweep resume` repairs it), never a traceback
+    whole = (tmp_path / "experiment_state-1.json").read_bytes()
+    (tmp_path / "experiment_state-1.json").write_bytes(whole[:len(whole) // 2])
+    assert not sweep_finished(tmp_path)
 
 
 def test_the_study_loads_its_sweeps_once_for_the_report_and_the_summary(monkeypatch, tmp_path, capsys):

@@ -115,8 +115,11 @@ def sweep_finished(path: Path) -> bool:
     states = sorted(path.glob("experiment_state-*.json"))
     if not states:
         return False
-    trials = json.loads(states[-1].read_text()).get("trial_data", [])
-    statuses = [json.loads(t[0]).get("status") for t in trials]
+    try:
+        trials = json.loads(states[-1].read_text()).get("trial_data", [])
+        statuses = [json.loads(t[0]).get("status") for t in trials]
+    except (ValueError, UnicodeDecodeError, TypeError, IndexError, AttributeError):
+        return False  # cut short (a full disk) or not Tune's: not finished; its resume repairs or refuses it
     if any(s not in ("TERMINATED", "ERROR") for s in statuses):
         return False
     record = SweepRecord.load(path)
