@@ -66,6 +66,18 @@ def test_a_cut_short_state_is_restored_from_the_drivers_good_copy(tmp_path):
     assert tune_copy.repair(folder, tags) is None  # whole now: nothing to repair
 
 
+def test_a_json_searcher_state_named_pkl_is_whole(tmp_path):
+    """The adaptive searcher saves JSON under Tune's `searcher-state-*.pkl` name: read as JSON, it is
+    whole (read as a pickle, the resume 'repaired' it with an older copy and reran seeds); cut, it is not."""
+    folder, _ = _folder_with_copy(tmp_path)
+    (folder / f"experiment_state-{S2}.json").write_text('{"trial_data": []}')
+    state = json.dumps({"finished": False, "cells": list(range(50))}).encode()
+    (folder / f"searcher-state-{S2}.pkl").write_bytes(state)
+    assert tune_copy.cut_short(folder) is None
+    (folder / f"searcher-state-{S2}.pkl").write_bytes(state[:len(state) // 2])
+    assert tune_copy.cut_short(folder)[0].name == f"searcher-state-{S2}.pkl"
+
+
 @pytest.mark.parametrize("kind", ["basic-variant-state-{}.json", "searcher-state-{}.pkl"])
 def test_other_state_files_cut_short_are_repaired_too(tmp_path, kind):
     """The sync into the sweep folder writes every state file in place: the searcher's too. Only

@@ -86,7 +86,9 @@ def _not_whole(path: Path) -> str | None:
 
     try:
         data = path.read_bytes()
-        if data[:1] == b"\x80" or path.suffix == ".pkl":  # a pickle (Tune's searcher states, ".json" names included)
+        if data.lstrip()[:1] in (b"{", b"["):  # JSON, ".pkl" names included (the adaptive searcher's state)
+            json.loads(data)
+        elif data[:1] == b"\x80" or path.suffix == ".pkl":  # a pickle (Tune's searcher states, ".json" names included)
             for _ in pickletools.genops(data):
                 pass
         else:
