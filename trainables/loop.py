@@ -106,7 +106,7 @@ class Trainer:
                 labels.append(yb)
         losses = torch.stack(losses)
         sizes = torch.full_like(losses, bs)
-        sizes[-1] = n - bs * (len(losses) - 1)
+        sizes[-1:].fill_(n - bs * (len(losses) - 1))  # fill_, not `sizes[-1] = n`: no blocking host copy
         correct = (self._batch_stats(torch.cat(outs), torch.cat(labels)) if self.classify
                    else torch.zeros((), dtype=torch.long, device=self.device))
         return losses.sum(), (losses * sizes).sum(), correct
