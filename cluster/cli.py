@@ -202,6 +202,9 @@ COMMANDS = {"list": cmd_list, "run": cmd_run, "study": cmd_study, "resume": cmd_
 # interpreter's own finalization then only runs Ray's and torch's C++ destructors, which took
 # seconds after the last byte was written (measured with core.phases: "exit" -> process end).
 FAST_EXIT = frozenset({"run", "resume", "study", "confirm"})
+# Of those, the commands that run one sweep: Ray is stopped as soon as its fit returns, while the
+# results table prints (study and confirm run several sweeps on one Ray).
+STOP_RAY_AFTER_FIT = frozenset({"run", "resume"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,6 +242,10 @@ def _main(argv: list[str] | None) -> int:
         import atexit
 
         atexit.register(_fast_exit, outcome)  # registered before Ray and MLflow load: runs after their hooks
+        if args.command in STOP_RAY_AFTER_FIT:
+            from cluster.flow.finish import STOP_RAY_AFTER_FIT as stop_after_fit
+
+            stop_after_fit["on"] = True  # Ray stops while the results table prints (cluster.flow.finish)
     if phases.enabled():
         import atexit
 

@@ -30,6 +30,7 @@ from trainables.tracking import TrackingInfo
 CHECKPOINT_FILE = "trial_state.pt"
 _DATA_CACHE: dict[str, DataBundle] = {}  # a reused actor keeps its last datasets (CPU tensors)
 _DATA_CACHE_SIZE = 4
+REPORT_TIME = [0.0, 0]  # seconds spent in Tune's report (it blocks until the driver asks for more), count
 
 
 def pick_device(name: str) -> torch.device:
@@ -151,6 +152,7 @@ def run_specs(rs: list[TrialSpec], tracking: TrackingInfo | None, report: Report
 
         step = PackedStep(rs, device)
         members = [Member(r, b, k) for r, b, k in zip(rs, step.bundles, step.initial_kernels)]
+    phases.mark("trial_built")
     return run_members(step, members, tracking=tracking, report=report, restore=restore, trial_id=trial_id,
                        packed=packed, t0=t0, placement=ray_placement(device))
 
@@ -169,12 +171,15 @@ def tune_session() -> tuple[dict | None, Report, str]:
         restore = restore_state(checkpoint, CHECKPOINT_FILE, tune.get_context().get_trial_id())
 
     def report(metrics: dict, state: dict | None) -> None:
+        t = time.perf_counter()
         if state is None:
             tune.report(metrics)
-            return
-        with tempfile.TemporaryDirectory() as d:
-            torch.save(state, os.path.join(d, CHECKPOINT_FILE))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+        else:
+            with tempfile.TemporaryDirectory() as d:
+                torch.save(state, os.path.join(d, CHECKPOINT_FILE))
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+        REPORT_TIME[0] += time.perf_counter() - t
+        REPORT_TIME[1] += 1
 
     return restore, report, tune.get_context().get_trial_id()
 
@@ -189,4 +194,7 @@ def train(config: dict[str, Any], tracking: TrackingInfo | None = None, modules:
     user_modules.ensure(modules)
     restore, report, trial_id = tune_session()
     tag_fallback(tracking, trial_id)
+    phases.mark("trial_session")
+    REPORT_TIME[:] = [0.0, 0]
     run_trial(config, tracking, report, restore, trial_id=trial_id)
+    phases.mark("trial_end", report_s=round(REPORT_TIME[0], 3), reports=REPORT_TIME[1])

@@ -158,6 +158,23 @@ def _traceback_to_log(record: SweepRecord, exc: BaseException) -> str:
     return f" (the traceback is in {record.driver_log})"
 
 
+# Set by the `sweep` program (cluster.cli) for `sweep run` and `sweep resume`, whose process ends
+# with the sweep: Ray is disconnected (a local Ray stopped) in a thread as soon as fit returns,
+# while the parent run is closed and the results table read and printed, instead of in Ray's
+# atexit hook afterwards (which also sleeps 0.5 s first). In-process callers (tests, notebooks,
+# `sweep study`'s several sweeps) keep their Ray.
+STOP_RAY_AFTER_FIT = {"on": False}
+
+
+def _stop_ray_in_background():
+    """Start ray.shutdown() in a thread; returns the thread (join it before the process ends)."""
+    import threading
+
+    thread = threading.Thread(target=stop_trials, name="sweep-ray-shutdown", daemon=True)
+    thread.start()
+    return thread
+
+
 def fit_and_close(tuner, client, record: SweepRecord, opts: RunOptions, guard: interrupts.SignalGuard) -> int:
     """Fit; then the parent run FINISHED (FAILED when every trial failed) and the results, or the
     interrupt's exact state. Returns the exit code (0 ok, 1 some trials failed, 128 + signal)."""
@@ -172,12 +189,18 @@ def fit_and_close(tuner, client, record: SweepRecord, opts: RunOptions, guard: i
     full = next((r.error for r in results if r.error is not None and disk_full(r.error)), None)
     if full is not None:  # the trials met a full disk (their checkpoints): the sweep stops as the driver would
         return failed(client, record, full)
-    record.record_exit_state()
-    errors = sum(1 for r in results if r.error is not None)
-    client.set_tag(record.parent_run_id, S.TAG_N_ERRORS, str(errors))
-    client.set_terminated(record.parent_run_id, status="FINISHED" if errors < len(results) else "FAILED")
-    if not opts.quiet:
-        print_results(record)
+    stopping = _stop_ray_in_background() if STOP_RAY_AFTER_FIT["on"] else None
+    try:
+        record.record_exit_state()
+        errors = sum(1 for r in results if r.error is not None)
+        client.set_tag(record.parent_run_id, S.TAG_N_ERRORS, str(errors))
+        client.set_terminated(record.parent_run_id, status="FINISHED" if errors < len(results) else "FAILED")
+        if not opts.quiet:
+            print_results(record)
+    finally:
+        if stopping is not None:
+            stopping.join()
+            phases.mark("ray_stopped")
     return 1 if errors else 0
 
 

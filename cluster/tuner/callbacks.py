@@ -94,8 +94,11 @@ class TuneStateKeeper(tune.Callback):
             return
         from pathlib import Path
 
+        import time
+
         from cluster.folder import tune_copy
 
+        t0 = time.perf_counter()
         storage = trials[0].storage
         if getattr(storage.storage_filesystem, "type_name", "local") != "local":
             return  # cloud storage: no sweep folder of the driver's (`sweep resume` needs a local one)
@@ -129,6 +132,7 @@ class TuneStateKeeper(tune.Callback):
             return
         self.copies += 1
         tune_copy.drop_copies(folder, keep=name)
+        phases.mark("state_copy", s=round(time.perf_counter() - t0, 4))
 
 
 def _members(trial) -> list[tuple[dict, dict]]:
