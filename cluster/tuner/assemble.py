@@ -83,5 +83,9 @@ def make_tuner(plan: Plan, opts: RunOptions, record: SweepRecord):
         space, packs = packed_space(plan, opts.pack, record.resources["gpu"] > 0, scheduler_of(opts, plan))
         if not opts.quiet:
             print(packs.summary(opts.pack), flush=True)
+    elif scheduler is None and search_alg is None:  # a plain grid: its largest cells start first
+        from cluster.tuner.order import ordered_space
+
+        space = ordered_space(plan, space)
     return tune.Tuner(trainable(record), param_space=space, tune_config=tune_config,
                       run_config=run_config(opts, record))
