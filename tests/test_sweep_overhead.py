@@ -1,8 +1,7 @@
 """The cost around a sweep's trials (issue 22): what the driver no longer does, and in what order.
 
-- Tune's TensorBoard logger is replaced by one that writes nothing (its tensorboardX import cost
-  1.7 s of driver CPU at the start of fit, before the first trial actor); result.json and
-  progress.csv stay.
+- Tune's TensorBoard logger is replaced by one that writes nothing (it wrote an events file per
+  result in the driver's loop while the trial waited); result.json and progress.csv stay.
 - `sweep run` as the program stops Ray while the results table prints (`ray_stopped`, before the
   last atexit hook), not in Ray's atexit hook after it.
 - a plain grid starts its largest cells first (cluster.tuner.order), recording the same runs.

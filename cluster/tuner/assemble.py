@@ -33,7 +33,7 @@ def run_config(opts: RunOptions, record: SweepRecord):
     from cluster.tuner.callbacks import MlflowTrialFinalizer, NoTensorBoardFiles, ProgressDisplay, TuneStateKeeper
 
     callbacks = [MlflowTrialFinalizer(record.tracking_uri, record.experiment_id, record.parent_run_id),
-                 NoTensorBoardFiles()]  # Tune's TensorBoard logger off (its import: 1.7 s at fit start)
+                 NoTensorBoardFiles()]  # Tune's TensorBoard logger off (an events file per result, in the driver's loop)
     if record.folder is not None:  # a last good copy of Tune's state, for `sweep resume` after a full disk
         callbacks.append(TuneStateKeeper(record.tracking_uri, record.parent_run_id))
     if phases.enabled():

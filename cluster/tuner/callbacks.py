@@ -158,9 +158,11 @@ def _duration(seconds: float) -> str:
 class NoTensorBoardFiles(TBXLoggerCallback):
     """Takes the place of Tune's TensorBoard logger, which Tune adds to every run unless one is
     given, and writes nothing. The sweep's record is MLflow; Tune's own result.json and
-    progress.csv stay (Tune's analysis and `sweep resume` read them). The real logger imports
-    tensorboardX when Tune builds its callbacks at the start of fit: 1.7 s of CPU in the driver
-    measured here, between fit start and the first trial actor, plus an events file write per result."""
+    progress.csv stay (Tune's analysis and `sweep resume` read them). The real logger opens a
+    writer (and its thread) per trial and writes an events file per result in the driver's loop,
+    while the reporting trial waits for the driver (Tune's function trainables report
+    synchronously): 0.21 s of driver CPU for 8 trials x 20 results measured here, against 0.003 s
+    for the CSV logger and 0.007 s for the JSON one."""
 
     _SAVED_FILE_TEMPLATES: list[str] = []
 
