@@ -85,9 +85,6 @@ class MlflowStore:
     def get_metric_history(self, run_id: str, key: str) -> list:
         return self.client.get_metric_history(run_id, key)
 
-    def read_json_artifact(self, run, artifact: str) -> tuple[bool, Any]:
-        return False, None  # downloaded through MLflow (download_artifact)
-
     def close(self) -> None:
         pass
 
@@ -148,14 +145,24 @@ def find_parent(client, experiment: str | None = None, sweep: str | None = None,
 
 
 def _declaration(store, tracking_uri: str, run) -> dict | None:
-    handled, doc = store.read_json_artifact(run, S.ART_DECLARATION)
-    if handled:
-        return doc
-    path = download_artifact(tracking_uri, run.info.run_id, S.ART_DECLARATION)
+    path = download_artifact(tracking_uri, run.info.run_id, S.ART_DECLARATION,
+                             fast=not isinstance(store, MlflowStore))
     return json.loads(path.read_text()) if path else None
 
 
-def download_artifact(tracking_uri: str, run_id: str, artifact: str, dst: str | None = None) -> Path | None:
+def download_artifact(tracking_uri: str, run_id: str, artifact: str, dst: str | None = None,
+                      fast: bool = True) -> Path | None:
+    """A local path to a run's artifact (None when the run has no such artifact).
+
+    With `fast`, a run of a sqlite store whose artifacts lie on this machine's disk (file: URIs, as
+    `sweep run` stores them beside the database) is read in place, without MLflow: the returned
+    path is the stored file itself, to be read, not changed. Anything else is downloaded by
+    MLflow into `dst` (a new temporary directory by default).
+    """
+    if fast:
+        found = _local_artifact(tracking_uri, run_id, artifact)
+        if found is not False:
+            return found
     import mlflow.artifacts
 
     try:
@@ -164,6 +171,27 @@ def download_artifact(tracking_uri: str, run_id: str, artifact: str, dst: str | 
             tracking_uri=tracking_uri))
     except Exception:  # missing artifact: MlflowException/OSError depending on the store
         return None
+
+
+def _local_artifact(tracking_uri: str, run_id: str, artifact: str) -> Path | None | bool:
+    """The artifact's path on this machine's disk, None if the run has no such file, False when
+    MLflow must fetch it (not a sqlite store the reader reads, an artifact URI of another scheme)."""
+    import sqlite3
+
+    from analysis.sqlite_store import local_artifact_dir, open_reader
+
+    reader = open_reader(tracking_uri)
+    if reader is None:
+        return False
+    try:
+        with reader:
+            root = local_artifact_dir(reader.artifact_uri(run_id))
+    except sqlite3.Error:
+        return False
+    if root is None:
+        return False
+    path = root / artifact
+    return path if path.exists() else None
 
 
 def load_sweep(tracking_uri: str, experiment: str | None = None, sweep: str | None = None,

@@ -17,7 +17,6 @@ MlflowClient, for anything it was not verified on: another scheme, a schema revi
 """
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from dataclasses import dataclass, field
@@ -234,22 +233,10 @@ class SqliteReader:
         return [MetricPoint(s, float("nan") if nan else float(v), t) for s, v, nan, t in rows]
 
     # -- artifacts ----------------------------------------------------------------------------------
-    def read_json_artifact(self, run: Run, artifact: str) -> tuple[bool, dict | list | None]:
-        """(handled, parsed JSON) of a run's artifact stored on this machine's file system.
-
-        handled is False where the artifact lives elsewhere (a server's mlflow-artifacts:, s3:, ...):
-        the caller downloads it with MLflow. A missing file is (True, None), as MLflow's download
-        of a missing artifact.
-        """
-        root = local_artifact_dir(run.info.artifact_uri)
-        if root is None:
-            return False, None
-        path = root / artifact
-        try:
-            text = path.read_text()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            return True, None
-        return True, json.loads(text)
+    def artifact_uri(self, run_id: str) -> str | None:
+        """Where the run's artifacts are stored (None for no such run)."""
+        rows = self._rows("SELECT artifact_uri FROM runs WHERE run_uuid = ?", (run_id,))
+        return rows[0][0] if rows else None
 
 
 def _after_name(info: RunInfo) -> tuple:

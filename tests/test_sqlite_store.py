@@ -270,10 +270,41 @@ def test_a_writer_holding_the_lock_is_waited_for(store, tmp_path, monkeypatch):
     assert done.is_set() and "late" in set(data.runs["run_name"]) and len(data.runs) == len(before.runs) + 1
 
 
-def test_artifacts_elsewhere_are_downloaded_by_mlflow():
-    """A run whose artifacts live on a server (mlflow-artifacts:, s3:) is not read from the disk."""
-    run = Q.Run(Q.RunInfo("r", "n", "1", "FINISHED", 1, 2, "active", "mlflow-artifacts:/1/r/artifacts"), Q.RunData())
-    assert Q.SqliteReader.read_json_artifact(None, run, "sweep/experiment.json") == (False, None)
+def test_artifacts_are_read_in_place_and_equal_mlflows_download(store, monkeypatch):
+    """The report's artifacts (declaration, kernels, confusion matrices, sample images) of a sqlite
+    store are read from the artifact directory itself: the same bytes MLflow downloads."""
+    uri, ids = store
+    data = L.load_sweep(uri, sweep="fake-sweep")
+    for run_id in data.runs["run_id"].tolist()[:4] + [ids["parent"]]:
+        for artifact in ("confusion_matrix.json", "samples.npz", "kernels/conv1_final.npy", "sweep/experiment.json",
+                         "nothing.json"):
+            local = L.download_artifact(uri, run_id, artifact)
+            slow = L.download_artifact(uri, run_id, artifact, fast=False)
+            assert (local is None) == (slow is None), (run_id, artifact)
+            if local is not None:
+                assert local.read_bytes() == slow.read_bytes() and not local.is_relative_to(slow.parent)
+    slow = L.load_artifacts(L.load_sweep(uri, sweep="fake-sweep", fast=False))
+    monkeypatch.setattr("mlflow.artifacts.download_artifacts", None)  # in place: MLflow is not asked
+    fast = L.load_artifacts(L.load_sweep(uri, sweep="fake-sweep"))
+    assert len(fast.kernels) == len(slow.kernels) > 0 and len(fast.confusion) == len(slow.confusion) > 0
+    for a, b in zip(fast.kernels.itertuples(), slow.kernels.itertuples()):
+        assert a.run_id == b.run_id and (a.initial == b.initial).all() and (a.final == b.final).all()
+    for a, b in zip(fast.confusion.itertuples(), slow.confusion.itertuples()):
+        assert (a.run_id, a.labels) == (b.run_id, b.labels) and (a.matrix == b.matrix).all()
+
+
+def test_artifacts_elsewhere_are_downloaded_by_mlflow(store, tmp_path):
+    """A run whose artifacts live on a server (mlflow-artifacts:, s3:) is not looked for on the disk."""
+    uri, ids = store
+    db = tmp_path / "remote.db"
+    shutil.copy(_db(uri), db)
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE runs SET artifact_uri = 'mlflow-artifacts:/1/x/artifacts' WHERE run_uuid = ?",
+                    (ids["parent"],))
+    con.close()
+    assert L._local_artifact(f"sqlite:///{db}", ids["parent"], "sweep/experiment.json") is False
+    assert L._local_artifact(f"sqlite:///{db}", ids["steps"], "sweep/experiment.json") is None
+    assert L._local_artifact(f"sqlite:///{db}", "0" * 32, "sweep/experiment.json") is False  # no such run
     assert Q.local_artifact_dir("s3://bucket/x") is None and Q.local_artifact_dir("file://host/x") is None
     assert Q.local_artifact_dir("file:///a%20b/c") == Path("/a b/c") and Q.local_artifact_dir("/a/b") == Path("/a/b")
 
