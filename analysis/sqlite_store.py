@@ -88,8 +88,8 @@ def sqlite_path(tracking_uri: str) -> Path | None:
     if not tracking_uri.startswith("sqlite:///"):
         return None
     path = tracking_uri[len("sqlite:///"):]
-    if not path or any(c in path for c in "?#"):
-        return None  # SQLAlchemy options or a fragment: MLflow's own parsing decides
+    if not path or any(c in path for c in "?#%"):
+        return None  # SQLAlchemy options, a fragment or an escape: MLflow's own parsing decides
     return Path(path)
 
 

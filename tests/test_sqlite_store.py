@@ -176,7 +176,8 @@ def test_the_reader_only_reads(store, tmp_path):
 
 
 @pytest.mark.parametrize("uri", ["http://127.0.0.1:5000", "https://mlflow.example", "file:///tmp/mlruns",
-                                 "./mlruns", "databricks", "postgresql://u@h/db", "sqlite://", "sqlite:///"])
+                                 "./mlruns", "databricks", "postgresql://u@h/db", "sqlite://", "sqlite:///",
+                                 "sqlite:///m.db?timeout=5", "sqlite:///a%20b.db", "sqlite:///m.db#x"])
 def test_other_stores_go_to_mlflow(uri):
     assert Q.open_reader(uri) is None
 
