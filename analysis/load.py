@@ -276,7 +276,14 @@ def _load(store, tracking_uri: str, experiment: str | None, sweep: str | None, p
 
 
 def _histories(client, wanted: list[tuple[str, str]], tracking_uri: str):
-    """(run_id, key, metric history) for each pair; parallel against a server (latency-bound)."""
+    """(run_id, key, metric history) for each pair; parallel against a server (latency-bound), a
+    few queries for all of them through the sqlite reader."""
+    if not wanted:
+        return []
+    if hasattr(client, "get_metric_histories"):
+        found = client.get_metric_histories(wanted)
+        return [(run_id, key, found.get((run_id, key), [])) for run_id, key in wanted]
+
     def one(pair):
         return pair[0], pair[1], client.get_metric_history(*pair)
 

@@ -139,5 +139,5 @@ def test_results_table_reads_no_metric_history(store, monkeypatch):
     # nor through the sqlite reader `sweep results` reads a sqlite store with (analysis.sqlite_store)
     from analysis.sqlite_store import SqliteReader
 
-    monkeypatch.setattr(SqliteReader, "get_metric_history", forbidden)
+    monkeypatch.setattr(SqliteReader, "get_metric_histories", forbidden)
     assert (results_table(uri, experiment="fake-exp")["n"] == len(SEEDS)).all()
