@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from analysis import dist as D
 from core.errors import ConfigError
 from core import store_schema as S
 
@@ -37,7 +37,7 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple
     std = float(x.std(ddof=1))
     if std <= 1e-12 * max(1.0, abs(mean)):  # equal values up to float rounding: no spread
         std = 0.0
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1)) * std / math.sqrt(len(x))
+    half = D.t_ppf(0.5 + confidence / 2, len(x) - 1) * std / math.sqrt(len(x))
     return mean, std, mean - half, mean + half
 
 
@@ -139,6 +139,8 @@ def welch(a: Sequence[float], b: Sequence[float]) -> Welch:
         same = ma == mb
         return Welch(ma, mb, len(x), len(y), 0.0 if same else math.copysign(math.inf, ma - mb),
                      1.0 if same else 0.0)
+    from scipy import stats
+
     with warnings.catch_warnings():  # one side with identical values makes scipy warn, not fail
         warnings.simplefilter("ignore", RuntimeWarning)
         res = stats.ttest_ind(x, y, equal_var=False)

@@ -49,70 +49,120 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-def _search(client: MlflowClient, experiment_ids: list[str], filter_string: str,
-            order_by: list[str] | None = None, max_results: int | None = None) -> list:
-    runs, token = [], None
-    while True:
-        page = client.search_runs(experiment_ids, filter_string=filter_string, order_by=order_by,
-                                  max_results=min(PAGE, max_results or PAGE), page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token or (max_results and len(runs) >= max_results):
-            return runs[:max_results] if max_results else runs
+class MlflowStore:
+    """MlflowClient behind the reader interface of analysis.sqlite_store (any tracking URI)."""
+
+    def __init__(self, client: MlflowClient):
+        self.client = client
+
+    def get_run(self, run_id: str):
+        return self.client.get_run(run_id)
+
+    def get_experiment(self, experiment_id: str):
+        return self.client.get_experiment(experiment_id)
+
+    def get_experiment_by_name(self, name: str):
+        return self.client.get_experiment_by_name(name)
+
+    def search_experiments(self) -> list:
+        return self.client.search_experiments()
+
+    def find_runs(self, experiment_ids: list[str], tags: dict[str, str], max_results: int | None = None,
+                  newest_first: bool = False) -> list:
+        """Active runs carrying every tag key = value in MLflow's order (newest first, then run id;
+        `newest_first` puts runs without a start time last on every backend), all pages."""
+        where = " and ".join(f"tags.`{k}` = {_quote(v)}" for k, v in tags.items())
+        order = ["attributes.start_time DESC"] if newest_first else None
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs(experiment_ids, filter_string=where, order_by=order,
+                                           max_results=min(PAGE, max_results or PAGE), page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token or (max_results and len(runs) >= max_results):
+                return runs[:max_results] if max_results else runs
+
+    def get_metric_history(self, run_id: str, key: str) -> list:
+        return self.client.get_metric_history(run_id, key)
+
+    def close(self) -> None:
+        pass
+
+
+def _store(client) -> Any:
+    """The reader interface over `client`: a reader of analysis.sqlite_store, or an MlflowClient."""
+    return client if hasattr(client, "find_runs") else MlflowStore(client)
 
 
 def _quote(value: str) -> str:
     return f'"{value}"' if "'" in value else f"'{value}'"
 
 
-def _experiment_ids(client: MlflowClient, experiment: str | None) -> list[str]:
+def _experiment_ids(store, experiment: str | None) -> list[str]:
     if experiment is None:
-        return [e.experiment_id for e in client.search_experiments()]
-    exp = client.get_experiment_by_name(experiment)
+        return [e.experiment_id for e in store.search_experiments()]
+    exp = store.get_experiment_by_name(experiment)
     if exp is None:
-        names = sorted(e.name for e in client.search_experiments())
+        names = sorted(e.name for e in store.search_experiments())
         raise ConfigError(f"no MLflow experiment named {experiment!r} in this tracking store; "
                           f"experiments there: {', '.join(names) or '(none)'}")
     return [exp.experiment_id]
 
 
-def find_parent(client: MlflowClient, experiment: str | None = None, sweep: str | None = None,
+def find_parent(client, experiment: str | None = None, sweep: str | None = None,
                 parent_run_id: str | None = None):
     """The sweep's parent run: by id, by sweep name (newest), or the experiment's newest sweep.
+
+    Args:
+        client: an MlflowClient, or a reader of analysis.sqlite_store.
 
     Raises:
         ConfigError: nothing identifies a sweep, or it is not in the store (the message lists
             the sweeps that are).
     """
+    store = _store(client)
     if parent_run_id:
         try:
-            return client.get_run(parent_run_id)
+            return store.get_run(parent_run_id)
         except Exception as err:  # MlflowException with a backend-specific message
             raise ConfigError(f"no parent run with id {parent_run_id!r}: {err}") from None
     if experiment is None and sweep is None:
         raise ConfigError("name an experiment, a sweep or a parent run id to load")
     if sweep is not None:
         check_name(sweep)  # every sweep the driver wrote has one; anything else would reach a filter string
-    ids = _experiment_ids(client, experiment)
-    is_sweep = f"tags.{S.TAG_ROLE} = '{S.ROLE_SWEEP}'"
-    where = is_sweep + (f" and tags.{S.TAG_SWEEP} = {_quote(sweep)}" if sweep else "")
-    found = _search(client, ids, where, ["attributes.start_time DESC"], max_results=1) if ids else []
+    ids = _experiment_ids(store, experiment)
+    is_sweep = {S.TAG_ROLE: S.ROLE_SWEEP}
+    where = is_sweep | ({S.TAG_SWEEP: sweep} if sweep else {})
+    found = store.find_runs(ids, where, max_results=1, newest_first=True) if ids else []
     if found:
         return found[0]
     known = sorted({r.data.tags.get(S.TAG_SWEEP, r.info.run_name)
-                    for r in _search(client, ids, is_sweep)}) if ids else []
+                    for r in store.find_runs(ids, is_sweep)}) if ids else []
     what = f"sweep {sweep!r}" if sweep else "sweep"
     scope = f" in experiment {experiment!r}" if experiment else ""
     raise ConfigError(f"no {what}{scope} in this tracking store; sweeps there: "
                       f"{', '.join(known) or '(none)'}")
 
 
-def _declaration(tracking_uri: str, run_id: str) -> dict | None:
-    path = download_artifact(tracking_uri, run_id, S.ART_DECLARATION)
+def _declaration(store, tracking_uri: str, run) -> dict | None:
+    path = download_artifact(tracking_uri, run.info.run_id, S.ART_DECLARATION,
+                             fast=not isinstance(store, MlflowStore))
     return json.loads(path.read_text()) if path else None
 
 
-def download_artifact(tracking_uri: str, run_id: str, artifact: str, dst: str | None = None) -> Path | None:
+def download_artifact(tracking_uri: str, run_id: str, artifact: str, dst: str | None = None,
+                      fast: bool = True) -> Path | None:
+    """A local path to a run's artifact (None when the run has no such artifact).
+
+    With `fast`, a run of a sqlite store whose artifacts lie on this machine's disk (file: URIs, as
+    `sweep run` stores them beside the database) is read in place, without MLflow: the returned
+    path is the stored file itself, to be read, not changed. Anything else is downloaded by
+    MLflow into `dst` (a new temporary directory by default).
+    """
+    if fast:
+        found = _local_artifact(tracking_uri, run_id, artifact)
+        if found is not False:
+            return found
     import mlflow.artifacts
 
     try:
@@ -123,8 +173,29 @@ def download_artifact(tracking_uri: str, run_id: str, artifact: str, dst: str | 
         return None
 
 
+def _local_artifact(tracking_uri: str, run_id: str, artifact: str) -> Path | None | bool:
+    """The artifact's path on this machine's disk, None if the run has no such file, False when
+    MLflow must fetch it (not a sqlite store the reader reads, an artifact URI of another scheme)."""
+    import sqlite3
+
+    from analysis.sqlite_store import local_artifact_dir, open_reader
+
+    reader = open_reader(tracking_uri)
+    if reader is None:
+        return False
+    try:
+        with reader:
+            root = local_artifact_dir(reader.artifact_uri(run_id))
+    except sqlite3.Error:
+        return False
+    if root is None:
+        return False
+    path = root / artifact
+    return path if path.exists() else None
+
+
 def load_sweep(tracking_uri: str, experiment: str | None = None, sweep: str | None = None,
-               parent_run_id: str | None = None, histories: bool = True) -> SweepData:
+               parent_run_id: str | None = None, histories: bool = True, fast: bool = True) -> SweepData:
     """Load one sweep: the parent run, one row per trial, and the metric histories.
 
     Args:
@@ -134,6 +205,9 @@ def load_sweep(tracking_uri: str, experiment: str | None = None, sweep: str | No
         parent_run_id: the parent run id (takes precedence).
         histories: False leaves `history` empty (one store query per run and key saved: the
             results table reads only each run's final values).
+        fast: a sqlite:/// store MLflow 3 wrote is read with the stdlib's sqlite3, read-only
+            (analysis.sqlite_store: the same data, without importing MLflow); False, or any other
+            store, schema or error there: MlflowClient reads it.
 
     Returns:
         SweepData with typed params (numbers as numbers, lists as tuples).
@@ -141,14 +215,30 @@ def load_sweep(tracking_uri: str, experiment: str | None = None, sweep: str | No
     Raises:
         ConfigError: the experiment or sweep does not exist (names what does).
     """
+    if fast:
+        import sqlite3
+
+        from analysis.sqlite_store import open_reader
+
+        reader = open_reader(tracking_uri)
+        if reader is not None:
+            try:
+                with reader:
+                    return _load(reader, tracking_uri, experiment, sweep, parent_run_id, histories)
+            except sqlite3.Error:  # locked past the busy timeout, a damaged page: MLflow reads it
+                pass
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri)
-    parent = find_parent(client, experiment, sweep, parent_run_id)
-    exp = client.get_experiment(parent.info.experiment_id)
-    children = _search(client, [parent.info.experiment_id],
-                       S.children_filter(parent.info.run_id))
+    return _load(MlflowStore(MlflowClient(tracking_uri=tracking_uri)), tracking_uri, experiment, sweep,
+                 parent_run_id, histories)
+
+
+def _load(store, tracking_uri: str, experiment: str | None, sweep: str | None, parent_run_id: str | None,
+          histories: bool) -> SweepData:
+    parent = find_parent(store, experiment, sweep, parent_run_id)
+    exp = store.get_experiment(parent.info.experiment_id)
+    children = store.find_runs([parent.info.experiment_id], {S.TAG_PARENT_RUN_ID: parent.info.run_id})
     rows, history, params, metrics = [], [], set(), set()
     for run in children:
         row = {"run_id": run.info.run_id, "run_name": run.info.run_name,
@@ -164,7 +254,7 @@ def load_sweep(tracking_uri: str, experiment: str | None = None, sweep: str | No
             metrics.add(key)
         rows.append(row)
     wanted = [(r.info.run_id, k) for r in children for k in r.data.metrics if histories and k in S.HISTORY_KEYS]
-    for run_id, key, points in _histories(client, wanted, tracking_uri):
+    for run_id, key, points in _histories(store, wanted, tracking_uri):
         history += [(run_id, key, m.step, m.value) for m in points]
     runs = add_derived(pd.DataFrame(rows))
     reason = S.TAG_STATUS_REASON
@@ -177,7 +267,7 @@ def load_sweep(tracking_uri: str, experiment: str | None = None, sweep: str | No
             "experiment": exp.name, "experiment_id": exp.experiment_id, "tracking_uri": tracking_uri,
             "tags": {k: v for k, v in parent.data.tags.items() if not k.startswith(S.MLFLOW_TAG_PREFIX)},
             "params": {k: parse_value(v) for k, v in parent.data.params.items()},
-            "declaration": _declaration(tracking_uri, parent.info.run_id)}
+            "declaration": _declaration(store, tracking_uri, parent)}
     hist = pd.DataFrame(history, columns=["run_id", "key", "step", "value"])
     return SweepData(parent=info, runs=runs, history=hist.sort_values(["run_id", "key", "step"],
                                                                         ignore_index=True),
@@ -185,8 +275,15 @@ def load_sweep(tracking_uri: str, experiment: str | None = None, sweep: str | No
                      metrics=sorted(metrics), params=sorted(params))
 
 
-def _histories(client: MlflowClient, wanted: list[tuple[str, str]], tracking_uri: str):
-    """(run_id, key, metric history) for each pair; parallel against a server (latency-bound)."""
+def _histories(client, wanted: list[tuple[str, str]], tracking_uri: str):
+    """(run_id, key, metric history) for each pair; parallel against a server (latency-bound), a
+    few queries for all of them through the sqlite reader."""
+    if not wanted:
+        return []
+    if hasattr(client, "get_metric_histories"):
+        found = client.get_metric_histories(wanted)
+        return [(run_id, key, found.get((run_id, key), [])) for run_id, key in wanted]
+
     def one(pair):
         return pair[0], pair[1], client.get_metric_history(*pair)
 

@@ -81,7 +81,7 @@ def collapse_metric(table: pd.DataFrame) -> str | None:
 
 def _collapsed(runs: pd.DataFrame, keys: list[str], row: pd.Series, metric: str) -> float:
     """Completed seeds of the cell whose `metric` is at chance (analysis.stats.collapsed)."""
-    from analysis.hypotheses import num_classes
+    from analysis.side import num_classes
     from analysis.stats import collapsed
 
     cell = _cell_rows(runs, keys, row)

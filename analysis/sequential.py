@@ -27,7 +27,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import optimize, stats
+
+from analysis import dist as D
+
+# imported on first use: the results table needs only median_interval and clopper_pearson (analysis.dist)
+stats, optimize = D.lazy_module("scipy.stats"), D.lazy_module("scipy.optimize")
 
 ALPHA = 0.05  # two-sided: a false "different" at most alpha, a false "equivalent" at most alpha / 2
 SPENDING = ("obf", "pocock")
@@ -240,7 +244,7 @@ def median_interval(values: Sequence[float], level: float, bound: tuple[float, f
     n = len(x)
     if not n:
         return (math.nan,) * 4
-    cdf = stats.binom.cdf(np.arange(n), n, 0.5)
+    cdf = D.binom_cdf(np.arange(n), n, 0.5)
     k = int(np.searchsorted(cdf, level * (1 + 1e-12), side="right"))  # k - 1 = last index with cdf <= level
     if k == 0:
         return float(np.median(x)), bound[0], bound[1], 1.0
@@ -252,8 +256,8 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     if n == 0:
         return math.nan, math.nan
     a = 1 - confidence
-    low = 0.0 if k == 0 else float(stats.beta.ppf(a / 2, k, n - k + 1))
-    high = 1.0 if k == n else float(stats.beta.ppf(1 - a / 2, k + 1, n - k))
+    low = 0.0 if k == 0 else D.beta_ppf(a / 2, k, n - k + 1)
+    high = 1.0 if k == n else D.beta_ppf(1 - a / 2, k + 1, n - k)
     return low, high
 
 

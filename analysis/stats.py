@@ -24,7 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+
+from analysis import dist as D
+
+stats = D.lazy_module("scipy.stats")  # the two-sample bootstrap; the table's intervals need only analysis.dist
 
 CONFIDENCE = 0.95
 RESAMPLES = 9999
@@ -69,12 +72,10 @@ def bootstrap_interval(values: Sequence[float], bounds: tuple[float, float] | No
     if _equal(x):
         return mean, mean, mean
     if len(x) == 2:
-        half = float(stats.t.ppf(0.5 + confidence / 2, 1)) * float(x.std(ddof=1)) / math.sqrt(2)
+        half = D.t_ppf(0.5 + confidence / 2, 1) * float(x.std(ddof=1)) / math.sqrt(2)
         low, high = mean - half, mean + half
-    else:
-        res = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=RESAMPLES,
-                              method=METHOD, random_state=np.random.RandomState(RANDOM_STATE))
-        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    else:  # scipy.stats.bootstrap((x,), np.mean, method=METHOD, ...) to the last bit
+        low, high = D.bootstrap_mean(x, confidence, RESAMPLES, RANDOM_STATE)
     return mean, *_clip(low, high, bounds)
 
 

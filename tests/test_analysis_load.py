@@ -136,3 +136,8 @@ def test_results_table_reads_no_metric_history(store, monkeypatch):
     monkeypatch.setattr(MlflowClient, "get_metric_history", forbidden)
     table = results_table(uri, experiment="fake-exp")
     assert (table["n"] == len(SEEDS)).all()
+    # nor through the sqlite reader `sweep results` reads a sqlite store with (analysis.sqlite_store)
+    from analysis.sqlite_store import SqliteReader
+
+    monkeypatch.setattr(SqliteReader, "get_metric_histories", forbidden)
+    assert (results_table(uri, experiment="fake-exp")["n"] == len(SEEDS)).all()

@@ -88,3 +88,24 @@ def test_report_round_trip(smoke_sweep, tmp_path, capsys):
     parents, _ = mlflow_runs(uri, EXP)
     arts = {a.path for a in MlflowClient(uri).list_artifacts(parents[0].info.run_id, "report")}
     assert "report/index.html" in arts
+
+
+@pytest.mark.parametrize("histories", [False, True])
+def test_the_fast_reader_loads_what_mlflow_loads_from_a_real_sweep(smoke_sweep, histories):
+    """`sweep results` reads the store with sqlite3 (analysis.sqlite_store): on the store a real
+    sweep wrote, the loaded sweep equals MlflowClient's exactly (tests/test_sqlite_store.py has the
+    awkward cases)."""
+    import pandas as pd
+
+    from analysis.load import load_sweep
+    from analysis.sqlite_store import open_reader
+
+    _, uri, _ = smoke_sweep
+    assert open_reader(uri) is not None  # the revision the sweep's MLflow wrote is the verified one
+    fast = load_sweep(uri, sweep="e2e", histories=histories)
+    slow = load_sweep(uri, sweep="e2e", histories=histories, fast=False)
+    pd.testing.assert_frame_equal(fast.runs, slow.runs, check_exact=True)
+    pd.testing.assert_frame_equal(fast.history, slow.history, check_exact=True)
+    assert fast.parent == slow.parent and fast.parent["declaration"]
+    assert (fast.swept_keys, fast.metrics, fast.params) == (slow.swept_keys, slow.metrics, slow.params)
+    assert len(fast.runs) == 8 and fast.history.empty != histories
