@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import json
 
-from ray.tune.search.variant_generator import generate_variants
+import pytest
 
-from cluster.planning.plan import make_plan, to_tune_space
-from cluster.tuner.order import largest_first, ordered_space
-from search_spaces import get_experiment
-from search_spaces.domains import LogUniform
-from search_spaces.experiment import Experiment
-from trainables.spec import CELL_KEY, resolve_config
+pytest.importorskip("ray", reason="enumerates the grid as Ray Tune does")
+
+from ray.tune.search.variant_generator import generate_variants  # noqa: E402
+
+from cluster.planning.plan import make_plan, to_tune_space  # noqa: E402
+from cluster.tuner.order import largest_first, ordered_space  # noqa: E402
+from search_spaces import get_experiment  # noqa: E402
+from search_spaces.domains import LogUniform  # noqa: E402
+from search_spaces.experiment import Experiment  # noqa: E402
+from trainables.spec import CELL_KEY, resolve_config  # noqa: E402
 
 
 def configs(space: dict) -> list[dict]:
