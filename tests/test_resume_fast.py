@@ -62,17 +62,25 @@ def _run_interrupted(argv: list[str], sweep_dir: Path, sig: int = signal.SIGINT)
     return code
 
 
-def _resumed_from_the_checkpoint(sweep_dir: Path, every: int) -> None:
+def _resumed_from_the_checkpoint(sweep_dir: Path, every: int, epochs: int | None = None) -> None:
     """Tune's results of each trial (result.json): each report `every` epochs, so the epoch a trial
     reports is `every` x Tune's training_iteration. Tune restores that count from the checkpoint it
     hands the trial; a trial that ignored the checkpoint (trained from epoch 1 again) breaks it.
     (A trial Tune restarts from scratch, having recorded no checkpoint for it, keeps it; so at least
-    one trial must have been restored: its first report after the resume is past iteration 1.)"""
+    one trial must have been restored: its first report after the resume is past iteration 1.)
+
+    With `epochs`: a trial whose MLflow run had FINISHED before the interrupt reached it is not
+    trained again (trainables.lifecycle._finished_earlier): after the restore it reports its final
+    epoch once, as its last row. That row is allowed and does not count as a restored trial."""
     files = sorted(sweep_dir.glob("*/result.json"))
     assert files, f"no Tune result.json under {sweep_dir}"
     restored = 0
     for f in files:
         rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        last = rows[-1] if rows else {}
+        if (epochs is not None and len(rows) > 1 and last["epoch"] == epochs and last["iterations_since_restore"] == 1
+                and last["training_iteration"] > 1 and rows[-2]["epoch"] < epochs):
+            rows = rows[:-1]  # came back finished: reported once, nothing trained again
         pairs = [(r["training_iteration"], r["epoch"]) for r in rows]
         assert all(epoch == every * it for it, epoch in pairs), f"{f.parent.name}: (iteration, epoch) {pairs}"
         restored += any(r["training_iteration"] > 1 and r["iterations_since_restore"] == 1 for r in rows)

@@ -179,7 +179,7 @@ def test_resume_repairs_a_cut_short_state_and_completes_the_sweep(tmp_path, monk
     from test_faults import _assert_matches_reference
     from test_resume_fast import MLP, TINY, _each_epoch_once, _resumed_from_the_checkpoint, _run_interrupted
 
-    name, exp, epochs = "cut-state", "fast-cut-state", 20
+    name, exp, epochs = "cut-state", "fast-cut-state", 200  # a tiny epoch is ~10 ms: room for the interrupt to land
     monkeypatch.setitem(EXPERIMENTS, exp, Experiment(name=exp, description="tiny MLP", pairings=(MLP,),
                                                      fixed={**TINY, "epochs": epochs, "log_artifacts": True}, seeds=2))
     uri, storage = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "rr"
@@ -220,7 +220,7 @@ def test_resume_repairs_a_cut_short_state_and_completes_the_sweep(tmp_path, monk
     assert len(children) == 2 and len({c.data.tags["trial_id"] for c in children}) == 2
     assert all(c.info.status == "FINISHED" and c.data.tags["status_reason"] == "completed" for c in children)
     _each_epoch_once(uri, children, epochs)
-    _resumed_from_the_checkpoint(folder, TINY["report_every"])  # from the copy's checkpoint, not from scratch
+    _resumed_from_the_checkpoint(folder, TINY["report_every"], epochs)  # from the copy's checkpoint, not from scratch
     _assert_matches_reference(MlflowClient(uri), children, tmp_path)
 
 
