@@ -82,8 +82,16 @@ class MlflowStore:
             if not token or (max_results and len(runs) >= max_results):
                 return runs[:max_results] if max_results else runs
 
-    def get_metric_history(self, run_id: str, key: str) -> list:
-        return self.client.get_metric_history(run_id, key)
+    def get_metric_histories(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], list]:
+        """{(run_id, key): metric history} for each pair: one query each, in parallel against a
+        server (latency-bound)."""
+        def one(pair):
+            return pair, self.client.get_metric_history(*pair)
+
+        if not self.client.tracking_uri.startswith(("http://", "https://")) or len(pairs) < 16:
+            return dict(one(p) for p in pairs)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return dict(pool.map(one, pairs))
 
     def close(self) -> None:
         pass
@@ -254,7 +262,7 @@ def _load(store, tracking_uri: str, experiment: str | None, sweep: str | None, p
             metrics.add(key)
         rows.append(row)
     wanted = [(r.info.run_id, k) for r in children for k in r.data.metrics if histories and k in S.HISTORY_KEYS]
-    for run_id, key, points in _histories(store, wanted, tracking_uri):
+    for run_id, key, points in _histories(store, wanted):
         history += [(run_id, key, m.step, m.value) for m in points]
     runs = add_derived(pd.DataFrame(rows))
     reason = S.TAG_STATUS_REASON
@@ -275,22 +283,12 @@ def _load(store, tracking_uri: str, experiment: str | None, sweep: str | None, p
                      metrics=sorted(metrics), params=sorted(params))
 
 
-def _histories(client, wanted: list[tuple[str, str]], tracking_uri: str):
-    """(run_id, key, metric history) for each pair; parallel against a server (latency-bound), a
-    few queries for all of them through the sqlite reader."""
+def _histories(store, wanted: list[tuple[str, str]]):
+    """(run_id, key, metric history) for each pair, through the store's batch query."""
     if not wanted:
         return []
-    if hasattr(client, "get_metric_histories"):
-        found = client.get_metric_histories(wanted)
-        return [(run_id, key, found.get((run_id, key), [])) for run_id, key in wanted]
-
-    def one(pair):
-        return pair[0], pair[1], client.get_metric_history(*pair)
-
-    if not tracking_uri.startswith(("http://", "https://")) or len(wanted) < 16:
-        return [one(p) for p in wanted]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(one, wanted))
+    found = store.get_metric_histories(wanted)
+    return [(run_id, key, found.get((run_id, key), [])) for run_id, key in wanted]
 
 
 # Metrics computed from a trial's logged final values, for claims no single logged metric states:
