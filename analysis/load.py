@@ -184,18 +184,29 @@ def download_artifact(tracking_uri: str, run_id: str, artifact: str, dst: str | 
 def _local_artifact(tracking_uri: str, run_id: str, artifact: str) -> Path | None | bool:
     """The artifact's path on this machine's disk, None if the run has no such file, False when
     MLflow must fetch it (not a sqlite store the reader reads, an artifact URI of another scheme)."""
+    return _in_root(_local_roots(tracking_uri, [run_id]).get(run_id), artifact)
+
+
+def _local_roots(tracking_uri: str, run_ids: list[str]) -> dict[str, Path | None]:
+    """Each run's artifact directory on this machine's disk (None: MLflow must fetch its artifacts),
+    read with one read-only reader for all the runs; {} when the store is not one the reader reads."""
     import sqlite3
 
     from analysis.sqlite_store import local_artifact_dir, open_reader
 
     reader = open_reader(tracking_uri)
     if reader is None:
-        return False
+        return {}
     try:
         with reader:
-            root = local_artifact_dir(reader.artifact_uri(run_id))
+            return {run_id: local_artifact_dir(reader.artifact_uri(run_id)) for run_id in run_ids}
     except sqlite3.Error:
-        return False
+        return {}
+
+
+def _in_root(root: Path | None, artifact: str) -> Path | None | bool:
+    """`artifact` under a run's local artifact directory (None: the run has no such file), or False
+    when there is no local directory (MLflow must fetch it)."""
     if root is None:
         return False
     path = root / artifact
@@ -320,17 +331,24 @@ def load_artifacts(data: SweepData, kernels: bool = True, confusion: bool = True
     """Fill `data.kernels` and `data.confusion` from the trials' artifacts (missing ones skipped)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file is noise
     uri = data.parent["tracking_uri"]
+    run_ids = list(data.runs["run_id"]) if "run_id" in data.runs else []
+    roots = _local_roots(uri, run_ids) if (kernels or confusion) else {}  # one reader, not one per file
+
+    def fetch(run_id: str, artifact: str, dst: str) -> Path | None:
+        found = _in_root(roots.get(run_id), artifact)
+        return download_artifact(uri, run_id, artifact, dst, fast=False) if found is False else found
+
     k_rows, c_rows = [], []
     with tempfile.TemporaryDirectory(prefix="sweep-artifacts-") as tmp:
-        for i, run_id in enumerate(data.runs["run_id"]):
+        for i, run_id in enumerate(run_ids):
             dst = str(Path(tmp) / str(i))
             if kernels:
-                init = download_artifact(uri, run_id, S.ART_KERNELS_INITIAL, dst)
-                final = download_artifact(uri, run_id, S.ART_KERNELS_FINAL, dst)
+                init = fetch(run_id, S.ART_KERNELS_INITIAL, dst)
+                final = fetch(run_id, S.ART_KERNELS_FINAL, dst)
                 if init and final:
                     k_rows.append((run_id, np.load(init), np.load(final)))
             if confusion:
-                path = download_artifact(uri, run_id, S.ART_CONFUSION, dst)
+                path = fetch(run_id, S.ART_CONFUSION, dst)
                 if path:
                     doc = json.loads(path.read_text())
                     c_rows.append((run_id, list(doc["labels"]), np.asarray(doc["matrix"], float)))
