@@ -331,7 +331,7 @@ def load_artifacts(data: SweepData, kernels: bool = True, confusion: bool = True
     """Fill `data.kernels` and `data.confusion` from the trials' artifacts (missing ones skipped)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file is noise
     uri = data.parent["tracking_uri"]
-    run_ids = list(data.runs["run_id"]) if "run_id" in data.runs else []
+    run_ids = list(data.runs["run_id"])
     roots = _local_roots(uri, run_ids) if (kernels or confusion) else {}  # one reader, not one per file
 
     def fetch(run_id: str, artifact: str, dst: str) -> Path | None:
