@@ -237,7 +237,9 @@ def close() -> None:
 
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
-        ray.shutdown()
+        from cluster.infra.ray_setup import stop_ray
+
+        stop_ray()
 
 
 __all__ = ["Report", "StudyRun", "Sweep", "close", "in_notebook", "report", "results", "resume", "run", "study", "use"]

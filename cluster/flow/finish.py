@@ -68,10 +68,9 @@ def stop_trials() -> None:
     """Disconnect from Ray: a local Ray (started by this driver) stops with its workers; on a
     `sweep up` head or a cluster, Ray kills the trial actors this driver owned."""
     try:
-        import ray
+        from cluster.infra.ray_setup import stop_ray
 
-        if ray.is_initialized():
-            ray.shutdown()
+        stop_ray()
     except Exception:  # noqa: BLE001 - stopping is best effort; the runs are marked either way
         pass
 

@@ -9,7 +9,7 @@ project: `$SWEEP_HOME/ray-head.json`, else `./.sweep/ray-head.json` in the worki
 otherwise. It never looks for other clusters (no `address="auto"`, no /tmp/ray/ray_current_cluster):
 other processes on the machine may run Ray clusters of their own.
 
-`sweep down` stops the keeper (SIGTERM: `ray.shutdown()` stops the raylet and GCS) and removes
+`sweep down` stops the keeper (SIGTERM: `ray_setup.stop_ray()` stops the raylet and GCS) and removes
 the state file. A state file whose keeper is gone (machine rebooted, keeper killed) is stale: it
 is removed with a note and the sweep starts its own Ray.
 """
@@ -323,7 +323,7 @@ def serve(state_path: Path, num_cpus: int, temp_dir: str) -> None:
     os.environ.update(KEEPER_ENV)
     import ray
 
-    from cluster.infra.ray_setup import credential_digest
+    from cluster.infra.ray_setup import credential_digest, stop_ray
 
     ctx = ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1", _temp_dir=temp_dir,
                    logging_level="WARNING")
@@ -341,7 +341,7 @@ def serve(state_path: Path, num_cpus: int, temp_dir: str) -> None:
         if current is None or current.pid != os.getpid():  # state removed or replaced: nobody can find us
             break
         time.sleep(1.0)
-    ray.shutdown()
+    stop_ray()
 
 
 def main(argv: list[str] | None = None) -> int:
