@@ -7,6 +7,7 @@ import pytest
 
 from cluster.cli import main
 from conftest import mlflow_runs
+from cluster.infra.ray_setup import stop_ray
 
 EXP = "edge-data-per-class"
 pytestmark = pytest.mark.slow
@@ -24,7 +25,7 @@ def adaptive_sweep(tmp_path_factory):
                      "--tracking-uri", uri, "--storage-path", str(tmp / "ray_results")])
         resumed = main(["resume", "adapt", "--storage-path", str(tmp / "ray_results")])
     finally:
-        ray.shutdown()
+        stop_ray()
     return code, resumed, uri
 
 
@@ -85,7 +86,7 @@ def test_interrupted_adaptive_sweep_resumes_without_duplicates(tmp_path):
     try:
         assert main(["resume", "intr", "--storage-path", storage]) == 0
     finally:
-        ray.shutdown()
+        stop_ray()
     parents, children = mlflow_runs(uri, EXP)
     seeds = Counter((c.data.tags["pairing"], c.data.params["data_per_class"], c.data.tags["seed"]) for c in children)
     assert max(seeds.values()) == 1 and len(children) >= len(before)

@@ -7,6 +7,7 @@ import pytest
 
 from cluster.cli import main
 from conftest import mlflow_runs
+from cluster.infra.ray_setup import stop_ray
 
 EXP = "edge-data-per-class"
 
@@ -14,7 +15,6 @@ EXP = "edge-data-per-class"
 @pytest.fixture(scope="module")
 def smoke_sweep(tmp_path_factory):
     """Run `sweep run edge-data-per-class --smoke` once for the whole module."""
-    import ray
 
     tmp = tmp_path_factory.mktemp("e2e")
     uri = f"sqlite:///{tmp}/mlflow.db"
@@ -22,7 +22,7 @@ def smoke_sweep(tmp_path_factory):
         code = main(["run", EXP, "--smoke", "--name", "e2e", "--tracking-uri", uri,
                      "--storage-path", str(tmp / "ray_results"), "--max-concurrent", "2"])
     finally:
-        ray.shutdown()
+        stop_ray()
     return code, uri, tmp
 
 

@@ -14,6 +14,7 @@ from cluster.flow.options import RunOptions
 from cluster.flow.run import run_sweep
 from conftest import mlflow_runs
 from search_spaces import get_experiment
+from cluster.infra.ray_setup import stop_ray
 
 CNN, MLP = "simple_cnn/edges", "three_layer_mlp/edges"
 
@@ -31,7 +32,6 @@ def searched(tmp_path_factory):
     The search is `sweep run edge-hpo --num-samples 4 --set epochs=8 --set report_every=1
     --grace-period 1 --reduction-factor 2` with the metric above.
     """
-    import ray
 
     tmp = tmp_path_factory.mktemp("hpo")
     uri = f"sqlite:///{tmp}/mlflow.db"
@@ -42,7 +42,7 @@ def searched(tmp_path_factory):
         run = run_sweep(opts, definition=EXP)
         confirm = main(["confirm", "s1", "--seeds", "2", "--tracking-uri", uri, "--max-concurrent", "2"])
     finally:
-        ray.shutdown()
+        stop_ray()
     return SimpleNamespace(run=run, confirm=confirm, uri=uri, tmp=Path(tmp))
 
 

@@ -8,6 +8,7 @@ from cluster.planning.plan import make_plan
 from conftest import mlflow_runs
 from fakedata import fake_data_root, weights_dir  # noqa: F401
 from search_spaces import EXPERIMENTS
+from cluster.infra.ray_setup import stop_ray
 
 IMAGE = sorted(n for n, e in EXPERIMENTS.items()
                if not e.analytic and any(not p.endswith("/edges") for p in e.pairings))
@@ -20,7 +21,7 @@ def shared_ray():
 
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield
-    ray.shutdown()
+    stop_ray()
 
 
 @pytest.mark.parametrize("name", IMAGE)

@@ -7,6 +7,7 @@ import pytest
 
 from cluster.cli import main
 from conftest import mlflow_runs
+from cluster.infra.ray_setup import stop_ray
 
 pytestmark = pytest.mark.slow
 # A cross-experiment claim with a cell the smoke sizes (10, 30/class) run: edge-tuned-kernel's
@@ -28,7 +29,7 @@ def test_smoke_study_runs_reports_and_skips_when_rerun(tmp_path):
         assert {e: len(mlflow_runs(uri, e)[1]) for e in ONLY.split(",")} == first == {
             "edge-domain-shift": 8, "edge-tuned-kernel": 4}
     finally:
-        ray.shutdown()
+        stop_ray()
     state = json.loads((tmp_path / "rr" / "study-edge-smoke" / "study.json").read_text())
     assert [e["status"] for e in state["entries"]] == ["finished", "finished"]
     assert all(e["wall_s"] > 0 for e in state["entries"])
