@@ -115,11 +115,11 @@ def tag_fallback(tracking, trial_id: str | None) -> None:
     if note is None or tracking is None:
         return
     try:
-        from mlflow.tracking import MlflowClient
+        from trainables.tracking import trial_ops
 
-        client = MlflowClient(tracking_uri=tracking.tracking_uri)
-        flt = S.trial_filter(tracking.parent_run_id, trial_id)
-        for run in client.search_runs([tracking.experiment_id], filter_string=flt, max_results=1):
-            client.set_tag(run.info.run_id, TAG_CORRUPT, note[:5000])
+        ops = trial_ops(tracking)
+        run_id = ops.find_run(tracking.experiment_id, S.trial_filter(tracking.parent_run_id, trial_id))
+        if run_id is not None:
+            ops.log_batch(run_id, tags=((TAG_CORRUPT, note[:5000]),))
     except Exception as exc:  # the note is also in the trial's log; never fail the trial over it
         log.warning("could not tag trial %s with its checkpoint fallback: %s", trial_id, exc)

@@ -306,7 +306,7 @@ def _finished_earlier(members: list[Member], report: Report | None, packed: bool
     results = []
     for m in members:
         m.run.restore_finished()
-        results.append({**m.run.previous.data.metrics, "epoch": epochs, "mlflow_run_id": m.run.run_id})
+        results.append({**m.run.previous.metrics, "epoch": epochs, "mlflow_run_id": m.run.run_id})
     if report is not None:
         report(_tune_result(results, epochs, packed, final=True), None)
     return results

@@ -80,6 +80,79 @@ class TrackingInfo:
     retry_s: float = field(default_factory=default_retry_s)
     flush_s: float = FLUSH_S
     extra_tags: dict[str, str] = field(default_factory=dict)
+    # (Unix socket path, key) of the driver's MLflow relay (trainables.tracking_relay), or None:
+    # a trial on the driver's machine logs through it and never imports MLflow.
+    relay: tuple[str, bytes] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class PreviousRun:
+    """A child run as an earlier attempt of the trial left it."""
+
+    status: str
+    end_time: int | None
+    metrics: dict[str, float]  # the latest value of each metric
+
+
+class MlflowOps:
+    """The MLflow calls of a trial's child runs, taking and returning plain values only (strings,
+    numbers, tuples, PreviousRun), so that the same calls can be made for the trial by the
+    driver (trainables.tracking_relay) without MLflow's types crossing a process boundary."""
+
+    def __init__(self, tracking_uri: str):
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+
+    def find_run(self, experiment_id: str, filter_string: str) -> str | None:
+        runs = self.client.search_runs([experiment_id], filter_string=filter_string, max_results=1)
+        return runs[0].info.run_id if runs else None
+
+    def create_run(self, experiment_id: str, tags: dict[str, str], run_name: str) -> str:
+        return self.client.create_run(experiment_id, tags=tags, run_name=run_name).info.run_id
+
+    def reopen_run(self, run_id: str) -> PreviousRun:
+        """The run as it was, then RUNNING again for this attempt."""
+        run = self.client.get_run(run_id)
+        self.client.update_run(run_id, status="RUNNING")
+        return PreviousRun(run.info.status, run.info.end_time, dict(run.data.metrics))
+
+    def last_step(self, run_id: str, key: str) -> int:
+        return max((m.step for m in self.client.get_metric_history(run_id, key)), default=0)
+
+    def log_batch(self, run_id: str, metrics: tuple = (), params: tuple = (), tags: tuple = ()) -> None:
+        """metrics as (key, value, timestamp ms, step), params and tags as (key, value) pairs."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        self.client.log_batch(run_id, metrics=[Metric(k, v, t, s) for k, v, t, s in metrics],
+                              params=[Param(k, v) for k, v in params], tags=[RunTag(k, v) for k, v in tags])
+
+    def set_terminated(self, run_id: str, status: str, end_time: int | None = None) -> None:
+        self.client.set_terminated(run_id, status=status, end_time=end_time)
+
+    def log_artifact_bytes(self, run_id: str, path: str, data: bytes) -> None:
+        if path.endswith(".json") or path.endswith(".txt"):
+            self.client.log_text(run_id, data.decode(), path)
+            return
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            local = os.path.join(tmp, os.path.basename(path))
+            with open(local, "wb") as f:
+                f.write(data)
+            self.client.log_artifact(run_id, local, os.path.dirname(path) or None)
+
+
+def trial_ops(info: TrackingInfo):
+    """The MLflow calls of a trial: through the driver's relay when it serves this machine, else
+    MLflow in this process (a remote node, a caller without a driver, such as the tests)."""
+    if info.relay is not None:
+        from trainables.tracking_relay import relay_ops
+
+        ops = relay_ops(*info.relay)
+        if ops is not None:
+            return ops
+    return MlflowOps(info.tracking_uri)
 
 
 class TrialRun:
@@ -87,27 +160,23 @@ class TrialRun:
 
     def __init__(self, info: TrackingInfo, trial_id: str | None, run_id: str | None,
                  run_name: str, tags: dict[str, str]):
-        from mlflow.tracking import MlflowClient
-
         bound_http_retries(info.retry_s)
         self.info = info
-        self.client = MlflowClient(tracking_uri=info.tracking_uri)
+        self.ops = trial_ops(info)
         self.buffer: list[tuple[str, float, int]] = []
         self.flushed_at = time.monotonic()
         self.run_id = run_id or self._find(trial_id)
         self.resumed = self.run_id is not None
-        self.previous = None  # the mlflow Run as an earlier attempt left it (resumed runs only)
+        self.previous: PreviousRun | None = None  # the run as an earlier attempt left it (resumed runs only)
         if self.run_id is None:
             all_tags = {S.TAG_PARENT_RUN_ID: info.parent_run_id, S.TAG_ROLE: S.ROLE_TRIAL, S.TAG_SWEEP: info.sweep,
                         S.TAG_EXPERIMENT: info.experiment, S.TAG_GIT_SHA: info.git_sha, **info.extra_tags, **tags}
             all_tags = {k: str(v) for k, v in all_tags.items()}  # the REST store takes strings only
             if trial_id:
                 all_tags[S.TAG_TRIAL_ID] = trial_id
-            run = self._retry(lambda: self.client.create_run(info.experiment_id, tags=all_tags, run_name=run_name))
-            self.run_id = run.info.run_id
+            self.run_id = self._retry(lambda: self.ops.create_run(info.experiment_id, all_tags, run_name))
         else:
-            self.previous = self._retry(lambda: self.client.get_run(self.run_id))
-            self._retry(lambda: self.client.update_run(self.run_id, status="RUNNING"))
+            self.previous = self._retry(lambda: self.ops.reopen_run(self.run_id))
         # Steps already stored (an earlier attempt got that far); they are never written twice.
         self.logged_step = self._last_step() if self.resumed else 0
 
@@ -115,12 +184,10 @@ class TrialRun:
         if not trial_id:
             return None
         flt = S.trial_filter(self.info.parent_run_id, trial_id)
-        runs = self._retry(lambda: self.client.search_runs([self.info.experiment_id], filter_string=flt, max_results=1))
-        return runs[0].info.run_id if runs else None
+        return self._retry(lambda: self.ops.find_run(self.info.experiment_id, flt))
 
     def _last_step(self) -> int:
-        hist = self._retry(lambda: self.client.get_metric_history(self.run_id, S.EPOCH_METRICS[0]))
-        return max((m.step for m in hist), default=0)
+        return self._retry(lambda: self.ops.last_step(self.run_id, S.EPOCH_METRICS[0]))
 
     def _retry(self, fn):
         """Call fn, retrying with backoff for up to info.retry_s seconds; then raise a clear error."""
@@ -139,31 +206,27 @@ class TrialRun:
                 delay = min(delay * 2, 10.0)
 
     def log_params(self, params: dict[str, Any]) -> None:
-        from mlflow.entities import Param
-
         if self.resumed:
             return  # params are immutable in MLflow and were written by the first attempt
-        items = [Param(k, param_value(v)[:6000]) for k, v in sorted(redact(params).items())]
+        items = tuple((k, param_value(v)[:6000]) for k, v in sorted(redact(params).items()))
         for i in range(0, len(items), 100):
             chunk = items[i:i + 100]
-            self._retry(lambda: self.client.log_batch(self.run_id, params=chunk))
+            self._retry(lambda: self.ops.log_batch(self.run_id, params=chunk))
 
     def set_tags(self, tags: dict[str, Any]) -> None:
-        from mlflow.entities import RunTag
-
-        items = [RunTag(k, str(v)) for k, v in tags.items()]
-        self._retry(lambda: self.client.log_batch(self.run_id, tags=items))
+        items = tuple((k, str(v)) for k, v in tags.items())
+        self._retry(lambda: self.ops.log_batch(self.run_id, tags=items))
 
     @property
     def finished_earlier(self) -> bool:
         """An earlier attempt of this trial already completed the run (status FINISHED)."""
-        return self.previous is not None and self.previous.info.status == "FINISHED"
+        return self.previous is not None and self.previous.status == "FINISHED"
 
     def restore_finished(self) -> None:
         """Give a run completed by an earlier attempt its FINISHED status and original end time back
         (opening it again for this attempt set it RUNNING)."""
-        end = self.previous.info.end_time
-        self._retry(lambda: self.client.set_terminated(self.run_id, status="FINISHED", end_time=end))
+        end = self.previous.end_time
+        self._retry(lambda: self.ops.set_terminated(self.run_id, "FINISHED", end))
 
     def add(self, step: int, metrics: dict[str, float]) -> None:
         """Buffer metrics of one step; steps already stored by an earlier attempt are skipped."""
@@ -181,13 +244,11 @@ class TrialRun:
 
     def flush(self) -> None:
         """Write the buffer with as few log_batch calls as possible; keep it on failure."""
-        from mlflow.entities import Metric
-
         while self.buffer:
             now = int(time.time() * 1000)
             chunk = self.buffer[:MAX_BATCH]
-            metrics = [Metric(k, v, now, s) for k, v, s in chunk]
-            self._retry(lambda: self.client.log_batch(self.run_id, metrics=metrics))
+            metrics = tuple((k, v, now, s) for k, v, s in chunk)
+            self._retry(lambda: self.ops.log_batch(self.run_id, metrics=metrics))
             del self.buffer[:len(chunk)]
         self.flushed_at = time.monotonic()
 
@@ -197,26 +258,15 @@ class TrialRun:
             self.flush()
 
     def log_artifact_bytes(self, path: str, content: bytes | str) -> None:
-        data = content.encode() if isinstance(content, str) else content
-        if path.endswith(".json") or path.endswith(".txt"):
-            self._retry(lambda: self.client.log_text(self.run_id, data.decode(), path))
-        else:
-            import os
-            import tempfile
-
-            with tempfile.TemporaryDirectory() as tmp:
-                local = os.path.join(tmp, os.path.basename(path))
-                with open(local, "wb") as f:
-                    f.write(data)
-                folder = os.path.dirname(path) or None
-                self._retry(lambda: self.client.log_artifact(self.run_id, local, folder))
+        data = content.encode() if isinstance(content, str) else bytes(content)
+        self._retry(lambda: self.ops.log_artifact_bytes(self.run_id, path, data))
 
     def finish(self, status: str = "FINISHED", tags: dict[str, Any] | None = None) -> None:
         """Flush, tag and close the run (FINISHED, FAILED or KILLED)."""
         self.flush()
         if tags:
             self.set_tags(tags)
-        self._retry(lambda: self.client.set_terminated(self.run_id, status=status))
+        self._retry(lambda: self.ops.set_terminated(self.run_id, status))
 
     def complete(self) -> None:
         """Close the run of a trial that trained every epoch."""

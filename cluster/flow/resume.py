@@ -66,14 +66,15 @@ def _restore_and_fit(client, record: SweepRecord, opts: RunOptions, address: str
     with interrupts.SignalGuard() as guard:
         running = False
         try:
-            with _modules_of_older_drivers():
-                tuner = tune.Tuner.restore(str(folder), trainable=trainable(record),
-                                           resume_unfinished=True, resume_errored=True, restart_errored=False)
-            record.record_tuner_hash(client)  # restore rewrites tuner.pkl
-            client.update_run(record.parent_run_id, status="RUNNING")
-            running = True
-            print(f"resuming sweep {name} from {folder}; MLflow parent run {record.parent_run_id}", flush=True)
-            return fit_and_close(tuner, client, record, opts, guard)
+            with tracking.trial_relay(record):
+                with _modules_of_older_drivers():
+                    tuner = tune.Tuner.restore(str(folder), trainable=trainable(record),
+                                               resume_unfinished=True, resume_errored=True, restart_errored=False)
+                record.record_tuner_hash(client)  # restore rewrites tuner.pkl
+                client.update_run(record.parent_run_id, status="RUNNING")
+                running = True
+                print(f"resuming sweep {name} from {folder}; MLflow parent run {record.parent_run_id}", flush=True)
+                return fit_and_close(tuner, client, record, opts, guard)
         except interrupts.Interrupted as exc:
             return interrupted(client, record, exc.signum)
         except KeyboardInterrupt:

@@ -122,9 +122,10 @@ def _start_and_fit(sweep: Sweep, uri: str, storage: str, name: str, resources: d
                 print(f"sweep {name}: {plan.n_trials()} trials of {plan.experiment.name} "
                       f"({resources['cpu']:g} CPU, {resources['gpu']:g} GPU each); MLflow {uri}, parent run {parent}; "
                       f"{RAY_HOW.get(started['ray'], 'Ray')}", flush=True)
-            tuner = assemble.make_tuner(plan, opts, record)
-            record.record_tuner_hash(client)
-            return fit_and_close(tuner, client, record, opts, guard)
+            with tracking.trial_relay(record):
+                tuner = assemble.make_tuner(plan, opts, record)
+                record.record_tuner_hash(client)
+                return fit_and_close(tuner, client, record, opts, guard)
         except interrupts.Interrupted as exc:
             return interrupted(client, record, exc.signum)
         except KeyboardInterrupt:

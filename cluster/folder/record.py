@@ -99,6 +99,8 @@ class SweepRecord:
         tune_state_at_exit: relative path -> SHA-256 of each Tune state file as the driver left it;
             None while a driver runs (or after one was killed).
         extra: keys of sweep.json this version does not know, kept as they were.
+        relay: while this driver runs the sweep, its MLflow relay's endpoint (cluster.infra.tracking.
+            trial_relay), handed to the trials with their TrackingInfo; never written to sweep.json.
     """
 
     name: str
@@ -117,6 +119,7 @@ class SweepRecord:
     tuner_sha: str | None = None
     tune_state_at_exit: dict[str, str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    relay: tuple[str, bytes] | None = field(default=None, repr=False, compare=False)
 
     @property
     def folder(self) -> Path | None:
@@ -215,7 +218,7 @@ class SweepRecord:
     def tracking_info(self) -> TrackingInfo:
         """What each trial needs to log into this sweep's MLflow runs."""
         return TrackingInfo(self.tracking_uri, self.experiment_id, self.parent_run_id, self.name,
-                            self.experiment, self.git_sha, tuple(self.swept_keys))
+                            self.experiment, self.git_sha, tuple(self.swept_keys), relay=self.relay)
 
 
 def find_sweep(name: str, storage_path: str | None) -> SweepRecord:

@@ -5,6 +5,7 @@ and a Tune callback that marks runs stopped early by a scheduler or failed for g
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -311,6 +313,24 @@ def create_parent_run(client, experiment_id: str, sweep: str, experiment: str, t
     client.log_text(run.info.run_id, json.dumps(redact(declaration), indent=2, default=str), S.ART_DECLARATION)
     client.log_batch(run.info.run_id, tags=[RunTag(S.TAG_NOTE, declaration.get("description", ""))])
     return run.info.run_id
+
+
+@contextlib.contextmanager
+def trial_relay(record) -> Iterator[None]:
+    """While the sweep runs, this driver makes the MLflow calls of the trials on its machine
+    (trainables.tracking_relay): `record.relay` names the relay for the trials' TrackingInfo.
+    Where Unix sockets do not exist, every trial logs to MLflow itself."""
+    from trainables.tracking_relay import AVAILABLE, Relay
+
+    if not AVAILABLE:
+        yield
+        return
+    with Relay(record.tracking_uri) as relay:
+        record.relay = relay.endpoint
+        try:
+            yield
+        finally:
+            record.relay = None
 
 
 def find_parent_run(client, sweep: str):
