@@ -12,12 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 
-from core import store_schema as S
-from core.errors import ConfigError
-from trainables import tracking as T
-from trainables.tracking_relay import Relay, RelayError, RelayOps, relay_ops
+pytest.importorskip("mlflow", reason="the relay serves MLflow calls")
+
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from core import store_schema as S  # noqa: E402
+from core.errors import ConfigError  # noqa: E402
+from trainables import tracking as T  # noqa: E402
+from trainables.tracking_relay import Relay, RelayError, RelayOps, relay_ops  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(not hasattr(__import__("socket"), "AF_UNIX"), reason="no Unix sockets")

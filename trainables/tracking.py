@@ -7,6 +7,10 @@ checkpoint never runs ahead of what MLflow holds), at the end, and when the tria
 scheduler stops it. A flush that fails is retried with backoff (a short
 tracking-server outage loses nothing) until `retry_s` runs out, then the trial fails with a
 clear message instead of hanging.
+
+Every MLflow call goes through `MlflowOps` (plain values in and out). A trial on the driver's
+machine gets the driver's relay in its place (trainables.tracking_relay): the same calls, made
+by the driver, so the trial process never imports MLflow.
 """
 from __future__ import annotations
 
