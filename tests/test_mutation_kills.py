@@ -83,3 +83,64 @@ def test_plain_grid_gets_no_scheduler_search_metric_or_mode():
     plan = make_plan(get_experiment("edge-data-per-class"), smoke=True)
     assert plan.experiment.search is None
     assert make_search(plan, RunOptions("edge-data-per-class")) == (None, None, None, None)
+
+
+class _RecordingOps:
+    """A trial's MLflow calls, recorded (no store): what TrialRun asked for, in order."""
+
+    def __init__(self):
+        self.batches: list[dict] = []
+
+    def find_run(self, experiment_id, flt):
+        return None
+
+    def create_run(self, experiment_id, tags, run_name):
+        return "run-1"
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=()):
+        self.batches.append({"metrics": tuple(metrics), "params": tuple(params), "tags": tuple(tags)})
+
+
+@pytest.fixture
+def recorded_run(monkeypatch):
+    from trainables import tracking as T
+
+    ops = _RecordingOps()
+    monkeypatch.setattr(T, "trial_ops", lambda info: ops)
+    return T.TrialRun(T.TrackingInfo("sqlite:///unused.db", "0", "parent", "s", "e"), "t", None, "t", {}), ops
+
+
+def test_params_go_in_batches_of_at_most_100_each_param_once(recorded_run):
+    """MLflow takes at most 100 params per log_batch: 250 params are 3 calls, none written twice."""
+    run, ops = recorded_run
+    run.log_params({f"p{i:03d}": i for i in range(250)})
+    sizes = [len(b["params"]) for b in ops.batches]
+    assert sizes == [100, 100, 50]
+    keys = [k for b in ops.batches for k, _ in b["params"]]
+    assert keys == [f"p{i:03d}" for i in range(250)]
+
+
+def test_final_scalars_are_logged_at_step_0(recorded_run):
+    run, ops = recorded_run
+    run.add_final({"n_params": 606, "best_val_acc": 0.75})
+    run.flush()
+    assert [(k, v, s) for k, v, _, s in ops.batches[-1]["metrics"]] == [("n_params", 606.0, 0), ("best_val_acc", 0.75, 0)]
+
+
+def test_buffered_metrics_are_written_once_5_seconds_have_passed(recorded_run, monkeypatch):
+    """flush_if_due writes the buffer when the previous write is FLUSH_S (5 s) old, not before."""
+    from trainables import tracking as T
+
+    run, ops = recorded_run
+    now = [1000.0]
+    monkeypatch.setattr(T.time, "monotonic", lambda: now[0])
+    run.flush()
+    written = len(ops.batches)
+    run.add(1, {"train_loss": 0.5})
+    now[0] += 4.99
+    run.flush_if_due()
+    assert len(ops.batches) == written  # 4.99 s: still buffered
+    now[0] += 0.01
+    run.flush_if_due()
+    assert len(ops.batches) == written + 1 and ops.batches[-1]["metrics"][0][:2] == ("train_loss", 0.5)
+    assert run.buffer == []

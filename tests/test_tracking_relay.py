@@ -152,3 +152,33 @@ def test_a_trial_process_on_the_drivers_machine_never_imports_mlflow(store, trac
     (run,) = client.search_runs([exp_id], S.trial_filter(parent, "probe"))
     assert run.info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("message", ["hang-up", b"\x80\x04garbage", "one-two", 7])
+def test_a_client_that_hangs_up_or_sends_no_call_is_dropped_quietly(store, tracking_uri, monkeypatch, message):
+    """A connection that ends, or brings bytes that are not a pickled (op, args, kwargs) triple,
+    is closed without a traceback in the driver's console; the relay goes on serving."""
+    import threading
+    from multiprocessing.connection import Client
+
+    _, exp_id, _ = store
+    raised, earlier = [], set(threading.enumerate())
+    monkeypatch.setattr(threading, "excepthook", raised.append)
+    with Relay(tracking_uri) as relay:
+        conn = Client(relay.address, family="AF_UNIX", authkey=relay.endpoint[1])
+        if message == "hang-up":
+            conn.close()
+        else:
+            conn.send_bytes(message) if isinstance(message, bytes) else conn.send(message)
+            assert conn.poll(10), "the relay neither answered nor closed the connection"
+            with pytest.raises((EOFError, OSError)):
+                conn.recv()  # the relay closed this connection
+            conn.close()
+        ops = RelayOps(*relay.endpoint)
+        assert ops.create_run(exp_id, {}, "after")
+        RelayOps._connections.pop(relay.address).close()
+    for thread in set(threading.enumerate()) - earlier:  # a connection's thread ends when its client has gone
+        if thread.name == "sweep-mlflow-relay-conn":
+            thread.join(timeout=10)
+            assert not thread.is_alive()
+    assert raised == []
