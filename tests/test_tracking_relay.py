@@ -154,7 +154,7 @@ def test_a_trial_process_on_the_drivers_machine_never_imports_mlflow(store, trac
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == [1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("message", ["hang-up", b"\x80\x04garbage", "one-two", 7])
+@pytest.mark.parametrize("message", ["hang-up", "hang-up-before-the-answer", b"\x80\x04garbage", "one-two", 7])
 def test_a_client_that_hangs_up_or_sends_no_call_is_dropped_quietly(store, tracking_uri, monkeypatch, message):
     """A connection that ends, or brings bytes that are not a pickled (op, args, kwargs) triple,
     is closed without a traceback in the driver's console; the relay goes on serving."""
@@ -168,6 +168,10 @@ def test_a_client_that_hangs_up_or_sends_no_call_is_dropped_quietly(store, track
         conn = Client(relay.address, family="AF_UNIX", authkey=relay.endpoint[1])
         if message == "hang-up":
             conn.close()
+        elif message == "hang-up-before-the-answer":
+            with relay._write:  # the call waits for the writer while its trial goes away
+                conn.send(("find_run", (exp_id, "attributes.run_name = 'x'"), {}))
+                conn.close()
         else:
             conn.send_bytes(message) if isinstance(message, bytes) else conn.send(message)
             assert conn.poll(10), "the relay neither answered nor closed the connection"
@@ -182,3 +186,13 @@ def test_a_client_that_hangs_up_or_sends_no_call_is_dropped_quietly(store, track
             thread.join(timeout=10)
             assert not thread.is_alive()
     assert raised == []
+
+
+def test_a_relay_whose_folder_was_removed_still_closes(tracking_uri):
+    """A /tmp cleaner may remove the socket's folder during a long sweep: the sweep still ends."""
+    import shutil
+
+    relay = Relay(tracking_uri)
+    shutil.rmtree(relay.folder)
+    relay.close()
+    assert relay.closed and relay_ops(*relay.endpoint) is None

@@ -149,7 +149,7 @@ class Relay:
             reply = self._call(op, args, kwargs)
             try:
                 conn.send(reply)
-            except (OSError, ValueError):
+            except Exception:  # noqa: BLE001 - the trial hung up before its answer (or the answer would not pickle)
                 conn.close()
                 return
 
@@ -180,7 +180,10 @@ class Relay:
             Client(self.address, family="AF_UNIX", authkey=self.key).close()
         except OSError:
             pass
-        self.listener.close()
+        try:
+            self.listener.close()  # unlinks the socket file
+        except FileNotFoundError:
+            pass  # a /tmp cleaner removed the folder: nothing left to unlink
         self._thread.join(5)
         shutil.rmtree(self.folder, ignore_errors=True)
 
