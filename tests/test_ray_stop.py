@@ -46,3 +46,49 @@ def test_stop_ray_without_ray_running_does_nothing():
         pytest.skip("another test left Ray running in this process")
     ray_setup.stop_ray()
     assert not ray.is_initialized()
+
+
+def _workers_of(raylet_pid: int) -> list[int]:
+    """Pids of the Python workers a raylet has started (Linux /proc): its children titled "ray::..."
+    ("ray::IDLE" until they run something), not its agents ("ray::DashboardAgent", "ray::RuntimeEnvAgent")."""
+    from pathlib import Path
+
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text()
+            cmd = (proc / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if proc.name.isdigit() and int(stat.rsplit(")", 1)[1].split()[1]) == raylet_pid and cmd.startswith(b"ray::") \
+                and not cmd.split(b"\0")[0].endswith(b"Agent"):
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="reads /proc")
+def test_a_local_ray_prestarts_no_idle_workers(monkeypatch, tmp_path):
+    """Ray would start one idle worker per CPU for the first driver; Tune's actors never use them,
+    so a Ray this project starts prestarts none (they only took CPU from the start)."""
+    import time
+
+    from ray._private import ray_constants, worker
+
+    if ray.is_initialized():
+        pytest.skip("another test left Ray running in this process")
+    monkeypatch.setenv("SWEEP_HOME", str(tmp_path))  # no `sweep up` head to join
+    assert ray_setup.init_ray(None, num_cpus=2) == "local"
+    try:
+        raylet = worker._global_node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+        deadline = time.monotonic() + 4  # prestarted workers show up within about a second
+        while time.monotonic() < deadline and not _workers_of(raylet):
+            time.sleep(0.2)
+        assert _workers_of(raylet) == []
+
+        @ray.remote(num_cpus=1)
+        def pid():
+            return __import__("os").getpid()
+
+        assert ray.get(pid.remote()) in _workers_of(raylet)  # workers still start when work asks
+    finally:
+        ray_setup.stop_ray()

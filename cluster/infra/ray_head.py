@@ -323,10 +323,10 @@ def serve(state_path: Path, num_cpus: int, temp_dir: str) -> None:
     os.environ.update(KEEPER_ENV)
     import ray
 
-    from cluster.infra.ray_setup import credential_digest, stop_ray
+    from cluster.infra.ray_setup import LOCAL_RAY_SYSTEM_CONFIG, credential_digest, stop_ray
 
     ctx = ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1", _temp_dir=temp_dir,
-                   logging_level="WARNING")
+                   logging_level="WARNING", _system_config=LOCAL_RAY_SYSTEM_CONFIG)
     state = HeadState(address=ctx.address_info["gcs_address"], pid=os.getpid(), num_cpus=num_cpus,
                       temp_dir=temp_dir, project=str(Path.cwd()), started=time.time(),
                       env_digest=credential_digest())
