@@ -196,3 +196,13 @@ def test_a_relay_whose_folder_was_removed_still_closes(tracking_uri):
     shutil.rmtree(relay.folder)
     relay.close()
     assert relay.closed and relay_ops(*relay.endpoint) is None
+
+
+def test_the_relay_serves_every_mlflow_call_a_trial_makes_and_its_client_offers_each():
+    """OPS, MlflowOps' calls and RelayOps' methods are one list: a call added to MlflowOps and not
+    to the relay would fail only on the driver's machine."""
+    from trainables.tracking_relay import OPS
+
+    public = {name for name in vars(T.MlflowOps) if not name.startswith("_")}
+    assert set(OPS) == public
+    assert all(callable(getattr(RelayOps, op)) and getattr(RelayOps, op).__name__ == op for op in OPS)

@@ -69,26 +69,20 @@ class RelayOps:
             raise ConfigError(value)
         raise RelayError(value)
 
-    def find_run(self, *args, **kwargs):
-        return self._call("find_run", *args, **kwargs)
 
-    def create_run(self, *args, **kwargs):
-        return self._call("create_run", *args, **kwargs)
+def _forwarded(op: str):
+    """RelayOps' method for one call of OPS: its arguments go to the driver's MlflowOps method of that name."""
 
-    def reopen_run(self, *args, **kwargs):
-        return self._call("reopen_run", *args, **kwargs)
+    def call(self, *args, **kwargs):
+        return self._call(op, *args, **kwargs)
 
-    def last_step(self, *args, **kwargs):
-        return self._call("last_step", *args, **kwargs)
+    call.__name__, call.__qualname__ = op, f"RelayOps.{op}"
+    call.__doc__ = f"`MlflowOps.{op}`, made by the driver."
+    return call
 
-    def log_batch(self, *args, **kwargs):
-        return self._call("log_batch", *args, **kwargs)
 
-    def set_terminated(self, *args, **kwargs):
-        return self._call("set_terminated", *args, **kwargs)
-
-    def log_artifact_bytes(self, *args, **kwargs):
-        return self._call("log_artifact_bytes", *args, **kwargs)
+for _op in OPS:  # one list: what the relay serves is what its client offers
+    setattr(RelayOps, _op, _forwarded(_op))
 
 
 def relay_ops(address: str, key: bytes) -> RelayOps | None:

@@ -166,7 +166,7 @@ STOP_RAY_AFTER_FIT = {"on": False}
 
 
 def _stop_ray_in_background():
-    """Start ray.shutdown() in a thread; returns the thread (join it before the process ends)."""
+    """Start stop_trials() (ray_setup.stop_ray) in a thread; returns the thread (join it before the process ends)."""
     import threading
 
     thread = threading.Thread(target=stop_trials, name="sweep-ray-shutdown", daemon=True)
