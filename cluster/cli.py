@@ -225,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     for key in unset:  # for this command only: a caller's own process (the tests) keeps its environment
         os.environ[key] = MLFLOW_HTTP_DEFAULTS[key]
     try:
+        if argv is None:  # the program (never a caller such as the tests): `sweep up`'s warm driver may run it
+            from cluster.infra.warm_client import run_warm
+
+            code = run_warm(sys.argv[1:])
+            if code is not None:
+                return code
         return _main(argv)
     finally:
         if argv is not None:

@@ -28,10 +28,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cluster.infra.argv import PROGRAM_ENV_DEFAULTS
+from cluster.infra.warm_client import SOCKET_NAME
 from core.errors import ConfigError
 
 STATE_NAME = "ray-head.json"
 LOG_NAME = "ray-head.log"
+WARM_LOG_NAME = "warm-driver.log"
 UP_LOCK_NAME = "ray-head.lock"  # held by `sweep up` / `sweep down` while they check and start or stop the head
 START_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 60.0
@@ -257,11 +260,51 @@ def start_or_join(num_cpus: int | None = None, note=print) -> tuple[HeadState, b
         if existing is not None:
             if num_cpus is not None and num_cpus != existing.num_cpus:
                 raise ConfigError(f"a {existing.describe()} is already up; `sweep down` first to change --num-cpus")
+            if not warm_socket().exists():  # its warm driver was stopped or killed: start one again
+                _wait_warm(_start_warm(existing.pid), note)
             return existing, False
-        return _start(num_cpus), True
+        return _start(num_cpus, note), True
 
 
-def _start(num_cpus: int | None) -> HeadState:
+def warm_socket() -> Path:
+    return state_dir() / SOCKET_NAME
+
+
+def _start_warm(keeper_pid: int) -> subprocess.Popen:
+    """The warm driver (cluster.infra.warm_server) in this command's environment; it ends with the keeper."""
+    directory = state_dir()
+    log = open(directory / WARM_LOG_NAME, "ab")
+    env = {**PROGRAM_ENV_DEFAULTS, **os.environ, "PYTHONPATH": _python_path()}  # as a `sweep` command's
+    try:
+        return subprocess.Popen([sys.executable, "-m", "cluster.infra.warm_server", "--socket", str(warm_socket()),
+                                 "--keeper-pid", str(keeper_pid)], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                env=env, start_new_session=True, cwd=Path.cwd())
+    finally:
+        log.close()
+
+
+def _wait_warm(proc: subprocess.Popen, note) -> bool:
+    """Wait until the warm driver listens; False (with a note) if it could not start: sweeps then start cold."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if warm_socket().exists():
+            return True
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    else:
+        proc.terminate()
+    note(f"note: the warm driver did not start (see {state_dir() / WARM_LOG_NAME}); each sweep imports its own "
+         "libraries")
+    return False
+
+
+def _python_path() -> str:
+    project = str(Path(__file__).resolve().parents[2])
+    return os.pathsep.join(p for p in (project, os.environ.get("PYTHONPATH", "")) if p)
+
+
+def _start(num_cpus: int | None, note=print) -> HeadState:
     cpus = num_cpus or os.cpu_count() or 1
     if cpus < 1:
         raise ConfigError(f"--num-cpus must be >= 1, got {cpus}")
@@ -272,16 +315,16 @@ def _start(num_cpus: int | None) -> HeadState:
     log = open(directory / LOG_NAME, "ab")
     cmd = [sys.executable, "-m", "cluster.infra.ray_head", "serve", "--state-file", str(path), "--num-cpus", str(cpus),
            "--temp-dir", ray_temp_dir(directory)]
-    env = {**os.environ, **KEEPER_ENV}
-    project = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (project, os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, **KEEPER_ENV, "PYTHONPATH": _python_path()}
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                             start_new_session=True, cwd=Path.cwd())
     log.close()
+    warm = _start_warm(proc.pid)  # imports while Ray starts
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         state = read_state(path)
         if state is not None and state.pid == proc.pid and is_alive(state):
+            _wait_warm(warm, note)
             return state
         if proc.poll() is not None:
             raise ConfigError(f"the Ray head did not start (exit {proc.returncode}); see {directory / LOG_NAME}")
@@ -315,6 +358,9 @@ def _down(note) -> bool:
             time.sleep(0.2)
     reap_leftovers(state, note=note)
     path.unlink(missing_ok=True)
+    deadline = time.monotonic() + 5.0  # the warm driver sees its keeper gone within 0.2 s and removes its socket
+    while warm_socket().exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     return running
 
 
