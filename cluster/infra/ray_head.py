@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cluster.infra.argv import PROGRAM_ENV_DEFAULTS
+from cluster.infra import warm_server
 from cluster.infra.warm_client import SOCKET_NAME
 from core.errors import ConfigError
 
@@ -260,7 +261,7 @@ def start_or_join(num_cpus: int | None = None, note=print) -> tuple[HeadState, b
         if existing is not None:
             if num_cpus is not None and num_cpus != existing.num_cpus:
                 raise ConfigError(f"a {existing.describe()} is already up; `sweep down` first to change --num-cpus")
-            if not warm_socket().exists():  # its warm driver was stopped or killed: start one again
+            if not warm_server.answers(warm_socket()):  # its warm driver was stopped or killed: start one again
                 _wait_warm(_start_warm(existing.pid), note)
             return existing, False
         return _start(num_cpus, note), True
@@ -271,32 +272,12 @@ def warm_socket() -> Path:
 
 
 def _start_warm(keeper_pid: int) -> subprocess.Popen:
-    """The warm driver (cluster.infra.warm_server) in this command's environment; it ends with the keeper."""
-    directory = state_dir()
-    log = open(directory / WARM_LOG_NAME, "ab")
     env = {**PROGRAM_ENV_DEFAULTS, **os.environ, "PYTHONPATH": _python_path()}  # as a `sweep` command's
-    try:
-        return subprocess.Popen([sys.executable, "-m", "cluster.infra.warm_server", "--socket", str(warm_socket()),
-                                 "--keeper-pid", str(keeper_pid)], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                env=env, start_new_session=True, cwd=Path.cwd())
-    finally:
-        log.close()
+    return warm_server.start(warm_socket(), keeper_pid, state_dir() / WARM_LOG_NAME, env)
 
 
 def _wait_warm(proc: subprocess.Popen, note) -> bool:
-    """Wait until the warm driver listens; False (with a note) if it could not start: sweeps then start cold."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if warm_socket().exists():
-            return True
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    else:
-        proc.terminate()
-    note(f"note: the warm driver did not start (see {state_dir() / WARM_LOG_NAME}); each sweep imports its own "
-         "libraries")
-    return False
+    return warm_server.wait_ready(proc, warm_socket(), state_dir() / WARM_LOG_NAME, START_TIMEOUT_S, note)
 
 
 def _python_path() -> str:

@@ -29,9 +29,9 @@ ENV_OFF = "SWEEP_WARM"  # "0": never hand a command to the warm driver
 # Environment keys that differ between shells and that no module reads when it is imported: a command
 # whose environment differs from the warm driver's only in these is still served by it. PYTHONPATH is
 # compared as the resolved import path instead (`fingerprint`).
-FREE_KEYS = frozenset({"SWEEP_PHASE_LOG", "PWD", "OLDPWD", "SHLVL", "_", "TERM", "COLUMNS", "LINES", "PYTHONPATH",
+FREE_KEYS = frozenset({"SWEEP_PHASE_LOG", "SWEEP_WARM", "PWD", "OLDPWD", "SHLVL", "_", "TERM", "COLUMNS", "LINES", "PYTHONPATH",
                        "PS1", "PS2", "PROMPT_COMMAND", "TMUX_PANE", "WINDOWID", "SSH_TTY", "HISTFILE", "TERM_PROGRAM",
-                       "TERM_PROGRAM_VERSION", "COLORTERM", "OLDPWD", "MAKEFLAGS", "MAKELEVEL", "MFLAGS"})
+                       "TERM_PROGRAM_VERSION", "COLORTERM", "MAKEFLAGS", "MAKELEVEL", "MFLAGS"})
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 STREAMS = ("stdin", "stdout", "stderr")
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,17 +75,29 @@ def site_digest() -> str:
     return h.hexdigest()
 
 
+def process_limits() -> dict:
+    """What a child inherits from its parent's process rather than from the command: ulimits, CPUs, Python flags."""
+    import resource
+
+    limits = {name: list(resource.getrlimit(getattr(resource, name))) for name in dir(resource)
+              if name.startswith("RLIMIT_")}
+    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return {"rlimits": limits, "cpus": affinity, "flags": list(sys.flags), "warnoptions": list(sys.warnoptions),
+            "xoptions": {k: str(v) for k, v in sys._xoptions.items()}}
+
+
 def fingerprint(root: Path = ROOT) -> dict:
     """What a forked warm driver shares with a fresh process of this command: must be equal."""
     return {"python": sys.executable, "prefix": sys.prefix, "version": sys.version, "root": str(root),
-            "path": import_path(root), "code": code_digest(root), "site": site_digest()}
+            "path": import_path(root), "process": process_limits(), "code": code_digest(root), "site": site_digest()}
 
 
 def equivalent(mine: dict, theirs: dict, env_mine: dict, env_theirs: dict) -> str | None:
     """None when a command with (theirs, env_theirs) may run in a fork of (mine, env_mine); else why not."""
     reasons = {"code": "the project's code changed since `sweep up`",
                "site": "installed packages changed since `sweep up`"}
-    for key in ("python", "prefix", "version", "root", "path", "site", "code"):
+    reasons["process"] = "this command's resource limits (ulimit), CPU affinity or Python flags differ from `sweep up`'s"
+    for key in ("python", "prefix", "version", "root", "path", "process", "site", "code"):
         if mine.get(key) != theirs.get(key):
             return reasons.get(key, f"this command's Python differs from `sweep up`'s ({key})")
     differ = sorted(k for k in set(env_mine) | set(env_theirs)
@@ -115,7 +127,10 @@ def _stream(name: str) -> dict:
 
 def request(args: list[str], fp: dict | None = None, env: dict | None = None) -> dict:
     """The message a command sends (tests change `fp` or `env` to check refusals)."""
-    return {"args": list(args), "argv0": sys.argv[0], "cwd": os.getcwd(), "env": dict(os.environ if env is None else env),
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return {"args": list(args), "argv0": sys.argv[0], "cwd": os.getcwd(), "umask": umask,
+            "env": dict(os.environ if env is None else env),
             "sys_path": list(sys.path), "fingerprint": fingerprint() if fp is None else fp,
             "streams": {n: _stream(n) for n in STREAMS}}
 
@@ -170,8 +185,8 @@ def run_warm(args: list[str], note=None) -> int | None:
     if not first or "refused" in first:
         sock.close()
         if first:
-            (note or _note)(f"note: not using the warm driver of `sweep up`: {first['refused']}; this command starts "
-                            f"its own (`sweep down` and `sweep up` again refresh it)")
+            (note or _note)(f"note: not using the warm driver of `sweep up`: {first['refused']}; this command imports "
+                            f"its own libraries (`sweep down` and `sweep up` again, from here, refresh it)")
         return None
     return _wait(sock, messages)
 

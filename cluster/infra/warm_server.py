@@ -30,8 +30,10 @@ import select
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 
@@ -133,6 +135,8 @@ def _peer_uid(conn: socket.socket) -> int:
 
 def _read_request(conn: socket.socket) -> tuple[dict, list[int]]:
     data, fds, _flags, _addr = socket.recv_fds(conn, 4096, 3)
+    if not data and not fds:
+        raise EOFError  # a client that only checked the socket answers (`sweep up`)
     try:
         if len(data) < 4 or len(fds) != 3:
             raise ValueError("a request carries its length and the console's three descriptors")
@@ -175,6 +179,8 @@ def _accept(listener: socket.socket, mine: dict, reference_env: dict, children: 
         if pid == 0:
             _child(message, fds, conn, inherited)  # never returns
         children[pid] = conn
+    except EOFError:
+        conn.close()
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"warm driver: a request was not served ({type(exc).__name__}: {exc})", flush=True)
         conn.close()
@@ -198,6 +204,7 @@ def _child(message: dict, fds: list[int], conn: socket.socket, inherited: tuple)
             os.close(fd)
         fds.clear()
         os.chdir(message["cwd"])
+        os.umask(int(message["umask"]))
         os.environ.clear()
         os.environ.update(message["env"])
         sys.argv = [message["argv0"], *message["args"]]
@@ -269,6 +276,42 @@ def _exit(code) -> None:
             except (OSError, ValueError):
                 pass
         os._exit(code if isinstance(code, int) and not isinstance(code, bool) else int(bool(code)))
+
+
+def answers(path: Path) -> bool:
+    """A warm driver listens on `path` (a socket file left by a killed one does not answer)."""
+    if not path.exists():
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(str(path))
+        return True
+    except OSError:
+        return False
+
+
+def start(path: Path, keeper_pid: int, log_path: Path, env: dict) -> subprocess.Popen:
+    """Start a warm driver for the Ray head whose keeper is `keeper_pid` (`sweep up`), in `env`."""
+    path.unlink(missing_ok=True)  # left by a warm driver that was killed
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "cluster.infra.warm_server", "--socket", str(path),
+                                 "--keeper-pid", str(keeper_pid)], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                env=env, start_new_session=True, cwd=Path.cwd())
+
+
+def wait_ready(proc: subprocess.Popen, path: Path, log_path: Path, timeout_s: float, note) -> bool:
+    """Wait until the warm driver listens; False (with a note) if it could not start: commands then run cold."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    else:
+        proc.terminate()
+    note(f"note: the warm driver did not start (see {log_path}); each sweep imports its own libraries")
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
