@@ -1,0 +1,231 @@
+"""`sweep up`'s warm driver (cluster.infra.warm_server / warm_client): a command handed to it runs as the
+program would (console, directory, umask, environment, exit code, signals), or runs cold after a note."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from cluster.infra import warm_client, warm_server
+from cluster.infra.argv import PROGRAM_ENV_DEFAULTS
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBE = '''
+import json, os, sys
+import numpy as np
+mask = os.umask(0)
+os.umask(mask)
+with open(os.environ["PROBE_OUT"], "a") as f:
+    f.write(json.dumps({"cwd": os.getcwd(), "umask": mask, "argv": sys.argv[1:], "pid": os.getpid(),
+                        "draw": float(np.random.random()), "home": os.environ["SWEEP_HOME"]}) + "\\n")
+'''
+
+
+@pytest.fixture(scope="module")
+def warm():
+    """A warm driver for a stand-in keeper (a process whose command line names the keeper's module)."""
+    home = Path(tempfile.mkdtemp(prefix="wd-", dir="/tmp"))  # short: a socket path has at most 107 bytes
+    work = home / "work"
+    work.mkdir()
+    (work / "probe.py").write_text(PROBE)
+    env = {**PROGRAM_ENV_DEFAULTS, **os.environ, "PYTHONPATH": str(ROOT), "SWEEP_HOME": str(home),
+           "PROBE_OUT": str(home / "probe.jsonl"), "RAY_DEDUP_LOGS": "0", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+    env.pop("SWEEP_WARM", None)
+    keeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(900)", "cluster.infra.ray_head"])
+    sock = home / warm_client.SOCKET_NAME
+    proc = warm_server.start(sock, keeper.pid, home / "warm.log", env)
+    try:
+        assert warm_server.wait_ready(proc, sock, home / "warm.log", 180, print), (home / "warm.log").read_text()
+        yield {"home": home, "work": work, "env": env, "sock": sock, "proc": proc}
+    finally:
+        keeper.kill()
+        keeper.wait()
+        try:
+            proc.wait(timeout=30)  # it ends with its keeper
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert not sock.exists()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def sweep(warm, *args, env=None, umask=None, phases=None, **kw) -> subprocess.CompletedProcess:
+    env = {**(env or warm["env"])}
+    if phases:
+        env["SWEEP_PHASE_LOG"] = str(phases)
+    pre = (lambda: os.umask(umask)) if umask is not None else None
+    return subprocess.run([sys.executable, "-m", "cluster.cli", *args], cwd=warm["work"], env=env, capture_output=True,
+                          text=True, timeout=300, preexec_fn=pre, **kw)
+
+
+def marks(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def probes(warm) -> list[dict]:
+    path = Path(warm["env"]["PROBE_OUT"])
+    found = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    path.unlink(missing_ok=True)
+    return found
+
+
+def test_a_command_runs_in_the_warm_driver_as_the_program_would(warm, tmp_path):
+    """Exit code and messages on the command's own console; its directory, umask, argv and a fresh numpy seed."""
+    runs = []
+    for i, mask in enumerate((0o027, 0o002)):
+        log = tmp_path / f"phases{i}.jsonl"
+        out = sweep(warm, "run", "probe.py:NO_SUCH", "--name", f"p{i}", umask=mask, phases=log)
+        assert out.returncode == 2, out.stderr
+        assert "NO_SUCH" in out.stderr and "sweep run: error:" in out.stderr and out.stdout == ""
+        assert "note:" not in out.stderr
+        served = [m for m in marks(log) if m["phase"] == "warm_driver"]
+        assert len(served) == 1  # the warm driver's child ran it (a cold command never marks this)
+        (probe,) = probes(warm)
+        assert probe["pid"] == served[0]["pid"]
+        assert probe["cwd"] == str(warm["work"]) and probe["umask"] == mask and probe["home"] == str(warm["home"])
+        assert probe["argv"] == ["run", "probe.py:NO_SUCH", "--name", f"p{i}"]
+        runs.append(probe)
+    assert runs[0]["draw"] != runs[1]["draw"]  # numpy's global generator reseeded per command, as in a new process
+
+
+def test_argparse_errors_and_help_keep_their_exit_codes(warm):
+    out = sweep(warm, "run", "edge-data-per-class", "--no-such-flag")
+    assert out.returncode == 2 and "unrecognized arguments: --no-such-flag" in out.stderr
+
+
+@pytest.mark.parametrize("change", ["env", "code"])
+def test_a_command_that_differs_runs_cold_after_a_note_naming_what_never_a_value(warm, tmp_path, change):
+    env = {**warm["env"], "SECRET_TOKEN": "hunter2"} if change == "env" else warm["env"]
+    fp = None
+    if change == "code":  # as if a project file had been edited since `sweep up`
+        fp = {**warm_client.fingerprint(), "code": "0" * 64}
+    log = tmp_path / "phases.jsonl"
+    if fp is None:
+        out = sweep(warm, "run", "probe.py:NO_SUCH", env=env, phases=log)
+        assert out.returncode == 2 and "NO_SUCH" in out.stderr
+        assert "note: not using the warm driver of `sweep up`: the environment differs" in out.stderr
+        assert "SECRET_TOKEN" in out.stderr and "hunter2" not in out.stderr
+        assert not [m for m in marks(log) if m["phase"] == "warm_driver"]
+        probes(warm)
+    else:
+        reply = _ask(warm["sock"], warm_client.request(["run", "x"], fp=fp, env=env))
+        assert reply == {"refused": "the project's code changed since `sweep up`"}
+
+
+def _ask(sock_path: Path, message: dict) -> dict:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(sock_path))
+        r, w = os.pipe()
+        try:
+            warm_client.send(s, message, [r, w, w])
+        finally:
+            os.close(r)
+            os.close(w)
+        return next(warm_client.receive_lines(s))
+
+
+def test_a_malformed_request_is_dropped_and_the_next_is_served(warm):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:  # no descriptors, not JSON
+        s.connect(str(warm["sock"]))
+        s.sendall(b"\x00\x00\x00\x05hello")
+        assert s.recv(100) == b""  # closed without an answer
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:  # only connects (as `sweep up` checks it)
+        s.connect(str(warm["sock"]))
+    out = sweep(warm, "run", "edge-data-per-class", "--set", "lr=0")
+    assert out.returncode == 2 and "lr must be > 0" in out.stderr
+    assert warm["proc"].poll() is None
+
+
+def test_the_socket_is_the_owners_only(warm):
+    assert warm["sock"].stat().st_mode & 0o777 == 0o600
+
+
+def test_equivalent_compares_everything_but_the_free_keys():
+    fp = warm_client.fingerprint()
+    env = {"PATH": "/bin", "HOME": "/root"}
+    assert warm_client.equivalent(fp, dict(fp), env, {**env, "SWEEP_PHASE_LOG": "/tmp/x", "PWD": "/x"}) is None
+    assert "PATH" in warm_client.equivalent(fp, fp, env, {**env, "PATH": "/usr/bin"})
+    assert "HOME" in warm_client.equivalent(fp, fp, env, {"PATH": "/bin"})  # a key unset counts
+    assert "site" not in (warm_client.equivalent(fp, {**fp, "site": "x"}, env, env) or "site")
+    assert "installed packages" in warm_client.equivalent(fp, {**fp, "site": "x"}, env, env)
+    limits = {**fp["process"], "rlimits": {**fp["process"]["rlimits"], "RLIMIT_NOFILE": [1, 1]}}
+    assert "ulimit" in warm_client.equivalent(fp, {**fp, "process": limits}, env, env)
+
+
+def test_code_digest_follows_every_project_file(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "m.py").write_text("x = 1\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "__init__.py").write_text("")
+    before = warm_client.code_digest(tmp_path)
+    (pkg / "__pycache__").mkdir()
+    (pkg / "__pycache__" / "m.py").write_text("")  # not source
+    (tmp_path / "tests" / "t.py").write_text("")  # tests are not the driver's code
+    assert warm_client.code_digest(tmp_path) == before
+    os.utime(pkg / "sub" / "m.py", ns=(1, 1))
+    assert warm_client.code_digest(tmp_path) != before
+
+
+def _start(warm, name: str, tmp_path: Path) -> tuple[subprocess.Popen, str]:
+    argv = [sys.executable, "-m", "cluster.cli", "run", "edge-data-per-class", "--smoke", "--seeds", "1",
+            "--set", "epochs=3000", "--set", "report_every=50", "--max-concurrent", "1", "--name", name,
+            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--storage-path", str(tmp_path / "rr")]
+    proc = subprocess.Popen(argv, cwd=warm["work"], env=warm["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    deadline, out = time.time() + 120, ""
+    while time.time() < deadline:  # the first line names the sweep once the parent run exists
+        line = proc.stdout.readline()
+        out += line
+        if line.startswith(f"sweep {name}:") or not line:
+            break
+    assert f"sweep {name}:" in out, out
+    time.sleep(3)  # trials are running
+    return proc, out
+
+
+def _statuses(tmp_path: Path, name: str) -> list[str]:
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        parent = db.execute("select r.run_uuid from runs r join tags t on t.run_uuid = r.run_uuid where "
+                            "t.key = 'mlflow.runName' and t.value = ?", (name,)).fetchone()[0]
+        children = db.execute("select r.status from runs r join tags t on t.run_uuid = r.run_uuid where "
+                              "t.key = 'mlflow.parentRunId' and t.value = ?", (parent,)).fetchall()
+        return [db.execute("select status from runs where run_uuid = ?", (parent,)).fetchone()[0]] + \
+            [c[0] for c in children]
+
+
+def test_signals_reach_the_sweep_and_a_vanished_client_stops_it(warm, tmp_path):
+    """Ctrl-C on the command: forwarded, exit 130, no run RUNNING. The command killed outright: its sweep
+    is stopped as by SIGTERM (runs KILLED), not left running in the warm driver."""
+    proc, out = _start(warm, "intr", tmp_path)
+    try:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=90)
+        assert proc.returncode == 130, (out + rest)[-3000:]
+        assert "interrupted by SIGINT" in rest
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    statuses = _statuses(tmp_path, "intr")
+    assert "RUNNING" not in statuses and "KILLED" in statuses
+
+    proc, _ = _start(warm, "gone", tmp_path)
+    proc.kill()  # SIGKILL: the client cannot forward anything
+    proc.wait()
+    deadline = time.time() + 90
+    while time.time() < deadline and "RUNNING" in _statuses(tmp_path, "gone"):
+        time.sleep(0.5)
+    statuses = _statuses(tmp_path, "gone")
+    assert "RUNNING" not in statuses and statuses[0] == "KILLED", statuses
