@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from cluster.infra import ray_head, ray_setup
+from cluster.infra import ray_head, ray_setup, warm_server
 
 
 @pytest.fixture
@@ -100,6 +100,7 @@ def test_up_run_down_cycle_reuses_the_head(sweep_home, ray_shutdown, monkeypatch
     head = ray_head.up(num_cpus=1)
     try:
         assert head.address.startswith("127.0.0.1:") and ray_head.is_alive(head)
+        assert warm_server.answers(ray_head.warm_socket())  # `sweep up` starts the warm driver beside the head
         assert ray_head.up() == head  # a second `sweep up` finds the live head
         local_starts = []
         real_init = ray.init
@@ -122,6 +123,7 @@ def test_up_run_down_cycle_reuses_the_head(sweep_home, ray_shutdown, monkeypatch
         stopped = ray_head.down()
     assert stopped
     assert not ray_head.state_file().exists()
+    assert not ray_head.warm_socket().exists()  # the warm driver ended with its keeper
     assert not ray_head.is_alive(head)
     host, _, port = head.address.rpartition(":")
     with pytest.raises(OSError):
@@ -156,11 +158,13 @@ def test_sweep_run_joins_the_head_of_sweep_up(tmp_path):
     head = ray_head.read_state(tmp_path / "home" / ray_head.STATE_NAME)
     try:
         for name in ("one", "two"):
+            env["SWEEP_PHASE_LOG"] = str(tmp_path / f"{name}.jsonl")
             out = sweep("run", "edge-data-per-class", "--seeds", "1", "--set", "epochs=1", "--set", "data_per_class=10",
                         "--name", name, "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
                         "--storage-path", str(tmp_path / "rr"))
             assert "Ray: the head of `sweep up`" in out and "2/2 trials done" in out
             assert ray_head.is_alive(head)
+            assert '"warm_driver"' in (tmp_path / f"{name}.jsonl").read_text()  # run by `sweep up`'s warm driver
     finally:
         out = sweep("down")
     assert "stopped" in out and not ray_head.is_alive(head)
