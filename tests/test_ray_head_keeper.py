@@ -17,7 +17,7 @@ def test_two_sweep_up_at_once_start_one_head(tmp_path, monkeypatch):
     monkeypatch.setenv("SWEEP_HOME", str(tmp_path))
     started: list[RH.HeadState] = []
 
-    def slow_start(num_cpus):  # the real one starts Ray (seconds): the window where both saw no head
+    def slow_start(num_cpus, note=print):  # the real one starts Ray (seconds): the window where both saw no head
         time.sleep(0.5)
         state = RH.HeadState(address="127.0.0.1:1", pid=os.getpid(), num_cpus=1, temp_dir="", project="",
                              started=time.time())
@@ -25,6 +25,7 @@ def test_two_sweep_up_at_once_start_one_head(tmp_path, monkeypatch):
         return state
 
     monkeypatch.setattr(RH, "_start", slow_start)
+    monkeypatch.setattr(RH.warm_server, "answers", lambda path: True)  # no warm driver for a head that is not one
     monkeypatch.setattr(RH, "live_head", lambda note=print, env_digest=None: started[0] if started else None)
     out: list[tuple[RH.HeadState, bool]] = []
     threads = [threading.Thread(target=lambda: out.append(RH.start_or_join(1, note=lambda *_: None)))

@@ -53,6 +53,9 @@ def serve(path: Path, keeper_pid: int) -> int:
     """Preload, listen, fork a child per accepted command; returns when the keeper is gone or on SIGTERM."""
     from cluster.infra.ray_head import _pid_is_keeper
 
+    if not _pid_is_keeper(keeper_pid):
+        print(f"warm driver: process {keeper_pid} is not a Ray head's keeper; nothing to serve", flush=True)
+        return 1
     reference_env = dict(os.environ)
     mine = warm_client.fingerprint()  # taken before the imports: a file edited meanwhile is refused, never served stale
     os.environ["MLFLOW_CONFIGURE_LOGGING"] = "false"  # as a quiet `sweep run` imports MLflow
