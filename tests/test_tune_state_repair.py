@@ -105,6 +105,17 @@ def test_an_intact_state_is_left_as_it_is(tmp_path):
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
 
 
+def test_a_temporary_tune_left_behind_is_not_a_cut_short_state(tmp_path):
+    """An interrupt between Tune's write of `.{uuid}-tmp-NAME` and its rename leaves the temporary (seen
+    after a real interrupted sweep): Tune never reads it, so resume neither repairs nor refuses for it."""
+    folder, tags = _folder_with_copy(tmp_path)
+    (folder / f"experiment_state-{S2}.json").write_text('{"trial_data": []}')
+    (folder / f".0daf63b1-652f-432b-bdce-895181cfa5ef-tmp-basic-variant-state-{S2}.json").write_bytes(b"")
+    (folder / f"tmp-experiment_state-{S2}.json").write_text("half")
+    assert tune_copy.cut_short(folder) is None
+    assert tune_copy.repair(folder, tags) is None
+
+
 @pytest.mark.parametrize("damage", ["file", "index", "no-tag", "other-tag"])
 def test_a_copy_that_does_not_match_its_record_is_not_restored(tmp_path, damage):
     from cluster.folder.tune_state import verify

@@ -62,7 +62,7 @@ def cut_short(folder: Path) -> tuple[Path, str] | None:
         return None
     for p in Path(folder).iterdir():
         m = SESSION.search(p.name)
-        if m and not p.is_symlink() and p.is_file():
+        if m and not p.is_symlink() and p.is_file() and not _temporary(p.name):
             kind = p.name[:m.start()] + "." + m.group(2)
             if kind not in newest or p.name > newest[kind].name:
                 newest[kind] = p
@@ -99,11 +99,17 @@ def _not_whole(path: Path) -> str | None:
 
 
 # -- the driver's copy ------------------------------------------------------------------------------
+def _temporary(name: str) -> bool:
+    """Tune writes its state to `.{uuid}-tmp-NAME` and renames it (ray.tune.utils.util._atomic_save): an
+    interrupt between the two leaves a temporary that Tune never reads."""
+    return name.startswith(("tmp", "."))
+
+
 def staged_files(staging: Path) -> list[Path] | None:
     """Tune's driver state files in its staging folder (top-level plain files but tuner.pkl and
     temporaries), or None when their experiment state is not whole JSON (nothing to copy)."""
     files = sorted(p for p in Path(staging).iterdir()
-                   if p.is_file() and not p.is_symlink() and p.name != TUNER_PKL and not p.name.startswith(("tmp", ".")))
+                   if p.is_file() and not p.is_symlink() and p.name != TUNER_PKL and not _temporary(p.name))
     states = [p for p in files if EXPERIMENT_STATE.match(p.name)]
     if not states:
         return None
