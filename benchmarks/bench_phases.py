@@ -47,6 +47,7 @@ SMOKE = ["--seeds", "1", "--set", "epochs=1", "--set", "data_per_class=10"]
 PHASE_ENV = "SWEEP_PHASE_LOG"
 # Milestones a driver marks (core.phases), in display order, with the phase that ends at each.
 MILESTONES = [
+    ("warm_driver", "handed to `sweep up`'s warm driver (forked)"),
     ("run_imported", "CLI import (interpreter, cli, runner)"),
     ("planned", "planning and preflight"),
     ("ray_ready", "Ray start or join"),

@@ -137,13 +137,14 @@ def cmd_resume(args) -> int:
 
 
 def cmd_up(args) -> int:
-    from cluster.infra import ray_head
+    from cluster.infra import ray_head, warm_server
 
     if args.num_cpus is not None and args.num_cpus < 1:
         raise ConfigError(f"--num-cpus must be >= 1, got {args.num_cpus}")
     head, started = ray_head.start_or_join(args.num_cpus)
     verb = "up" if started else "already up"
-    print(f"{head.describe()}: {verb}. `sweep run` uses it; `sweep down` stops it (state: {ray_head.state_file()})")
+    warm = " and its warm driver (libraries imported)" if warm_server.answers(ray_head.warm_socket()) else ""
+    print(f"{head.describe()}: {verb}. `sweep run` uses it{warm}; `sweep down` stops it (state: {ray_head.state_file()})")
     return 0
 
 

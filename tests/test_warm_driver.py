@@ -229,3 +229,15 @@ def test_signals_reach_the_sweep_and_a_vanished_client_stops_it(warm, tmp_path):
         time.sleep(0.5)
     statuses = _statuses(tmp_path, "gone")
     assert "RUNNING" not in statuses and statuses[0] == "KILLED", statuses
+
+
+@pytest.mark.parametrize("how", ["--verbose", "SWEEP_WARM=0"])
+def test_verbose_and_sweep_warm_0_run_cold_without_a_note(warm, tmp_path, how):
+    env = {**warm["env"], "SWEEP_WARM": "0"} if how == "SWEEP_WARM=0" else warm["env"]
+    flags = ["--verbose"] if how == "--verbose" else []
+    log = tmp_path / "phases.jsonl"
+    out = sweep(warm, "run", "probe.py:NO_SUCH", *flags, env=env, phases=log)
+    assert out.returncode == 2 and "NO_SUCH" in out.stderr and "note:" not in out.stderr
+    assert [m["phase"] for m in marks(log)][:1] == ["cli_imported"]  # no warm_driver mark: ran here
+    (probe,) = probes(warm)
+    assert probe["pid"] == marks(log)[0]["pid"]

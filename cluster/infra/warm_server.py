@@ -61,6 +61,10 @@ def serve(path: Path, keeper_pid: int) -> int:
     os.environ["MLFLOW_CONFIGURE_LOGGING"] = "false"  # as a quiet `sweep run` imports MLflow
     for name in PRELOAD:
         importlib.import_module(name)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():  # a forked child could not use CUDA
+        print("warm driver: CUDA was initialized while importing; nothing to serve", flush=True)
+        return 1
     stop = {"now": False}
     for s in (signal.SIGTERM, signal.SIGINT):
         signal.signal(s, lambda *_: stop.update(now=True))
