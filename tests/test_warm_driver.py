@@ -50,7 +50,7 @@ def warm():
         keeper.kill()
         keeper.wait()
         try:
-            proc.wait(timeout=30)  # it ends with its keeper
+            assert proc.wait(timeout=30) == 0  # it ends with its keeper
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -89,6 +89,7 @@ def test_a_command_runs_in_the_warm_driver_as_the_program_would(warm, tmp_path):
         assert "note:" not in out.stderr
         served = [m for m in marks(log) if m["phase"] == "warm_driver"]
         assert len(served) == 1  # the warm driver's child ran it (a cold command never marks this)
+        assert marks(log)[-1]["phase"] == "exit"  # it ended as Python ends a program: atexit hooks ran
         (probe,) = probes(warm)
         assert probe["pid"] == served[0]["pid"]
         assert probe["cwd"] == str(warm["work"]) and probe["umask"] == mask and probe["home"] == str(warm["home"])
@@ -241,3 +242,32 @@ def test_verbose_and_sweep_warm_0_run_cold_without_a_note(warm, tmp_path, how):
     assert [m["phase"] for m in marks(log)][:1] == ["cli_imported"]  # no warm_driver mark: ran here
     (probe,) = probes(warm)
     assert probe["pid"] == marks(log)[0]["pid"]
+
+
+def test_an_oversized_request_is_closed_at_once(warm):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(warm["sock"]))
+        s.settimeout(5)  # the server waits 10 s for a request's bytes; an oversized one is not waited for
+        r, w = os.pipe()
+        try:
+            socket.send_fds(s, [(warm_server.MAX_REQUEST + 1).to_bytes(4, "big") + b"{}"], [r, w, w])
+        finally:
+            os.close(r)
+            os.close(w)
+        assert s.recv(100) == b""
+
+
+def test_a_process_that_is_not_a_keeper_is_not_served(tmp_path, capsys):
+    sock = tmp_path / "w.sock"
+    assert warm_server.main(["--socket", str(sock), "--keeper-pid", str(os.getpid())]) == 1
+    assert "is not a Ray head's keeper" in capsys.readouterr().out and not sock.exists()
+
+
+def test_the_socket_is_where_sweep_up_keeps_its_state(tmp_path, monkeypatch):
+    from cluster.infra import ray_head
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SWEEP_HOME", raising=False)
+    assert warm_client.socket_path() == ray_head.warm_socket() == tmp_path.resolve() / ".sweep" / "warm-driver.sock"
+    monkeypatch.setenv("SWEEP_HOME", str(tmp_path / "h"))
+    assert warm_client.socket_path() == ray_head.warm_socket() == tmp_path.resolve() / "h" / "warm-driver.sock"

@@ -53,6 +53,7 @@ U = "tests/test_unlisted_bugs.py"
 K = "tests/test_mutation_kills.py"
 INTR = "tests/test_hostile_units.py -k 'signal or mark_killed or interrupt'"
 LOCKS = "tests/test_hostile_units.py -k 'lock or claim or name'"
+WARM = "tests/test_warm_driver.py -k 'not signals'"
 
 # module -> test targets (pytest arguments) that exercise it; the targets run per mutant.
 MODULES: dict[str, str] = {
@@ -81,6 +82,9 @@ MODULES: dict[str, str] = {
     # signals and locks
     "cluster/infra/interrupts.py": INTR,
     "cluster/folder/locks.py": LOCKS,
+    # `sweep up`'s warm driver (the signal test starts sweeps: left to the default suite)
+    "cluster/infra/warm_client.py": WARM,
+    "cluster/infra/warm_server.py": WARM,
 }
 
 
