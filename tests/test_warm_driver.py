@@ -108,7 +108,7 @@ def test_a_command_that_differs_runs_cold_after_a_note_naming_what_never_a_value
     env = {**warm["env"], "SECRET_TOKEN": "hunter2"} if change == "env" else warm["env"]
     fp = None
     if change == "code":  # as if a project file had been edited since `sweep up`
-        fp = {**warm_client.fingerprint(), "code": "0" * 64}
+        fp = {**_client_fingerprint(warm), "code": "0" * 64}
     log = tmp_path / "phases.jsonl"
     if fp is None:
         out = sweep(warm, "run", "probe.py:NO_SUCH", env=env, phases=log)
@@ -120,6 +120,14 @@ def test_a_command_that_differs_runs_cold_after_a_note_naming_what_never_a_value
     else:
         reply = _ask(warm["sock"], warm_client.request(["run", "x"], fp=fp, env=env))
         assert reply == {"refused": "the project's code changed since `sweep up`"}
+
+
+def _client_fingerprint(warm) -> dict:
+    """The fingerprint a `sweep` command sends (this test process has pytest's import path)."""
+    code = "import json; from cluster.infra import warm_client; print(json.dumps(warm_client.fingerprint()))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=warm["work"], env=warm["env"], capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout)
 
 
 def _ask(sock_path: Path, message: dict) -> dict:

@@ -97,6 +97,7 @@ def equivalent(mine: dict, theirs: dict, env_mine: dict, env_theirs: dict) -> st
     reasons = {"code": "the project's code changed since `sweep up`",
                "site": "installed packages changed since `sweep up`"}
     reasons["process"] = "this command's resource limits (ulimit), CPU affinity or Python flags differ from `sweep up`'s"
+    reasons["path"] = "this command's import path (sys.path: PYTHONPATH, .pth files) differs from `sweep up`'s"
     for key in ("python", "prefix", "version", "root", "path", "process", "site", "code"):
         if mine.get(key) != theirs.get(key):
             return reasons.get(key, f"this command's Python differs from `sweep up`'s ({key})")
