@@ -6,7 +6,7 @@ import sys
 
 from cluster.flow.options import RunOptions, StudyOptions, add_flags, finite_float, flag_values
 from core.errors import ConfigError
-from cluster.infra.argv import MLFLOW_HTTP_DEFAULTS, closed_console, parse_args
+from cluster.infra.argv import MLFLOW_HTTP_DEFAULTS, NO_PROGRESS_BAR, closed_console, parse_args
 
 import os
 
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, AttributeError):
             pass
         return 2
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault(*NO_PROGRESS_BAR)
     unset = [key for key in MLFLOW_HTTP_DEFAULTS if key not in os.environ]
     for key in unset:  # for this command only: a caller's own process (the tests) keeps its environment
         os.environ[key] = MLFLOW_HTTP_DEFAULTS[key]

@@ -61,6 +61,9 @@ def closed_console() -> str | None:
             if name != "stdin" and closed is None:
                 closed = name
     return closed
-# Every `sweep` command sets these (an explicit environment value wins): MLFLOW_HTTP_DEFAULTS and no
-# progress bars when artifacts move. `sweep up`'s warm driver starts with them, as its commands run.
-PROGRAM_ENV_DEFAULTS = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", **MLFLOW_HTTP_DEFAULTS}
+
+
+# Every `sweep` command sets these (an explicit environment value wins): no progress bars when
+# artifacts move, and MLFLOW_HTTP_DEFAULTS. `sweep up`'s warm driver starts with them, as its commands run.
+NO_PROGRESS_BAR = ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+PROGRAM_ENV_DEFAULTS = dict([NO_PROGRESS_BAR], **MLFLOW_HTTP_DEFAULTS)

@@ -95,9 +95,9 @@ def fingerprint(root: Path = ROOT) -> dict:
 def equivalent(mine: dict, theirs: dict, env_mine: dict, env_theirs: dict) -> str | None:
     """None when a command with (theirs, env_theirs) may run in a fork of (mine, env_mine); else why not."""
     reasons = {"code": "the project's code changed since `sweep up`",
-               "site": "installed packages changed since `sweep up`"}
-    reasons["process"] = "this command's resource limits (ulimit), CPU affinity or Python flags differ from `sweep up`'s"
-    reasons["path"] = "this command's import path (sys.path: PYTHONPATH, .pth files) differs from `sweep up`'s"
+               "site": "installed packages changed since `sweep up`",
+               "process": "this command's resource limits (ulimit), CPU affinity or Python flags differ from `sweep up`'s",
+               "path": "this command's import path (sys.path: PYTHONPATH, .pth files) differs from `sweep up`'s"}
     for key in ("python", "prefix", "version", "root", "path", "process", "site", "code"):
         if mine.get(key) != theirs.get(key):
             return reasons.get(key, f"this command's Python differs from `sweep up`'s ({key})")
@@ -110,13 +110,15 @@ def equivalent(mine: dict, theirs: dict, env_mine: dict, env_theirs: dict) -> st
 
 
 def socket_path() -> Path | None:
-    """$SWEEP_HOME/warm-driver.sock (else ./.sweep/...) as cluster.infra.ray_head.state_dir() finds it."""
-    home = os.environ.get("SWEEP_HOME")
+    """Where `sweep up` keeps the warm driver's socket (cluster.infra.ray_head.warm_socket); None when that
+    place cannot be resolved (the command then runs here and reports it)."""
+    from cluster.infra.ray_head import warm_socket
+    from core.errors import ConfigError
+
     try:
-        folder = Path(home).expanduser().resolve() if home else Path.cwd().resolve() / ".sweep"
-    except OSError:
+        return warm_socket()
+    except (ConfigError, OSError):
         return None
-    return folder / SOCKET_NAME
 
 
 def _stream(name: str) -> dict:
