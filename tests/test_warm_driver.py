@@ -279,3 +279,11 @@ def test_the_socket_is_where_sweep_up_keeps_its_state(tmp_path, monkeypatch):
     assert warm_client.socket_path() == ray_head.warm_socket() == tmp_path.resolve() / ".sweep" / "warm-driver.sock"
     monkeypatch.setenv("SWEEP_HOME", str(tmp_path / "h"))
     assert warm_client.socket_path() == ray_head.warm_socket() == tmp_path.resolve() / "h" / "warm-driver.sock"
+
+
+def test_the_fingerprint_holds_cpu_affinity_and_a_refusal_counts_the_keys_it_does_not_name():
+    assert warm_client.process_limits()["cpus"] == sorted(os.sched_getaffinity(0))
+    mine, theirs = {f"K{i}": "a" for i in range(7)}, {f"K{i}": "b" for i in range(7)}
+    fp = warm_client.fingerprint()
+    assert warm_client.equivalent(fp, fp, mine, theirs).endswith("K0, K1, K2, K3, K4 and 2 more")
+    assert warm_client.equivalent(fp, fp, mine, {**mine, "K0": "b"}).endswith("in K0")
