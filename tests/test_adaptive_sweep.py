@@ -67,7 +67,7 @@ def test_interrupted_adaptive_sweep_resumes_without_duplicates(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     proc = subprocess.Popen([sys.executable, "-m", "cluster.cli", "run", EXP, "--smoke", "--until-decided",
                              "--max-seeds", "6", "--name", "intr", "--tracking-uri", uri, "--storage-path", storage],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=env, stdout=subprocess.DEVNULL, stderr=(tmp_path / "stderr").open("w"))
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and proc.poll() is None:
@@ -75,7 +75,8 @@ def test_interrupted_adaptive_sweep_resumes_without_duplicates(tmp_path):
             if sum(c.info.status == "FINISHED" for c in children) >= 9:  # the first wave is 8 trials
                 break
             time.sleep(1)
-        assert proc.poll() is None, "the sweep ended before it could be interrupted"
+        assert proc.poll() is None, ("the sweep ended before it could be interrupted (exit "
+                                     f"{proc.returncode}): {(tmp_path / 'stderr').read_text()[-3000:]}")
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=300)
     finally:
