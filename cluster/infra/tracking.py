@@ -6,6 +6,7 @@ and a Tune callback that marks runs stopped early by a scheduler or failed for g
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -108,14 +109,23 @@ def _probe_server(uri: str, timeout: float) -> None:
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
+# Another process (`mlflow ui`, an MlflowClient, a second sweep) may be creating or migrating the
+# database right now: MLflow creates the tables, then runs its migrations one commit at a time, so a
+# reader sees tables without a revision, then older revisions. Such a database is judged once the
+# schema revision is the installed MLflow's head, or once nothing has written it (the file, its
+# journal or write-ahead log) for WRITE_QUIET_S seconds; at most WRITE_WAIT_S in all.
+WRITE_QUIET_S = 3.0
+WRITE_WAIT_S = 120.0
+
+
 def check_sqlite_file(db: Path) -> None:
-    """An existing database file must be SQLite and, if it has tables, MLflow's (alembic_version).
+    """An existing database file must be SQLite and, if it has tables, MLflow's at the installed
+    MLflow's schema revision (waited for while another process creates or migrates it).
 
     Raises:
-        ConfigError: not SQLite (garbage, truncated header), unreadable, or another program's database.
+        ConfigError: not SQLite (garbage, truncated header), unreadable, another program's database, or
+            another MLflow version's schema (check_schema_revision).
     """
-    import sqlite3
-
     if not db.exists() or db.stat().st_size == 0:
         return  # MLflow creates it (create_store, under a lock)
     hint = "move it away or pass another --tracking-uri"
@@ -126,6 +136,24 @@ def check_sqlite_file(db: Path) -> None:
         raise ConfigError(f"the MLflow database {db} cannot be read ({exc.strerror}); {hint}") from None
     if header != SQLITE_HEADER:
         raise ConfigError(f"the MLflow database {db} is not an SQLite file (corrupt or something else); {hint}")
+    heads = mlflow_schema_revisions()[1]
+    tables, found = _sqlite_schema(db, hint)
+    deadline = time.monotonic() + WRITE_WAIT_S
+    while not _complete(tables, found, heads) and _written_within(db, WRITE_QUIET_S) \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+        tables, found = _sqlite_schema(db, hint)
+    if tables and not {"alembic_version", "experiments", "runs"} <= tables:
+        raise ConfigError(f"{db} is an SQLite database but not MLflow's (tables: {', '.join(sorted(tables)[:5])}); "
+                          f"{hint}")
+    if found:
+        check_schema_revision(db, found)
+
+
+def _sqlite_schema(db: Path, hint: str) -> tuple[set[str], str | None]:
+    """(the database's tables, its alembic schema revision or None), read without writing."""
+    import sqlite3
+
     try:
         con = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=10)
         try:
@@ -136,14 +164,28 @@ def check_sqlite_file(db: Path) -> None:
             con.close()
     except sqlite3.Error as exc:
         raise ConfigError(f"the MLflow database {db} is corrupt ({exc}); {hint}") from None
-    if tables and not {"alembic_version", "experiments", "runs"} <= tables:
-        raise ConfigError(f"{db} is an SQLite database but not MLflow's (tables: {', '.join(sorted(tables)[:5])}); "
-                          f"{hint}")
-    if found:
-        check_schema_revision(db, str(found[0]))
+    return tables, (str(found[0]) if found else None)
 
 
-def mlflow_schema_revisions() -> tuple[set[str], set[str]]:
+def _complete(tables: set[str], found: str | None, heads: set[str]) -> bool:
+    """MLflow's tables at the installed MLflow's head revision (any revision when its migrations are unknown)."""
+    return {"alembic_version", "experiments", "runs"} <= tables and found is not None and (not heads or found in heads)
+
+
+def _written_within(db: Path, seconds: float) -> bool:
+    """Whether the database, its rollback journal or its write-ahead log changed in the last `seconds`."""
+    now = time.time()
+    for path in (db, db.with_name(db.name + "-journal"), db.with_name(db.name + "-wal")):
+        try:
+            if now - path.stat().st_mtime < seconds:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+@functools.lru_cache(maxsize=1)
+def mlflow_schema_revisions() -> tuple[frozenset[str], frozenset[str]]:
     """(every schema revision the installed MLflow knows, its head revisions), read from its alembic
     migration scripts without importing mlflow."""
     import importlib.util
@@ -151,7 +193,7 @@ def mlflow_schema_revisions() -> tuple[set[str], set[str]]:
 
     spec = importlib.util.find_spec("mlflow")
     if spec is None or not spec.submodule_search_locations:
-        return set(), set()
+        return frozenset(), frozenset()
     versions = Path(next(iter(spec.submodule_search_locations))) / "store" / "db_migrations" / "versions"
     revisions, parents = set(), set()
     for script in versions.glob("*.py"):
@@ -160,7 +202,7 @@ def mlflow_schema_revisions() -> tuple[set[str], set[str]]:
         if rev:
             revisions.add(rev.group(1))
         parents |= set(re.findall(r'^down_revision\s*=\s*.*?["\']([0-9a-f]+)["\']', text, re.M))
-    return revisions, revisions - parents
+    return frozenset(revisions), frozenset(revisions - parents)
 
 
 def check_schema_revision(db: Path, found: str) -> None:
