@@ -6,7 +6,7 @@ import sys
 
 from cluster.flow.options import RunOptions, StudyOptions, add_flags, finite_float, flag_values
 from core.errors import ConfigError
-from cluster.infra.argv import MLFLOW_HTTP_DEFAULTS, NO_PROGRESS_BAR, closed_console, parse_args
+from cluster.infra.argv import MLFLOW_HTTP_DEFAULTS, NO_PROGRESS_BAR, closed_console, end_process, parse_args
 
 import os
 
@@ -310,16 +310,9 @@ def _main_thread() -> bool:
 def _fast_exit(outcome: dict) -> None:
     """The last atexit hook: flush what Python still buffers, then end the process with its code."""
     import logging
-    import os
 
     logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    code = outcome["code"]
-    os._exit(code if isinstance(code, int) and not isinstance(code, bool) else int(bool(code)))
+    end_process(outcome["code"])
 
 
 if __name__ == "__main__":

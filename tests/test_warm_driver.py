@@ -287,3 +287,19 @@ def test_the_fingerprint_holds_cpu_affinity_and_a_refusal_counts_the_keys_it_doe
     fp = warm_client.fingerprint()
     assert warm_client.equivalent(fp, fp, mine, theirs).endswith("K0, K1, K2, K3, K4 and 2 more")
     assert warm_client.equivalent(fp, fp, mine, {**mine, "K0": "b"}).endswith("in K0")
+
+
+def test_a_warm_driver_whose_imports_initialised_cuda_serves_nothing(tmp_path, monkeypatch, capsys):
+    """A forked child cannot use a CUDA context made before the fork: such a warm driver never listens."""
+    import torch
+
+    from cluster.infra import ray_head
+
+    monkeypatch.setattr(ray_head, "_pid_is_keeper", lambda pid: True)
+    monkeypatch.setattr(warm_server, "PRELOAD", ())
+    monkeypatch.setenv("MLFLOW_CONFIGURE_LOGGING", "true")  # serve() sets it; restored after the test
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    sock = tmp_path / "warm.sock"
+    assert warm_server.serve(sock, os.getpid()) == 1
+    assert "CUDA was initialized while importing; nothing to serve" in capsys.readouterr().out
+    assert not sock.exists()

@@ -67,3 +67,18 @@ def closed_console() -> str | None:
 # artifacts move, and MLFLOW_HTTP_DEFAULTS. `sweep up`'s warm driver starts with them, as its commands run.
 NO_PROGRESS_BAR = ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 PROGRAM_ENV_DEFAULTS = dict([NO_PROGRESS_BAR], **MLFLOW_HTTP_DEFAULTS)
+
+
+def end_process(code) -> None:
+    """Flush stdout and stderr, then end the process at once with `code` mapped as `sys.exit` maps
+    it (an int as it is; None and False 0; True and anything else 1): the last step of a `sweep`
+    command run as the program (cluster.cli) and of a command run by the warm driver."""
+    import os
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code if isinstance(code, int) and not isinstance(code, bool) else int(bool(code)))

@@ -37,6 +37,7 @@ import time
 import traceback
 from pathlib import Path
 
+from cluster.infra.argv import end_process
 from cluster.infra import warm_client
 from cluster.infra.warm_client import FORWARDED_SIGNALS, STREAMS, receive_lines
 
@@ -277,12 +278,7 @@ def _exit(code) -> None:
                 t.join()
         atexit._run_exitfuncs()
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(code if isinstance(code, int) and not isinstance(code, bool) else int(bool(code)))
+        end_process(code)
 
 
 def answers(path: Path) -> bool:
