@@ -27,6 +27,11 @@ os.umask(mask)
 with open(os.environ["PROBE_OUT"], "a") as f:
     f.write(json.dumps({"cwd": os.getcwd(), "umask": mask, "argv": sys.argv[1:], "pid": os.getpid(),
                         "draw": float(np.random.random()), "home": os.environ["SWEEP_HOME"]}) + "\\n")
+if os.path.exists("probe-ends"):  # how the command ends, set by a test: "signal N" or "exit MESSAGE"
+    how, _, what = open("probe-ends").read().partition(" ")
+    if how == "signal":
+        os.kill(os.getpid(), int(what))
+    sys.exit(what)
 '''
 
 
@@ -303,3 +308,62 @@ def test_a_warm_driver_whose_imports_initialised_cuda_serves_nothing(tmp_path, m
     assert warm_server.serve(sock, os.getpid()) == 1
     assert "CUDA was initialized while importing; nothing to serve" in capsys.readouterr().out
     assert not sock.exists()
+
+
+@pytest.mark.parametrize("ends", ["signal 9", "exit the probe says goodbye"])
+def test_a_command_killed_by_a_signal_or_exiting_with_a_message_ends_as_a_cold_one_would(warm, ends):
+    """Killed by SIGKILL: exit 137 (128 + 9, as a shell reports it); sys.exit("text"): the text on stderr, exit 1."""
+    flag = warm["work"] / "probe-ends"
+    flag.write_text(ends)
+    try:
+        out = sweep(warm, "run", "probe.py:NO_SUCH")
+    finally:
+        flag.unlink()
+    probes(warm)
+    if ends.startswith("signal"):
+        assert out.returncode == 128 + 9, out.stderr
+    else:
+        assert out.returncode == 1 and out.stderr.strip().endswith("the probe says goodbye"), out.stderr
+        assert "None" not in out.stderr
+
+
+def test_wait_ready_gives_up_after_its_timeout_and_stops_the_process(tmp_path):
+    notes: list[str] = []
+    never = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(20)"])
+    start = time.monotonic()
+    try:
+        assert not warm_server.wait_ready(never, tmp_path / "none.sock", tmp_path / "w.log", 1.5, notes.append)
+        assert 1.4 < time.monotonic() - start < 5 and never.wait(timeout=5) is not None  # terminated
+        assert notes and "did not start" in notes[0]
+    finally:
+        never.kill()
+        never.wait()
+    late = subprocess.Popen([sys.executable, "-c", f"import time, pathlib; time.sleep(0.3); "
+                             f"pathlib.Path({str(tmp_path / 'late.sock')!r}).touch(); time.sleep(20)"])
+    try:
+        assert warm_server.wait_ready(late, tmp_path / "late.sock", tmp_path / "w.log", 0.9, notes.append)
+    finally:
+        late.kill()
+        late.wait()
+
+
+def test_sigterm_ends_a_warm_driver_whose_keeper_lives(tmp_path):
+    """`kill PID` of the warm driver alone: it stops listening and removes its socket; the head is untouched."""
+    keeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "cluster.infra.ray_head"])
+    sock = tmp_path / "w.sock"
+    code = ("import sys; import cluster.infra.warm_server as w; w.PRELOAD = (); "
+            f"sys.exit(w.serve(__import__('pathlib').Path({str(sock)!r}), {keeper.pid}))")
+    server = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not sock.exists() and server.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sock.exists(), server.communicate(timeout=5)[0]
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=10) == 0
+        assert not sock.exists() and keeper.poll() is None
+    finally:
+        for p in (server, keeper):
+            p.kill()
+            p.wait()
