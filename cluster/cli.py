@@ -260,7 +260,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         code = _dispatch(args)
     except SystemExit as exc:
-        outcome["code"] = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        outcome["code"] = exc.code  # end_process maps it as Python does
         raise
     outcome["code"] = code
     return code

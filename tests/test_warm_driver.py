@@ -367,3 +367,13 @@ def test_sigterm_ends_a_warm_driver_whose_keeper_lives(tmp_path):
         for p in (server, keeper):
             p.kill()
             p.wait()
+
+
+@pytest.mark.parametrize("code, expected", [("None", 0), ("3", 3), ("True", 1), ("False", 0), ("'text'", 1),
+                                            ("''", 1), ("0.0", 1)])
+def test_end_process_maps_a_code_as_sys_exit_does(code, expected):
+    """The last step of a `sweep` command, cold or warm: sys.exit's rule (an empty string exits 1 too)."""
+    from_python = subprocess.run([sys.executable, "-c", f"import sys; sys.exit({code})"], capture_output=True)
+    ours = subprocess.run([sys.executable, "-c", f"from cluster.infra.argv import end_process; end_process({code})"],
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True)
+    assert ours.returncode == from_python.returncode == expected, ours.stderr

@@ -71,8 +71,8 @@ PROGRAM_ENV_DEFAULTS = dict([NO_PROGRESS_BAR], **MLFLOW_HTTP_DEFAULTS)
 
 def end_process(code) -> None:
     """Flush stdout and stderr, then end the process at once with `code` mapped as `sys.exit` maps
-    it (an int as it is; None and False 0; True and anything else 1): the last step of a `sweep`
-    command run as the program (cluster.cli) and of a command run by the warm driver."""
+    it (an int or bool as its int; None 0; anything else 1, an empty string too): the last step of a
+    `sweep` command run as the program (cluster.cli) and of a command run by the warm driver."""
     import os
     import sys
 
@@ -81,4 +81,4 @@ def end_process(code) -> None:
             stream.flush()
         except (OSError, ValueError):
             pass
-    os._exit(code if isinstance(code, int) and not isinstance(code, bool) else int(bool(code)))
+    os._exit(int(code) if isinstance(code, int) else (0 if code is None else 1))

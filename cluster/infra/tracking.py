@@ -116,6 +116,7 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 # journal or write-ahead log) for WRITE_QUIET_S seconds; at most WRITE_WAIT_S in all.
 WRITE_QUIET_S = 3.0
 WRITE_WAIT_S = 120.0
+MLFLOW_TABLES = frozenset({"alembic_version", "experiments", "runs"})  # what every MLflow store has
 
 
 def check_sqlite_file(db: Path) -> None:
@@ -143,7 +144,7 @@ def check_sqlite_file(db: Path) -> None:
             and time.monotonic() < deadline:
         time.sleep(0.1)
         tables, found = _sqlite_schema(db, hint)
-    if tables and not {"alembic_version", "experiments", "runs"} <= tables:
+    if tables and not MLFLOW_TABLES <= tables:
         raise ConfigError(f"{db} is an SQLite database but not MLflow's (tables: {', '.join(sorted(tables)[:5])}); "
                           f"{hint}")
     if found:
@@ -169,7 +170,7 @@ def _sqlite_schema(db: Path, hint: str) -> tuple[set[str], str | None]:
 
 def _complete(tables: set[str], found: str | None, heads: set[str]) -> bool:
     """MLflow's tables at the installed MLflow's head revision (any revision when its migrations are unknown)."""
-    return {"alembic_version", "experiments", "runs"} <= tables and found is not None and (not heads or found in heads)
+    return MLFLOW_TABLES <= tables and found is not None and (not heads or found in heads)
 
 
 def _written_within(db: Path, seconds: float) -> bool:
