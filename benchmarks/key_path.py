@@ -89,6 +89,17 @@ try:
 except ImportError:
     from cluster import ray_setup
 ray_setup.init_ray = stop
+from trainables import spec as trial_spec
+cells = []
+_resolve = trial_spec.resolve_config
+
+def resolve_config(cell, *a, **k):  # the driver resolves each planned cell: keep the first's settings
+    spec = _resolve(cell, *a, **k)
+    if not cells:
+        cells.append(dict(spec.config))
+    return spec
+
+trial_spec.resolve_config = resolve_config
 from cluster.cli import main
 sys.setprofile(profile)
 try:
@@ -98,12 +109,24 @@ except Stop:
     pass
 finally:
     sys.setprofile(None)
-print(json.dumps(sorted(files)))
+driver = sorted(files)
+# The trial: what Ray would run, in this process: the first planned cell, trained end to end
+# (no MLflow, no Tune), so the files where the value is used are counted too.
+trial_spec.resolve_config = _resolve
+from trainables.trainable import run_trial
+files.clear()
+sys.setprofile(profile)
+try:
+    run_trial(cells[0], tracking=None, report=None)
+finally:
+    sys.setprofile(None)
+print(json.dumps({"driver": driver, "trial": sorted(files)}))
 """
 
 
-def crossed(ref: str, assignment: str, experiment: str = "edge-data-per-class", depth: int = 3) -> list[str]:
-    """Project files the value of `assignment` (KEY=VALUE) passes through, with the code of `ref`.
+def crossed(ref: str, assignment: str, experiment: str = "edge-data-per-class", depth: int = 3) -> dict[str, list[str]]:
+    """Project files the value of `assignment` (KEY=VALUE) passes through, with the code of `ref`:
+    {"driver": up to where Ray would start, "trial": the first planned trial, run in-process}.
     depth 0: only functions that hold the key itself (a local, a dict or config with that key);
     3: also those handed a larger structure holding it (a plan, a list of specs)."""
     key, _, raw = assignment.partition("=")
@@ -124,8 +147,11 @@ def main(argv: list[str]) -> int:
     ref, keys = argv[0], argv[1:] or DEFAULT
     for assignment in keys:
         direct, reached = crossed(ref, assignment, depth=0), crossed(ref, assignment)
-        print(f"{ref} --set {assignment}: {len(direct)} files hold the key ({' '.join(direct)}); "
-              f"{len(reached)} files are handed it inside a larger structure", flush=True)
+        both = sorted(set(direct["driver"]) | set(direct["trial"]))
+        print(f"{ref} --set {assignment}: {len(both)} files hold the key from the CLI to its use ({' '.join(both)}): "
+              f"{len(direct['driver'])} in the driver, {len(direct['trial'])} in the trial "
+              f"({' '.join(direct['trial'])}); {len(set(reached['driver']) | set(reached['trial']))} files "
+              f"are handed it inside a larger structure", flush=True)
     return 0
 
 

@@ -29,7 +29,6 @@ from collections.abc import Callable
 
 import torch
 
-from trainables.config import TrainConfig
 from core.errors import ConfigError
 
 WARMUP_STEPS = 3  # eager steps before capture (lazy optimiser state, cuDNN/cuBLAS handles)
@@ -47,32 +46,32 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t.to(device)
 
 
-def optimizer_options(tc: TrainConfig) -> dict:
+def optimizer_options(cuda_graphs: bool, optimizer: str) -> dict:
     """Extra optimiser keywords the step needs: capturable Adam for CUDA graphs, else none."""
-    return {"capturable": True} if tc.cuda_graphs and tc.optimizer == "adam" else {}
+    return {"capturable": True} if cuda_graphs and optimizer == "adam" else {}
 
 
-def prepare_model(model: torch.nn.Module, tc: TrainConfig) -> torch.nn.Module:
+def prepare_model(model: torch.nn.Module, channels_last: bool) -> torch.nn.Module:
     """Put the model in the memory layout the settings ask for (in place; returns it)."""
-    if tc.channels_last:
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     return model
 
 
-def input_fn(prepare: Callable[[torch.Tensor], torch.Tensor], tc: TrainConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+def input_fn(prepare: Callable[[torch.Tensor], torch.Tensor], channels_last: bool) -> Callable[[torch.Tensor], torch.Tensor]:
     """The batch transform of the loop: the bundle's `prepare`, plus channels-last for 4-D batches."""
-    if not tc.channels_last:
+    if not channels_last:
         return prepare
 
-    def channels_last(x: torch.Tensor) -> torch.Tensor:
+    def to_channels_last(x: torch.Tensor) -> torch.Tensor:
         x = prepare(x)
         return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
-    return channels_last
+    return to_channels_last
 
 
-def eval_context(tc: TrainConfig, device: torch.device, cache: bool = True):
+def eval_context(amp: str, device: torch.device, cache: bool = True):
     """The autocast context of forward passes (a null context when amp is off)."""
-    if tc.amp == "bf16":
+    if amp == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
     return contextlib.nullcontext()
 
@@ -83,10 +82,10 @@ class EagerStep:
     def __init__(self, trainer):
         self.model, self.opt, self.criterion = trainer.model, trainer.opt, trainer.criterion
         self.tc, self.device = trainer.tc, trainer.device
-        self.prepare = input_fn(trainer.bundle.prepare, trainer.tc)
+        self.prepare = input_fn(trainer.bundle.prepare, trainer.tc.channels_last)
 
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with eval_context(self.tc, self.device):
+        with eval_context(self.tc.amp, self.device):
             out = self.model(self.prepare(xb))
             loss = self.criterion(out, yb)
         self.opt.zero_grad(set_to_none=True)
@@ -123,7 +122,7 @@ class GraphStep:
 
     def body(self, sx: torch.Tensor, sy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """What the graph holds: the eager step on the static batch, gradients starting from None."""
-        with eval_context(self.tc, self.device, cache=False):
+        with eval_context(self.tc.amp, self.device, cache=False):
             out = self.model(self.prepare(sx))
             loss = self.criterion(out, sy)
         loss.backward()

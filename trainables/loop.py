@@ -38,7 +38,7 @@ def make_optimizer(model: nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
     params = list(model.parameters())
     cls, kwargs = ((optimizers.SGD, dict(lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay))
                    if tc.optimizer == "sgd" else (optimizers.Adam, dict(lr=tc.lr, weight_decay=tc.weight_decay)))
-    kwargs.update(cuda_step.optimizer_options(tc))  # capturable Adam for CUDA graphs
+    kwargs.update(cuda_step.optimizer_options(tc.cuda_graphs, tc.optimizer))  # capturable Adam for CUDA graphs
     try:
         return cls(params, fused=True, **kwargs)
     except (RuntimeError, ValueError):  # a device or dtype the fused kernels do not cover
@@ -64,13 +64,13 @@ class Trainer:
         self.model, self.bundle, self.tc, self.device = model, bundle, tc, device
         self.classify = bundle.task == "classification"
         self.criterion = loss_fn(tc.loss)
-        cuda_step.prepare_model(model, tc)
+        cuda_step.prepare_model(model, tc.channels_last)
         self.opt = make_optimizer(model, tc)
         self.sched = make_scheduler(self.opt, tc)
         # The per-batch step and the eval input transform (trainables.cuda_step: amp, channels_last,
         # CUDA graphs; with the default settings exactly the plain eager step).
         self._step = cuda_step.make_step(self)
-        self._input = cuda_step.input_fn(bundle.prepare, tc)
+        self._input = cuda_step.input_fn(bundle.prepare, tc.channels_last)
         # Shuffling draws from its own generator so resuming restores exactly the same order.
         self.gen = torch.Generator().manual_seed(tc.seed)
         self.history = torch.zeros(tc.epochs, len(HISTORY_KEYS), dtype=torch.float64, device=device)
@@ -130,7 +130,7 @@ class Trainer:
         cm = torch.zeros(k * k, dtype=torch.long, device=self.device) if confusion and self.classify else None
         for start in range(0, x.shape[0], bs):
             xb, yb = x[start:start + bs], y[start:start + bs]
-            with cuda_step.eval_context(self.tc, self.device):
+            with cuda_step.eval_context(self.tc.amp, self.device):
                 out = self.model(self._input(xb))
                 loss = self.criterion(out, yb)
             loss_sum += loss
