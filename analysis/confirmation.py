@@ -15,17 +15,15 @@ from analysis.style import cell_label, fmt_mean_ci, fmt_value
 from analysis.sweep_data import SweepData
 from core.errors import ConfigError
 from core import store_schema as S
+from search_spaces.experiment import DEFAULT_METRIC, objective as declared_objective
 
 COLUMNS = ["model", "rank", "config", "search_best", "confirmed_mean", "confirmed_ci_low", "confirmed_ci_high",
            "n", "seeds", "confirmation"]
 
 
 def objective(data: SweepData) -> tuple[str, str]:
-    """(metric, mode) the search optimised: its stored declaration, else val_acc/max."""
-    search = (data.parent.get("declaration") or {}).get("search") or {}
-    if not isinstance(search, dict):
-        search = {}
-    return search.get("metric", "val_acc"), search.get("mode", "max")
+    """(metric, mode) the search optimised: its stored declaration, else the default."""
+    return declared_objective((data.parent.get("declaration") or {}).get("search"))
 
 
 def is_search(data: SweepData) -> bool:
@@ -118,7 +116,7 @@ def confirmation_table(tracking_uri: str, search: str | SweepData) -> pd.DataFra
 
 def display_confirmation(table: pd.DataFrame) -> pd.DataFrame:
     """Readable strings: the search's single best trial and the confirmed mean ± CI."""
-    metric = table.attrs.get("metric", "val_acc")
+    metric = table.attrs.get("metric", DEFAULT_METRIC)
     out = table[["model", "rank", "config"]].copy()
     out[f"search best {metric}"] = [fmt_value(metric, v) for v in table["search_best"]]
     out[f"confirmed {metric} (mean [95% interval])"] = [

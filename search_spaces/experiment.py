@@ -1,6 +1,7 @@
 """Experiments are values: pairings x fixed settings x swept axes x seeds, plus report contents."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,10 @@ PLOT_NAMES = ("accuracy_vs_data", "curves", "kernels", "confusion", "params_vs_a
               "accuracy_vs_epochs", "accuracy_vs_shift", "leaderboard", "param_explosion", "samples", "iou_table",
               "search_scatter", "asha_rungs", "best_configs")
 
+
+# What a sweep optimises, ranks by and reports when its experiment declares no search.
+DEFAULT_METRIC = "val_acc"
+DEFAULT_MODE = "max"
 
 # What a claim asserts (Hypothesis.kind). Each kind names the fields it needs and the ones it uses.
 HYPOTHESIS_KINDS = ("difference", "equivalence", "threshold", "chance", "interaction")
@@ -107,8 +112,8 @@ class Hypothesis:
 class Search:
     """Hyper-parameter search declaration: what to optimise and how."""
 
-    metric: str = "val_acc"
-    mode: str = "max"
+    metric: str = DEFAULT_METRIC
+    mode: str = DEFAULT_MODE
     scheduler: str = "asha"
     grace_period: int = 10
     reduction_factor: int = 3
@@ -125,6 +130,16 @@ class Search:
             raise ConfigError(f"reduction_factor must be >= 2, got {self.reduction_factor}")
         if self.num_samples < 1:
             raise ConfigError(f"num_samples must be >= 1, got {self.num_samples}")
+
+
+def objective(search: Search | Mapping[str, Any] | None) -> tuple[str, str]:
+    """(metric, mode) a sweep optimises and ranks by: its search declaration's (a `Search`, or the
+    dict a sweep stored in its declaration artifact), else DEFAULT_METRIC / DEFAULT_MODE."""
+    if isinstance(search, Search):
+        return search.metric or DEFAULT_METRIC, search.mode
+    if not isinstance(search, Mapping):
+        return DEFAULT_METRIC, DEFAULT_MODE
+    return search.get("metric") or DEFAULT_METRIC, search.get("mode") or DEFAULT_MODE
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,33 @@ def test_asha_runs_when_chosen_and_only_then():
                        RunOptions("edge-hpo", scheduler="none")) == (None, None, "val_acc", "max")
 
 
+def test_the_objective_is_read_one_way_from_a_declaration_its_stored_form_or_neither():
+    from search_spaces.experiment import DEFAULT_METRIC, DEFAULT_MODE, Search, objective
+
+    assert (DEFAULT_METRIC, DEFAULT_MODE) == ("val_acc", "max") == objective(None) == objective(Search())
+    assert objective(Search(metric="val_loss", mode="min")) == ("val_loss", "min")
+    assert objective({"metric": "val_loss", "mode": "min"}) == ("val_loss", "min")  # a stored declaration
+    assert objective({"mode": "min"}) == ("val_acc", "min")
+    for hostile in ({}, {"metric": None, "mode": ""}, ["val_loss"], "val_loss", 3):  # a stored file says anything
+        assert objective(hostile) == ("val_acc", "max")
+
+
+def test_a_search_on_another_metric_is_what_the_sweep_the_tuner_and_its_record_use():
+    import dataclasses
+
+    from cluster.flow.sweep import plan_sweep
+    from cluster.tuner.search import make_search
+    from search_spaces.experiment import Search
+
+    exp = get_experiment("edge-hpo")
+    exp = dataclasses.replace(exp, search=Search(metric="val_loss", mode="min", scheduler="none"))
+    sweep = plan_sweep(RunOptions(exp.name, smoke=True), definition=exp)
+    assert sweep.metric == ("val_loss", "min")
+    assert make_search(sweep.plan, sweep.options)[2:] == ("val_loss", "min")
+    plain = plan_sweep(RunOptions("edge-data-per-class", smoke=True))  # no search: the default
+    assert plain.metric == ("val_acc", "max")
+
+
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"grace_period": 0}, "--grace-period must be >= 1"),
     ({"reduction_factor": 1}, "--reduction-factor must be >= 2"),

@@ -191,27 +191,28 @@ def load_search(tracking_uri: str, search: str) -> SearchRecord:
 
 
 def _objective(tracking_uri: str, run_id: str, experiment: str) -> tuple[str, str]:
-    """metric/mode from the stored declaration, else the registry entry, else val_acc/max."""
+    """metric/mode from the stored declaration, else the registry entry, else the default."""
     import tempfile
 
     import mlflow.artifacts
 
+    from search_spaces.experiment import objective
+
     try:  # the declaration stored with the sweep says what the search optimised
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=S.ART_DECLARATION,
-                                                   dst_path=tempfile.mkdtemp(prefix="sweep-"),
-                                                   tracking_uri=tracking_uri)
-        search = json.loads(Path(path).read_text()).get("search") or {}
+        with tempfile.TemporaryDirectory(prefix="sweep-") as tmp:
+            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=S.ART_DECLARATION,
+                                                       dst_path=tmp, tracking_uri=tracking_uri)
+            search = json.loads(Path(path).read_text()).get("search") or {}
     except Exception:  # missing artifact: MlflowException/OSError depending on the store
         search = {}
-    if not search:
-        try:
-            from search_spaces import get_experiment
+    if search:
+        return objective(search)
+    try:
+        from search_spaces import get_experiment
 
-            s = get_experiment(experiment).search
-            search = {"metric": s.metric, "mode": s.mode} if s else {}
-        except ConfigError:
-            search = {}
-    return search.get("metric", "val_acc"), search.get("mode", "max")
+        return objective(get_experiment(experiment).search)
+    except ConfigError:
+        return objective(None)
 
 
 def _free_name(base: str, storage: str, client) -> str:

@@ -18,7 +18,7 @@ from cluster.planning.plan import Plan, make_plan
 from cluster.tuner.packing import check_pack
 from cluster.tuner.search import apply_samples, asha_settings, check_search, scheduler_of
 from search_spaces import get_experiment
-from search_spaces.experiment import Experiment
+from search_spaces.experiment import Experiment, objective
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,7 @@ def plan_sweep(opts: RunOptions, definition: Experiment | None = None) -> Sweep:
     check_pack(plan, opts.pack, scheduler_of(opts, plan), opts.search)  # --pack with ASHA/a searcher/samples: exit 2 here
     check_search(plan, opts)  # scheduler/searcher problems also fail before Ray or MLflow start
     adaptive = settings_from(opts, plan)  # --until-decided problems too
-    search = exp.search
-    metric = (search.metric, search.mode) if search is not None and search.metric else ("val_acc", "max")
+    metric = objective(exp.search)
     return Sweep(options=opts, plan=plan, threads=threads, search="grid" if not plan.sampled else opts.search,
                  asha=asha_settings(plan, opts), adaptive=adaptive, metric=metric)
 

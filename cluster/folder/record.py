@@ -17,6 +17,7 @@ from cluster.folder.storage import NAME_RE, resolve_storage
 from cluster.infra import console
 from core.errors import ConfigError
 from core.state_json import load_state_json
+from search_spaces.experiment import DEFAULT_METRIC, DEFAULT_MODE
 from trainables.tracking import TrackingInfo
 
 
@@ -114,7 +115,7 @@ class SweepRecord:
     git_sha: str = ""
     swept_keys: list[str] = field(default_factory=list)
     n_trials: int = 0
-    metric: tuple[str, str] = ("val_acc", "max")
+    metric: tuple[str, str] = (DEFAULT_METRIC, DEFAULT_MODE)
     driver_log: str | None = None
     tuner_sha: str | None = None
     tune_state_at_exit: dict[str, str] | None = None
@@ -152,7 +153,7 @@ class SweepRecord:
                  tune_state.TAG_TUNER_SHA, "tune_state_at_exit"}
         if not isinstance(data["options"], dict) or not isinstance(data["resources"], dict):
             raise TypeError("options and resources must be objects")
-        metric = data.get("metric") or ("val_acc", "max")
+        metric = data.get("metric") or (DEFAULT_METRIC, DEFAULT_MODE)
         return cls(name=str(data["name"]), tracking_uri=str(data["tracking_uri"]),
                    experiment_id=str(data["experiment_id"]), parent_run_id=str(data["parent_run_id"]),
                    resources=data["resources"], storage_path=str(data["storage_path"]), options=data["options"],

@@ -7,6 +7,7 @@ from ray import tune
 from ray.tune.logger import TBXLoggerCallback
 
 from core import phases, store_schema as S
+from search_spaces.experiment import DEFAULT_METRIC, DEFAULT_MODE
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +211,7 @@ class ProgressDisplay(tune.Callback):
     trial, hundreds of lines per sweep).
     """
 
-    def __init__(self, total: int, swept_keys: list[str], metric: str = "val_acc", mode: str = "max",
+    def __init__(self, total: int, swept_keys: list[str], metric: str = DEFAULT_METRIC, mode: str = DEFAULT_MODE,
                  stream=None, tty: bool | None = None, interval_s: float = 60.0, redraw_s: float = 0.5,
                  clock=None):
         import time

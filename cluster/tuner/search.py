@@ -18,7 +18,7 @@ from typing import Any
 from cluster.planning.plan import Plan, to_tune_space
 from cluster.planning.values import command_items, parse_assignment, parse_value
 from search_spaces.domains import Choice, LogUniform, RandInt, Uniform, is_domain
-from search_spaces.experiment import Experiment
+from search_spaces.experiment import Experiment, objective
 from core.errors import ConfigError
 from trainables.spec import check_keys
 
@@ -206,8 +206,7 @@ def make_search(plan: Plan, opts):
     """
     scheduler_name, searcher = check_options(opts, plan)
     search = plan.experiment.search
-    metric = search.metric if search else "val_acc"
-    mode = search.mode if search else "max"
+    metric, mode = objective(search)
     settings = asha_settings(plan, opts) if scheduler_name == "asha" else None
     scheduler = make_asha(settings, len(plan.axes["pairing"])) if settings else None
     search_alg = None
