@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # mlflow is imported when a store is read, so `import analysi
 
 PAGE = 1000
 # Tags parsed like params (everything else stays a string: a git sha can look like a number).
-TYPED_TAGS = (S.TAG_SEED, S.TAG_STOPPED_EPOCH)
+TYPED_TAGS = (S.TAG_SEED, S.TAG_STOPPED_EPOCH, S.TAG_N_CLASSES)
 
 
 def parse_value(text: Any) -> Any:

@@ -65,14 +65,20 @@ class Side:
         return out
 
 
+def _count(n) -> int | None:
+    return int(n) if isinstance(n, numbers.Real) and n == n and not isinstance(n, (bool, np.bool_)) else None
+
+
 def num_classes(runs: pd.DataFrame) -> int | None:
-    """Classes of the task the runs solve: num_classes, else len(class_type), else the dataset's."""
+    """Classes of the task the runs solve: the num_classes setting, else the `n_classes` tag every
+    trial logs from its dataset (a user's dataset too), else len(class_type), else the dataset's
+    (stores written before that tag)."""
     if runs.empty:
         return None
     row = runs.iloc[0]
-    n = row.get("num_classes")
-    if isinstance(n, numbers.Real) and n == n and not isinstance(n, (bool, np.bool_)):  # numpy ints too
-        return int(n)
+    for key in ("num_classes", S.TAG_N_CLASSES):  # numpy ints too
+        if (n := _count(row.get(key))) is not None:
+            return n
     ct = row.get("class_type")
     if isinstance(ct, (tuple, list)):
         return len(ct)

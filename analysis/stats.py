@@ -35,7 +35,8 @@ RANDOM_STATE = 12345  # fixed: the same data always give the same interval
 METHOD = "percentile"
 # A seed counts as collapsed at or below chance (1/num_classes) plus this margin (5 points).
 COLLAPSE_MARGIN = 0.05
-# Classes of each dataset when the run does not log them (class_type/num_classes win).
+# Classes of each built-in dataset, for runs stored before trials logged `n_classes` (2026-12-05);
+# num_classes, the n_classes tag and class_type win (analysis.side.num_classes).
 DATASET_CLASSES = {"edges": 3, "cifar10": 10, "cifar10_features": 10, "mnist": 10}
 INTERVAL_NOTE = (f"{int(CONFIDENCE * 100)}% percentile bootstrap interval of the mean over seeds "
                  f"(scipy.stats.bootstrap, {RESAMPLES} resamples, random_state={RANDOM_STATE}), "

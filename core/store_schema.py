@@ -46,6 +46,7 @@ TAG_MODEL = "model"
 TAG_DATASET = "dataset"
 TAG_SEED = "seed"
 TAG_EVAL_SPLIT = "eval_split"
+TAG_N_CLASSES = "n_classes"               # classes of the trial's task, from its dataset (0: regression)
 TAG_FEATURE_CACHE_HIT = "feature_cache_hit"
 TAG_FEATURE_CACHE_KEY = "feature_cache_key"
 TAG_RAY_NODE_ID = "ray_node_id"

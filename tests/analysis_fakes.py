@@ -115,7 +115,7 @@ def fake_store(root: Path, experiment: str = "fake-exp", sweep: str = "fake-swee
         run = client.create_run(exp_id, run_name=f"trial_{i}", tags={
             "mlflow.parentRunId": pid, "role": "trial", "sweep": sweep, "experiment": experiment,
             "pairing": params["pairing"], "model": params["pairing"].split("/")[0], "dataset": "edges",
-            "seed": str(params["seed"]), "git_sha": "0123456", "trial_id": f"t{i}", "eval_split": "valid",
+            "seed": str(params["seed"]), "git_sha": "0123456", "trial_id": f"t{i}", "eval_split": "valid", "n_classes": "3",
             "status_reason": "completed"})
         rid = run.info.run_id
         ps = [Param(k, json.dumps(list(v)) if isinstance(v, tuple) else str(v)) for k, v in params.items()]

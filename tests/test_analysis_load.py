@@ -38,6 +38,7 @@ def test_load_round_trip(store):
     assert set(runs["status_reason"]) == {"completed"}
     # Params typed back: numbers are numbers, JSON lists are tuples, "None" is None.
     assert runs["data_per_class"].dtype.kind == "i" and runs["lr"].dtype.kind == "f"
+    assert runs["n_classes"].dtype.kind == "i" and set(runs["n_classes"]) == {3}  # a typed tag
     mlp = runs[runs["pairing"] == PAIRINGS[1]]
     assert set(mlp["hidden_dims"]) == {(50, 10)}
     assert runs.loc[runs["pairing"] == PAIRINGS[0], "hidden_dims"].isna().all()

@@ -467,6 +467,10 @@ def test_a_chance_claim_far_below_chance_is_contradicted_and_unknown_classes_are
     # the same runs with no way to know the number of classes: no chance level, "not tested"
     (r,) = evaluate_all([claim], _chance_runs([0.02 + 0.001 * i for i in range(12)]), ["data_per_class"])
     assert r.verdict == "not tested" and "number of classes is unknown" in r.note, r
+    # a dataset analysis has no table for (a user's): the n_classes tag every trial logs says it
+    (r,) = evaluate_all([claim], _chance_runs([0.02 + 0.001 * i for i in range(12)], n_classes=3, dataset="mine"),
+                        ["data_per_class"])
+    assert r.verdict == "no", r
 
 
 def test_a_one_sample_claim_on_its_reference_says_no_realistic_number_of_seeds_decides_it():

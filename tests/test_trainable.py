@@ -79,6 +79,7 @@ def test_logs_child_run_with_history_and_artifacts(tracking_uri):
     assert tags["mlflow.parentRunId"] == parent and tags["pairing"] == "simple_cnn/edges"
     assert tags["model"] == "simple_cnn" and tags["seed"] == "10" and tags["trial_id"] == "trial_0"
     assert tags["status_reason"] == "completed"
+    assert tags[S.TAG_N_CLASSES] == "3"  # the dataset's classes, so analysis knows chance for any dataset
     assert run.data.params["kernel_size"] == "7" and run.data.params["lr"] == "0.01"
     hist = client.get_metric_history(run.info.run_id, "val_acc")
     assert sorted(m.step for m in hist) == [1, 2, 3, 4, 5]

@@ -143,7 +143,8 @@ def _open_runs(members: list[Member], tracking: TrackingInfo | None, trial_id: s
         if tracking is None or not r.train.log_to_mlflow:
             continue
         tags = {S.TAG_PAIRING: r.pairing.name, S.TAG_MODEL: r.pairing.model, S.TAG_DATASET: r.pairing.dataset,
-                S.TAG_SEED: r.train.seed, S.TAG_EVAL_SPLIT: "train" if r.train.evaluate_on == "train" else b.eval_split}
+                S.TAG_SEED: r.train.seed, S.TAG_EVAL_SPLIT: "train" if r.train.evaluate_on == "train" else b.eval_split,
+                S.TAG_N_CLASSES: b.num_classes}
         if "feature_cache_hit" in b.meta:
             tags[S.TAG_FEATURE_CACHE_HIT] = str(b.meta["feature_cache_hit"]).lower()
             tags[S.TAG_FEATURE_CACHE_KEY] = b.meta.get("feature_cache_key", "")
