@@ -91,6 +91,37 @@ def test_model_keys_come_from_the_constructor(model):
     assert skipped <= set(DERIVED_KWARGS) | set(getattr(cls, "NOT_CONFIG", ()))
 
 
+def test_a_models_rules_read_the_constructors_defaults(monkeypatch):
+    """check_fits and inactive_kwargs get every keyword, defaults filled in from the constructor, so
+    a class never writes a default twice (and a changed default cannot leave a rule behind)."""
+    from core.errors import ConfigError
+    from trainables.models import check_model_fits, inactive_model_keys
+
+    seen = []
+
+    class Wide(torch.nn.Module):
+        def __init__(self, kernel_size: int = 9, mode: str = "a", num_classes: int = 3):
+            super().__init__()
+
+        @staticmethod
+        def check_fits(kwargs, input_shape):
+            seen.append(dict(kwargs))
+            if kwargs["kernel_size"] > input_shape[-1]:
+                raise ConfigError(f"kernel_size={kwargs['kernel_size']} is larger than the image")
+
+        @staticmethod
+        def inactive_kwargs(kwargs):
+            return {} if kwargs["mode"] == "b" else {"extra": "needs mode='b'"}
+
+    monkeypatch.setitem(MODELS, "wide", Wide)
+    with pytest.raises(ConfigError, match="kernel_size=9"):
+        check_model_fits("wide", {"num_classes": 3}, (1, 8, 8))
+    assert seen == [{"kernel_size": 9, "mode": "a", "num_classes": 3}]
+    check_model_fits("wide", {"kernel_size": 3}, (1, 8, 8))  # a given value wins
+    assert inactive_model_keys("wide", {}) == {"extra": "needs mode='b'"}
+    assert inactive_model_keys("wide", {"mode": "b"}) == {}
+
+
 # ---------------------------------------------------------------- every pairing trains
 
 @pytest.mark.parametrize("pairing", sorted(PAIRINGS))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
@@ -129,19 +130,32 @@ def _config_keys(cls: type) -> tuple[tuple[str, str], ...]:
     return tuple((rename.get(kw, kw), kw) for kw in _params(cls) if kw not in skip)
 
 
+@functools.lru_cache(maxsize=None)
+def _defaults(cls: type) -> tuple[tuple[str, Any], ...]:
+    return tuple((k, p.default) for k, p in inspect.signature(cls).parameters.items() if p.default is not p.empty)
+
+
+def _with_defaults(name: str, kwargs: dict) -> dict:
+    """`kwargs` with the constructor's defaults filled in, so a class's rules read each keyword's
+    one default, the constructor's, instead of writing it again."""
+    return {**dict(_defaults(MODELS[name])), **kwargs}
+
+
 def inactive_model_keys(name: str, kwargs: dict) -> dict[str, str]:
     """Constructor keywords that have no effect given `kwargs`, with why, e.g. SimpleCNN's
-    none_kernel without the edge-detector init; the class says so in `inactive_kwargs`."""
+    none_kernel without the edge-detector init; the class says so in `inactive_kwargs`, which
+    is handed every keyword (the constructor's defaults filled in)."""
     fn = getattr(MODELS[name], "inactive_kwargs", None)
-    return dict(fn(kwargs)) if fn is not None else {}
+    return dict(fn(_with_defaults(name, kwargs))) if fn is not None else {}
 
 
 def check_model_fits(name: str, kwargs: dict, input_shape: tuple[int, ...]) -> None:
-    """Shape rules of the model for one input of `input_shape` (the class's `check_fits`);
-    raises ConfigError, e.g. a kernel larger than the image."""
+    """Shape rules of the model for one input of `input_shape` (the class's `check_fits`, handed
+    every keyword, the constructor's defaults filled in); raises ConfigError, e.g. a kernel larger
+    than the image."""
     fn = getattr(MODELS[name], "check_fits", None)
     if fn is not None:
-        fn(kwargs, tuple(input_shape))
+        fn(_with_defaults(name, kwargs), tuple(input_shape))
 
 
 def build_model(name: str, **kwargs) -> nn.Module:

@@ -67,13 +67,13 @@ class SimpleCNN(nn.Module):
     @staticmethod
     def inactive_kwargs(kwargs: dict) -> dict[str, str]:
         """none_kernel only shapes the k=7 edge-detector init."""
-        if kwargs.get("init", "default") == "edge_detector" and kwargs.get("kernel_size", 2) == 7:
+        if kwargs["init"] == "edge_detector" and kwargs["kernel_size"] == 7:
             return {}
         return {"none_kernel": "none_kernel needs init='edge_detector' and kernel_size=7"}
 
     @staticmethod
     def check_fits(kwargs: dict, input_shape: tuple[int, ...]) -> None:
-        _kernel_fits(kwargs.get("kernel_size", 2), input_shape)
+        _kernel_fits(kwargs["kernel_size"], input_shape)
 
     def __init__(self, num_filter: int = 3, kernel_size: int = 2, num_classes: int = 3,
                  init: str = "default", freeze_conv: bool = False, none_kernel: str = "random_copy"):
@@ -130,7 +130,7 @@ class WiderCNN(nn.Module):
 
     @staticmethod
     def check_fits(kwargs: dict, input_shape: tuple[int, ...]) -> None:
-        _kernel_fits(kwargs.get("kernel_size", 7), input_shape)
+        _kernel_fits(kwargs["kernel_size"], input_shape)
 
     def __init__(self, in_channels: int = 1, num_filter: int = 6, kernel_size: int = 7,
                  num_classes: int = 5):
@@ -159,7 +159,7 @@ class DeeperCNN(nn.Module):
 
     @staticmethod
     def check_fits(kwargs: dict, input_shape: tuple[int, ...]) -> None:
-        _kernel_fits(kwargs.get("kernel_size", 7), input_shape)
+        _kernel_fits(kwargs["kernel_size"], input_shape)
 
     def __init__(self, in_channels: int = 1, num_filter: int = 3, kernel_size: int = 7,
                  num_classes: int = 5):
@@ -198,7 +198,7 @@ class ThreeLayerCNN(nn.Module):
 
     @staticmethod
     def check_fits(kwargs: dict, input_shape: tuple[int, ...]) -> None:
-        _kernel_fits(kwargs.get("filter_size", 7), input_shape)
+        _kernel_fits(kwargs["filter_size"], input_shape)
 
     def __init__(self, input_dim: Sequence[int] = (1, 28, 28), num_filters: int = 64,
                  filter_size: int = 7, hidden_dim: int = 100, num_classes: int = 4):
