@@ -190,6 +190,7 @@ def check_sweep_size(n_trials: int, allow_large: bool) -> None:
 
 def plan_devices(plan) -> set[str]:
     """Every device value a trial of the plan can ask for (fixed, swept, per pairing, pairing default)."""
+    from trainables.config import TrainConfig
     from trainables.pairings import get_pairing
 
     devices = {v for k, v in plan_values(plan) if k == "device" and isinstance(v, str)}
@@ -197,7 +198,7 @@ def plan_devices(plan) -> set[str]:
         if k == "device" and is_domain(v):
             devices |= {x for x in v.extremes() if isinstance(x, str)}
     if "device" not in plan.fixed and "device" not in plan.axes:
-        devices |= {get_pairing(p).defaults.get("device", "auto") for p in plan.axes.get("pairing", [])}
+        devices |= {get_pairing(p).defaults.get("device", TrainConfig.device) for p in plan.axes.get("pairing", [])}
     return devices
 
 

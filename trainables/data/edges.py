@@ -13,6 +13,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from core.config_base import IMAGE_SIDE_LARGEST, SEED_LIMIT, ConfigBase, check, check_at_most, check_seed
+from trainables.config import TrainConfig
 from trainables.data.bundle import DataBundle
 from trainables.data.edge_patterns import (CLASS_TYPES, MODES, generate_edge_arrays,
                                            make_permutation)
@@ -228,7 +229,7 @@ def build_edges(cfg: EdgeDataConfig | Mapping[str, Any], seed: int | None = None
         cfg: the trial's EdgeDataConfig (what a trial passes), or a mapping of settings
             (EdgeDataConfig keys are read, others ignored; its "seed" is the trial seed).
         seed: the trial's seed (the training set's stream when data_seed is None); default:
-            the mapping's "seed", else 10.
+            the mapping's "seed", else TrainConfig's default seed.
 
     Returns:
         DataBundle with num_classes=len(class_type), class_names=class_type and meta
@@ -241,8 +242,8 @@ def build_edges(cfg: EdgeDataConfig | Mapping[str, Any], seed: int | None = None
     if not isinstance(cfg, EdgeDataConfig):
         check(cfg.get("num_classes", c.num_classes) == c.num_classes,
               f"num_classes={cfg.get('num_classes')!r} must equal len(class_type)={c.num_classes}")
-        seed = cfg.get("seed", 10) if seed is None else seed
-    seed = c.data_seed if c.data_seed is not None else (10 if seed is None else seed)
+        seed = cfg.get("seed", TrainConfig.seed) if seed is None else seed
+    seed = c.data_seed if c.data_seed is not None else (TrainConfig.seed if seed is None else seed)
     check(isinstance(seed, int) and 0 <= seed < SEED_LIMIT,
           f"seed={seed!r} is not allowed; need an integer 0 <= seed < 2**32")
     perm = unperm = None
