@@ -12,6 +12,7 @@ from analysis.plots.common import Figures
 from analysis.style import colour, metric_label, new_figure, scale, style_axes
 from analysis.sweep_data import SweepData
 from core import store_schema as S
+from search_spaces.experiment import Search
 
 
 def searched_params(data: SweepData) -> list[str]:
@@ -93,7 +94,7 @@ def asha_rungs(data: SweepData) -> Figures:
     except ValueError:
         pass
     if isinstance(search, dict) and search.get("grace_period"):
-        rung, rf = int(search["grace_period"]), max(2, int(search.get("reduction_factor", 3)))
+        rung, rf = int(search["grace_period"]), max(2, int(search.get("reduction_factor", Search.reduction_factor)))
         while rung <= top:
             ax.axvline(rung, color="grey", linestyle=":", linewidth=1)
             ax.text(rung, ax.get_ylim()[1] * 0.98, f" rung {rung}", fontsize=7, color="grey", va="top")
