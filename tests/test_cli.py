@@ -48,6 +48,30 @@ def test_analytic_experiment_refuses_settings_it_cannot_apply(flags, named, tmp_
     assert not db.exists()
 
 
+@pytest.mark.parametrize("given, named", [({}, None), ({"search": "hyperopt"}, "--search"),
+                                          ({"until_decided": True}, "--until-decided"),
+                                          ({"target_halfwidth": 0.05}, "--target-halfwidth"),
+                                          ({"pack": 2, "max_failures": 5}, "--pack")])
+def test_analytic_refusals_read_the_options_declaration(given, named):
+    """Each option's flag and its "not given" value come from RunOptions' declaration: the defaults
+    are accepted, any other value is named by its flag (max_failures applies to nothing: ignored)."""
+    import dataclasses
+
+    from cluster.flow.analytic import check_analytic_options
+    from cluster.flow.options import RunOptions
+    from core.errors import ConfigError
+    from search_spaces import get_experiment
+
+    exp = get_experiment("mlp-param-explosion")
+    opts = dataclasses.replace(RunOptions("mlp-param-explosion"), **given)
+    if named is None:
+        check_analytic_options(exp, opts)
+        return
+    with pytest.raises(ConfigError, match=f"is analytic.*{named}") as info:
+        check_analytic_options(exp, opts)
+    assert "--max-failures" not in str(info.value)
+
+
 def test_results_without_target_is_refused(tracking_uri, capsys):
     assert main(["results", "--tracking-uri", tracking_uri]) == 2
     assert "EXPERIMENT" in capsys.readouterr().err

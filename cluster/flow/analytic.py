@@ -1,6 +1,7 @@
 """`sweep run` for analytic experiments (no trials): compute, print, and log one MLflow run."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -9,13 +10,10 @@ from core import store_schema as S
 from core.errors import ConfigError
 from search_spaces.experiment import Experiment
 
-# RunOptions an analytic experiment cannot apply (it trains nothing): flag -> the value that means "not given".
-NOT_APPLICABLE = {"sets": ("--set", {}), "grids": ("--grid", {}), "samples": ("--sample", {}),
-                  "seeds": ("--seeds", None), "num_samples": ("--num-samples", None), "pack": ("--pack", 1),
-                  "until_decided": ("--until-decided", False), "max_seeds": ("--max-seeds", None),
-                  "target_halfwidth": ("--target-halfwidth", None), "scheduler": ("--scheduler", None),
-                  "search": ("--search", "random"), "grace_period": ("--grace-period", None),
-                  "reduction_factor": ("--reduction-factor", None)}
+# RunOptions fields an analytic experiment cannot apply (it trains nothing). Their flags and their
+# "not given" values (the defaults) are read from RunOptions' one declaration (cluster/flow/options.py).
+NOT_APPLICABLE = ("sets", "grids", "samples", "seeds", "num_samples", "pack", "until_decided", "max_seeds",
+                  "target_halfwidth", "scheduler", "search", "grace_period", "reduction_factor")
 
 
 def check_analytic_options(exp: Experiment, opts) -> None:
@@ -24,8 +22,13 @@ def check_analytic_options(exp: Experiment, opts) -> None:
     Raises:
         ConfigError: naming each such option.
     """
-    values = vars(opts)
-    given = [flag for field, (flag, unset) in NOT_APPLICABLE.items() if values[field] != unset]
+    values, fields = vars(opts), {f.name: f for f in dataclasses.fields(opts)}
+    given = []
+    for name in NOT_APPLICABLE:
+        f = fields[name]
+        unset = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if values[name] != unset:
+            given.append(f.metadata["cli"]["names"][0])
     if given:
         raise ConfigError(f"experiment {exp.name!r} is analytic (computed, no trials): {', '.join(given)} cannot "
                           "apply to it; run it without them")
