@@ -99,6 +99,29 @@ def test_the_objective_is_read_one_way_from_a_declaration_its_stored_form_or_nei
         assert objective(hostile) == ("val_acc", "max")
 
 
+def test_confirm_reads_the_stored_objective_and_leaves_no_download_behind(tmp_path, monkeypatch):
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    from cluster.flow.confirm import _objective
+    from core import store_schema as S
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment("e", artifact_location=(tmp_path / "artifacts").as_uri())
+    stored = client.create_run(exp_id).info.run_id
+    client.log_text(stored, json.dumps({"search": {"metric": "val_loss", "mode": "min"}}), S.ART_DECLARATION)
+    bare = client.create_run(exp_id).info.run_id  # no declaration: the registry's entry, else the default
+    downloads = tmp_path / "tmp"
+    downloads.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(downloads))
+    assert _objective(uri, stored, "edge-hpo") == ("val_loss", "min")
+    assert _objective(uri, bare, "edge-hpo") == ("val_acc", "max")
+    assert _objective(uri, bare, "no-such-experiment") == ("val_acc", "max")
+    assert not list(downloads.iterdir())  # each download went to a temporary folder, removed
+
+
 def test_a_search_on_another_metric_is_what_the_sweep_the_tuner_and_its_record_use():
     import dataclasses
 
